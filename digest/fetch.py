@@ -1,0 +1,217 @@
+"""Asking the arXiv API: paging, politeness, retries, timeouts (httpx).
+
+arXiv's terms (arxiv-api.md §6): "make no more than one request every three
+seconds, and limit requests to a single connection at a time". One client
+with one connection, and a limiter that spaces *every* request, retries
+included, by ``request_interval``. The clock and the sleep are injected so
+tests never wait for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+
+import httpx
+
+from digest import __version__
+from digest.errors import ArxivQueryError, FetchError
+from digest.feed import MalformedPage, Page, parse_page
+from digest.models import ArxivSettings, Paper
+from digest.query import page_params
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"daily-papers-digest/{__version__} (+https://pypi.org/project/daily-papers-digest/)"
+# arXiv caps start + max_results at 30000 (arxiv-api.md §2).
+MAX_OFFSET = 30000
+# Back-off after a failure: base * 2**attempt seconds, with jitter, capped.
+BACKOFF_BASE = 5.0
+BACKOFF_CAP = 120.0
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+Progress = Callable[[int, int], None]
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way that another attempt may cure."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass
+class FetchStats:
+    requests: int = 0
+    retries: int = 0
+    pages: int = 0
+    entries: int = 0
+
+
+class Limiter:
+    """At least ``interval`` seconds between the starts of any two requests."""
+
+    def __init__(self, interval: float, clock: Clock, sleep: Sleep) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.sleep = sleep
+        self._last: float | None = None
+
+    async def wait(self, at_least: float = 0.0) -> None:
+        gap = self.interval
+        if at_least > 0:
+            gap = max(gap, at_least)
+        if self._last is not None:
+            remaining = self._last + gap - self.clock()
+            if remaining > 0:
+                await self.sleep(remaining)
+        elif at_least > 0:
+            await self.sleep(at_least)
+        self._last = self.clock()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class ArxivClient:
+    """Fetches every page of the given queries; one instance per cycle."""
+
+    def __init__(
+        self,
+        settings: ArxivSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limiter = Limiter(settings.request_interval, clock, sleep)
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.stats = FetchStats()
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/atom+xml"},
+            timeout=httpx.Timeout(settings.timeout),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            follow_redirects=True,
+        )
+
+    async def __aenter__(self) -> ArxivClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    async def fetch_all(self, queries: Sequence[str],
+                        progress: Progress | None = None) -> tuple[Paper, ...]:
+        """Every paper of every query, each id once (the newest version seen).
+
+        Raises ``FetchError`` when a page cannot be had after the retries:
+        the cycle then records nothing, so a rerun loses nothing.
+        """
+        found: dict[str, Paper] = {}
+        for query in queries:
+            async for paper in self._pages(query, progress):
+                have = found.get(paper.id)
+                if have is None or paper.version > have.version:
+                    found[paper.id] = paper
+        return tuple(found.values())
+
+    async def _pages(self, query: str, progress: Progress | None):  # type: ignore[no-untyped-def]
+        start = 0
+        total: int | None = None
+        size = self.settings.page_size
+        while total is None or start < total:
+            if start >= MAX_OFFSET:
+                log.warning("arXiv stops at %d results; %d more not fetched for one query",
+                            MAX_OFFSET, (total or 0) - start)
+                return
+            page_size = min(size, MAX_OFFSET - start)
+            page = await self._page(query, start, page_size)
+            # totalResults may grow while we page (new submissions); follow it.
+            total = page.total_results
+            self.stats.pages += 1
+            self.stats.entries += page.entry_count
+            if progress:
+                progress(min(start + page.entry_count, total), total)
+            for paper in page.papers:
+                yield paper
+            if page.entry_count == 0:
+                return          # an empty first page with totalResults 0: no results
+            start += page.entry_count
+
+    async def _page(self, query: str, start: int, page_size: int) -> Page:
+        attempts = self.settings.max_retries + 1
+        wait_extra = 0.0
+        last_reason = ""
+        for attempt in range(attempts):
+            await self.limiter.wait(wait_extra)
+            try:
+                return await self._attempt(query, start, page_size)
+            except _Retryable as exc:
+                last_reason = str(exc)
+                self.stats.retries += attempt + 1 < attempts
+                backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+                backoff *= 0.5 + self.rng.random()          # jitter
+                wait_extra = max(backoff, exc.retry_after or 0.0)
+                if attempt + 1 < attempts:
+                    log.warning("arXiv page at start=%d failed (%s); retry %d of %d in %.0f s",
+                                start, last_reason, attempt + 1, attempts - 1, wait_extra)
+        raise FetchError(
+            f"arXiv did not give a usable answer after {attempts} attempts "
+            f"(last: {last_reason}); nothing was recorded, rerun later"
+        )
+
+    async def _attempt(self, query: str, start: int, page_size: int) -> Page:
+        params = page_params(query, start, page_size)
+        self.stats.requests += 1
+        try:
+            response = await self._client.get(self.settings.api_url, params=params)
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timed out after {self.settings.timeout:g} s") from exc
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed: {exc}") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status}", _retry_after(response))
+        try:
+            page = parse_page(response.content)
+        except ArxivQueryError as exc:
+            raise ArxivQueryError(f"{exc} (HTTP {status}); check the keywords in the config") from exc
+        except MalformedPage as exc:
+            if status != 200:
+                raise FetchError(f"arXiv answered HTTP {status}: {exc}") from exc
+            raise _Retryable(f"bad page: {exc}") from exc
+        if status != 200:
+            raise FetchError(f"arXiv answered HTTP {status} to {self.settings.api_url}")
+        total = page.total_results
+        if page.entry_count == 0 and start < total:
+            # arXiv sometimes answers 200 with an empty page although results
+            # exist (arxiv.py #43, #119, #129): retry, never take it as the end.
+            raise _Retryable(f"empty page at start={start} of {total} results")
+        expected = min(page_size, total - start)
+        if 0 < page.entry_count < expected:
+            raise _Retryable(f"short page: {page.entry_count} of {expected} entries")
+        return page

@@ -1,0 +1,184 @@
+"""What "matches" means (design.md, Matching): pure functions, no I/O.
+
+A keyword is a phrase. It matches when its words appear in order and
+adjacent in the title or the abstract, after both sides are normalised the
+same way: case folded, accents stripped, LaTeX markup removed, hyphens and
+punctuation as word breaks, simple plurals folded. arXiv's own search is only
+a candidate list; the old Daily Papers pages trusted it and listed the same
+unrelated papers under every keyword.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from digest.models import Match, Paper, Subscriber
+
+# LaTeX accent commands keep their letter: Schr\"odinger -> Schrodinger.
+_ACCENT_CMD = re.compile(r"""\\(?:["'`^~=.]|[Hcvukbdr](?![A-Za-z]))\s*\{?\s*([A-Za-z])\}?""")
+# Formatting commands vanish but keep their argument: \emph{x} -> x.
+_FORMAT_CMDS = (
+    "emph textbf textit texttt textsc textrm textsf text mathrm mathbf mathit mathsf "
+    "mathtt mathcal mathbb mathfrak mathscr boldsymbol bm operatorname underline "
+    "overline hat tilde bar vec dot widetilde widehat mbox hbox left right big Big "
+    "bigg Bigg cite ref label url href footnote"
+).split()
+_FORMAT_CMD = re.compile(r"\\(?:%s)(?![A-Za-z])" % "|".join(_FORMAT_CMDS))
+# Other commands keep their name as a word: $\lambda$-calculus -> lambda calculus.
+_OTHER_CMD = re.compile(r"\\([A-Za-z]+)")
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def _fold_plural(word: str) -> str:
+    """Fold simple English plurals, identically on both sides of a match.
+
+    In the spirit of Porter's step 1: drop a plural ``s``, then a final
+    ``e``, and spell a final ``y`` as ``i``, so "cache"/"caches",
+    "match"/"matches", "policy"/"policies" and "day"/"days" fold alike.
+    The folded word is never shown; it only has to agree with itself.
+    """
+    if len(word) < 3 or not word.isalpha():
+        return word
+    w = word
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "i"
+    elif w.endswith("s") and len(w) > 3 and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    if w.endswith("e") and len(w) > 3:
+        w = w[:-1]
+    elif w.endswith("y") and len(w) > 2:
+        w = w[:-1] + "i"
+    return w
+
+
+@lru_cache(maxsize=4096)
+def normalize_words(text: str) -> tuple[str, ...]:
+    """The word sequence that matching compares (cached: keywords repeat)."""
+    s = _ACCENT_CMD.sub(r"\1", text)
+    s = _FORMAT_CMD.sub(" ", s)
+    s = _OTHER_CMD.sub(r" \1 ", s)
+    s = unicodedata.normalize("NFKD", s)
+    s = "".join(ch for ch in s if not unicodedata.combining(ch))
+    s = s.casefold()
+    # ß casefolds to "ss"; ł, ø, đ have no decomposition: spell them out.
+    s = s.translate(_LETTERS)
+    return tuple(_fold_plural(w) for w in _NON_WORD.split(s) if w)
+
+
+_LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "æ": "ae", "œ": "oe", "ı": "i"})
+
+
+def normalize(text: str) -> str:
+    """Normalised text as one space-separated string, padded for phrase search."""
+    return " " + " ".join(normalize_words(text)) + " "
+
+
+def contains_phrase(haystack: str, phrase: str) -> bool:
+    """True when ``phrase``'s words occur adjacent and in order in ``haystack``.
+
+    Both are raw texts; a phrase with no words matches nothing.
+    """
+    needle = normalize(phrase)
+    return needle.strip() != "" and needle in normalize(haystack)
+
+
+def _paper_text(paper: Paper) -> str:
+    # Title and abstract are matched separately so a phrase never spans the
+    # end of the title and the start of the abstract; the separator is a
+    # word break that no phrase can contain.
+    return normalize(paper.title) + "\x00" + normalize(paper.abstract)
+
+
+def _has(text: str, phrase: str) -> bool:
+    needle = normalize(phrase)
+    return needle.strip() != "" and needle in text
+
+
+def in_categories(paper: Paper, wanted: Sequence[str]) -> bool:
+    """``wanted`` empty means any; ``cs`` means every ``cs.*``; ``cs.LG`` means itself."""
+    if not wanted:
+        return True
+    for have in paper.categories:
+        for want in wanted:
+            if have == want or ("." not in want and have.startswith(want + ".")):
+                return True
+    return False
+
+
+def _name_key(name: str) -> tuple[str, ...]:
+    return normalize_words(name.replace(".", ". "))
+
+
+def by_author(paper: Paper, followed: str) -> bool:
+    """Is ``followed`` among the paper's authors?
+
+    Same surname, and the given names agree as far as both are spelt out:
+    "Yann LeCun", "Y. LeCun" and "LeCun" all follow "Yann LeCun".
+    """
+    want = _name_key(followed)
+    if not want:
+        return False
+    for author in paper.authors:
+        have = _name_key(author)
+        if not have or have[-1] != want[-1]:
+            continue
+        given_w, given_h = want[:-1], have[:-1]
+        if all(a[0] == b[0] and (len(a) == 1 or len(b) == 1 or a == b)
+               for a, b in zip(given_w, given_h, strict=False)):
+            return True
+    return False
+
+
+def match_paper(paper: Paper, subscriber: Subscriber,
+                global_categories: Sequence[str] = ()) -> Match | None:
+    """Why ``subscriber`` wants ``paper``, or None.
+
+    Keywords must appear (title or abstract) and the paper must sit in the
+    subscriber's categories; followed authors bring their papers whatever
+    the words or categories. ``exclude`` vetoes either way, as does the
+    global category restriction.
+    """
+    if not in_categories(paper, global_categories):
+        return None
+    text = _paper_text(paper)
+    if any(_has(text, phrase) for phrase in subscriber.exclude):
+        return None
+    keywords: tuple[str, ...] = ()
+    if in_categories(paper, subscriber.categories):
+        keywords = tuple(k for k in subscriber.keywords if _has(text, k))
+    authors = tuple(a for a in subscriber.authors if by_author(paper, a))
+    if not keywords and not authors:
+        return None
+    return Match(paper=paper, keywords=keywords, authors=authors)
+
+
+def match_all(papers: Iterable[Paper], subscriber: Subscriber,
+              global_categories: Sequence[str] = ()) -> tuple[Match, ...]:
+    """Every paper ``subscriber`` wants, in the order given."""
+    out = []
+    for paper in papers:
+        m = match_paper(paper, subscriber, global_categories)
+        if m is not None:
+            out.append(m)
+    return tuple(out)
+
+
+def keyword_matches(paper: Paper, keyword: str) -> bool:
+    """Does ``keyword`` occur in the paper's title or abstract (the archive's test)?"""
+    return _has(_paper_text(paper), keyword)
+
+
+def highlight_pattern(keyword: str) -> re.Pattern[str] | None:
+    """A regex that finds ``keyword`` in *displayed* text, for highlighting only.
+
+    It tolerates the variants matching accepts (case, hyphens and punctuation
+    between words, a plural ending); it decides nothing about delivery.
+    """
+    words = [w for w in re.split(r"[^\w]+", keyword) if w]
+    if not words:
+        return None
+    parts = [re.escape(w) + r"(?:e?s)?" for w in words]
+    return re.compile(r"(?<!\w)" + r"[\W_]+".join(parts) + r"(?!\w)", re.IGNORECASE)

@@ -1,0 +1,172 @@
+"""Value types passed between the stages of a cycle.
+
+All frozen, all tuples rather than lists, all datetimes UTC-aware, so a
+stage can never change what another stage sees.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from pathlib import Path
+from typing import Literal
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Security = Literal["none", "starttls", "tls"]
+Frequency = Literal["daily", "weekly"]
+
+_VERSION_RE = re.compile(r"v(\d+)$")
+
+
+def split_arxiv_id(raw: str) -> tuple[str, int]:
+    """``http://arxiv.org/abs/2202.12139v3`` -> ``("2202.12139", 3)``.
+
+    arXiv entry ids are always versioned URLs; the versionless id is the
+    stable key for "already sent" (design.md: revisions are not re-sent).
+    Old-style ids (``astro-ph/9904306v1``) keep their archive prefix.
+    """
+    ident = raw.strip()
+    for prefix in ("http://arxiv.org/abs/", "https://arxiv.org/abs/", "oai:arXiv.org:"):
+        if ident.startswith(prefix):
+            ident = ident[len(prefix):]
+            break
+    m = _VERSION_RE.search(ident)
+    if m is None:
+        return ident, 1
+    return ident[: m.start()], int(m.group(1))
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    id: str                      # versionless: "2202.12139" or "astro-ph/9904306"
+    version: int
+    title: str
+    abstract: str
+    authors: tuple[str, ...]
+    categories: tuple[str, ...]
+    primary_category: str
+    published: datetime          # v1 submission time, UTC
+    updated: datetime            # this version's submission time, UTC
+    comment: str | None = None
+    journal_ref: str | None = None
+    doi: str | None = None
+
+    # Links are derived from the id, never taken from the feed: captures
+    # from November 2025 had <link>s without rel/title (arxiv-api.md §3).
+    @property
+    def abs_url(self) -> str:
+        return f"https://arxiv.org/abs/{self.id}"
+
+    @property
+    def pdf_url(self) -> str:
+        return f"https://arxiv.org/pdf/{self.id}v{self.version}"
+
+    @property
+    def html_url(self) -> str:
+        return f"https://arxiv.org/html/{self.id}v{self.version}"
+
+    @property
+    def versioned_id(self) -> str:
+        return f"{self.id}v{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ArxivSettings:
+    api_url: str = "https://export.arxiv.org/api/query"
+    request_interval: float = 3.0
+    page_size: int = 200
+    timeout: float = 30.0
+    categories: tuple[str, ...] = ()
+    max_retries: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: Security = "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in logs
+    sender: str = "Daily Papers <papers@localhost>"
+    timeout: float = 60.0
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    send_at: time = time(7, 0)
+    timezone: str = "UTC"
+    days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    lookback_days: int = 2
+    max_papers_per_keyword: int = 25
+    database: Path = Path("digest.json")
+    templates: Path | None = None
+    archive: Path | None = None
+    arxiv: ArxivSettings = ArxivSettings()
+    smtp: SmtpSettings = SmtpSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    email: str
+    keywords: tuple[str, ...]
+    name: str | None = None
+    exclude: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    frequency: Frequency = "daily"
+    weekday: str | None = None
+    include_revisions: bool = False
+    send_empty: bool = False
+    max_papers_per_keyword: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    settings: Settings
+    subscribers: tuple[Subscriber, ...]
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One paper a subscriber follows, and why."""
+
+    paper: Paper
+    keywords: tuple[str, ...]    # the subscriber's keywords it matched, in their order
+    authors: tuple[str, ...] = ()  # the followed authors who wrote it
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A keyword's part of a digest: the papers shown and the ones only counted."""
+
+    keyword: str
+    matches: tuple[Match, ...]   # shown in full
+    hidden: tuple[Match, ...]    # matched but left out for size: "and N more"
+    search_url: str              # where the reader finds the hidden ones
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Everything one email says, before it is rendered."""
+
+    subscriber: Subscriber
+    sections: tuple[Section, ...]
+    cycle_id: str                # stable per subscriber and cycle: feeds the Message-ID
+    created: datetime            # UTC
+
+    @property
+    def paper_ids(self) -> tuple[str, ...]:
+        """Every paper this digest delivers: shown, or counted in "and N more"."""
+        return tuple(m.paper.id for s in self.sections for m in (*s.matches, *s.hidden))
+
+    @property
+    def count(self) -> int:
+        return len(self.paper_ids)
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return tuple(s.keyword for s in self.sections)

@@ -1,0 +1,142 @@
+"""Building arXiv API query strings: pure functions, no I/O.
+
+One batched query for the union of everybody's keywords (arXiv's terms ask
+clients to batch, arxiv-api.md §6), split only where a URL would grow too
+long, never one query per keyword. Each keyword is a quoted phrase on title
+and abstract; unquoted multi-word terms have been seen to hang the API
+(§2). The date window is on ``submittedDate``, the v1 submission time, and is
+several days wide because papers are announced days after submission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from digest.matching import normalize_words
+from digest.models import Subscriber
+
+# Conservative: well below the 8 KiB request-line limit of common servers.
+MAX_URL_LENGTH = 4000
+# Papers wait in moderation for 1-4+ days before announcement (§5), and the
+# API has lagged announcements by up to a day: look back a week.
+WINDOW_DAYS = 7
+# After a long outage, look back to the last good fetch, but no further.
+MAX_WINDOW_DAYS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What the fetch must cover: phrases on title/abstract, and author names."""
+
+    keywords: tuple[str, ...]
+    authors: tuple[str, ...]
+    categories: tuple[str, ...] = ()   # the global restriction, if any
+
+
+def collect_terms(subscribers: Iterable[Subscriber], categories: Sequence[str] = ()) -> Terms:
+    """Union of everybody's keywords and authors, first-seen order.
+
+    Phrases that normalise alike ("Compiler", "compilers") are asked once:
+    matching is local anyway, the query only gathers candidates.
+    """
+    keywords: dict[tuple[str, ...], str] = {}
+    authors: dict[tuple[str, ...], str] = {}
+    for sub in subscribers:
+        for k in sub.keywords:
+            keywords.setdefault(normalize_words(k), k)
+        for a in sub.authors:
+            authors.setdefault(normalize_words(a), a)
+    return Terms(tuple(keywords.values()), tuple(authors.values()), tuple(categories))
+
+
+def _fmt(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y%m%d%H%M")
+
+
+def window(now: datetime, last_fetch: datetime | None, lookback_days: int) -> tuple[datetime, datetime]:
+    """The ``submittedDate`` range to ask for.
+
+    At least a week (moderation delays), at least ``lookback_days`` (new
+    subscribers start there), and back to a week before the last good fetch
+    after downtime, capped at ``MAX_WINDOW_DAYS``.
+    """
+    days = max(WINDOW_DAYS, lookback_days + 1)
+    start = now - timedelta(days=days)
+    if last_fetch is not None:
+        start = min(start, last_fetch - timedelta(days=WINDOW_DAYS))
+    start = max(start, now - timedelta(days=MAX_WINDOW_DAYS))
+    return start, now
+
+
+def _keyword_clause(k: str) -> str:
+    # config rejects quotes, parentheses and operators in keywords
+    phrase = " ".join(k.split())
+    return f'ti:"{phrase}" OR abs:"{phrase}"'
+
+
+def _author_clause(a: str) -> str:
+    return f'au:"{" ".join(a.split())}"'
+
+
+def _category_clause(c: str) -> str:
+    # "cs" means any cs.* category; arXiv accepts a wildcard after the dot.
+    return f"cat:{c}" if "." in c else f"cat:{c}.*"
+
+
+def _assemble(clauses: Sequence[str], categories: Sequence[str], start: datetime,
+              end: datetime) -> str:
+    q = "(" + " OR ".join(clauses) + ")"
+    if categories:
+        q += " AND (" + " OR ".join(_category_clause(c) for c in categories) + ")"
+    q += f" AND submittedDate:[{_fmt(start)} TO {_fmt(end)}]"
+    return q
+
+
+def page_params(search_query: str, start: int, page_size: int) -> dict[str, str]:
+    """The query-string parameters of one page, newest submissions first."""
+    return {
+        "search_query": search_query,
+        "start": str(start),
+        "max_results": str(page_size),
+        "sortBy": "submittedDate",
+        "sortOrder": "descending",
+    }
+
+
+def url_length(api_url: str, search_query: str, page_size: int) -> int:
+    # the largest start a page can have: arXiv allows start+max_results <= 30000
+    return len(api_url) + 1 + len(urlencode(page_params(search_query, 29999, page_size)))
+
+
+def build_queries(terms: Terms, start: datetime, end: datetime, *, api_url: str,
+                  page_size: int, max_url_length: int = MAX_URL_LENGTH) -> tuple[str, ...]:
+    """As few ``search_query`` strings as the URL length allows, covering every term.
+
+    Greedy packing in first-seen order; a single clause too long for any
+    URL still gets a query of its own (arXiv then answers, or says why).
+    """
+    clauses = [_keyword_clause(k) for k in terms.keywords]
+    clauses += [_author_clause(a) for a in terms.authors]
+    queries: list[str] = []
+    batch: list[str] = []
+    for clause in clauses:
+        candidate = [*batch, clause]
+        q = _assemble(candidate, terms.categories, start, end)
+        if batch and url_length(api_url, q, page_size) > max_url_length:
+            queries.append(_assemble(batch, terms.categories, start, end))
+            batch = [clause]
+        else:
+            batch = candidate
+    if batch:
+        queries.append(_assemble(batch, terms.categories, start, end))
+    return tuple(queries)
+
+
+def search_url(keyword: str) -> str:
+    """arXiv's web search for a keyword: where "and N more" points the reader."""
+    params = {"query": f'"{keyword}"', "searchtype": "all", "order": "-submitted_date",
+              "abstracts": "show"}
+    return "https://arxiv.org/search/?" + urlencode(params)

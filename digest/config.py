@@ -66,6 +66,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # --------------------------------------------------------------------------
 # Schema
 
+# Defaults come from the value types (slotted dataclasses: read them off instances).
+_ARXIV = ArxivSettings()
+_SMTP = SmtpSettings()
+_SETTINGS = Settings()
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
@@ -111,12 +116,12 @@ def _category(value: str) -> str:
 
 
 class _ArxivModel(_Strict):
-    api_url: str = ArxivSettings.api_url
-    request_interval: float = Field(default=ArxivSettings.request_interval, ge=0)
-    page_size: int = Field(default=ArxivSettings.page_size, ge=1, le=2000)
-    timeout: float = Field(default=ArxivSettings.timeout, gt=0)
+    api_url: str = _ARXIV.api_url
+    request_interval: float = Field(default=_ARXIV.request_interval, ge=0)
+    page_size: int = Field(default=_ARXIV.page_size, ge=1, le=2000)
+    timeout: float = Field(default=_ARXIV.timeout, gt=0)
     categories: list[str] = Field(default_factory=list)
-    max_retries: int = Field(default=ArxivSettings.max_retries, ge=0, le=10)
+    max_retries: int = Field(default=_ARXIV.max_retries, ge=0, le=10)
 
     @field_validator("api_url")
     @classmethod
@@ -132,12 +137,12 @@ class _ArxivModel(_Strict):
 
 
 class _SmtpModel(_Strict):
-    host: str = SmtpSettings.host
-    port: int = Field(default=SmtpSettings.port, ge=1, le=65535)
+    host: str = _SMTP.host
+    port: int = Field(default=_SMTP.port, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
     username: str | None = None
-    from_: str = Field(default=SmtpSettings.sender, alias="from")
-    timeout: float = Field(default=SmtpSettings.timeout, gt=0)
+    from_: str = Field(default=_SMTP.sender, alias="from")
+    timeout: float = Field(default=_SMTP.timeout, gt=0)
     ca_file: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -157,14 +162,22 @@ class _SmtpModel(_Strict):
 class _SettingsModel(_Strict):
     send_at: str = "07:00"
     timezone: str = "UTC"
-    days: list[str] = Field(default_factory=lambda: list(Settings.days))
-    lookback_days: int = Field(default=Settings.lookback_days, ge=0, le=60)
-    max_papers_per_keyword: int = Field(default=Settings.max_papers_per_keyword, ge=1, le=200)
+    days: list[str] = Field(default_factory=lambda: list(_SETTINGS.days))
+    lookback_days: int = Field(default=_SETTINGS.lookback_days, ge=0, le=60)
+    max_papers_per_keyword: int = Field(default=_SETTINGS.max_papers_per_keyword, ge=1, le=200)
     database: str = "digest.json"
     templates: str | None = None
     archive: str | None = None
     arxiv: _ArxivModel = Field(default_factory=_ArxivModel)
     smtp: _SmtpModel = Field(default_factory=_SmtpModel)
+
+    @field_validator("archive")
+    @classmethod
+    def _archive(cls, v: str | None) -> str | None:
+        if v is not None:
+            raise ValueError("the Daily Papers page is not supported by this version yet; "
+                             "leave archive: null")
+        return v
 
     @field_validator("send_at")
     @classmethod
@@ -256,6 +269,13 @@ class _SubscriberModel(_Strict):
 
     @model_validator(mode="after")
     def _cadence(self) -> _SubscriberModel:
+        # Part of the contract (design.md) but not built yet: refuse rather
+        # than silently behave as if they were not set.
+        for key, default in (("frequency", "daily"), ("include_revisions", False),
+                             ("send_empty", False)):
+            if getattr(self, key) != default:
+                raise ValueError(f"{key}: {getattr(self, key)!r} is not supported by this "
+                                 f"version of digest yet (only {default!r})")
         if self.frequency == "weekly" and self.weekday is None:
             raise ValueError("a weekly subscriber needs weekday: (mon ... sun)")
         if self.frequency == "daily" and self.weekday is not None:

@@ -22,6 +22,12 @@ class DigestError(Exception):
     exit_code = EXIT_TEMPFAIL
 
 
+class UsageError(DigestError):
+    """The command line asks for something that does not exist."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(DigestError):
     """subscribers.yaml (or an environment override) is unusable.
 

@@ -85,7 +85,7 @@ def contains_phrase(haystack: str, phrase: str) -> bool:
     return needle.strip() != "" and needle in normalize(haystack)
 
 
-def _paper_text(paper: Paper) -> str:
+def paper_text(paper: Paper) -> str:
     # Title and abstract are matched separately so a phrase never spans the
     # end of the title and the start of the abstract; the separator is a
     # word break that no phrase can contain.
@@ -132,18 +132,19 @@ def by_author(paper: Paper, followed: str) -> bool:
     return False
 
 
-def match_paper(paper: Paper, subscriber: Subscriber,
-                global_categories: Sequence[str] = ()) -> Match | None:
+def match_paper(paper: Paper, subscriber: Subscriber, global_categories: Sequence[str] = (),
+                text: str | None = None) -> Match | None:
     """Why ``subscriber`` wants ``paper``, or None.
 
     Keywords must appear (title or abstract) and the paper must sit in the
     subscriber's categories; followed authors bring their papers whatever
     the words or categories. ``exclude`` vetoes either way, as does the
-    global category restriction.
+    global category restriction. ``text`` is ``paper_text(paper)`` when the
+    caller has it already (a cycle normalises each paper once).
     """
     if not in_categories(paper, global_categories):
         return None
-    text = _paper_text(paper)
+    text = paper_text(paper) if text is None else text
     if any(_has(text, phrase) for phrase in subscriber.exclude):
         return None
     keywords: tuple[str, ...] = ()
@@ -168,7 +169,7 @@ def match_all(papers: Iterable[Paper], subscriber: Subscriber,
 
 def keyword_matches(paper: Paper, keyword: str) -> bool:
     """Does ``keyword`` occur in the paper's title or abstract (the archive's test)?"""
-    return _has(_paper_text(paper), keyword)
+    return _has(paper_text(paper), keyword)
 
 
 def highlight_pattern(keyword: str) -> re.Pattern[str] | None:

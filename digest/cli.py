@@ -1,0 +1,234 @@
+"""The ``digest`` command: argument parsing, logging set-up, exit codes.
+
+Errors are one or two readable lines on stderr; the traceback only with
+``-v`` (design.md). Only this module and the daemon read the real clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest import __version__, config
+from digest.cycle import Options, SubscriberReport, pending_matches, run_cycle, term_keys
+from digest.errors import EXIT_OK, EXIT_USAGE, DigestError, UsageError
+from digest.mailer import Mailer
+from digest.models import Config
+from digest.store import Store
+from digest.timing import next_run
+
+log = logging.getLogger("digest")
+EXIT_SOFTWARE = 70
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH",
+                        help="subscribers.yaml (default: $DIGEST_CONFIG, else ./subscribers.yaml)")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging and tracebacks")
+    p = argparse.ArgumentParser(
+        prog="digest", parents=[common],
+        description="Email each subscriber the new arXiv papers matching their keywords.")
+    p.add_argument("--version", action="version", version=f"digest {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    once = sub.add_parser("once", parents=[common], help="run one cycle now")
+    once.add_argument("--dry-run", action="store_true",
+                      help="fetch, match and compose, but send and record nothing")
+    once.add_argument("--outbox", metavar="DIR", type=Path,
+                      help="write .eml files to DIR instead of sending")
+    once.add_argument("--subscriber", metavar="EMAIL", help="only this subscriber")
+
+    preview = sub.add_parser("preview", parents=[common],
+                             help="render a subscriber's next digest to an HTML file")
+    preview.add_argument("email", metavar="EMAIL")
+    preview.add_argument("-o", "--output", metavar="FILE", type=Path)
+
+    check = sub.add_parser("check", parents=[common], help="validate the configuration")
+    check.add_argument("--smtp", action="store_true", help="also log in to the SMTP server")
+
+    sub.add_parser("status", parents=[common], help="last and next cycle, per-subscriber counts")
+    return p
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        # journald stamps each line itself and reads <N> as the priority.
+        handler.setFormatter(_JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                               "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("digest").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore", "aiosmtplib", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _JournalFormatter(logging.Formatter):
+    _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                 logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).replace("\n", " | ")   # one journal entry per record
+        return f"<{self._PRIORITY.get(record.levelno, 6)}>{text}"
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return config.load(config.resolve_path(args.config, os.environ))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+class _Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.enabled = _stderr_is_tty()
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r{self.label} {done}/{total}\x1b[K")
+            sys.stderr.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            self.shown = False
+
+
+# --------------------------------------------------------------------------
+# Commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    s = cfg.settings
+    keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
+    print(f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "
+          f"keywords; database {s.database}; SMTP {s.smtp.host}:{s.smtp.port} ({s.smtp.security})")
+    if args.smtp:
+        print(asyncio.run(Mailer(s.smtp).check()))
+    return EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    options = Options(dry_run=args.dry_run, outbox=args.outbox, only=args.subscriber)
+    fetch_progress = _Progress("fetching arXiv")
+    send_progress = _Progress("sending")
+
+    def line(r: SubscriberReport) -> None:
+        fetch_progress.clear()
+        send_progress.clear()
+        print(r.line(), file=sys.stderr)
+        if r.status == "dry-run":
+            for title in r.titles:
+                print(f"  - {title}")
+
+    with Store.open(cfg.settings.database, readonly=args.dry_run) as store:
+        report = asyncio.run(run_cycle(
+            cfg, store, now=_now(), options=options, fetch_progress=fetch_progress,
+            send_progress=send_progress, report_line=line))
+    fetch_progress.clear()
+    send_progress.clear()
+    log.info("%s", report.summary())
+    return report.exit_code
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    rendered: list[str] = []
+    options = Options(dry_run=True, only=args.email)
+    with Store.open(cfg.settings.database, readonly=True) as store:
+        asyncio.run(run_cycle(cfg, store, now=_now(), options=options,
+                              on_composed=lambda d, r: rendered.append(r.html)))
+    if not rendered:
+        print(f"{args.email}: nothing new, no digest to preview", file=sys.stderr)
+        return EXIT_OK
+    if args.output:
+        out = args.output
+        out.write_text(rendered[0], encoding="utf-8")
+    else:
+        fd, name = tempfile.mkstemp(prefix="digest-preview-", suffix=".html")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(rendered[0])
+        out = Path(name)
+    print(out)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    now = _now()
+    if not cfg.settings.database.exists():
+        print(f"no cycle has run yet (no database at {cfg.settings.database})")
+        print(f"next cycle: {next_run(now, cfg.settings):%Y-%m-%d %H:%M} UTC")
+        return EXIT_OK
+    with Store.open(cfg.settings.database, readonly=True) as store:
+        last = store.last_cycle()
+        if last:
+            print(f"last cycle: {last['finished'][:16].replace('T', ' ')} UTC, {last['result']}: "
+                  f"{last['fetched']} fetched, {last['new_papers']} new, "
+                  f"{last.get('counts', {})}" + (f"; {last['error']}" if last.get("error") else ""))
+        else:
+            print("last cycle: none recorded")
+        print(f"next cycle: {next_run(now, cfg.settings):%Y-%m-%d %H:%M} UTC")
+        papers = store.papers()
+        for sub in cfg.subscribers:
+            state = store.subscriber(sub.email)
+            marks = {k: state.watermarks.get(k, now) for k in term_keys(sub)}
+            pending = pending_matches(sub, papers, state.delivered, marks,
+                                      cfg.settings.arxiv.categories)
+            print(f"  {sub.email}: {len(state.delivered)} delivered, {len(pending)} pending")
+    return EXIT_OK
+
+
+COMMANDS = {"check": cmd_check, "once": cmd_once, "preview": cmd_preview, "status": cmd_status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:       # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"digest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DigestError as exc:
+        if args.verbose:
+            log.exception("digest failed")
+        print(f"digest: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("digest: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:   # a bug: say so briefly, the traceback with -v
+        if args.verbose:
+            log.exception("unexpected error")
+        print(f"digest: unexpected error: {type(exc).__name__}: {exc} "
+              "(run with -v for the traceback)", file=sys.stderr)
+        return EXIT_SOFTWARE

@@ -1,0 +1,245 @@
+"""Sending digests over SMTP (aiosmtplib): one connection per batch, every outcome classified.
+
+Rules from delivery-and-operations §1:
+
+* TLS is mapped explicitly. aiosmtplib's default ``start_tls=None`` upgrades
+  only when the server offers STARTTLS, so a stripped EHLO would send the
+  password in clear; ``starttls`` here fails instead.
+* A send that returns normally can still carry refused recipients: the
+  returned dict is checked. A total refusal raises ``SMTPRecipientsRefused``,
+  which is *not* an ``SMTPResponseException``.
+* 5xx is permanent (not retried), 4xx, disconnects and timeouts are
+  transient: reconnect and retry a few times, then leave it pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Literal
+
+import aiosmtplib
+
+from digest.config import format_sender
+from digest.errors import DeliveryError, SmtpConfigError
+from digest.models import SmtpSettings
+
+log = logging.getLogger(__name__)
+
+Status = Literal["accepted", "refused", "deferred"]
+Sleep = Callable[[float], Awaitable[None]]
+OnOutcome = Callable[["Outcome"], None]
+
+ATTEMPTS = 3              # per message, within one cycle
+RETRY_DELAY = 2.0         # seconds, doubled per attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    recipient: str
+    status: Status
+    detail: str = ""
+    key: str = ""         # the caller's handle for the message (e.g. the subscriber)
+
+
+class _Transient(Exception):
+    """Retry this message (after reconnecting if need be)."""
+
+
+class _Permanent(Exception):
+    """Do not retry this message in this cycle."""
+
+
+class _ConnectFailed(_Transient):
+    """The server could not be reached or greeted us with an error."""
+
+
+class _Unusable(_Permanent):
+    """The server cannot be used at all (login refused, no STARTTLS): stop the batch."""
+
+
+def _code_status(code: int) -> Status:
+    return "refused" if code // 100 == 5 else "deferred"
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """Certificates are always verified; ``ca_file`` adds a private CA."""
+    if settings.ca_file is not None:
+        return ssl.create_default_context(cafile=str(settings.ca_file))
+    return ssl.create_default_context()
+
+
+class Mailer:
+    """Delivers a batch of messages; ``connections`` bounds the parallel sessions."""
+
+    def __init__(self, settings: SmtpSettings, *, connections: int = 1,
+                 attempts: int = ATTEMPTS, retry_delay: float = RETRY_DELAY,
+                 sleep: Sleep = asyncio.sleep, local_hostname: str | None = None) -> None:
+        self.settings = settings
+        self.connections = max(1, connections)
+        self.attempts = max(1, attempts)
+        self.retry_delay = retry_delay
+        self.sleep = sleep
+        sender = format_sender(settings.sender)
+        self.envelope_sender = sender.addr_spec
+        # The HELO name defaults to socket.getfqdn(), often a container name:
+        # use the sender's domain unless told otherwise.
+        self.local_hostname = local_hostname or sender.domain
+        self._unusable = ""
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        kwargs: dict[str, object] = {
+            "hostname": s.host, "port": s.port, "timeout": s.timeout,
+            "local_hostname": self.local_hostname,
+        }
+        if s.security == "tls":
+            kwargs.update(use_tls=True, start_tls=False, tls_context=tls_context(s))
+        elif s.security == "starttls":
+            kwargs.update(use_tls=False, start_tls=True, tls_context=tls_context(s))
+        else:
+            kwargs.update(use_tls=False, start_tls=False)
+        return aiosmtplib.SMTP(**kwargs)  # type: ignore[arg-type]
+
+    async def _connect(self, smtp: aiosmtplib.SMTP) -> None:
+        s = self.settings
+        try:
+            await smtp.connect()
+            if s.username:
+                if not s.password:
+                    raise _Unusable("smtp.username is set but no password was given "
+                                     "(DIGEST_SMTP_PASSWORD or the credential smtp-password)")
+                await smtp.login(s.username, s.password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            smtp.close()
+            raise _Unusable(f"the SMTP server refused the login for {s.username!r}: "
+                             f"{exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            smtp.close()
+            raise _ConnectFailed(f"{s.host}:{s.port} answered {exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            smtp.close()
+            if s.security == "starttls" and "STARTTLS" in str(exc).upper():
+                raise _Unusable(f"{s.host}:{s.port} does not offer STARTTLS; "
+                                 "refusing to send in clear text") from exc
+            raise _ConnectFailed(f"cannot connect to {s.host}:{s.port}: {exc or type(exc).__name__}") \
+                from exc
+
+    async def _send_one(self, smtp: aiosmtplib.SMTP, recipient: str, msg: EmailMessage) -> str:
+        if not smtp.is_connected:
+            await self._connect(smtp)
+        try:
+            async with asyncio.timeout(self.settings.timeout * 3):
+                errors, reply = await smtp.send_message(
+                    msg, sender=self.envelope_sender, recipients=[recipient])
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0] if exc.recipients else None
+            code = refused.code if refused else 550
+            text = f"{code} {refused.message if refused else exc}"
+            if _code_status(code) == "refused":
+                raise _Permanent(text) from exc
+            raise _Transient(text) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            text = f"{exc.code} {exc.message}"
+            if not smtp.is_connected or exc.code == 421:
+                smtp.close()
+            if _code_status(exc.code) == "refused":
+                raise _Permanent(text) from exc
+            raise _Transient(text) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # A drop after the final "." may still mean delivered: retrying is
+            # a deliberate at-least-once choice; losing a paper is worse.
+            smtp.close()
+            raise _Transient(f"connection lost: {exc or type(exc).__name__}") from exc
+        if recipient in errors:
+            refusal = errors[recipient]
+            text = f"{refusal.code} {refusal.message}"
+            if _code_status(refusal.code) == "refused":
+                raise _Permanent(text)
+            raise _Transient(text)
+        return str(reply).strip()      # aiosmtplib returns the final reply as text
+
+    async def _deliver(self, smtp: aiosmtplib.SMTP, key: str, recipient: str,
+                       msg: EmailMessage) -> Outcome:
+        if self._unusable:
+            return Outcome(recipient, "deferred", self._unusable, key)
+        last = ""
+        connect_failures = 0
+        for attempt in range(self.attempts):
+            if attempt:
+                await self.sleep(self.retry_delay * 2 ** (attempt - 1))
+            try:
+                reply = await self._send_one(smtp, recipient, msg)
+                return Outcome(recipient, "accepted", reply, key)
+            except _Unusable as exc:
+                self._unusable = str(exc)
+                return Outcome(recipient, "deferred", str(exc), key)
+            except _Permanent as exc:
+                status: Status = "refused" if str(exc)[:1] == "5" else "deferred"
+                return Outcome(recipient, status, str(exc), key)
+            except _Transient as exc:
+                last = str(exc)
+                connect_failures += isinstance(exc, _ConnectFailed)
+                log.info("delivery to %s deferred (%s), attempt %d of %d",
+                         recipient, last, attempt + 1, self.attempts)
+        if connect_failures == self.attempts:
+            # The server is down: defer the rest of the batch at once rather
+            # than knocking again for every subscriber.
+            self._unusable = last
+        return Outcome(recipient, "deferred", last, key)
+
+    async def send_all(self, batch: Sequence[tuple[str, str, EmailMessage]],
+                       on_outcome: OnOutcome | None = None) -> tuple[Outcome, ...]:
+        """Send ``(key, recipient, message)`` items; report each outcome as it happens.
+
+        ``on_outcome`` runs right after each message's fate is known, so the
+        caller can record an accepted delivery before the next send.
+        """
+        queue: asyncio.Queue[tuple[int, tuple[str, str, EmailMessage]]] = asyncio.Queue()
+        for item in enumerate(batch):
+            queue.put_nowait(item)
+        results: dict[int, Outcome] = {}
+
+        async def worker() -> None:
+            smtp = self._client()
+            try:
+                while True:
+                    try:
+                        index, (key, recipient, msg) = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    outcome = await self._deliver(smtp, key, recipient, msg)
+                    results[index] = outcome
+                    if on_outcome is not None:
+                        on_outcome(outcome)
+            finally:
+                if smtp.is_connected:
+                    try:
+                        await smtp.quit()
+                    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                        smtp.close()
+
+        workers = min(self.connections, len(batch))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return tuple(results[i] for i in range(len(batch)))
+
+    async def check(self) -> str:
+        """Connect and log in once (``digest check --smtp``); raise ``DeliveryError`` if not."""
+        smtp = self._client()
+        try:
+            await self._connect(smtp)
+        except _Unusable as exc:
+            raise SmtpConfigError(str(exc)) from None
+        except (_Transient, _Permanent) as exc:
+            raise DeliveryError(str(exc)) from None
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
+        s = self.settings
+        return f"{s.host}:{s.port} ({s.security}) accepted the connection" + (
+            f" and the login of {s.username}" if s.username else "")

@@ -1,0 +1,69 @@
+"""Shared fixtures: loopback arXiv and SMTP servers, and config files that point at them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.arxiv_server import ArxivServer, recent_entries
+from tests.support.smtp_server import SmtpServer
+
+# Real recordings: the relevance-sorted "testing" query (2026), the
+# electron/proton query in the new layout with rel-less links (2025-11), and
+# a legacy page with hard-wrapped abstracts and LaTeX (2017).
+CORPUS = (
+    "api_new_2026-04_all-testing_start-0_max-10.xml",
+    "api_new_2025-11_search_electron-AND-proton_10-entries_links-without-rel.xml",
+    "api_legacy_2017-08_cat-OR-query_10-entries.xml",
+)
+
+
+@pytest.fixture
+def arxiv() -> Iterator[ArxivServer]:
+    header, entries = recent_entries(CORPUS)
+    with ArxivServer(header, entries) as srv:
+        yield srv
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as srv:
+        yield srv
+
+
+def config_dict(arxiv_url: str, smtp_port: int = 25, subscribers: list[dict[str, Any]] | None = None,
+                **settings: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "settings": {
+            "database": "digest.json",
+            "arxiv": {"api_url": arxiv_url, "request_interval": 0.01, "timeout": 5,
+                      "page_size": 10},
+            "smtp": {"host": "127.0.0.1", "port": smtp_port, "from": "Daily Papers <papers@digest.test>",
+                     "timeout": 5},
+        },
+        "subscribers": subscribers if subscribers is not None else [
+            {"email": "alice@example.org", "name": "Alice",
+             "keywords": ["deep learning", "proton"]},
+            {"email": "bob@example.org", "keywords": ["metamorphic testing", "electron"]},
+        ],
+    }
+    for key, value in settings.items():
+        if isinstance(value, dict) and isinstance(base["settings"].get(key), dict):
+            base["settings"][key].update(value)
+        else:
+            base["settings"][key] = value
+    return base
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    def write(data: dict[str, Any], name: str = "subscribers.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,189 @@
+"""A loopback HTTP server that answers like the arXiv query API.
+
+It serves *recorded* arXiv Atom (tests/fixtures/): the entries of the chosen
+fixture files are cut out as bytes and re-paged according to ``start`` and
+``max_results``, under the fixture's own feed header with the opensearch
+counts set to match. Like the old Daily Papers pages' server, it returns
+the same papers whatever the query, so local matching is really tested.
+
+Faults can be queued: each request takes the next one, then it answers
+normally again. Every request is logged with its time (monotonic).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+_ENTRY = re.compile(rb"<entry>.*?</entry>\s*", re.S)
+
+
+def load_entries(names: Iterable[str]) -> tuple[bytes, list[bytes]]:
+    """The feed header of the first fixture and every entry of all of them (raw bytes)."""
+    header = b""
+    entries: list[bytes] = []
+    for name in names:
+        data = (FIXTURES / name).read_bytes()
+        found = _ENTRY.findall(data)
+        if not header:
+            first = _ENTRY.search(data)
+            header = data[: first.start()] if first else data.split(b"</feed>")[0]
+        entries.extend(found)
+    return header, entries
+
+
+def redate(entry: bytes, when: datetime) -> bytes:
+    """Give a recorded entry a recent submission time (the window is days wide)."""
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    entry = re.sub(rb"<published>[^<]*</published>", b"<published>" + stamp + b"</published>",
+                   entry)
+    return re.sub(rb"<updated>[^<]*</updated>", b"<updated>" + stamp + b"</updated>", entry)
+
+
+def make_entry(paper_id: str, title: str, abstract: str, *, version: int = 1,
+               authors: Iterable[str] = ("A. Author",), categories: Iterable[str] = ("cs.LG",),
+               comment: str | None = None, published: datetime | None = None) -> bytes:
+    """An entry in arXiv's layout for hostile or made-up content (XML-escaped here)."""
+    from xml.sax.saxutils import escape
+
+    when = (published or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cats = list(categories)
+    parts = [
+        "<entry>",
+        f"<id>http://arxiv.org/abs/{paper_id}v{version}</id>",
+        f"<title>{escape(title)}</title>",
+        f"<updated>{when}</updated>",
+        f'<link href="https://arxiv.org/abs/{paper_id}v{version}" rel="alternate" type="text/html"/>',
+        f"<summary>{escape(abstract)}</summary>",
+        *(f'<category term="{c}" scheme="http://arxiv.org/schemas/atom"/>' for c in cats),
+        f"<published>{when}</published>",
+        *( [f"<arxiv:comment>{escape(comment)}</arxiv:comment>"] if comment else []),
+        f'<arxiv:primary_category term="{cats[0]}"/>',
+        *(f"<author><name>{escape(a)}</name></author>" for a in authors),
+        "</entry>\n",
+    ]
+    return "\n".join(parts).encode()
+
+
+@dataclass
+class Request:
+    at: float
+    params: dict[str, str]
+    user_agent: str
+
+
+@dataclass
+class ArxivState:
+    header: bytes
+    entries: list[bytes]
+    faults: list[str] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    delay: float = 0.0
+
+    def page(self, start: int, size: int) -> bytes:
+        chunk = self.entries[start:start + size]
+        header = self.header
+        header = re.sub(rb"(<opensearch:totalResults[^>]*>)\d+", rb"\g<1>%d" % len(self.entries),
+                        header)
+        header = re.sub(rb"(<opensearch:startIndex[^>]*>)\d+", rb"\g<1>%d" % start, header)
+        header = re.sub(rb"(<opensearch:itemsPerPage[^>]*>)\d+", rb"\g<1>%d" % size, header)
+        return header + b"".join(chunk) + b"</feed>\n"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:   # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        with self.server.lock:
+            state.requests.append(Request(time.monotonic(), query,
+                                          self.headers.get("User-Agent", "")))
+            fault = state.faults.pop(0) if state.faults else None
+        start = int(query.get("start", 0))
+        size = int(query.get("max_results", 10))
+        if fault == "503":
+            return self._send(503, b"Service Unavailable", "text/plain", {"Retry-After": "0"})
+        if fault == "429":
+            return self._send(429, b"Too Many Requests", "text/plain")
+        if fault == "hang":
+            time.sleep(2.0)
+            return self._send(200, state.page(start, size))
+        if fault == "error400":
+            return self._send(400, (FIXTURES / "api_new_2026-04_error_http-400_incorrect-id-format"
+                                    ".xml").read_bytes())
+        body = state.page(start, size)
+        if fault == "empty":
+            body = state.header + b"</feed>\n"    # 200, the header's totals, no entries
+        elif fault == "truncated":
+            body = body[: len(body) // 2]
+        elif fault == "blank":
+            body = b""
+        if state.delay:
+            time.sleep(state.delay)
+        self._send(200, body)
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/atom+xml",
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype + "; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: ArxivState
+    lock: threading.Lock
+
+
+class ArxivServer:
+    """Context manager: ``with ArxivServer(header, entries) as srv: srv.url``."""
+
+    def __init__(self, header: bytes, entries: list[bytes]) -> None:
+        self.state = ArxivState(header, entries)
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.state = self.state
+        self._server.lock = threading.Lock()
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/api/query"
+
+    def __enter__(self) -> ArxivServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def recent_entries(names: Iterable[str], now: datetime | None = None,
+                   spacing: timedelta = timedelta(hours=1)) -> tuple[bytes, list[bytes]]:
+    """Fixture entries re-dated to the last hours, newest first."""
+    now = now or datetime.now(UTC)
+    header, entries = load_entries(names)
+    return header, [redate(e, now - spacing * (i + 1)) for i, e in enumerate(entries)]

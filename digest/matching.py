@@ -29,7 +29,7 @@ _FORMAT_CMDS = (
 _FORMAT_CMD = re.compile(r"\\(?:%s)(?![A-Za-z])" % "|".join(_FORMAT_CMDS))
 # Other commands keep their name as a word: $\lambda$-calculus -> lambda calculus.
 _OTHER_CMD = re.compile(r"\\([A-Za-z]+)")
-_NON_WORD = re.compile(r"[^0-9a-z]+")
+_NON_WORD = re.compile(r"[\W_]+")  # any script: Greek, Cyrillic, CJK words stay words
 
 
 def _fold_plural(word: str) -> str:
@@ -60,9 +60,9 @@ def normalize_words(text: str) -> tuple[str, ...]:
     s = _ACCENT_CMD.sub(r"\1", text)
     s = _FORMAT_CMD.sub(" ", s)
     s = _OTHER_CMD.sub(r" \1 ", s)
-    s = unicodedata.normalize("NFKD", s)
-    s = "".join(ch for ch in s if not unicodedata.combining(ch))
-    s = s.casefold()
+    # fold case before and after decomposing: "ᾀ".upper() is two letters
+    s = unicodedata.normalize("NFKD", s.casefold())
+    s = "".join(ch for ch in s if not unicodedata.combining(ch)).casefold()
     # ß casefolds to "ss"; ł, ø, đ have no decomposition: spell them out.
     s = s.translate(_LETTERS)
     return tuple(_fold_plural(w) for w in _NON_WORD.split(s) if w)

@@ -1,0 +1,194 @@
+"""subscribers.yaml: every rejection names its place; defaults, env overrides, paths."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from digest import config
+from digest.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse(text: str, env: dict[str, str] | None = None, path: Path = Path("/etc/digest/s.yaml")):
+    return config.parse(text, path, env or {})
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text, env)
+    return list(info.value.problems)
+
+
+MINIMAL = "subscribers:\n  - email: a@example.org\n    keywords: [graph]\n"
+
+
+def test_example_subscribers_yaml_is_valid_and_documents_the_defaults() -> None:
+    cfg = config.load(ROOT / "subscribers.yaml", env={})
+    s = cfg.settings
+    assert s.send_at == time(7, 0) and s.timezone == "UTC"
+    assert s.days == ("mon", "tue", "wed", "thu", "fri")
+    assert s.lookback_days == 2 and s.max_papers_per_keyword == 25
+    assert s.arxiv.request_interval == 3.0 and s.arxiv.page_size == 200
+    assert s.smtp.security == "none"
+    assert cfg.subscribers[0].keywords == ("reinforcement learning", "compiler")
+    assert s.database == ROOT / "digest.json"
+
+
+def test_defaults_apply_when_settings_are_missing() -> None:
+    cfg = parse(MINIMAL)
+    assert cfg.settings.arxiv.api_url == "https://export.arxiv.org/api/query"
+    assert cfg.settings.smtp.sender == "Daily Papers <papers@localhost>"
+    assert cfg.subscribers[0].exclude == ()
+
+
+def test_relative_database_resolves_against_the_config_folder(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "subscribers.yaml"
+    path.parent.mkdir()
+    path.write_text("settings:\n  database: state/db.json\n" + MINIMAL)
+    cfg = config.load(path, env={})
+    assert cfg.settings.database == path.parent.resolve() / "state" / "db.json"
+
+
+def test_environment_overrides_settings() -> None:
+    cfg = parse(MINIMAL, {
+        "DIGEST_DATABASE": "/var/lib/digest/digest.json",
+        "DIGEST_ARXIV_API_URL": "http://127.0.0.1:9/api/query",
+        "DIGEST_ARXIV_REQUEST_INTERVAL": "0.5",
+        "DIGEST_SMTP_HOST": "mail.example.org",
+        "DIGEST_SMTP_PORT": "587",
+        "DIGEST_SMTP_SECURITY": "starttls",
+        "DIGEST_SMTP_USERNAME": "digest",
+        "DIGEST_SMTP_PASSWORD": "s3cret",
+        "DIGEST_SMTP_FROM": "Papers <papers@example.org>",
+    })
+    s = cfg.settings
+    assert s.database == Path("/var/lib/digest/digest.json")
+    assert s.arxiv.api_url == "http://127.0.0.1:9/api/query"
+    assert s.arxiv.request_interval == 0.5
+    assert (s.smtp.host, s.smtp.port, s.smtp.security) == ("mail.example.org", 587, "starttls")
+    assert s.smtp.username == "digest" and s.smtp.password == "s3cret"
+    assert s.smtp.sender == "Papers <papers@example.org>"
+    assert "s3cret" not in repr(s)
+
+
+def test_bad_environment_override_names_the_variable() -> None:
+    (msg,) = problems(MINIMAL, {"DIGEST_SMTP_PORT": "twenty-five"})
+    assert msg.startswith("settings.smtp.port (from $DIGEST_SMTP_PORT):")
+
+
+def test_password_from_systemd_credential(tmp_path: Path) -> None:
+    (tmp_path / "smtp-password").write_text("from-credential\n")
+    cfg = parse(MINIMAL, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert cfg.settings.smtp.password == "from-credential"
+
+
+def test_password_in_yaml_is_an_unknown_key() -> None:
+    msgs = problems("settings:\n  smtp:\n    password: hunter2\n" + MINIMAL)
+    assert msgs == ["settings.smtp.password: unknown key (check the spelling; "
+                    "subscribers.yaml in the project lists every key)"]
+
+
+def test_config_path_order() -> None:
+    assert config.resolve_path("x.yaml", {"DIGEST_CONFIG": "y.yaml"}) == Path("x.yaml")
+    assert config.resolve_path(None, {"DIGEST_CONFIG": "y.yaml"}) == Path("y.yaml")
+    assert config.resolve_path(None, {}) == Path("subscribers.yaml")
+
+
+def test_yaml_syntax_error_has_line_and_column() -> None:
+    (msg,) = problems("subscribers:\n  - email: a@example.org\n    keywords: [graph\n")
+    assert msg.startswith("line 4, column 1: YAML syntax error")
+
+
+def test_duplicate_yaml_key_is_rejected_with_its_line() -> None:
+    (msg,) = problems("subscribers:\n  - email: a@example.org\n    email: b@example.org\n"
+                      "    keywords: [x]\n")
+    assert msg.startswith("line 3, column 5") and "duplicate key 'email'" in msg
+
+
+def test_unknown_key_names_its_place() -> None:
+    (msg,) = problems(MINIMAL + "    keyword: [typo]\n")
+    assert msg.startswith("subscribers[0].keyword (a@example.org): unknown key")
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "a@", "@example.org", "a b@example.org"])
+def test_invalid_address_is_rejected(address: str) -> None:
+    (msg,) = problems(f"subscribers:\n  - email: '{address}'\n    keywords: [x]\n")
+    assert msg.startswith("subscribers[0].email:") and "not an email address" in msg
+
+
+def test_address_with_crlf_is_rejected() -> None:
+    (msg,) = problems('subscribers:\n  - email: "a@example.org\\r\\nBcc: evil@example.net"\n'
+                      "    keywords: [x]\n")
+    assert msg.startswith("subscribers[0].email:") and "line break" in msg
+
+
+def test_sender_with_crlf_is_rejected() -> None:
+    (msg,) = problems('settings:\n  smtp:\n    from: "P <p@example.org>\\nBcc: x@y.z"\n' + MINIMAL)
+    assert msg.startswith("settings.smtp.from:") and "line break" in msg
+
+
+def test_duplicate_subscribers_are_rejected() -> None:
+    msgs = problems(MINIMAL + "  - email: A@example.org\n    keywords: [other]\n")
+    assert msgs == ["subscribers[1].email: A@example.org is already subscribers[0]; "
+                    "merge their keywords into one entry"]
+
+
+def test_empty_keyword_list_is_rejected() -> None:
+    (msg,) = problems("subscribers:\n  - email: a@example.org\n    keywords: []\n")
+    assert msg == "subscribers[0].keywords (a@example.org): needs at least one keyword"
+
+
+def test_missing_keywords_is_rejected() -> None:
+    (msg,) = problems("subscribers:\n  - email: a@example.org\n")
+    assert msg.startswith("subscribers[0].keywords (a@example.org): Field required")
+
+
+@pytest.mark.parametrize("keyword, why", [
+    ('quantum "gravity"', "'\"'"),
+    ("graph (neural)", "'('"),
+    ("ti:graph", "':'"),
+    ("graphs OR trees", "operator 'OR'"),
+    ("AND", "operator 'AND'"),
+    ("a ANDNOT b", "operator 'ANDNOT'"),
+    ("---", "no letters or digits"),
+])
+def test_keywords_that_would_break_the_query_are_rejected(keyword: str, why: str) -> None:
+    (msg,) = problems(f"subscribers:\n  - email: a@example.org\n    keywords: ['{keyword}']\n")
+    assert msg.startswith("subscribers[0].keywords (a@example.org):") and why in msg
+
+
+def test_lower_case_and_or_inside_a_phrase_are_fine() -> None:
+    cfg = parse("subscribers:\n  - email: a@example.org\n    keywords: [search and rescue]\n")
+    assert cfg.subscribers[0].keywords == ("search and rescue",)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    msgs = problems(
+        "settings:\n  send_at: '7am'\n  timezone: Mars/Olympus\n  days: [funday]\n"
+        "subscribers:\n  - email: bad\n    keywords: []\n  - email: b@example.org\n"
+        "    keywords: [x]\n    categories: ['CS LG']\n"
+    )
+    places = [m.split(":")[0] for m in msgs]
+    assert places == ["settings.send_at", "settings.timezone", "settings.days",
+                      "subscribers[0].email", "subscribers[0].keywords (bad)",
+                      "subscribers[1].categories (b@example.org)"]
+
+
+def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(tmp_path / "nope.yaml", env={})
+    assert "file not found" in str(info.value) and "--config" in str(info.value)
+
+
+def test_empty_file_and_wrong_top_level() -> None:
+    assert "empty" in problems("")[0]
+    assert "top level must be a mapping" in problems("- a\n- b\n")[0]
+
+
+def test_not_yet_built_features_are_refused_not_ignored() -> None:
+    msg = problems(MINIMAL + "    send_empty: true\n")[0]
+    assert msg.startswith("subscribers[0] (a@example.org):") and "send_empty" in msg

@@ -1,0 +1,144 @@
+"""The arXiv client against a loopback HTTP server serving recorded Atom."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from digest import __version__
+from digest.errors import ArxivQueryError, FetchError
+from digest.fetch import ArxivClient
+from digest.models import ArxivSettings
+from tests.support.arxiv_server import ArxivServer, load_entries
+
+PAGES = ("api_new_2026-04_all-testing_start-0_max-10.xml",
+         "api_new_2026-04_all-testing_start-10_max-10.xml",
+         "api_new_2026-04_all-testing_start-20_max-10.xml")
+
+
+@pytest.fixture
+def server():
+    header, entries = load_entries(PAGES)
+    with ArxivServer(header, entries) as srv:
+        yield srv
+
+
+class FakeSleep:
+    """Records the back-off sleeps instead of waiting them out."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def settings(url: str, **kw) -> ArxivSettings:
+    base = ArxivSettings(api_url=url, request_interval=0.05, page_size=10, timeout=1.0,
+                         max_retries=3)
+    return replace(base, **kw)
+
+
+def fetch(s: ArxivSettings, queries=("q",), sleep=None):
+    async def go():
+        kwargs = {"rng": random.Random(1)}
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        async with ArxivClient(s, **kwargs) as client:
+            papers = await client.fetch_all(list(queries))
+            return papers, client.stats
+    return asyncio.run(go())
+
+
+def test_pages_through_all_results_in_order(server: ArxivServer) -> None:
+    papers, stats = fetch(settings(server.url))
+    assert len(papers) == 30 and len({p.id for p in papers}) == 30
+    assert [r.params["start"] for r in server.state.requests] == ["0", "10", "20"]
+    assert stats.requests == 3 and stats.retries == 0
+    r = server.state.requests[0]
+    assert r.params["sortBy"] == "submittedDate" and r.params["sortOrder"] == "descending"
+    assert r.params["max_results"] == "10"
+    assert r.user_agent.startswith(f"daily-papers-digest/{__version__}")
+
+
+def test_requests_are_spaced_by_the_interval(server: ArxivServer) -> None:
+    fetch(settings(server.url, request_interval=0.2))
+    times = [r.at for r in server.state.requests]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(gaps) == 2 and min(gaps) >= 0.19
+
+
+def test_retries_and_spacing_apply_to_retries_too(server: ArxivServer) -> None:
+    server.state.faults = ["503", "429"]
+    sleep = FakeSleep()
+    papers, stats = fetch(settings(server.url, request_interval=0.0), sleep=sleep)
+    assert len(papers) == 30
+    assert stats.requests == 5 and stats.retries == 2
+    # exponential back-off with jitter: base 5 s, then 10 s (x 0.5..1.5)
+    assert 2.5 <= sleep.calls[0] <= 7.5 and 5 <= sleep.calls[1] <= 15
+
+
+@pytest.mark.parametrize("fault", ["empty", "truncated", "blank", "503", "429"])
+def test_each_fault_is_retried_and_nothing_is_lost(server: ArxivServer, fault: str) -> None:
+    server.state.faults = ["ok", fault]       # the second page fails once
+    papers, stats = fetch(settings(server.url), sleep=FakeSleep())
+    assert len(papers) == 30 and stats.retries == 1
+
+
+def test_timeout_is_retried(server: ArxivServer) -> None:
+    server.state.faults = ["hang"]
+    papers, stats = fetch(settings(server.url, timeout=0.3), sleep=FakeSleep())
+    assert len(papers) == 30 and stats.retries == 1
+
+
+def test_exhausted_retries_raise_a_readable_error(server: ArxivServer) -> None:
+    server.state.faults = ["503"] * 4
+    with pytest.raises(FetchError) as info:
+        fetch(settings(server.url), sleep=FakeSleep())
+    assert str(info.value) == ("arXiv did not give a usable answer after 4 attempts "
+                               "(last: HTTP 503); nothing was recorded, rerun later")
+    assert len(server.state.requests) == 4
+
+
+def test_error_feed_is_not_retried(server: ArxivServer) -> None:
+    server.state.faults = ["error400"]
+    with pytest.raises(ArxivQueryError, match="incorrect id format for abc"):
+        fetch(settings(server.url), sleep=FakeSleep())
+    assert len(server.state.requests) == 1
+
+
+def test_connection_refused_is_a_fetch_error() -> None:
+    with pytest.raises(FetchError, match="connection failed"):
+        fetch(settings("http://127.0.0.1:9/api/query", max_retries=1), sleep=FakeSleep())
+
+
+def test_one_connection_at_a_time() -> None:
+    # httpx pool limits: one connection, reused
+    client = ArxivClient(settings("http://127.0.0.1:9/"))
+    pool = client._client._transport._pool  # type: ignore[attr-defined]
+    assert pool._max_connections == 1
+    asyncio.run(client._client.aclose())
+
+
+def test_several_queries_merge_and_deduplicate(server: ArxivServer) -> None:
+    papers, _ = fetch(settings(server.url), queries=("q1", "q2"))
+    assert len(papers) == 30
+    assert len(server.state.requests) == 6
+
+
+def test_transport_is_injectable() -> None:
+    body = (load_entries([PAGES[0]])[0] + b"</feed>").replace(b"214881", b"0")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body)
+
+    async def go():
+        async with ArxivClient(settings("http://arxiv.test/api/query"),
+                               transport=httpx.MockTransport(handler)) as c:
+            return await c.fetch_all(["q"])
+
+    assert asyncio.run(go()) == ()

@@ -33,7 +33,8 @@ class Received:
 @dataclass
 class Behaviour:
     refuse: dict[str, str] = field(default_factory=dict)   # rcpt -> "550 ..." / "450 ..."
-    close_after: int | None = None     # answer 421 at DATA once this many were accepted
+    close_after: int | None = None     # answer 421 (once) at DATA when this many were accepted
+    close_always: bool = False         # ... and keep answering 421 from then on
     drop_at_data: int = 0              # drop the connection at DATA this many times
     logins: dict[str, str] = field(default_factory=dict)
 
@@ -57,6 +58,8 @@ class _Handler:
             server.transport.close()
             return "421 4.3.2 connection dropped"
         if b.close_after is not None and len(self.srv.received) >= b.close_after:
+            if not b.close_always:
+                b.close_after = None
             asyncio.get_running_loop().call_soon(server.transport.close)
             return "421 4.3.2 Service shutting down"
         self.srv.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),

@@ -1,0 +1,161 @@
+"""The mailer against a real aiosmtpd server on 127.0.0.1: TLS modes, AUTH, and every failure class."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from digest.errors import DeliveryError, SmtpConfigError
+from digest.mailer import Mailer
+from digest.models import SmtpSettings
+from tests.support.smtp_server import SmtpServer
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True)
+    return cert, key
+
+
+def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(certificate[0]), str(certificate[1]))
+    return ctx
+
+
+def message(to: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "papers@digest.test"
+    msg["To"] = to
+    msg["Subject"] = "test"
+    msg.set_content("hello")
+    return msg
+
+
+class NoSleep:
+    async def __call__(self, seconds: float) -> None:
+        pass
+
+
+def send(settings: SmtpSettings, recipients: list[str], **kw):
+    mailer = Mailer(settings, sleep=NoSleep(), **kw)
+    batch = [(r, r, message(r)) for r in recipients]
+    return asyncio.run(mailer.send_all(batch))
+
+
+def plain(port: int, **kw) -> SmtpSettings:
+    return SmtpSettings(host="127.0.0.1", port=port, sender="P <papers@digest.test>", timeout=5,
+                        **kw)
+
+
+def test_one_connection_for_the_whole_batch(smtp: SmtpServer) -> None:
+    outcomes = send(plain(smtp.port), [f"u{i}@example.org" for i in range(5)])
+    assert [o.status for o in outcomes] == ["accepted"] * 5
+    assert smtp.connections == 1
+    assert [r.rcpt_tos for r in smtp.received] == [[f"u{i}@example.org"] for i in range(5)]
+    assert smtp.received[0].mail_from == "papers@digest.test"
+
+
+def test_parallel_connections_are_bounded(smtp: SmtpServer) -> None:
+    outcomes = send(plain(smtp.port), [f"u{i}@example.org" for i in range(6)], connections=2)
+    assert all(o.status == "accepted" for o in outcomes)
+    assert smtp.connections == 2 and len(smtp.received) == 6
+
+
+def test_550_is_refused_and_others_still_go(smtp: SmtpServer) -> None:
+    smtp.behaviour.refuse["bad@example.org"] = "550 5.1.1 No such user"
+    outcomes = send(plain(smtp.port), ["a@example.org", "bad@example.org", "c@example.org"])
+    assert [o.status for o in outcomes] == ["accepted", "refused", "accepted"]
+    assert outcomes[1].detail == "550 5.1.1 No such user"
+
+
+def test_450_is_deferred_after_retries(smtp: SmtpServer) -> None:
+    smtp.behaviour.refuse["busy@example.org"] = "450 4.2.1 Mailbox busy"
+    (o,) = send(plain(smtp.port), ["busy@example.org"])
+    assert o.status == "deferred" and o.detail == "450 4.2.1 Mailbox busy"
+
+
+def test_421_mid_batch_reconnects_and_continues(smtp: SmtpServer) -> None:
+    smtp.behaviour.close_after = 2          # the third message meets "421 shutting down"
+    outcomes = send(plain(smtp.port), ["a@x.org", "b@x.org", "c@x.org", "d@x.org"])
+    assert [o.status for o in outcomes] == ["accepted"] * 4
+    assert [r.rcpt_tos[0] for r in smtp.received] == ["a@x.org", "b@x.org", "c@x.org", "d@x.org"]
+    assert smtp.connections == 2
+
+
+def test_persistent_421_defers_the_rest(smtp: SmtpServer) -> None:
+    smtp.behaviour.close_after = 1
+    smtp.behaviour.close_always = True
+    outcomes = send(plain(smtp.port), ["a@x.org", "b@x.org", "c@x.org"])
+    assert [o.status for o in outcomes] == ["accepted", "deferred", "deferred"]
+    assert outcomes[1].detail.startswith("421")
+
+
+def test_dropped_connection_is_retried(smtp: SmtpServer) -> None:
+    smtp.behaviour.drop_at_data = 1
+    (o,) = send(plain(smtp.port), ["a@example.org"])
+    assert o.status == "accepted" and len(smtp.received) == 1
+
+
+def test_unreachable_server_defers_everything_quickly() -> None:
+    outcomes = send(plain(9), ["a@example.org", "b@example.org"])
+    assert [o.status for o in outcomes] == ["deferred", "deferred"]
+    assert "cannot connect to 127.0.0.1:9" in outcomes[1].detail
+
+
+def test_starttls_with_auth_and_a_verified_certificate(certificate) -> None:
+    with SmtpServer(tls_context=server_tls(certificate), require_starttls=True,
+                    auth={"digest": "s3cret"}) as srv:
+        s = SmtpSettings(host="localhost", port=srv.port, security="starttls", username="digest",
+                         password="s3cret", sender="P <papers@digest.test>", timeout=5,
+                         ca_file=certificate[0])
+        (o,) = send(s, ["a@example.org"])
+        assert o.status == "accepted" and len(srv.received) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_starttls_refuses_to_fall_back_to_clear_text() -> None:
+    with SmtpServer(offer_starttls=False, auth={"digest": "s3cret"}) as srv:
+        settings = plain(srv.port, security="starttls", username="digest", password="s3cret")
+        outcomes = send(settings, ["a@example.org", "b@example.org"])
+        assert [o.status for o in outcomes] == ["deferred", "deferred"]
+        assert "does not offer STARTTLS" in outcomes[0].detail
+        assert srv.received == []
+
+
+def test_unverifiable_certificate_is_refused(certificate) -> None:
+    with SmtpServer(tls_context=server_tls(certificate), require_starttls=True) as srv:
+        s = SmtpSettings(host="localhost", port=srv.port, security="starttls",
+                         sender="P <papers@digest.test>", timeout=5)   # no ca_file
+        (o,) = send(s, ["a@example.org"])
+        assert o.status == "deferred" and "CERTIFICATE_VERIFY_FAILED" in o.detail
+        assert srv.received == []
+
+
+def test_wrong_password_is_a_config_error_for_check(certificate) -> None:
+    with SmtpServer(tls_context=server_tls(certificate), require_starttls=True,
+                    auth={"digest": "s3cret"}) as srv:
+        s = SmtpSettings(host="localhost", port=srv.port, security="starttls", username="digest",
+                         password="wrong", sender="P <papers@digest.test>", timeout=5,
+                         ca_file=certificate[0])
+        with pytest.raises(SmtpConfigError, match="refused the login for 'digest': 535"):
+            asyncio.run(Mailer(s).check())
+        outcomes = send(s, ["a@example.org", "b@example.org"])
+        assert [o.status for o in outcomes] == ["deferred", "deferred"]
+        assert "wrong" not in outcomes[0].detail      # the password never shows
+
+
+def test_check_reports_an_unreachable_server() -> None:
+    with pytest.raises(DeliveryError, match="cannot connect"):
+        asyncio.run(Mailer(plain(9)).check())

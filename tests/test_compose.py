@@ -1,0 +1,222 @@
+"""Composing the digest: selection, escaping, LaTeX, size, headers, templates, golden text."""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from digest.compose import (
+    ACKNOWLEDGEMENT,
+    HTML_LIMIT,
+    build_digest,
+    build_message,
+    compose,
+    highlight,
+    render,
+)
+from digest.errors import TemplateError
+from digest.latex import to_text
+from digest.matching import match_all
+from digest.models import Match, Paper, Settings, SmtpSettings, Subscriber
+
+NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+GOLDEN = Path(__file__).parent / "golden"
+SETTINGS = Settings(smtp=SmtpSettings(sender="Daily Papers <papers@digest.test>"))
+HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)> "quoted" \'single\''
+
+
+def paper(i: int, title: str, abstract: str = "An abstract.", **kw) -> Paper:
+    t = NOW - timedelta(hours=i)
+    base = Paper(id=f"2611.{i:05d}", version=1, title=title, abstract=abstract,
+                 authors=("Ada Lovelace", "Alan Turing"), categories=("cs.LG", "stat.ML"),
+                 primary_category="cs.LG", published=t, updated=t)
+    return replace(base, **kw)
+
+
+ALICE = Subscriber(email="alice@example.org", name="Alice Example",
+                   keywords=("graph neural network", "compiler"))
+
+
+def matches(papers, sub=ALICE):
+    return match_all(papers, sub)
+
+
+def parts(settings=SETTINGS, papers=None, sub=ALICE):
+    papers = papers or [paper(1, "Graph Neural Networks for Compilers",
+                              r"We bound the cost by $O(n^2)$ for graph neural networks.",
+                              comment=r"12 pages, $\alpha$-version")]
+    digest, rendered = compose(sub, matches(papers, sub), settings, cycle_id="20261130.abc",
+                               created=NOW)
+    msg = build_message(digest, rendered, settings)
+    parsed = email.message_from_bytes(bytes(msg), policy=policy.default)
+    return digest, rendered, parsed
+
+
+def test_sections_follow_the_subscriber_order_and_each_paper_appears_once() -> None:
+    ps = [paper(1, "A compiler"), paper(2, "Graph neural networks and a compiler"),
+          paper(3, "Graph neural network")]
+    d = build_digest(ALICE, matches(ps), max_per_keyword=25, cycle_id="c", created=NOW)
+    assert [s.keyword for s in d.sections] == ["graph neural network", "compiler"]
+    assert [m.paper.id for m in d.sections[0].matches] == ["2611.00002", "2611.00003"]
+    assert [m.paper.id for m in d.sections[1].matches] == ["2611.00001"]
+    assert d.count == 3
+    _, rendered, _ = parts(papers=ps)
+    assert "also matches: compiler" in rendered.text
+
+
+def test_beyond_the_limit_papers_are_counted_as_and_n_more() -> None:
+    ps = [paper(i, f"A compiler {i}") for i in range(1, 31)]
+    d = build_digest(ALICE, matches(ps), max_per_keyword=25, cycle_id="c", created=NOW)
+    (section,) = d.sections
+    assert len(section.matches) == 25 and len(section.hidden) == 5
+    assert d.count == 30 and len(d.paper_ids) == 30
+    assert "arxiv.org/search/" in section.search_url
+
+
+def test_multipart_structure_and_headers() -> None:
+    digest, rendered, msg = parts()
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg["From"] == "Daily Papers <papers@digest.test>"
+    assert msg["To"] == "Alice Example <alice@example.org>"
+    assert msg["Subject"] == "1 new arXiv paper: graph neural network"
+    assert msg["Date"] == "Mon, 30 Nov 2026 07:00:00 +0000"
+    assert re.fullmatch(r"<digest\.20261130\.abc\.[0-9a-f]{20}@digest\.test>", msg["Message-ID"])
+    assert msg["List-Id"] == "Daily Papers <daily-papers.digest.test>"
+    assert msg["List-Unsubscribe"] == "<mailto:papers@digest.test?subject=unsubscribe>"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    for part in msg.iter_parts():
+        assert part.get_content_charset() == "utf-8"
+
+
+def test_message_id_is_stable_for_subscriber_and_cycle() -> None:
+    a = parts()[2]["Message-ID"]
+    assert parts()[2]["Message-ID"] == a
+    other = replace(ALICE, email="bob@example.org")
+    assert parts(sub=other)[2]["Message-ID"] != a
+
+
+def test_hostile_fields_are_escaped_in_html_and_safe_in_headers() -> None:
+    p = paper(1, f"Compiler {HOSTILE}", f"A compiler. {HOSTILE}", authors=(HOSTILE, "B"),
+              comment=HOSTILE)
+    _, rendered, msg = parts(papers=[p])
+    html = msg.get_body(("html",)).get_content()
+    assert "<script" not in html.lower() and "<img" not in html.lower()
+    assert "onerror=alert" not in html.replace("onerror=alert(1)&gt;", "")
+    assert "&lt;script&gt;" in html and "&amp;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert not re.search(r"<[^>]*onerror", html)      # no attribute could break out
+    text = msg.get_body(("plain",)).get_content()
+    assert HOSTILE in " ".join(text.split())   # plain text shows it literally
+    assert "\n" not in msg["Subject"]
+
+
+def test_crlf_in_a_title_cannot_inject_headers() -> None:
+    p = paper(1, "A compiler\r\nBcc: victim@example.net")
+    _, _, msg = parts(papers=[p])
+    assert msg["Bcc"] is None
+
+
+def test_html_has_no_scripts_images_or_remote_resources() -> None:
+    _, rendered, _ = parts()
+    html = rendered.html.lower()
+    for banned in ("<script", "<img", "<link", "<iframe", "<form", "@import", "http://"):
+        assert banned not in html
+    assert all(h.startswith(("https://", "mailto:", "#")) for h in re.findall(r'href="([^"]*)"',
+                                                                              html))
+    assert 'style="' in html                    # CSS was inlined
+    assert "prefers-color-scheme: dark" in html  # dark mode kept for clients that read it
+    assert 'width="640"' in html
+
+
+def test_math_is_made_readable_in_both_parts() -> None:
+    _, rendered, _ = parts()
+    for body in (rendered.text, rendered.html):
+        assert "$" not in body and "O(n²)" in body
+    assert "α-version" in rendered.text
+
+
+def test_matched_words_are_highlighted() -> None:
+    _, rendered, _ = parts()
+    assert re.search(r"<mark[^>]*>graph neural networks</mark>", rendered.html)
+
+
+def test_highlight_segments_split_without_losing_text() -> None:
+    segs = highlight("Graph Neural-Networks, and graph neural nets", ["graph neural network"])
+    assert "".join(s.text for s in segs) == "Graph Neural-Networks, and graph neural nets"
+    assert [s.text for s in segs if s.mark] == ["Graph Neural-Networks"]
+
+
+def test_footer_says_why_how_to_unsubscribe_and_thanks_arxiv() -> None:
+    _, rendered, _ = parts()
+    for body in (rendered.text, rendered.html):
+        assert ACKNOWLEDGEMENT in body
+        assert "graph neural network, compiler" in body
+        assert "unsubscribe" in body
+        assert "not affiliated with or endorsed by arXiv" in body
+
+
+def test_a_large_digest_stays_under_the_gmail_clipping_limit() -> None:
+    long_abstract = ("We study graph neural networks and compilers in depth. " * 60).strip()
+    sub = replace(ALICE, keywords=("graph neural network", "compiler", "transformer"))
+    ps = [paper(i, f"Graph neural network {i}", long_abstract) for i in range(1, 80)]
+    ps += [paper(100 + i, f"Transformer {i}", long_abstract) for i in range(80)]
+    digest, rendered = compose(sub, match_all(ps, sub), SETTINGS, cycle_id="c", created=NOW)
+    assert len(rendered.html.encode()) < HTML_LIMIT
+    assert digest.count == len(ps)              # nothing dropped: the rest are "and N more"
+    assert "read more" in rendered.html and "and " in rendered.text
+
+
+def test_long_author_lists_are_shortened() -> None:
+    authors = tuple(f"Author {i}" for i in range(34))
+    _, rendered, _ = parts(papers=[paper(1, "A compiler", authors=authors)])
+    assert "Author 0, Author 1, Author 2, Author 3, Author 4, … Author 33 (34 authors)" \
+        in " ".join(rendered.text.split())
+
+
+def test_operator_templates_override_the_shipped_ones(tmp_path: Path) -> None:
+    (tmp_path / "subject.txt").write_text("Papers for {{ subscriber.email }}: {{ count }}")
+    _, rendered, msg = parts(settings=replace(SETTINGS, templates=tmp_path))
+    assert msg["Subject"] == "Papers for alice@example.org: 1"
+    assert ACKNOWLEDGEMENT in rendered.html     # the others still come from the package
+
+
+def test_a_broken_template_is_a_readable_error(tmp_path: Path) -> None:
+    (tmp_path / "digest.txt").write_text("{{ no_such_variable }}\n")
+    with pytest.raises(TemplateError, match=r"template digest.txt.*'no_such_variable' is undefined"):
+        render(build_digest(ALICE, matches([paper(1, "A compiler")]), max_per_keyword=5,
+                            cycle_id="c", created=NOW), replace(SETTINGS, templates=tmp_path))
+
+
+@pytest.mark.parametrize("source, expected", [
+    (r"$\alpha \leq \beta^2$", "α≤β²"),
+    (r"50% of $x_1$", "50% of x₁"),
+    (r"unbalanced $x", "unbalanced $x"),
+    (r"$\frac{a+b}{c}$", "(a+b)/(c)"),
+    (r"$\mathcal{O}(n \log n)$", "O(n log n)"),
+    ("no latex here", "no latex here"),
+])
+def test_latex_to_text(source: str, expected: str) -> None:
+    assert to_text(source) == expected
+
+
+def test_golden_text_part() -> None:
+    """The rendered text part of a fixed digest; UPDATE_GOLDEN=1 rewrites it for review."""
+    ps = [paper(1, "Graph Neural Networks for Compilers",
+                r"We bound the cost by $O(n^2)$ for graph neural networks.",
+                comment="12 pages"),
+          paper(2, "An Optimising Compiler for $\\lambda$-calculus", "Compilers, quickly.",
+                authors=tuple(f"Author {i}" for i in range(8)))]
+    _, rendered = compose(ALICE, matches(ps), SETTINGS, cycle_id="c", created=NOW)
+    golden = GOLDEN / "digest.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(rendered.text, encoding="utf-8")
+    assert rendered.text == golden.read_text(encoding="utf-8")

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 from digest import __version__, config
 from digest.cycle import Options, SubscriberReport, pending_matches, run_cycle, term_keys
@@ -30,25 +31,34 @@ EXIT_SOFTWARE = 70
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH",
-                        help="subscribers.yaml (default: $DIGEST_CONFIG, else ./subscribers.yaml)")
-    common.add_argument("-v", "--verbose", action="store_true",
-                        help="debug logging and tracebacks")
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="subscribers.yaml (default: $DIGEST_CONFIG, else ./subscribers.yaml)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     p = argparse.ArgumentParser(
-        prog="digest", parents=[common],
-        description="Email each subscriber the new arXiv papers matching their keywords.")
+        prog="digest",
+        parents=[common],
+        description="Email each subscriber the new arXiv papers matching their keywords.",
+    )
     p.add_argument("--version", action="version", version=f"digest {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     once = sub.add_parser("once", parents=[common], help="run one cycle now")
-    once.add_argument("--dry-run", action="store_true",
-                      help="fetch, match and compose, but send and record nothing")
-    once.add_argument("--outbox", metavar="DIR", type=Path,
-                      help="write .eml files to DIR instead of sending")
+    once.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="fetch, match and compose, but send and record nothing",
+    )
+    once.add_argument(
+        "--outbox", metavar="DIR", type=Path, help="write .eml files to DIR instead of sending"
+    )
     once.add_argument("--subscriber", metavar="EMAIL", help="only this subscriber")
 
-    preview = sub.add_parser("preview", parents=[common],
-                             help="render a subscriber's next digest to an HTML file")
+    preview = sub.add_parser(
+        "preview", parents=[common], help="render a subscriber's next digest to an HTML file"
+    )
     preview.add_argument("email", metavar="EMAIL")
     preview.add_argument("-o", "--output", metavar="FILE", type=Path)
 
@@ -65,8 +75,9 @@ def _setup_logging(verbose: bool) -> None:
         # journald stamps each line itself and reads <N> as the priority.
         handler.setFormatter(_JournalFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
-                                               "%Y-%m-%d %H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -76,11 +87,16 @@ def _setup_logging(verbose: bool) -> None:
 
 
 class _JournalFormatter(logging.Formatter):
-    _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-                 logging.CRITICAL: 2}
+    _PRIORITY: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record).replace("\n", " | ")   # one journal entry per record
+        text = super().format(record).replace("\n", " | ")  # one journal entry per record
         return f"<{self._PRIORITY.get(record.levelno, 6)}>{text}"
 
 
@@ -124,8 +140,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     s = cfg.settings
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
-    print(f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "
-          f"keywords; database {s.database}; SMTP {s.smtp.host}:{s.smtp.port} ({s.smtp.security})")
+    print(
+        f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "
+        f"keywords; database {s.database}; SMTP {s.smtp.host}:{s.smtp.port} ({s.smtp.security})"
+    )
     if args.smtp:
         print(asyncio.run(Mailer(s.smtp).check()))
     return EXIT_OK
@@ -146,9 +164,17 @@ def cmd_once(args: argparse.Namespace) -> int:
                 print(f"  - {title}")
 
     with Store.open(cfg.settings.database, readonly=args.dry_run) as store:
-        report = asyncio.run(run_cycle(
-            cfg, store, now=_now(), options=options, fetch_progress=fetch_progress,
-            send_progress=send_progress, report_line=line))
+        report = asyncio.run(
+            run_cycle(
+                cfg,
+                store,
+                now=_now(),
+                options=options,
+                fetch_progress=fetch_progress,
+                send_progress=send_progress,
+                report_line=line,
+            )
+        )
     fetch_progress.clear()
     send_progress.clear()
     log.info("%s", report.summary())
@@ -160,8 +186,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
     rendered: list[str] = []
     options = Options(dry_run=True, only=args.email)
     with Store.open(cfg.settings.database, readonly=True) as store:
-        asyncio.run(run_cycle(cfg, store, now=_now(), options=options,
-                              on_composed=lambda d, r: rendered.append(r.html)))
+        asyncio.run(
+            run_cycle(
+                cfg,
+                store,
+                now=_now(),
+                options=options,
+                on_composed=lambda d, r: rendered.append(r.html),
+            )
+        )
     if not rendered:
         print(f"{args.email}: nothing new, no digest to preview", file=sys.stderr)
         return EXIT_OK
@@ -187,9 +220,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     with Store.open(cfg.settings.database, readonly=True) as store:
         last = store.last_cycle()
         if last:
-            print(f"last cycle: {last['finished'][:16].replace('T', ' ')} UTC, {last['result']}: "
-                  f"{last['fetched']} fetched, {last['new_papers']} new, "
-                  f"{last.get('counts', {})}" + (f"; {last['error']}" if last.get("error") else ""))
+            print(
+                f"last cycle: {last['finished'][:16].replace('T', ' ')} UTC, {last['result']}: "
+                f"{last['fetched']} fetched, {last['new_papers']} new, "
+                f"{last.get('counts', {})}" + (f"; {last['error']}" if last.get("error") else "")
+            )
         else:
             print("last cycle: none recorded")
         print(f"next cycle: {next_run(now, cfg.settings):%Y-%m-%d %H:%M} UTC")
@@ -197,8 +232,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for sub in cfg.subscribers:
             state = store.subscriber(sub.email)
             marks = {k: state.watermarks.get(k, now) for k in term_keys(sub)}
-            pending = pending_matches(sub, papers, state.delivered, marks,
-                                      cfg.settings.arxiv.categories)
+            pending = pending_matches(
+                sub, papers, state.delivered, marks, cfg.settings.arxiv.categories
+            )
             print(f"  {sub.email}: {len(state.delivered)} delivered, {len(pending)} pending")
     return EXIT_OK
 
@@ -210,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:       # argparse exits 2 on usage errors, 0 on --help
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     _setup_logging(args.verbose)
     try:
@@ -226,9 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("digest: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:   # a bug: say so briefly, the traceback with -v
+    except Exception as exc:  # a bug: say so briefly, the traceback with -v
         if args.verbose:
             log.exception("unexpected error")
-        print(f"digest: unexpected error: {type(exc).__name__}: {exc} "
-              "(run with -v for the traceback)", file=sys.stderr)
+        print(
+            f"digest: unexpected error: {type(exc).__name__}: {exc} "
+            "(run with -v for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_SOFTWARE

@@ -33,8 +33,8 @@ from digest.query import search_url
 
 # Gmail clips HTML over ~102 KB, which hides the footer (delivery §3).
 HTML_LIMIT = 100_000
-ABSTRACT_LIMIT = 1200      # characters shown before "read more"
-AUTHORS_SHOWN = 6          # longer lists: first five, an ellipsis, the last
+ABSTRACT_LIMIT = 1200  # characters shown before "read more"
+AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last
 AUTHORS_SECTION = "Authors you follow"
 ACKNOWLEDGEMENT = "Thank you to arXiv for use of its open access interoperability."
 TEMPLATE_NAMES = ("digest.html", "digest.txt", "subject.txt")
@@ -51,8 +51,14 @@ def shipped_templates() -> Path:
 # Selection (pure)
 
 
-def build_digest(subscriber: Subscriber, matches: Sequence[Match], *, max_per_keyword: int,
-                 cycle_id: str, created: datetime) -> Digest:
+def build_digest(
+    subscriber: Subscriber,
+    matches: Sequence[Match],
+    *,
+    max_per_keyword: int,
+    cycle_id: str,
+    created: datetime,
+) -> Digest:
     """Group matches into sections, in the subscriber's keyword order.
 
     Each paper appears once, under the first of its keywords; author-only
@@ -70,14 +76,17 @@ def build_digest(subscriber: Subscriber, matches: Sequence[Match], *, max_per_ke
         if not ms:
             continue
         ms.sort(key=lambda m: (m.paper.published, m.paper.id), reverse=True)
-        sections.append(Section(
-            keyword=key,
-            matches=tuple(ms[:max_per_keyword]),
-            hidden=tuple(ms[max_per_keyword:]),
-            search_url=search_url(key) if key != AUTHORS_SECTION else "https://arxiv.org/",
-        ))
-    return Digest(subscriber=subscriber, sections=tuple(sections), cycle_id=cycle_id,
-                  created=created)
+        sections.append(
+            Section(
+                keyword=key,
+                matches=tuple(ms[:max_per_keyword]),
+                hidden=tuple(ms[max_per_keyword:]),
+                search_url=search_url(key) if key != AUTHORS_SECTION else "https://arxiv.org/",
+            )
+        )
+    return Digest(
+        subscriber=subscriber, sections=tuple(sections), cycle_id=cycle_id, created=created
+    )
 
 
 # --------------------------------------------------------------------------
@@ -122,7 +131,7 @@ def highlight(text: str, phrases: Sequence[str]) -> tuple[Segment, ...]:
 def shorten_authors(authors: Sequence[str]) -> str:
     if len(authors) <= AUTHORS_SHOWN:
         return ", ".join(authors)
-    return f"{', '.join(authors[:AUTHORS_SHOWN - 1])}, … {authors[-1]} ({len(authors)} authors)"
+    return f"{', '.join(authors[: AUTHORS_SHOWN - 1])}, … {authors[-1]} ({len(authors)} authors)"
 
 
 def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
@@ -148,8 +157,11 @@ def _paper_view(m: Match, all_keywords: Sequence[str]) -> dict[str, Any]:
         "authors": shorten_authors(p.authors),
         "followed_authors": list(m.authors),
         "primary_category": p.primary_category,
-        "other_categories": [c for c in p.categories if c != p.primary_category
-                             and re.fullmatch(r"[a-z\-]+(\.[A-Za-z\-]+)?", c)],
+        "other_categories": [
+            c
+            for c in p.categories
+            if c != p.primary_category and re.fullmatch(r"[a-z\-]+(\.[A-Za-z\-]+)?", c)
+        ],
         "submitted": p.published.strftime("%Y-%m-%d"),
         "updated": p.updated.strftime("%Y-%m-%d"),
         "comment": to_text(p.comment) if p.comment else None,
@@ -180,8 +192,13 @@ def render_context(digest: Digest, sender: str) -> dict[str, Any]:
     ]
     sender_addr = format_sender(sender)
     return {
-        "subscriber": {"email": sub.email, "name": sub.name, "keywords": list(sub.keywords),
-                       "authors": list(sub.authors), "frequency": sub.frequency},
+        "subscriber": {
+            "email": sub.email,
+            "name": sub.name,
+            "keywords": list(sub.keywords),
+            "authors": list(sub.authors),
+            "frequency": sub.frequency,
+        },
         "date": digest.created.strftime("%A, %d %B %Y"),
         "iso_date": digest.created.strftime("%Y-%m-%d"),
         "count": digest.count,
@@ -214,8 +231,9 @@ def _environment(override: Path | None) -> jinja2.Environment:
     return env
 
 
-_INLINER = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True,
-                                 load_remote_stylesheets=False)
+_INLINER = css_inline.CSSInliner(
+    keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +272,12 @@ def message_id(digest: Digest, domain: str) -> str:
     return f"<digest.{digest.cycle_id}.{token[:20]}@{domain}>"
 
 
-def build_message(digest: Digest, rendered: Rendered, settings: Settings,
-                  extra_headers: Mapping[str, str] | None = None) -> EmailMessage:
+def build_message(
+    digest: Digest,
+    rendered: Rendered,
+    settings: Settings,
+    extra_headers: Mapping[str, str] | None = None,
+) -> EmailMessage:
     sender = format_sender(settings.smtp.sender)
     sub = digest.subscriber
     local, _, domain = sub.email.rpartition("@")
@@ -268,7 +290,7 @@ def build_message(digest: Digest, rendered: Rendered, settings: Settings,
     # RFC 2919: the list identifier is a domain-like label under the sender's domain.
     msg["List-Id"] = f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>"
     msg["List-Unsubscribe"] = f"<mailto:{sender.addr_spec}?subject=unsubscribe>"
-    msg["Auto-Submitted"] = "auto-generated"          # RFC 3834: no vacation replies
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
     msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
     msg["Precedence"] = "bulk"
     for k, v in (extra_headers or {}).items():
@@ -279,13 +301,20 @@ def build_message(digest: Digest, rendered: Rendered, settings: Settings,
     return msg
 
 
-def compose(subscriber: Subscriber, matches: Sequence[Match], settings: Settings, *,
-            cycle_id: str, created: datetime) -> tuple[Digest, Rendered]:
+def compose(
+    subscriber: Subscriber,
+    matches: Sequence[Match],
+    settings: Settings,
+    *,
+    cycle_id: str,
+    created: datetime,
+) -> tuple[Digest, Rendered]:
     """Select and render, shrinking the per-keyword limit until the HTML fits ``HTML_LIMIT``."""
     limit = subscriber.max_papers_per_keyword or settings.max_papers_per_keyword
     while True:
-        digest = build_digest(subscriber, matches, max_per_keyword=limit, cycle_id=cycle_id,
-                              created=created)
+        digest = build_digest(
+            subscriber, matches, max_per_keyword=limit, cycle_id=cycle_id, created=created
+        )
         rendered = render(digest, settings)
         if len(rendered.html.encode()) <= HTML_LIMIT or limit == 1:
             return digest, rendered

@@ -110,7 +110,8 @@ def _unique_phrases(values: list[str], what: str) -> tuple[str, ...]:
 def _category(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z\-]*(\.[A-Za-z\-]+)?", value):
         raise ValueError(
-            f"category {value!r} is not an arXiv category or archive (e.g. cs.LG, or cs for all cs.*)"
+            f"category {value!r} is not an arXiv category or archive "
+            "(e.g. cs.LG, or cs for all cs.*)"
         )
     return value
 
@@ -175,15 +176,16 @@ class _SettingsModel(_Strict):
     @classmethod
     def _archive(cls, v: str | None) -> str | None:
         if v is not None:
-            raise ValueError("the Daily Papers page is not supported by this version yet; "
-                             "leave archive: null")
+            raise ValueError(
+                "the Daily Papers page is not supported by this version yet; leave archive: null"
+            )
         return v
 
     @field_validator("send_at")
     @classmethod
     def _send_at(cls, v: str) -> str:
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
-            raise ValueError(f"{v!r} is not a time of day like \"07:00\"")
+            raise ValueError(f'{v!r} is not a time of day like "07:00"')
         return v
 
     @field_validator("timezone")
@@ -271,11 +273,16 @@ class _SubscriberModel(_Strict):
     def _cadence(self) -> _SubscriberModel:
         # Part of the contract (design.md) but not built yet: refuse rather
         # than silently behave as if they were not set.
-        for key, default in (("frequency", "daily"), ("include_revisions", False),
-                             ("send_empty", False)):
+        for key, default in (
+            ("frequency", "daily"),
+            ("include_revisions", False),
+            ("send_empty", False),
+        ):
             if getattr(self, key) != default:
-                raise ValueError(f"{key}: {getattr(self, key)!r} is not supported by this "
-                                 f"version of digest yet (only {default!r})")
+                raise ValueError(
+                    f"{key}: {getattr(self, key)!r} is not supported by this "
+                    f"version of digest yet (only {default!r})"
+                )
         if self.frequency == "weekly" and self.weekday is None:
             raise ValueError("a weekly subscriber needs weekday: (mon ... sun)")
         if self.frequency == "daily" and self.weekday is not None:
@@ -309,14 +316,12 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     return result
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _parse_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
@@ -348,8 +353,10 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
     except FileNotFoundError:
         raise ConfigError(
             source,
-            ["file not found; pass --config PATH or set DIGEST_CONFIG "
-             "(subscribers.yaml in the project shows every key)"],
+            [
+                "file not found; pass --config PATH or set DIGEST_CONFIG "
+                "(subscribers.yaml in the project shows every key)"
+            ],
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read the file: {exc}"]) from exc
@@ -363,7 +370,9 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
     if data is None:
         raise ConfigError(source, ["the file is empty; it needs at least a subscribers: list"])
     if not isinstance(data, dict):
-        raise ConfigError(source, ["the top level must be a mapping with settings: and subscribers:"])
+        raise ConfigError(
+            source, ["the top level must be a mapping with settings: and subscribers:"]
+        )
     data, env_places = _apply_env(data, env)
     try:
         model = _FileModel.model_validate(data)
@@ -375,7 +384,9 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
     return _to_config(model, path.resolve(), env)
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def _apply_env(
+    data: dict[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Overlay the DIGEST_* variables; remember which places they set."""
     data = dict(data)
     places: dict[str, str] = {}
@@ -414,7 +425,9 @@ def _format_errors(
         place = _loc(loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; subscribers.yaml in the project lists every key)"
+            msg = (
+                "unknown key (check the spelling; subscribers.yaml in the project lists every key)"
+            )
         elif err["type"] == "literal_error":
             msg = f"{err.get('input')!r}: {msg}"
         elif err["type"] == "too_short" and loc and loc[-1] == "keywords":

@@ -38,7 +38,7 @@ Status = Literal["sent", "nothing", "dry-run", "outbox", "deferred", "refused", 
 class Options:
     dry_run: bool = False
     outbox: Path | None = None
-    only: str | None = None            # --subscriber EMAIL
+    only: str | None = None  # --subscriber EMAIL
     connections: int = 1
 
 
@@ -77,8 +77,9 @@ class CycleReport:
 
     @property
     def exit_code(self) -> int:
-        if self.error or any(r.status in ("deferred", "refused", "failed")
-                             for r in self.subscribers):
+        if self.error or any(
+            r.status in ("deferred", "refused", "failed") for r in self.subscribers
+        ):
             return EXIT_TEMPFAIL
         return EXIT_OK
 
@@ -97,8 +98,10 @@ class CycleReport:
     def summary(self) -> str:
         c = self.counts()
         papers = sum(r.papers for r in self.subscribers if r.status in ("sent", "outbox"))
-        parts = [f"cycle {self.result}: {self.requests} arXiv requests, {self.fetched} papers "
-                 f"fetched ({self.new_papers} new)"]
+        parts = [
+            f"cycle {self.result}: {self.requests} arXiv requests, {self.fetched} papers "
+            f"fetched ({self.new_papers} new)"
+        ]
         parts.append(", ".join(f"{v} {k}" for k, v in sorted(c.items())) or "no subscribers")
         if papers:
             parts.append(f"{papers} papers delivered")
@@ -108,9 +111,14 @@ class CycleReport:
 
     def record(self) -> dict[str, Any]:
         return {
-            "started": self.started.isoformat(), "finished": self.finished.isoformat(),
-            "result": self.result, "requests": self.requests, "fetched": self.fetched,
-            "new_papers": self.new_papers, "counts": self.counts(), "error": self.error,
+            "started": self.started.isoformat(),
+            "finished": self.finished.isoformat(),
+            "result": self.result,
+            "requests": self.requests,
+            "fetched": self.fetched,
+            "new_papers": self.new_papers,
+            "counts": self.counts(),
+            "error": self.error,
             "matched": sum(r.papers for r in self.subscribers),
         }
 
@@ -126,7 +134,8 @@ def term_key(kind: Literal["k", "a"], phrase: str) -> str:
 
 def term_keys(sub: Subscriber) -> tuple[str, ...]:
     return tuple(term_key("k", k) for k in sub.keywords) + tuple(
-        term_key("a", a) for a in sub.authors)
+        term_key("a", a) for a in sub.authors
+    )
 
 
 def pending_matches(
@@ -215,8 +224,9 @@ async def run_cycle(
         # -- fetch ------------------------------------------------------------
         terms = collect_terms(subs, settings.arxiv.categories)
         start, end = window(now, store.last_fetch(), settings.lookback_days)
-        queries = build_queries(terms, start, end, api_url=settings.arxiv.api_url,
-                                page_size=settings.arxiv.page_size)
+        queries = build_queries(
+            terms, start, end, api_url=settings.arxiv.api_url, page_size=settings.arxiv.page_size
+        )
         kwargs: dict[str, Any] = {"transport": transport}
         if clock is not None:
             kwargs["clock"] = clock
@@ -229,8 +239,9 @@ async def run_cycle(
             finally:
                 requests = client.stats.requests
         fetched = len(papers)
-        log.info("fetched %d papers with %d queries in %d requests", fetched, len(queries),
-                 requests)
+        log.info(
+            "fetched %d papers with %d queries in %d requests", fetched, len(queries), requests
+        )
         if record:
             new = store.add_papers(papers, now)
             store.set_last_fetch(now)
@@ -254,13 +265,15 @@ async def run_cycle(
                     marks = store.ensure_watermarks(sub.email, term_keys(sub), lookback_start)
                 else:
                     marks = {k: state.watermarks.get(k, lookback_start) for k in term_keys(sub)}
-                matches = pending_matches(sub, ordered, state.delivered, marks,
-                                          settings.arxiv.categories, texts)
+                matches = pending_matches(
+                    sub, ordered, state.delivered, marks, settings.arxiv.categories, texts
+                )
                 if not matches:
                     emit(SubscriberReport(sub.email, "nothing"))
                     continue
-                digest, rendered = compose.compose(sub, matches, settings,
-                                                   cycle_id=cycle_id(now, matches), created=now)
+                digest, rendered = compose.compose(
+                    sub, matches, settings, cycle_id=cycle_id(now, matches), created=now
+                )
                 if on_composed is not None:
                     on_composed(digest, rendered)
                 message = compose.build_message(digest, rendered, settings)
@@ -282,9 +295,16 @@ async def run_cycle(
         error = str(exc)
         raise
     finally:
-        report = CycleReport(started=now, finished=datetime.now(now.tzinfo), requests=requests,
-                             fetched=fetched, new_papers=new, subscribers=tuple(reports),
-                             error=error, dry_run=options.dry_run)
+        report = CycleReport(
+            started=now,
+            finished=datetime.now(now.tzinfo),
+            requests=requests,
+            fetched=fetched,
+            new_papers=new,
+            subscribers=tuple(reports),
+            error=error,
+            dry_run=options.dry_run,
+        )
         if record:
             store.set_last_cycle(report.record())
             store.prune(now)
@@ -296,8 +316,13 @@ def _delivered(matches: Sequence[Match]) -> dict[str, int]:
     return {m.paper.id: m.paper.version for m in matches}
 
 
-def _write_outbox(outbox: Path, todo: Sequence[_Pending], now: datetime, store: Store | None,
-                  emit: Callable[[SubscriberReport], None]) -> None:
+def _write_outbox(
+    outbox: Path,
+    todo: Sequence[_Pending],
+    now: datetime,
+    store: Store | None,
+    emit: Callable[[SubscriberReport], None],
+) -> None:
     try:
         outbox.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -307,20 +332,39 @@ def _write_outbox(outbox: Path, todo: Sequence[_Pending], now: datetime, store: 
         try:
             path.write_bytes(bytes(item.message))
         except OSError as exc:
-            emit(SubscriberReport(item.sub.email, "failed", len(item.matches),
-                                  detail=f"cannot write {path}: {exc}"))
+            emit(
+                SubscriberReport(
+                    item.sub.email,
+                    "failed",
+                    len(item.matches),
+                    detail=f"cannot write {path}: {exc}",
+                )
+            )
             continue
         if store is not None:
             store.record_delivery(item.sub.email, _delivered(item.matches), now)
             store.flush()
-        emit(SubscriberReport(item.sub.email, "outbox", len(item.matches),
-                              tuple(m.paper.title for m in item.matches), detail=str(path)))
+        emit(
+            SubscriberReport(
+                item.sub.email,
+                "outbox",
+                len(item.matches),
+                tuple(m.paper.title for m in item.matches),
+                detail=str(path),
+            )
+        )
 
 
-async def _send(todo: Sequence[_Pending], store: Store, settings: Any, now: datetime,
-                mailer: Mailer | None, options: Options,
-                emit: Callable[[SubscriberReport], None],
-                progress: Callable[[int, int], None] | None) -> None:
+async def _send(
+    todo: Sequence[_Pending],
+    store: Store,
+    settings: Any,
+    now: datetime,
+    mailer: Mailer | None,
+    options: Options,
+    emit: Callable[[SubscriberReport], None],
+    progress: Callable[[int, int], None] | None,
+) -> None:
     mailer = mailer or Mailer(settings.smtp, connections=options.connections)
     by_email = {item.sub.email: item for item in todo}
     done = 0
@@ -333,8 +377,11 @@ async def _send(todo: Sequence[_Pending], store: Store, settings: Any, now: date
             # side effect first, bookkeeping second: record only what was accepted
             store.record_delivery(item.sub.email, _delivered(item.matches), now)
             store.flush()
-            emit(SubscriberReport(item.sub.email, "sent", count,
-                                  tuple(m.paper.title for m in item.matches)))
+            emit(
+                SubscriberReport(
+                    item.sub.email, "sent", count, tuple(m.paper.title for m in item.matches)
+                )
+            )
         else:
             log.warning("delivery to %s %s: %s", item.sub.email, outcome.status, outcome.detail)
             emit(SubscriberReport(item.sub.email, outcome.status, count, detail=outcome.detail))
@@ -343,4 +390,5 @@ async def _send(todo: Sequence[_Pending], store: Store, settings: Any, now: date
             progress(done, len(todo))
 
     await mailer.send_all(
-        [(item.sub.email, item.sub.email, item.message) for item in todo], on_outcome)
+        [(item.sub.email, item.sub.email, item.message) for item in todo], on_outcome
+    )

@@ -37,7 +37,7 @@ class MalformedPage(ValueError):
 class Page:
     total_results: int
     start_index: int
-    entry_count: int               # <entry> elements, blank ones included
+    entry_count: int  # <entry> elements, blank ones included
     papers: tuple[Paper, ...]
 
 
@@ -104,9 +104,7 @@ def parse_entry(entry: Any) -> Paper | None:
     updated = _when(entry.get("updated_parsed")) or published
     if published is None or updated is None:
         return None
-    categories = tuple(
-        t["term"] for t in entry.get("tags", []) if t.get("term")
-    )
+    categories = tuple(t["term"] for t in entry.get("tags", []) if t.get("term"))
     primary = (entry.get("arxiv_primary_category") or {}).get("term") or (
         categories[0] if categories else ""
     )

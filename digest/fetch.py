@@ -15,8 +15,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -124,8 +124,9 @@ class ArxivClient:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.aclose()
 
-    async def fetch_all(self, queries: Sequence[str],
-                        progress: Progress | None = None) -> tuple[Paper, ...]:
+    async def fetch_all(
+        self, queries: Sequence[str], progress: Progress | None = None
+    ) -> tuple[Paper, ...]:
         """Every paper of every query, each id once (the newest version seen).
 
         Raises ``FetchError`` when a page cannot be had after the retries:
@@ -145,8 +146,11 @@ class ArxivClient:
         size = self.settings.page_size
         while total is None or start < total:
             if start >= MAX_OFFSET:
-                log.warning("arXiv stops at %d results; %d more not fetched for one query",
-                            MAX_OFFSET, (total or 0) - start)
+                log.warning(
+                    "arXiv stops at %d results; %d more not fetched for one query",
+                    MAX_OFFSET,
+                    (total or 0) - start,
+                )
                 return
             page_size = min(size, MAX_OFFSET - start)
             page = await self._page(query, start, page_size)
@@ -159,7 +163,7 @@ class ArxivClient:
             for paper in page.papers:
                 yield paper
             if page.entry_count == 0:
-                return          # an empty first page with totalResults 0: no results
+                return  # an empty first page with totalResults 0: no results
             start += page.entry_count
 
     async def _page(self, query: str, start: int, page_size: int) -> Page:
@@ -174,11 +178,17 @@ class ArxivClient:
                 last_reason = str(exc)
                 self.stats.retries += attempt + 1 < attempts
                 backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
-                backoff *= 0.5 + self.rng.random()          # jitter
+                backoff *= 0.5 + self.rng.random()  # jitter
                 wait_extra = max(backoff, exc.retry_after or 0.0)
                 if attempt + 1 < attempts:
-                    log.warning("arXiv page at start=%d failed (%s); retry %d of %d in %.0f s",
-                                start, last_reason, attempt + 1, attempts - 1, wait_extra)
+                    log.warning(
+                        "arXiv page at start=%d failed (%s); retry %d of %d in %.0f s",
+                        start,
+                        last_reason,
+                        attempt + 1,
+                        attempts - 1,
+                        wait_extra,
+                    )
         raise FetchError(
             f"arXiv did not give a usable answer after {attempts} attempts "
             f"(last: {last_reason}); nothing was recorded, rerun later"
@@ -199,7 +209,9 @@ class ArxivClient:
         try:
             page = parse_page(response.content)
         except ArxivQueryError as exc:
-            raise ArxivQueryError(f"{exc} (HTTP {status}); check the keywords in the config") from exc
+            raise ArxivQueryError(
+                f"{exc} (HTTP {status}); check the keywords in the config"
+            ) from exc
         except MalformedPage as exc:
             if status != 200:
                 raise FetchError(f"arXiv answered HTTP {status}: {exc}") from exc

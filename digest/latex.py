@@ -46,6 +46,7 @@ def _converter() -> LatexNodes2Text:
 
 def _scripts(text: str) -> str:
     """``n^2`` -> ``n²`` and ``x_1`` -> ``x₁`` where every character has a Unicode form."""
+
     def sup(m: re.Match[str]) -> str:
         body = m.group(1) or m.group(2)
         out = body.translate(_SUPERSCRIPTS)
@@ -75,7 +76,7 @@ def to_text(source: str) -> str:
     escaped = _BARE_PERCENT.sub(r"\\%", source)
     try:
         out = _converter().latex_to_text(escaped)
-    except Exception:   # pylatexenc raises assorted errors on odd input
+    except Exception:  # pylatexenc raises assorted errors on odd input
         log.debug("LaTeX conversion failed; showing the source", exc_info=True)
         return source
     out = _WS.sub(" ", _scripts(out)).strip()

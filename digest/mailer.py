@@ -34,8 +34,8 @@ Status = Literal["accepted", "refused", "deferred"]
 Sleep = Callable[[float], Awaitable[None]]
 OnOutcome = Callable[["Outcome"], None]
 
-ATTEMPTS = 3              # per message, within one cycle
-RETRY_DELAY = 2.0         # seconds, doubled per attempt
+ATTEMPTS = 3  # per message, within one cycle
+RETRY_DELAY = 1.0  # seconds, doubled per attempt; the next cycle is the real retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class Outcome:
     recipient: str
     status: Status
     detail: str = ""
-    key: str = ""         # the caller's handle for the message (e.g. the subscriber)
+    key: str = ""  # the caller's handle for the message (e.g. the subscriber)
 
 
 class _Transient(Exception):
@@ -76,9 +76,16 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
 class Mailer:
     """Delivers a batch of messages; ``connections`` bounds the parallel sessions."""
 
-    def __init__(self, settings: SmtpSettings, *, connections: int = 1,
-                 attempts: int = ATTEMPTS, retry_delay: float = RETRY_DELAY,
-                 sleep: Sleep = asyncio.sleep, local_hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        connections: int = 1,
+        attempts: int = ATTEMPTS,
+        retry_delay: float = RETRY_DELAY,
+        sleep: Sleep = asyncio.sleep,
+        local_hostname: str | None = None,
+    ) -> None:
         self.settings = settings
         self.connections = max(1, connections)
         self.attempts = max(1, attempts)
@@ -94,7 +101,9 @@ class Mailer:
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
         kwargs: dict[str, object] = {
-            "hostname": s.host, "port": s.port, "timeout": s.timeout,
+            "hostname": s.host,
+            "port": s.port,
+            "timeout": s.timeout,
             "local_hostname": self.local_hostname,
         }
         if s.security == "tls":
@@ -111,23 +120,28 @@ class Mailer:
             await smtp.connect()
             if s.username:
                 if not s.password:
-                    raise _Unusable("smtp.username is set but no password was given "
-                                     "(DIGEST_SMTP_PASSWORD or the credential smtp-password)")
+                    raise _Unusable(
+                        "smtp.username is set but no password was given "
+                        "(DIGEST_SMTP_PASSWORD or the credential smtp-password)"
+                    )
                 await smtp.login(s.username, s.password)
         except aiosmtplib.SMTPAuthenticationError as exc:
             smtp.close()
-            raise _Unusable(f"the SMTP server refused the login for {s.username!r}: "
-                             f"{exc.code} {exc.message}") from exc
+            raise _Unusable(
+                f"the SMTP server refused the login for {s.username!r}: {exc.code} {exc.message}"
+            ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             smtp.close()
             raise _ConnectFailed(f"{s.host}:{s.port} answered {exc.code} {exc.message}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             smtp.close()
             if s.security == "starttls" and "STARTTLS" in str(exc).upper():
-                raise _Unusable(f"{s.host}:{s.port} does not offer STARTTLS; "
-                                 "refusing to send in clear text") from exc
-            raise _ConnectFailed(f"cannot connect to {s.host}:{s.port}: {exc or type(exc).__name__}") \
-                from exc
+                raise _Unusable(
+                    f"{s.host}:{s.port} does not offer STARTTLS; refusing to send in clear text"
+                ) from exc
+            raise _ConnectFailed(
+                f"cannot connect to {s.host}:{s.port}: {exc or type(exc).__name__}"
+            ) from exc
 
     async def _send_one(self, smtp: aiosmtplib.SMTP, recipient: str, msg: EmailMessage) -> str:
         if not smtp.is_connected:
@@ -135,7 +149,8 @@ class Mailer:
         try:
             async with asyncio.timeout(self.settings.timeout * 3):
                 errors, reply = await smtp.send_message(
-                    msg, sender=self.envelope_sender, recipients=[recipient])
+                    msg, sender=self.envelope_sender, recipients=[recipient]
+                )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0] if exc.recipients else None
             code = refused.code if refused else 550
@@ -161,14 +176,15 @@ class Mailer:
             if _code_status(refusal.code) == "refused":
                 raise _Permanent(text)
             raise _Transient(text)
-        return str(reply).strip()      # aiosmtplib returns the final reply as text
+        return str(reply).strip()  # aiosmtplib returns the final reply as text
 
-    async def _deliver(self, smtp: aiosmtplib.SMTP, key: str, recipient: str,
-                       msg: EmailMessage) -> Outcome:
+    async def _deliver(
+        self, smtp: aiosmtplib.SMTP, key: str, recipient: str, msg: EmailMessage
+    ) -> Outcome:
         if self._unusable:
             return Outcome(recipient, "deferred", self._unusable, key)
         last = ""
-        connect_failures = 0
+        server_gone = 0
         for attempt in range(self.attempts):
             if attempt:
                 await self.sleep(self.retry_delay * 2 ** (attempt - 1))
@@ -183,17 +199,23 @@ class Mailer:
                 return Outcome(recipient, status, str(exc), key)
             except _Transient as exc:
                 last = str(exc)
-                connect_failures += isinstance(exc, _ConnectFailed)
-                log.info("delivery to %s deferred (%s), attempt %d of %d",
-                         recipient, last, attempt + 1, self.attempts)
-        if connect_failures == self.attempts:
-            # The server is down: defer the rest of the batch at once rather
-            # than knocking again for every subscriber.
+                server_gone += isinstance(exc, _ConnectFailed) or last.startswith("421")
+                log.info(
+                    "delivery to %s deferred (%s), attempt %d of %d",
+                    recipient,
+                    last,
+                    attempt + 1,
+                    self.attempts,
+                )
+        if server_gone == self.attempts:
+            # The server is down or keeps closing on us (421): defer the rest
+            # of the batch at once rather than knocking again for everyone.
             self._unusable = last
         return Outcome(recipient, "deferred", last, key)
 
-    async def send_all(self, batch: Sequence[tuple[str, str, EmailMessage]],
-                       on_outcome: OnOutcome | None = None) -> tuple[Outcome, ...]:
+    async def send_all(
+        self, batch: Sequence[tuple[str, str, EmailMessage]], on_outcome: OnOutcome | None = None
+    ) -> tuple[Outcome, ...]:
         """Send ``(key, recipient, message)`` items; report each outcome as it happens.
 
         ``on_outcome`` runs right after each message's fate is known, so the
@@ -242,4 +264,5 @@ class Mailer:
             smtp.close()
         s = self.settings
         return f"{s.host}:{s.port} ({s.security}) accepted the connection" + (
-            f" and the login of {s.username}" if s.username else "")
+            f" and the login of {s.username}" if s.username else ""
+        )

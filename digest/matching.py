@@ -20,13 +20,52 @@ from digest.models import Match, Paper, Subscriber
 # LaTeX accent commands keep their letter: Schr\"odinger -> Schrodinger.
 _ACCENT_CMD = re.compile(r"""\\(?:["'`^~=.]|[Hcvukbdr](?![A-Za-z]))\s*\{?\s*([A-Za-z])\}?""")
 # Formatting commands vanish but keep their argument: \emph{x} -> x.
-_FORMAT_CMDS = (
-    "emph textbf textit texttt textsc textrm textsf text mathrm mathbf mathit mathsf "
-    "mathtt mathcal mathbb mathfrak mathscr boldsymbol bm operatorname underline "
-    "overline hat tilde bar vec dot widetilde widehat mbox hbox left right big Big "
-    "bigg Bigg cite ref label url href footnote"
-).split()
-_FORMAT_CMD = re.compile(r"\\(?:%s)(?![A-Za-z])" % "|".join(_FORMAT_CMDS))
+_FORMAT_CMDS = [
+    "emph",
+    "textbf",
+    "textit",
+    "texttt",
+    "textsc",
+    "textrm",
+    "textsf",
+    "text",
+    "mathrm",
+    "mathbf",
+    "mathit",
+    "mathsf",
+    "mathtt",
+    "mathcal",
+    "mathbb",
+    "mathfrak",
+    "mathscr",
+    "boldsymbol",
+    "bm",
+    "operatorname",
+    "underline",
+    "overline",
+    "hat",
+    "tilde",
+    "bar",
+    "vec",
+    "dot",
+    "widetilde",
+    "widehat",
+    "mbox",
+    "hbox",
+    "left",
+    "right",
+    "big",
+    "Big",
+    "bigg",
+    "Bigg",
+    "cite",
+    "ref",
+    "label",
+    "url",
+    "href",
+    "footnote",
+]
+_FORMAT_CMD = re.compile(r"\\(?:{})(?![A-Za-z])".format("|".join(_FORMAT_CMDS)))
 # Other commands keep their name as a word: $\lambda$-calculus -> lambda calculus.
 _OTHER_CMD = re.compile(r"\\([A-Za-z]+)")
 _NON_WORD = re.compile(r"[\W_]+")  # any script: Greek, Cyrillic, CJK words stay words
@@ -126,14 +165,20 @@ def by_author(paper: Paper, followed: str) -> bool:
         if not have or have[-1] != want[-1]:
             continue
         given_w, given_h = want[:-1], have[:-1]
-        if all(a[0] == b[0] and (len(a) == 1 or len(b) == 1 or a == b)
-               for a, b in zip(given_w, given_h, strict=False)):
+        if all(
+            a[0] == b[0] and (len(a) == 1 or len(b) == 1 or a == b)
+            for a, b in zip(given_w, given_h, strict=False)
+        ):
             return True
     return False
 
 
-def match_paper(paper: Paper, subscriber: Subscriber, global_categories: Sequence[str] = (),
-                text: str | None = None) -> Match | None:
+def match_paper(
+    paper: Paper,
+    subscriber: Subscriber,
+    global_categories: Sequence[str] = (),
+    text: str | None = None,
+) -> Match | None:
     """Why ``subscriber`` wants ``paper``, or None.
 
     Keywords must appear (title or abstract) and the paper must sit in the
@@ -156,8 +201,9 @@ def match_paper(paper: Paper, subscriber: Subscriber, global_categories: Sequenc
     return Match(paper=paper, keywords=keywords, authors=authors)
 
 
-def match_all(papers: Iterable[Paper], subscriber: Subscriber,
-              global_categories: Sequence[str] = ()) -> tuple[Match, ...]:
+def match_all(
+    papers: Iterable[Paper], subscriber: Subscriber, global_categories: Sequence[str] = ()
+) -> tuple[Match, ...]:
     """Every paper ``subscriber`` wants, in the order given."""
     out = []
     for paper in papers:

@@ -30,7 +30,7 @@ def split_arxiv_id(raw: str) -> tuple[str, int]:
     ident = raw.strip()
     for prefix in ("http://arxiv.org/abs/", "https://arxiv.org/abs/", "oai:arXiv.org:"):
         if ident.startswith(prefix):
-            ident = ident[len(prefix):]
+            ident = ident[len(prefix) :]
             break
     m = _VERSION_RE.search(ident)
     if m is None:
@@ -40,15 +40,15 @@ def split_arxiv_id(raw: str) -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class Paper:
-    id: str                      # versionless: "2202.12139" or "astro-ph/9904306"
+    id: str  # versionless: "2202.12139" or "astro-ph/9904306"
     version: int
     title: str
     abstract: str
     authors: tuple[str, ...]
     categories: tuple[str, ...]
     primary_category: str
-    published: datetime          # v1 submission time, UTC
-    updated: datetime            # this version's submission time, UTC
+    published: datetime  # v1 submission time, UTC
+    updated: datetime  # this version's submission time, UTC
     comment: str | None = None
     journal_ref: str | None = None
     doi: str | None = None
@@ -135,7 +135,7 @@ class Match:
     """One paper a subscriber follows, and why."""
 
     paper: Paper
-    keywords: tuple[str, ...]    # the subscriber's keywords it matched, in their order
+    keywords: tuple[str, ...]  # the subscriber's keywords it matched, in their order
     authors: tuple[str, ...] = ()  # the followed authors who wrote it
 
 
@@ -144,9 +144,9 @@ class Section:
     """A keyword's part of a digest: the papers shown and the ones only counted."""
 
     keyword: str
-    matches: tuple[Match, ...]   # shown in full
-    hidden: tuple[Match, ...]    # matched but left out for size: "and N more"
-    search_url: str              # where the reader finds the hidden ones
+    matches: tuple[Match, ...]  # shown in full
+    hidden: tuple[Match, ...]  # matched but left out for size: "and N more"
+    search_url: str  # where the reader finds the hidden ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +155,8 @@ class Digest:
 
     subscriber: Subscriber
     sections: tuple[Section, ...]
-    cycle_id: str                # stable per subscriber and cycle: feeds the Message-ID
-    created: datetime            # UTC
+    cycle_id: str  # stable per subscriber and cycle: feeds the Message-ID
+    created: datetime  # UTC
 
     @property
     def paper_ids(self) -> tuple[str, ...]:

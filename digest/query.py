@@ -33,7 +33,7 @@ class Terms:
 
     keywords: tuple[str, ...]
     authors: tuple[str, ...]
-    categories: tuple[str, ...] = ()   # the global restriction, if any
+    categories: tuple[str, ...] = ()  # the global restriction, if any
 
 
 def collect_terms(subscribers: Iterable[Subscriber], categories: Sequence[str] = ()) -> Terms:
@@ -56,7 +56,9 @@ def _fmt(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y%m%d%H%M")
 
 
-def window(now: datetime, last_fetch: datetime | None, lookback_days: int) -> tuple[datetime, datetime]:
+def window(
+    now: datetime, last_fetch: datetime | None, lookback_days: int
+) -> tuple[datetime, datetime]:
     """The ``submittedDate`` range to ask for.
 
     At least a week (moderation delays), at least ``lookback_days`` (new
@@ -86,8 +88,9 @@ def _category_clause(c: str) -> str:
     return f"cat:{c}" if "." in c else f"cat:{c}.*"
 
 
-def _assemble(clauses: Sequence[str], categories: Sequence[str], start: datetime,
-              end: datetime) -> str:
+def _assemble(
+    clauses: Sequence[str], categories: Sequence[str], start: datetime, end: datetime
+) -> str:
     q = "(" + " OR ".join(clauses) + ")"
     if categories:
         q += " AND (" + " OR ".join(_category_clause(c) for c in categories) + ")"
@@ -111,8 +114,15 @@ def url_length(api_url: str, search_query: str, page_size: int) -> int:
     return len(api_url) + 1 + len(urlencode(page_params(search_query, 29999, page_size)))
 
 
-def build_queries(terms: Terms, start: datetime, end: datetime, *, api_url: str,
-                  page_size: int, max_url_length: int = MAX_URL_LENGTH) -> tuple[str, ...]:
+def build_queries(
+    terms: Terms,
+    start: datetime,
+    end: datetime,
+    *,
+    api_url: str,
+    page_size: int,
+    max_url_length: int = MAX_URL_LENGTH,
+) -> tuple[str, ...]:
     """As few ``search_query`` strings as the URL length allows, covering every term.
 
     Greedy packing in first-seen order; a single clause too long for any
@@ -137,6 +147,10 @@ def build_queries(terms: Terms, start: datetime, end: datetime, *, api_url: str,
 
 def search_url(keyword: str) -> str:
     """arXiv's web search for a keyword: where "and N more" points the reader."""
-    params = {"query": f'"{keyword}"', "searchtype": "all", "order": "-submitted_date",
-              "abstracts": "show"}
+    params = {
+        "query": f'"{keyword}"',
+        "searchtype": "all",
+        "order": "-submitted_date",
+        "abstracts": "show",
+    }
     return "https://arxiv.org/search/?" + urlencode(params)

@@ -74,8 +74,9 @@ class AtomicJSONStorage(Storage):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _corrupt(self.path, f"invalid JSON at line {exc.lineno}, column {exc.colno}") \
-                from exc
+            raise _corrupt(
+                self.path, f"invalid JSON at line {exc.lineno}, column {exc.colno}"
+            ) from exc
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
             raise _corrupt(self.path, "not a TinyDB database (expected tables of documents)")
         return data
@@ -95,7 +96,7 @@ class AtomicJSONStorage(Storage):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(folder)      # make the rename itself durable
+        _fsync_dir(folder)  # make the rename itself durable
         self.writes += 1
 
     def close(self) -> None:
@@ -112,10 +113,12 @@ def _fsync_dir(folder: Path) -> None:
 
 def _corrupt(path: Path, why: str) -> StoreCorruptError:
     backup = _backup_path(path)
-    hint = (f"restore the backup ({backup}) with: cp {backup} {path}"
-            if backup.exists() else
-            f"move it aside (mv {path} {path}.broken) to start afresh; every "
-            "subscriber then starts again at lookback_days")
+    hint = (
+        f"restore the backup ({backup}) with: cp {backup} {path}"
+        if backup.exists()
+        else f"move it aside (mv {path} {path}.broken) to start afresh; every "
+        "subscriber then starts again at lookback_days"
+    )
     return StoreCorruptError(
         f"the database {path} is unreadable ({why}); digest left it untouched. To recover, {hint}"
     )
@@ -146,20 +149,34 @@ def _dt(s: str) -> datetime:
 
 def paper_to_doc(p: Paper) -> dict[str, Any]:
     return {
-        "id": p.id, "version": p.version, "title": p.title, "abstract": p.abstract,
-        "authors": list(p.authors), "categories": list(p.categories),
-        "primary_category": p.primary_category, "published": _iso(p.published),
-        "updated": _iso(p.updated), "comment": p.comment, "journal_ref": p.journal_ref,
+        "id": p.id,
+        "version": p.version,
+        "title": p.title,
+        "abstract": p.abstract,
+        "authors": list(p.authors),
+        "categories": list(p.categories),
+        "primary_category": p.primary_category,
+        "published": _iso(p.published),
+        "updated": _iso(p.updated),
+        "comment": p.comment,
+        "journal_ref": p.journal_ref,
         "doi": p.doi,
     }
 
 
 def paper_from_doc(d: Mapping[str, Any]) -> Paper:
     return Paper(
-        id=d["id"], version=int(d["version"]), title=d["title"], abstract=d["abstract"],
-        authors=tuple(d["authors"]), categories=tuple(d["categories"]),
-        primary_category=d["primary_category"], published=_dt(d["published"]),
-        updated=_dt(d["updated"]), comment=d.get("comment"), journal_ref=d.get("journal_ref"),
+        id=d["id"],
+        version=int(d["version"]),
+        title=d["title"],
+        abstract=d["abstract"],
+        authors=tuple(d["authors"]),
+        categories=tuple(d["categories"]),
+        primary_category=d["primary_category"],
+        published=_dt(d["published"]),
+        updated=_dt(d["updated"]),
+        comment=d.get("comment"),
+        journal_ref=d.get("journal_ref"),
         doi=d.get("doi"),
     )
 
@@ -169,7 +186,7 @@ class SubscriberState:
     """What the store knows of one subscriber."""
 
     email: str
-    delivered: Mapping[str, int] = field(default_factory=dict)      # id -> version sent
+    delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
     watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
     last_sent: datetime | None = None
 
@@ -192,8 +209,9 @@ class Store:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, path: Path, *, readonly: bool = False,
-             now: datetime | None = None) -> Iterator[Store]:
+    def open(
+        cls, path: Path, *, readonly: bool = False, now: datetime | None = None
+    ) -> Iterator[Store]:
         store = cls(path, readonly=readonly)
         store._open(now or datetime.now(UTC))
         try:
@@ -215,7 +233,7 @@ class Store:
             self._lock()
             self._remove_stale_temps()
         storage = AtomicJSONStorage(self.path, readonly=self.readonly)
-        data = storage.read()          # raises StoreCorruptError before anything is written
+        data = storage.read()  # raises StoreCorruptError before anything is written
         if not self.readonly and data is not None:
             self._backup(now)
         middleware = _FlushOnDemand(lambda: storage)
@@ -262,7 +280,10 @@ class Store:
     def _backup(self, now: datetime) -> None:
         backup = _backup_path(self.path)
         try:
-            if backup.exists() and time.time() - backup.stat().st_mtime < BACKUP_EVERY.total_seconds():
+            if (
+                backup.exists()
+                and time.time() - backup.stat().st_mtime < BACKUP_EVERY.total_seconds()
+            ):
                 return
             tmp = backup.with_name(_TMP_PREFIX + backup.name)
             shutil.copy2(self.path, tmp)
@@ -344,8 +365,11 @@ class Store:
     def papers(self) -> tuple[Paper, ...]:
         """Every cached paper, newest submission first."""
         docs = self.db.table("papers").all()
-        return tuple(sorted((paper_from_doc(d) for d in docs),
-                            key=lambda p: (p.published, p.id), reverse=True))
+        return tuple(
+            sorted(
+                (paper_from_doc(d) for d in docs), key=lambda p: (p.published, p.id), reverse=True
+            )
+        )
 
     def paper(self, paper_id: str) -> Paper | None:
         doc_id = self._paper_ids.get(paper_id)
@@ -374,7 +398,8 @@ class Store:
         doc_id = self._sub_ids.get(email)
         if doc_id is None:
             self._sub_ids[email] = table.insert(
-                {"email": email, "delivered": {}, "watermarks": {}, **change})
+                {"email": email, "delivered": {}, "watermarks": {}, **change}
+            )
         else:
             table.update(change, doc_ids=[doc_id])
 
@@ -383,8 +408,9 @@ class Store:
         doc = self.db.table("subscribers").get(doc_id=doc_id) if doc_id is not None else None
         return dict(doc) if doc else {}
 
-    def ensure_watermarks(self, email: str, keys: Iterable[str],
-                          start: datetime) -> dict[str, datetime]:
+    def ensure_watermarks(
+        self, email: str, keys: Iterable[str], start: datetime
+    ) -> dict[str, datetime]:
         """Give every term key that has none the watermark ``start``; return them all."""
         doc = self._doc(email)
         marks = dict(doc.get("watermarks", {}))
@@ -408,8 +434,11 @@ class Store:
         """Drop papers and delivery records older than the retention; returns the counts."""
         cutoff = now - timedelta(days=retention_days)
         papers = self.db.table("papers")
-        old = [d.doc_id for d in papers.all() if _dt(d["published"]) < cutoff
-               and _dt(d.get("first_seen", d["published"])) < cutoff]
+        old = [
+            d.doc_id
+            for d in papers.all()
+            if _dt(d["published"]) < cutoff and _dt(d.get("first_seen", d["published"])) < cutoff
+        ]
         if old:
             papers.remove(doc_ids=old)
             self._paper_ids = {d["id"]: d.doc_id for d in papers.all()}

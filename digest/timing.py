@@ -34,7 +34,7 @@ def next_run(now: datetime, settings: Settings) -> datetime:
         slot = slot_on(day, settings)
         if slot > now and _is_cycle_day(slot, settings):
             return slot
-    raise ValueError("no cycle day configured")   # config guarantees at least one day
+    raise ValueError("no cycle day configured")  # config guarantees at least one day
 
 
 def previous_run(now: datetime, settings: Settings) -> datetime:

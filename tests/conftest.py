@@ -35,19 +35,36 @@ def smtp() -> Iterator[SmtpServer]:
         yield srv
 
 
-def config_dict(arxiv_url: str, smtp_port: int = 25, subscribers: list[dict[str, Any]] | None = None,
-                **settings: Any) -> dict[str, Any]:
+def config_dict(
+    arxiv_url: str,
+    smtp_port: int = 25,
+    subscribers: list[dict[str, Any]] | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
     base: dict[str, Any] = {
         "settings": {
             "database": "digest.json",
-            "arxiv": {"api_url": arxiv_url, "request_interval": 0.01, "timeout": 5,
-                      "page_size": 10},
-            "smtp": {"host": "127.0.0.1", "port": smtp_port, "from": "Daily Papers <papers@digest.test>",
-                     "timeout": 5},
+            "arxiv": {
+                "api_url": arxiv_url,
+                "request_interval": 0.01,
+                "timeout": 5,
+                "page_size": 10,
+            },
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "from": "Daily Papers <papers@digest.test>",
+                "timeout": 5,
+            },
         },
-        "subscribers": subscribers if subscribers is not None else [
-            {"email": "alice@example.org", "name": "Alice",
-             "keywords": ["deep learning", "proton"]},
+        "subscribers": subscribers
+        if subscribers is not None
+        else [
+            {
+                "email": "alice@example.org",
+                "name": "Alice",
+                "keywords": ["deep learning", "proton"],
+            },
             {"email": "bob@example.org", "keywords": ["metamorphic testing", "electron"]},
         ],
     }

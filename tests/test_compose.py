@@ -24,7 +24,7 @@ from digest.compose import (
 from digest.errors import TemplateError
 from digest.latex import to_text
 from digest.matching import match_all
-from digest.models import Match, Paper, Settings, SmtpSettings, Subscriber
+from digest.models import Paper, Settings, SmtpSettings, Subscriber
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 GOLDEN = Path(__file__).parent / "golden"
@@ -34,14 +34,23 @@ HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)> "quoted" \
 
 def paper(i: int, title: str, abstract: str = "An abstract.", **kw) -> Paper:
     t = NOW - timedelta(hours=i)
-    base = Paper(id=f"2611.{i:05d}", version=1, title=title, abstract=abstract,
-                 authors=("Ada Lovelace", "Alan Turing"), categories=("cs.LG", "stat.ML"),
-                 primary_category="cs.LG", published=t, updated=t)
+    base = Paper(
+        id=f"2611.{i:05d}",
+        version=1,
+        title=title,
+        abstract=abstract,
+        authors=("Ada Lovelace", "Alan Turing"),
+        categories=("cs.LG", "stat.ML"),
+        primary_category="cs.LG",
+        published=t,
+        updated=t,
+    )
     return replace(base, **kw)
 
 
-ALICE = Subscriber(email="alice@example.org", name="Alice Example",
-                   keywords=("graph neural network", "compiler"))
+ALICE = Subscriber(
+    email="alice@example.org", name="Alice Example", keywords=("graph neural network", "compiler")
+)
 
 
 def matches(papers, sub=ALICE):
@@ -49,19 +58,28 @@ def matches(papers, sub=ALICE):
 
 
 def parts(settings=SETTINGS, papers=None, sub=ALICE):
-    papers = papers or [paper(1, "Graph Neural Networks for Compilers",
-                              r"We bound the cost by $O(n^2)$ for graph neural networks.",
-                              comment=r"12 pages, $\alpha$-version")]
-    digest, rendered = compose(sub, matches(papers, sub), settings, cycle_id="20261130.abc",
-                               created=NOW)
+    papers = papers or [
+        paper(
+            1,
+            "Graph Neural Networks for Compilers",
+            r"We bound the cost by $O(n^2)$ for graph neural networks.",
+            comment=r"12 pages, $\alpha$-version",
+        )
+    ]
+    digest, rendered = compose(
+        sub, matches(papers, sub), settings, cycle_id="20261130.abc", created=NOW
+    )
     msg = build_message(digest, rendered, settings)
     parsed = email.message_from_bytes(bytes(msg), policy=policy.default)
     return digest, rendered, parsed
 
 
 def test_sections_follow_the_subscriber_order_and_each_paper_appears_once() -> None:
-    ps = [paper(1, "A compiler"), paper(2, "Graph neural networks and a compiler"),
-          paper(3, "Graph neural network")]
+    ps = [
+        paper(1, "A compiler"),
+        paper(2, "Graph neural networks and a compiler"),
+        paper(3, "Graph neural network"),
+    ]
     d = build_digest(ALICE, matches(ps), max_per_keyword=25, cycle_id="c", created=NOW)
     assert [s.keyword for s in d.sections] == ["graph neural network", "compiler"]
     assert [m.paper.id for m in d.sections[0].matches] == ["2611.00002", "2611.00003"]
@@ -81,7 +99,7 @@ def test_beyond_the_limit_papers_are_counted_as_and_n_more() -> None:
 
 
 def test_multipart_structure_and_headers() -> None:
-    digest, rendered, msg = parts()
+    _digest, _rendered, msg = parts()
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     assert msg["From"] == "Daily Papers <papers@digest.test>"
@@ -104,17 +122,18 @@ def test_message_id_is_stable_for_subscriber_and_cycle() -> None:
 
 
 def test_hostile_fields_are_escaped_in_html_and_safe_in_headers() -> None:
-    p = paper(1, f"Compiler {HOSTILE}", f"A compiler. {HOSTILE}", authors=(HOSTILE, "B"),
-              comment=HOSTILE)
-    _, rendered, msg = parts(papers=[p])
+    p = paper(
+        1, f"Compiler {HOSTILE}", f"A compiler. {HOSTILE}", authors=(HOSTILE, "B"), comment=HOSTILE
+    )
+    _, _rendered, msg = parts(papers=[p])
     html = msg.get_body(("html",)).get_content()
     assert "<script" not in html.lower() and "<img" not in html.lower()
     assert "onerror=alert" not in html.replace("onerror=alert(1)&gt;", "")
     assert "&lt;script&gt;" in html and "&amp;" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert not re.search(r"<[^>]*onerror", html)      # no attribute could break out
+    assert not re.search(r"<[^>]*onerror", html)  # no attribute could break out
     text = msg.get_body(("plain",)).get_content()
-    assert HOSTILE in " ".join(text.split())   # plain text shows it literally
+    assert HOSTILE in " ".join(text.split())  # plain text shows it literally
     assert "\n" not in msg["Subject"]
 
 
@@ -129,9 +148,10 @@ def test_html_has_no_scripts_images_or_remote_resources() -> None:
     html = rendered.html.lower()
     for banned in ("<script", "<img", "<link", "<iframe", "<form", "@import", "http://"):
         assert banned not in html
-    assert all(h.startswith(("https://", "mailto:", "#")) for h in re.findall(r'href="([^"]*)"',
-                                                                              html))
-    assert 'style="' in html                    # CSS was inlined
+    assert all(
+        h.startswith(("https://", "mailto:", "#")) for h in re.findall(r'href="([^"]*)"', html)
+    )
+    assert 'style="' in html  # CSS was inlined
     assert "prefers-color-scheme: dark" in html  # dark mode kept for clients that read it
     assert 'width="640"' in html
 
@@ -170,53 +190,105 @@ def test_a_large_digest_stays_under_the_gmail_clipping_limit() -> None:
     ps += [paper(100 + i, f"Transformer {i}", long_abstract) for i in range(80)]
     digest, rendered = compose(sub, match_all(ps, sub), SETTINGS, cycle_id="c", created=NOW)
     assert len(rendered.html.encode()) < HTML_LIMIT
-    assert digest.count == len(ps)              # nothing dropped: the rest are "and N more"
+    assert digest.count == len(ps)  # nothing dropped: the rest are "and N more"
     assert "read more" in rendered.html and "and " in rendered.text
 
 
 def test_long_author_lists_are_shortened() -> None:
     authors = tuple(f"Author {i}" for i in range(34))
     _, rendered, _ = parts(papers=[paper(1, "A compiler", authors=authors)])
-    assert "Author 0, Author 1, Author 2, Author 3, Author 4, … Author 33 (34 authors)" \
-        in " ".join(rendered.text.split())
+    assert "Author 0, Author 1, Author 2, Author 3, Author 4, … Author 33 (34 authors)" in " ".join(
+        rendered.text.split()
+    )
 
 
 def test_operator_templates_override_the_shipped_ones(tmp_path: Path) -> None:
     (tmp_path / "subject.txt").write_text("Papers for {{ subscriber.email }}: {{ count }}")
     _, rendered, msg = parts(settings=replace(SETTINGS, templates=tmp_path))
     assert msg["Subject"] == "Papers for alice@example.org: 1"
-    assert ACKNOWLEDGEMENT in rendered.html     # the others still come from the package
+    assert ACKNOWLEDGEMENT in rendered.html  # the others still come from the package
 
 
 def test_a_broken_template_is_a_readable_error(tmp_path: Path) -> None:
     (tmp_path / "digest.txt").write_text("{{ no_such_variable }}\n")
-    with pytest.raises(TemplateError, match=r"template digest.txt.*'no_such_variable' is undefined"):
-        render(build_digest(ALICE, matches([paper(1, "A compiler")]), max_per_keyword=5,
-                            cycle_id="c", created=NOW), replace(SETTINGS, templates=tmp_path))
+    with pytest.raises(
+        TemplateError, match=r"template digest.txt.*'no_such_variable' is undefined"
+    ):
+        render(
+            build_digest(
+                ALICE,
+                matches([paper(1, "A compiler")]),
+                max_per_keyword=5,
+                cycle_id="c",
+                created=NOW,
+            ),
+            replace(SETTINGS, templates=tmp_path),
+        )
 
 
-@pytest.mark.parametrize("source, expected", [
-    (r"$\alpha \leq \beta^2$", "α≤β²"),
-    (r"50% of $x_1$", "50% of x₁"),
-    (r"unbalanced $x", "unbalanced $x"),
-    (r"$\frac{a+b}{c}$", "(a+b)/(c)"),
-    (r"$\mathcal{O}(n \log n)$", "O(n log n)"),
-    ("no latex here", "no latex here"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        (r"$\alpha \leq \beta^2$", "α≤β²"),
+        (r"50% of $x_1$", "50% of x₁"),
+        (r"unbalanced $x", "unbalanced $x"),
+        (r"$\frac{a+b}{c}$", "(a+b)/(c)"),
+        (r"$\mathcal{O}(n \log n)$", "O(n log n)"),
+        ("no latex here", "no latex here"),
+    ],
+)
 def test_latex_to_text(source: str, expected: str) -> None:
     assert to_text(source) == expected
 
 
 def test_golden_text_part() -> None:
     """The rendered text part of a fixed digest; UPDATE_GOLDEN=1 rewrites it for review."""
-    ps = [paper(1, "Graph Neural Networks for Compilers",
-                r"We bound the cost by $O(n^2)$ for graph neural networks.",
-                comment="12 pages"),
-          paper(2, "An Optimising Compiler for $\\lambda$-calculus", "Compilers, quickly.",
-                authors=tuple(f"Author {i}" for i in range(8)))]
+    ps = [
+        paper(
+            1,
+            "Graph Neural Networks for Compilers",
+            r"We bound the cost by $O(n^2)$ for graph neural networks.",
+            comment="12 pages",
+        ),
+        paper(
+            2,
+            "An Optimising Compiler for $\\lambda$-calculus",
+            "Compilers, quickly.",
+            authors=tuple(f"Author {i}" for i in range(8)),
+        ),
+    ]
     _, rendered = compose(ALICE, matches(ps), SETTINGS, cycle_id="c", created=NOW)
     golden = GOLDEN / "digest.txt"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(rendered.text, encoding="utf-8")
     assert rendered.text == golden.read_text(encoding="utf-8")
+
+
+def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("daily_papers_digest-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for template in ("digest.html", "digest.txt", "subject.txt"):
+        assert f"digest/templates/email/{template}" in names

@@ -54,17 +54,20 @@ def test_relative_database_resolves_against_the_config_folder(tmp_path: Path) ->
 
 
 def test_environment_overrides_settings() -> None:
-    cfg = parse(MINIMAL, {
-        "DIGEST_DATABASE": "/var/lib/digest/digest.json",
-        "DIGEST_ARXIV_API_URL": "http://127.0.0.1:9/api/query",
-        "DIGEST_ARXIV_REQUEST_INTERVAL": "0.5",
-        "DIGEST_SMTP_HOST": "mail.example.org",
-        "DIGEST_SMTP_PORT": "587",
-        "DIGEST_SMTP_SECURITY": "starttls",
-        "DIGEST_SMTP_USERNAME": "digest",
-        "DIGEST_SMTP_PASSWORD": "s3cret",
-        "DIGEST_SMTP_FROM": "Papers <papers@example.org>",
-    })
+    cfg = parse(
+        MINIMAL,
+        {
+            "DIGEST_DATABASE": "/var/lib/digest/digest.json",
+            "DIGEST_ARXIV_API_URL": "http://127.0.0.1:9/api/query",
+            "DIGEST_ARXIV_REQUEST_INTERVAL": "0.5",
+            "DIGEST_SMTP_HOST": "mail.example.org",
+            "DIGEST_SMTP_PORT": "587",
+            "DIGEST_SMTP_SECURITY": "starttls",
+            "DIGEST_SMTP_USERNAME": "digest",
+            "DIGEST_SMTP_PASSWORD": "s3cret",
+            "DIGEST_SMTP_FROM": "Papers <papers@example.org>",
+        },
+    )
     s = cfg.settings
     assert s.database == Path("/var/lib/digest/digest.json")
     assert s.arxiv.api_url == "http://127.0.0.1:9/api/query"
@@ -88,8 +91,10 @@ def test_password_from_systemd_credential(tmp_path: Path) -> None:
 
 def test_password_in_yaml_is_an_unknown_key() -> None:
     msgs = problems("settings:\n  smtp:\n    password: hunter2\n" + MINIMAL)
-    assert msgs == ["settings.smtp.password: unknown key (check the spelling; "
-                    "subscribers.yaml in the project lists every key)"]
+    assert msgs == [
+        "settings.smtp.password: unknown key (check the spelling; "
+        "subscribers.yaml in the project lists every key)"
+    ]
 
 
 def test_config_path_order() -> None:
@@ -104,8 +109,9 @@ def test_yaml_syntax_error_has_line_and_column() -> None:
 
 
 def test_duplicate_yaml_key_is_rejected_with_its_line() -> None:
-    (msg,) = problems("subscribers:\n  - email: a@example.org\n    email: b@example.org\n"
-                      "    keywords: [x]\n")
+    (msg,) = problems(
+        "subscribers:\n  - email: a@example.org\n    email: b@example.org\n    keywords: [x]\n"
+    )
     assert msg.startswith("line 3, column 5") and "duplicate key 'email'" in msg
 
 
@@ -121,8 +127,9 @@ def test_invalid_address_is_rejected(address: str) -> None:
 
 
 def test_address_with_crlf_is_rejected() -> None:
-    (msg,) = problems('subscribers:\n  - email: "a@example.org\\r\\nBcc: evil@example.net"\n'
-                      "    keywords: [x]\n")
+    (msg,) = problems(
+        'subscribers:\n  - email: "a@example.org\\r\\nBcc: evil@example.net"\n    keywords: [x]\n'
+    )
     assert msg.startswith("subscribers[0].email:") and "line break" in msg
 
 
@@ -133,8 +140,10 @@ def test_sender_with_crlf_is_rejected() -> None:
 
 def test_duplicate_subscribers_are_rejected() -> None:
     msgs = problems(MINIMAL + "  - email: A@example.org\n    keywords: [other]\n")
-    assert msgs == ["subscribers[1].email: A@example.org is already subscribers[0]; "
-                    "merge their keywords into one entry"]
+    assert msgs == [
+        "subscribers[1].email: A@example.org is already subscribers[0]; "
+        "merge their keywords into one entry"
+    ]
 
 
 def test_empty_keyword_list_is_rejected() -> None:
@@ -147,15 +156,18 @@ def test_missing_keywords_is_rejected() -> None:
     assert msg.startswith("subscribers[0].keywords (a@example.org): Field required")
 
 
-@pytest.mark.parametrize("keyword, why", [
-    ('quantum "gravity"', "'\"'"),
-    ("graph (neural)", "'('"),
-    ("ti:graph", "':'"),
-    ("graphs OR trees", "operator 'OR'"),
-    ("AND", "operator 'AND'"),
-    ("a ANDNOT b", "operator 'ANDNOT'"),
-    ("---", "no letters or digits"),
-])
+@pytest.mark.parametrize(
+    "keyword, why",
+    [
+        ('quantum "gravity"', "'\"'"),
+        ("graph (neural)", "'('"),
+        ("ti:graph", "':'"),
+        ("graphs OR trees", "operator 'OR'"),
+        ("AND", "operator 'AND'"),
+        ("a ANDNOT b", "operator 'ANDNOT'"),
+        ("---", "no letters or digits"),
+    ],
+)
 def test_keywords_that_would_break_the_query_are_rejected(keyword: str, why: str) -> None:
     (msg,) = problems(f"subscribers:\n  - email: a@example.org\n    keywords: ['{keyword}']\n")
     assert msg.startswith("subscribers[0].keywords (a@example.org):") and why in msg
@@ -173,9 +185,14 @@ def test_every_problem_is_reported_at_once() -> None:
         "    keywords: [x]\n    categories: ['CS LG']\n"
     )
     places = [m.split(":")[0] for m in msgs]
-    assert places == ["settings.send_at", "settings.timezone", "settings.days",
-                      "subscribers[0].email", "subscribers[0].keywords (bad)",
-                      "subscribers[1].categories (b@example.org)"]
+    assert places == [
+        "settings.send_at",
+        "settings.timezone",
+        "settings.days",
+        "subscribers[0].email",
+        "subscribers[0].keywords (bad)",
+        "subscribers[1].categories (b@example.org)",
+    ]
 
 
 def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from dataclasses import replace
 
@@ -15,9 +16,11 @@ from digest.fetch import ArxivClient
 from digest.models import ArxivSettings
 from tests.support.arxiv_server import ArxivServer, load_entries
 
-PAGES = ("api_new_2026-04_all-testing_start-0_max-10.xml",
-         "api_new_2026-04_all-testing_start-10_max-10.xml",
-         "api_new_2026-04_all-testing_start-20_max-10.xml")
+PAGES = (
+    "api_new_2026-04_all-testing_start-0_max-10.xml",
+    "api_new_2026-04_all-testing_start-10_max-10.xml",
+    "api_new_2026-04_all-testing_start-20_max-10.xml",
+)
 
 
 @pytest.fixture
@@ -38,8 +41,9 @@ class FakeSleep:
 
 
 def settings(url: str, **kw) -> ArxivSettings:
-    base = ArxivSettings(api_url=url, request_interval=0.05, page_size=10, timeout=1.0,
-                         max_retries=3)
+    base = ArxivSettings(
+        api_url=url, request_interval=0.05, page_size=10, timeout=1.0, max_retries=3
+    )
     return replace(base, **kw)
 
 
@@ -51,6 +55,7 @@ def fetch(s: ArxivSettings, queries=("q",), sleep=None):
         async with ArxivClient(s, **kwargs) as client:
             papers = await client.fetch_all(list(queries))
             return papers, client.stats
+
     return asyncio.run(go())
 
 
@@ -68,7 +73,7 @@ def test_pages_through_all_results_in_order(server: ArxivServer) -> None:
 def test_requests_are_spaced_by_the_interval(server: ArxivServer) -> None:
     fetch(settings(server.url, request_interval=0.2))
     times = [r.at for r in server.state.requests]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 2 and min(gaps) >= 0.19
 
 
@@ -84,7 +89,7 @@ def test_retries_and_spacing_apply_to_retries_too(server: ArxivServer) -> None:
 
 @pytest.mark.parametrize("fault", ["empty", "truncated", "blank", "503", "429"])
 def test_each_fault_is_retried_and_nothing_is_lost(server: ArxivServer, fault: str) -> None:
-    server.state.faults = ["ok", fault]       # the second page fails once
+    server.state.faults = ["ok", fault]  # the second page fails once
     papers, stats = fetch(settings(server.url), sleep=FakeSleep())
     assert len(papers) == 30 and stats.retries == 1
 
@@ -99,8 +104,10 @@ def test_exhausted_retries_raise_a_readable_error(server: ArxivServer) -> None:
     server.state.faults = ["503"] * 4
     with pytest.raises(FetchError) as info:
         fetch(settings(server.url), sleep=FakeSleep())
-    assert str(info.value) == ("arXiv did not give a usable answer after 4 attempts "
-                               "(last: HTTP 503); nothing was recorded, rerun later")
+    assert str(info.value) == (
+        "arXiv did not give a usable answer after 4 attempts "
+        "(last: HTTP 503); nothing was recorded, rerun later"
+    )
     assert len(server.state.requests) == 4
 
 
@@ -137,8 +144,9 @@ def test_transport_is_injectable() -> None:
         return httpx.Response(200, content=body)
 
     async def go():
-        async with ArxivClient(settings("http://arxiv.test/api/query"),
-                               transport=httpx.MockTransport(handler)) as c:
+        async with ArxivClient(
+            settings("http://arxiv.test/api/query"), transport=httpx.MockTransport(handler)
+        ) as c:
             return await c.fetch_all(["q"])
 
     assert asyncio.run(go()) == ()

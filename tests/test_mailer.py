@@ -1,4 +1,4 @@
-"""The mailer against a real aiosmtpd server on 127.0.0.1: TLS modes, AUTH, and every failure class."""
+"""The mailer against a real aiosmtpd server on 127.0.0.1: TLS, AUTH, every failure class."""
 
 from __future__ import annotations
 
@@ -21,10 +21,27 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -55,8 +72,9 @@ def send(settings: SmtpSettings, recipients: list[str], **kw):
 
 
 def plain(port: int, **kw) -> SmtpSettings:
-    return SmtpSettings(host="127.0.0.1", port=port, sender="P <papers@digest.test>", timeout=5,
-                        **kw)
+    return SmtpSettings(
+        host="127.0.0.1", port=port, sender="P <papers@digest.test>", timeout=5, **kw
+    )
 
 
 def test_one_connection_for_the_whole_batch(smtp: SmtpServer) -> None:
@@ -87,7 +105,7 @@ def test_450_is_deferred_after_retries(smtp: SmtpServer) -> None:
 
 
 def test_421_mid_batch_reconnects_and_continues(smtp: SmtpServer) -> None:
-    smtp.behaviour.close_after = 2          # the third message meets "421 shutting down"
+    smtp.behaviour.close_after = 2  # the third message meets "421 shutting down"
     outcomes = send(plain(smtp.port), ["a@x.org", "b@x.org", "c@x.org", "d@x.org"])
     assert [o.status for o in outcomes] == ["accepted"] * 4
     assert [r.rcpt_tos[0] for r in smtp.received] == ["a@x.org", "b@x.org", "c@x.org", "d@x.org"]
@@ -115,11 +133,19 @@ def test_unreachable_server_defers_everything_quickly() -> None:
 
 
 def test_starttls_with_auth_and_a_verified_certificate(certificate) -> None:
-    with SmtpServer(tls_context=server_tls(certificate), require_starttls=True,
-                    auth={"digest": "s3cret"}) as srv:
-        s = SmtpSettings(host="localhost", port=srv.port, security="starttls", username="digest",
-                         password="s3cret", sender="P <papers@digest.test>", timeout=5,
-                         ca_file=certificate[0])
+    with SmtpServer(
+        tls_context=server_tls(certificate), require_starttls=True, auth={"digest": "s3cret"}
+    ) as srv:
+        s = SmtpSettings(
+            host="localhost",
+            port=srv.port,
+            security="starttls",
+            username="digest",
+            password="s3cret",
+            sender="P <papers@digest.test>",
+            timeout=5,
+            ca_file=certificate[0],
+        )
         (o,) = send(s, ["a@example.org"])
         assert o.status == "accepted" and len(srv.received) == 1
 
@@ -136,24 +162,37 @@ def test_starttls_refuses_to_fall_back_to_clear_text() -> None:
 
 def test_unverifiable_certificate_is_refused(certificate) -> None:
     with SmtpServer(tls_context=server_tls(certificate), require_starttls=True) as srv:
-        s = SmtpSettings(host="localhost", port=srv.port, security="starttls",
-                         sender="P <papers@digest.test>", timeout=5)   # no ca_file
+        s = SmtpSettings(
+            host="localhost",
+            port=srv.port,
+            security="starttls",
+            sender="P <papers@digest.test>",
+            timeout=5,
+        )  # no ca_file
         (o,) = send(s, ["a@example.org"])
         assert o.status == "deferred" and "CERTIFICATE_VERIFY_FAILED" in o.detail
         assert srv.received == []
 
 
 def test_wrong_password_is_a_config_error_for_check(certificate) -> None:
-    with SmtpServer(tls_context=server_tls(certificate), require_starttls=True,
-                    auth={"digest": "s3cret"}) as srv:
-        s = SmtpSettings(host="localhost", port=srv.port, security="starttls", username="digest",
-                         password="wrong", sender="P <papers@digest.test>", timeout=5,
-                         ca_file=certificate[0])
+    with SmtpServer(
+        tls_context=server_tls(certificate), require_starttls=True, auth={"digest": "s3cret"}
+    ) as srv:
+        s = SmtpSettings(
+            host="localhost",
+            port=srv.port,
+            security="starttls",
+            username="digest",
+            password="wrong",
+            sender="P <papers@digest.test>",
+            timeout=5,
+            ca_file=certificate[0],
+        )
         with pytest.raises(SmtpConfigError, match="refused the login for 'digest': 535"):
             asyncio.run(Mailer(s).check())
         outcomes = send(s, ["a@example.org", "b@example.org"])
         assert [o.status for o in outcomes] == ["deferred", "deferred"]
-        assert "wrong" not in outcomes[0].detail      # the password never shows
+        assert "wrong" not in outcomes[0].detail  # the password never shows
 
 
 def test_check_reports_an_unreachable_server() -> None:

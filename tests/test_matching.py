@@ -22,44 +22,60 @@ from digest.models import Paper, Subscriber
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 
 
-def paper(title: str = "A title", abstract: str = "An abstract.", *, cats=("cs.LG",),
-          authors=("Jane Doe",)) -> Paper:
-    return Paper(id="2611.00001", version=1, title=title, abstract=abstract,
-                 authors=tuple(authors), categories=tuple(cats), primary_category=cats[0],
-                 published=T0, updated=T0)
+def paper(
+    title: str = "A title",
+    abstract: str = "An abstract.",
+    *,
+    cats=("cs.LG",),
+    authors=("Jane Doe",),
+) -> Paper:
+    return Paper(
+        id="2611.00001",
+        version=1,
+        title=title,
+        abstract=abstract,
+        authors=tuple(authors),
+        categories=tuple(cats),
+        primary_category=cats[0],
+        published=T0,
+        updated=T0,
+    )
 
 
 def sub(*keywords: str, **kw) -> Subscriber:
     return Subscriber(email="a@example.org", keywords=keywords, **kw)
 
 
-@pytest.mark.parametrize("text, phrase, expected", [
-    # case
-    ("Reinforcement Learning for robots", "reinforcement learning", True),
-    # hyphens and punctuation are word breaks
-    ("A Reinforcement-Learning approach", "reinforcement learning", True),
-    ("graph/neural: networks", "graph neural network", True),
-    # simple plurals, both ways
-    ("Optimizing Compilers", "compiler", True),
-    ("a compiler", "compilers", True),
-    ("Learned policies", "policy", True),
-    ("cache misses", "cache miss", True),
-    ("Matches and boxes", "match and box", True),
-    # accents stripped
-    ("Schrödinger bridges", "schrodinger bridge", True),
-    ("Erdős–Rényi graphs", "erdos renyi graph", True),
-    # LaTeX markup removed, accents in LaTeX too
-    (r"Schr\"odinger bridges", "schrödinger bridge", True),
-    (r"\emph{Graph} \textbf{neural} nets", "graph neural", True),
-    (r"the $\lambda$-calculus", "lambda calculus", True),
-    # adjacency and order matter
-    ("learning reinforcement", "reinforcement learning", False),
-    ("reinforcement and learning", "reinforcement learning", False),
-    # whole words only
-    ("reinforcements learned", "reinforcement learning", False),
-    ("decompiler", "compiler", False),
-    ("ab", "a", False),
-])
+@pytest.mark.parametrize(
+    "text, phrase, expected",
+    [
+        # case
+        ("Reinforcement Learning for robots", "reinforcement learning", True),
+        # hyphens and punctuation are word breaks
+        ("A Reinforcement-Learning approach", "reinforcement learning", True),
+        ("graph/neural: networks", "graph neural network", True),
+        # simple plurals, both ways
+        ("Optimizing Compilers", "compiler", True),
+        ("a compiler", "compilers", True),
+        ("Learned policies", "policy", True),
+        ("cache misses", "cache miss", True),
+        ("Matches and boxes", "match and box", True),
+        # accents stripped
+        ("Schrödinger bridges", "schrodinger bridge", True),
+        ("Erdős–Rényi graphs", "erdos renyi graph", True),
+        # LaTeX markup removed, accents in LaTeX too
+        (r"Schr\"odinger bridges", "schrödinger bridge", True),
+        (r"\emph{Graph} \textbf{neural} nets", "graph neural", True),
+        (r"the $\lambda$-calculus", "lambda calculus", True),
+        # adjacency and order matter
+        ("learning reinforcement", "reinforcement learning", False),
+        ("reinforcement and learning", "reinforcement learning", False),
+        # whole words only
+        ("reinforcements learned", "reinforcement learning", False),
+        ("decompiler", "compiler", False),
+        ("ab", "a", False),
+    ],
+)
 def test_phrase_rules(text: str, phrase: str, expected: bool) -> None:
     assert contains_phrase(text, phrase) is expected
 
@@ -83,15 +99,18 @@ def test_exclude_vetoes() -> None:
     assert match_paper(paper(title="A compiler"), s) is not None
 
 
-@pytest.mark.parametrize("cats, wanted, expected", [
-    (("cs.LG",), ("cs",), True),
-    (("stat.ML", "cs.LG"), ("cs",), True),        # any category, not only the primary
-    (("cs.LG",), ("cs.LG",), True),
-    (("cs.LG",), ("cs.PL",), False),
-    (("csx.LG",), ("cs",), False),
-    (("math-ph",), ("math",), False),             # math-ph is its own archive
-    (("hep-th",), (), True),
-])
+@pytest.mark.parametrize(
+    "cats, wanted, expected",
+    [
+        (("cs.LG",), ("cs",), True),
+        (("stat.ML", "cs.LG"), ("cs",), True),  # any category, not only the primary
+        (("cs.LG",), ("cs.LG",), True),
+        (("cs.LG",), ("cs.PL",), False),
+        (("csx.LG",), ("cs",), False),
+        (("math-ph",), ("math",), False),  # math-ph is its own archive
+        (("hep-th",), (), True),
+    ],
+)
 def test_categories(cats, wanted, expected) -> None:
     assert in_categories(paper(cats=cats), wanted) is expected
 
@@ -107,14 +126,17 @@ def test_global_categories_restrict_everyone() -> None:
     assert match_paper(paper(title="A compiler", cats=("cs.PL",)), s, ("stat",)) is None
 
 
-@pytest.mark.parametrize("followed, authors, expected", [
-    ("Yann LeCun", ("Yann LeCun",), True),
-    ("Yann LeCun", ("Y. LeCun",), True),
-    ("Y. LeCun", ("Yann LeCun", "Other Person"), True),
-    ("Yann LeCun", ("Yann Dauphin",), False),
-    ("Yann LeCun", ("Yves LeCun",), False),
-    ("José Raúl Romero", ("Jose Raul Romero",), True),
-])
+@pytest.mark.parametrize(
+    "followed, authors, expected",
+    [
+        ("Yann LeCun", ("Yann LeCun",), True),
+        ("Yann LeCun", ("Y. LeCun",), True),
+        ("Y. LeCun", ("Yann LeCun", "Other Person"), True),
+        ("Yann LeCun", ("Yann Dauphin",), False),
+        ("Yann LeCun", ("Yves LeCun",), False),
+        ("José Raúl Romero", ("Jose Raul Romero",), True),
+    ],
+)
 def test_author_rules(followed, authors, expected) -> None:
     assert by_author(paper(authors=authors), followed) is expected
 
@@ -135,8 +157,13 @@ def test_the_old_pages_failure_unrelated_server_results_are_dropped() -> None:
     # arXiv's relevance search returned these for "all:testing"; a subscriber
     # following "metamorphic testing" must get only the papers that say so.
     s = sub("metamorphic testing")
-    assert match_paper(paper(abstract="namely differential, metamorphic, mutation, and "
-                                      "combinatorial testing"), s) is None
+    assert (
+        match_paper(
+            paper(abstract="namely differential, metamorphic, mutation, and combinatorial testing"),
+            s,
+        )
+        is None
+    )
     assert match_paper(paper(abstract="we apply metamorphic testing to ..."), s) is not None
 
 
@@ -149,8 +176,7 @@ def test_highlight_pattern_finds_the_displayed_variants() -> None:
 
 # -- properties ---------------------------------------------------------------
 
-words = st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu")), min_size=1,
-                max_size=10)
+words = st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu")), min_size=1, max_size=10)
 phrases = st.lists(words, min_size=1, max_size=4).map(" ".join)
 fillers = st.text(max_size=40)
 
@@ -174,8 +200,11 @@ def test_normalised_text_is_lowercase_words_between_single_spaces(text: str) -> 
 
 # Words ending in i or u are left out on purpose: "-is" and "-us" endings
 # ("analysis", "status") are singulars, so a plural "s" is not stripped there.
-@given(st.text(alphabet="abcdefghijklmnopqrtvwxyz", min_size=4, max_size=12)
-       .filter(lambda w: w[-1] not in "iu"))
+@given(
+    st.text(alphabet="abcdefghijklmnopqrtvwxyz", min_size=4, max_size=12).filter(
+        lambda w: w[-1] not in "iu"
+    )
+)
 def test_singular_and_plural_fold_alike(word: str) -> None:
     assert normalize(word) == normalize(word + "s")
 

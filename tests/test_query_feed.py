@@ -34,8 +34,10 @@ def read(name: str) -> bytes:
 
 
 def test_union_of_keywords_is_deduplicated_across_subscribers() -> None:
-    subs = [Subscriber("a@x.org", ("Graph", "compilers")), Subscriber("b@x.org", ("graphs", "LLM"),
-                                                                       authors=("Jane Doe",))]
+    subs = [
+        Subscriber("a@x.org", ("Graph", "compilers")),
+        Subscriber("b@x.org", ("graphs", "LLM"), authors=("Jane Doe",)),
+    ]
     terms = collect_terms(subs)
     assert terms.keywords == ("Graph", "compilers", "LLM")
     assert terms.authors == ("Jane Doe",)
@@ -43,17 +45,25 @@ def test_union_of_keywords_is_deduplicated_across_subscribers() -> None:
 
 def test_one_query_for_many_keywords_with_phrases_and_date_window() -> None:
     start, end = NOW - timedelta(days=7), NOW
-    (q,) = build_queries(Terms(("reinforcement learning", "compiler"), ("Jane Doe",), ("cs",)),
-                         start, end, api_url=API, page_size=200)
-    assert q == ('(ti:"reinforcement learning" OR abs:"reinforcement learning" OR '
-                 'ti:"compiler" OR abs:"compiler" OR au:"Jane Doe") AND (cat:cs.*) '
-                 "AND submittedDate:[202611230700 TO 202611300700]")
+    (q,) = build_queries(
+        Terms(("reinforcement learning", "compiler"), ("Jane Doe",), ("cs",)),
+        start,
+        end,
+        api_url=API,
+        page_size=200,
+    )
+    assert q == (
+        '(ti:"reinforcement learning" OR abs:"reinforcement learning" OR '
+        'ti:"compiler" OR abs:"compiler" OR au:"Jane Doe") AND (cat:cs.*) '
+        "AND submittedDate:[202611230700 TO 202611300700]"
+    )
 
 
 def test_many_keywords_split_into_as_few_queries_as_url_length_allows() -> None:
     keywords = tuple(f"keyword number {i}" for i in range(300))
-    queries = build_queries(Terms(keywords, ()), NOW - timedelta(days=7), NOW, api_url=API,
-                            page_size=200)
+    queries = build_queries(
+        Terms(keywords, ()), NOW - timedelta(days=7), NOW, api_url=API, page_size=200
+    )
     assert 1 < len(queries) < 30
     for q in queries:
         assert url_length(API, q, 200) <= 4000
@@ -65,8 +75,13 @@ def test_many_keywords_split_into_as_few_queries_as_url_length_allows() -> None:
 
 def test_page_params_sort_newest_submissions_first() -> None:
     p = page_params("q", 200, 100)
-    assert p == {"search_query": "q", "start": "200", "max_results": "100",
-                 "sortBy": "submittedDate", "sortOrder": "descending"}
+    assert p == {
+        "search_query": "q",
+        "start": "200",
+        "max_results": "100",
+        "sortBy": "submittedDate",
+        "sortOrder": "descending",
+    }
     assert "search_query=q" in urlencode(p)
 
 
@@ -80,12 +95,15 @@ def test_window_is_a_week_and_reaches_back_after_downtime() -> None:
 # -- ids -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("http://arxiv.org/abs/2202.12139v3", ("2202.12139", 3)),
-    ("https://arxiv.org/abs/astro-ph/9904306v1", ("astro-ph/9904306", 1)),
-    ("oai:arXiv.org:2401.00001v12", ("2401.00001", 12)),
-    ("1201.4869", ("1201.4869", 1)),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("http://arxiv.org/abs/2202.12139v3", ("2202.12139", 3)),
+        ("https://arxiv.org/abs/astro-ph/9904306v1", ("astro-ph/9904306", 1)),
+        ("oai:arXiv.org:2401.00001v12", ("2401.00001", 12)),
+        ("1201.4869", ("1201.4869", 1)),
+    ],
+)
 def test_versionless_ids(raw: str, expected: tuple[str, int]) -> None:
     assert split_arxiv_id(raw) == expected
 
@@ -116,13 +134,16 @@ def test_legacy_layout_whitespace_is_normalised_and_old_ids_kept() -> None:
     assert p.id == "astro-ph/9904306"
     assert "\n" not in p.abstract and "  " not in p.abstract
     assert p.abstract.startswith("It is assumed that, in the primordial plasma")
-    assert page.papers[1].title == ("Proton-ring and Electron-linac Collider (PRELC) as a (first) "
-                                    "TeV-rangeelectron-proton or photon-proton collider")
+    assert page.papers[1].title == (
+        "Proton-ring and Electron-linac Collider (PRELC) as a (first) "
+        "TeV-rangeelectron-proton or photon-proton collider"
+    )
 
 
 def test_links_without_rel_do_not_matter() -> None:
-    page = parse_page(read(
-        "api_new_2025-11_search_electron-AND-proton_10-entries_links-without-rel.xml"))
+    page = parse_page(
+        read("api_new_2025-11_search_electron-AND-proton_10-entries_links-without-rel.xml")
+    )
     assert all(p.pdf_url.startswith("https://arxiv.org/pdf/") for p in page.papers)
 
 
@@ -138,7 +159,7 @@ def test_legacy_published_differs_from_updated_for_revisions() -> None:
 
 def test_latex_and_escaped_lt_survive_parsing() -> None:
     page = parse_page(read("api_new_2026-05_idlist-old-style-id_affiliations_journal-ref.xml"))
-    assert "<" in page.papers[0].abstract       # &lt; decoded, not sanitised away
+    assert "<" in page.papers[0].abstract  # &lt; decoded, not sanitised away
     legacy = parse_page(read("api_legacy_2017-08_cat-OR-query_10-entries.xml"))
     assert any("$" in p.abstract for p in legacy.papers)
 
@@ -163,12 +184,15 @@ def test_empty_result_is_a_page_with_no_papers() -> None:
     assert (page.total_results, page.entry_count, page.papers) == (0, 0, ())
 
 
-@pytest.mark.parametrize("data, why", [
-    (b"", "empty"),
-    (b"   \n", "empty"),
-    (read("api_new_2026-04_all-testing_start-0_max-10.xml")[:5000], "not well-formed"),
-    (b"<html><body>Service unavailable</body></html>", "totalResults"),
-])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (read("api_new_2026-04_all-testing_start-0_max-10.xml")[:5000], "not well-formed"),
+        (b"<html><body>Service unavailable</body></html>", "totalResults"),
+    ],
+)
 def test_malformed_pages_are_retryable_errors(data: bytes, why: str) -> None:
     with pytest.raises(MalformedPage, match=why):
         parse_page(data)

@@ -23,9 +23,17 @@ NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 
 def paper(i: int, version: int = 1, days_ago: float = 1) -> Paper:
     t = NOW - timedelta(days=days_ago)
-    return Paper(id=f"2611.{i:05d}", version=version, title=f"Paper {i}", abstract="text",
-                 authors=("A",), categories=("cs.LG",), primary_category="cs.LG",
-                 published=t, updated=t)
+    return Paper(
+        id=f"2611.{i:05d}",
+        version=version,
+        title=f"Paper {i}",
+        abstract="text",
+        authors=("A",),
+        categories=("cs.LG",),
+        primary_category="cs.LG",
+        published=t,
+        updated=t,
+    )
 
 
 def test_round_trip_papers_deliveries_and_watermarks(tmp_path: Path) -> None:
@@ -52,21 +60,29 @@ def test_writes_are_batched_not_per_paper(tmp_path: Path) -> None:
             store.record_delivery("a@x.org", {f"2611.{i:05d}": 1}, NOW)
         assert store.writes == 0
         store.flush()
-        store.flush()          # nothing changed since: no second write
+        store.flush()  # nothing changed since: no second write
         assert store.writes == 1
 
 
 def test_a_second_process_gets_a_clear_lock_error(tmp_path: Path) -> None:
     db = tmp_path / "digest.json"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
             from digest.store import Store
             with Store.open(Path({str(db)!r})):
                 print("locked", flush=True)
                 time.sleep(30)
-        """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StoreLockedError) as info, Store.open(db):
@@ -76,7 +92,7 @@ def test_a_second_process_gets_a_clear_lock_error(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait(5)
-    with Store.open(db):        # the lock died with its process
+    with Store.open(db):  # the lock died with its process
         pass
 
 
@@ -113,14 +129,15 @@ with Store.open(Path(sys.argv[1])) as store:
 @pytest.mark.parametrize("delay", [0.05, 0.13, 0.21, 0.37, 0.5])
 def test_sigkill_during_writes_leaves_a_readable_database(tmp_path: Path, delay: float) -> None:
     db = tmp_path / "digest.json"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait(5)
-    json.loads(db.read_text())                     # valid JSON, whatever the moment
-    with Store.open(db) as store:                  # and stale temp files are cleaned up
+    json.loads(db.read_text())  # valid JSON, whatever the moment
+    with Store.open(db) as store:  # and stale temp files are cleaned up
         n = len(store.papers())
         # every paper is recorded in the same flush as its delivery
         assert len(store.subscriber("a@x.org").delivered) == n
@@ -143,13 +160,15 @@ def test_corrupt_database_points_at_the_backup_when_there_is_one(tmp_path: Path)
     db = tmp_path / "digest.json"
     with Store.open(db, now=NOW) as store:
         store.add_papers([paper(1)], NOW)
-    with Store.open(db, now=NOW):      # opening a good file keeps a backup
+    with Store.open(db, now=NOW):  # opening a good file keeps a backup
         pass
     assert (tmp_path / "digest.json.bak").exists()
     db.write_text("not json")
-    with pytest.raises(StoreCorruptError, match=r"restore the backup .*digest.json.bak"):
-        with Store.open(db):
-            pass
+    with (
+        pytest.raises(StoreCorruptError, match=r"restore the backup .*digest.json.bak"),
+        Store.open(db),
+    ):
+        pass
 
 
 def test_wrong_shape_is_corrupt_too(tmp_path: Path) -> None:
@@ -167,4 +186,3 @@ def test_prune_drops_only_what_is_past_retention(tmp_path: Path) -> None:
         assert store.prune(NOW) == (1, 1)
         assert [p.id for p in store.papers()] == ["2611.00002"]
         assert store.subscriber("a@x.org").delivered == {"2611.00002": 1}
-

@@ -12,6 +12,7 @@ normally again. Every request is logged with its time (monotonic).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -44,14 +45,23 @@ def load_entries(names: Iterable[str]) -> tuple[bytes, list[bytes]]:
 def redate(entry: bytes, when: datetime) -> bytes:
     """Give a recorded entry a recent submission time (the window is days wide)."""
     stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-    entry = re.sub(rb"<published>[^<]*</published>", b"<published>" + stamp + b"</published>",
-                   entry)
+    entry = re.sub(
+        rb"<published>[^<]*</published>", b"<published>" + stamp + b"</published>", entry
+    )
     return re.sub(rb"<updated>[^<]*</updated>", b"<updated>" + stamp + b"</updated>", entry)
 
 
-def make_entry(paper_id: str, title: str, abstract: str, *, version: int = 1,
-               authors: Iterable[str] = ("A. Author",), categories: Iterable[str] = ("cs.LG",),
-               comment: str | None = None, published: datetime | None = None) -> bytes:
+def make_entry(
+    paper_id: str,
+    title: str,
+    abstract: str,
+    *,
+    version: int = 1,
+    authors: Iterable[str] = ("A. Author",),
+    categories: Iterable[str] = ("cs.LG",),
+    comment: str | None = None,
+    published: datetime | None = None,
+) -> bytes:
     """An entry in arXiv's layout for hostile or made-up content (XML-escaped here)."""
     from xml.sax.saxutils import escape
 
@@ -62,11 +72,11 @@ def make_entry(paper_id: str, title: str, abstract: str, *, version: int = 1,
         f"<id>http://arxiv.org/abs/{paper_id}v{version}</id>",
         f"<title>{escape(title)}</title>",
         f"<updated>{when}</updated>",
-        f'<link href="https://arxiv.org/abs/{paper_id}v{version}" rel="alternate" type="text/html"/>',
+        f'<link href="https://arxiv.org/abs/{paper_id}v{version}" rel="alternate"/>',
         f"<summary>{escape(abstract)}</summary>",
         *(f'<category term="{c}" scheme="http://arxiv.org/schemas/atom"/>' for c in cats),
         f"<published>{when}</published>",
-        *( [f"<arxiv:comment>{escape(comment)}</arxiv:comment>"] if comment else []),
+        *([f"<arxiv:comment>{escape(comment)}</arxiv:comment>"] if comment else []),
         f'<arxiv:primary_category term="{cats[0]}"/>',
         *(f"<author><name>{escape(a)}</name></author>" for a in authors),
         "</entry>\n",
@@ -90,10 +100,11 @@ class ArxivState:
     delay: float = 0.0
 
     def page(self, start: int, size: int) -> bytes:
-        chunk = self.entries[start:start + size]
+        chunk = self.entries[start : start + size]
         header = self.header
-        header = re.sub(rb"(<opensearch:totalResults[^>]*>)\d+", rb"\g<1>%d" % len(self.entries),
-                        header)
+        header = re.sub(
+            rb"(<opensearch:totalResults[^>]*>)\d+", rb"\g<1>%d" % len(self.entries), header
+        )
         header = re.sub(rb"(<opensearch:startIndex[^>]*>)\d+", rb"\g<1>%d" % start, header)
         header = re.sub(rb"(<opensearch:itemsPerPage[^>]*>)\d+", rb"\g<1>%d" % size, header)
         return header + b"".join(chunk) + b"</feed>\n"
@@ -102,15 +113,16 @@ class ArxivState:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:   # keep test output clean
+    def log_message(self, format: str, *args: object) -> None:  # keep test output clean
         pass
 
     def do_GET(self) -> None:
         state = self.server.state
         query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
         with self.server.lock:
-            state.requests.append(Request(time.monotonic(), query,
-                                          self.headers.get("User-Agent", "")))
+            state.requests.append(
+                Request(time.monotonic(), query, self.headers.get("User-Agent", ""))
+            )
             fault = state.faults.pop(0) if state.faults else None
         start = int(query.get("start", 0))
         size = int(query.get("max_results", 10))
@@ -122,11 +134,13 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(2.0)
             return self._send(200, state.page(start, size))
         if fault == "error400":
-            return self._send(400, (FIXTURES / "api_new_2026-04_error_http-400_incorrect-id-format"
-                                    ".xml").read_bytes())
+            return self._send(
+                400,
+                (FIXTURES / "api_new_2026-04_error_http-400_incorrect-id-format.xml").read_bytes(),
+            )
         body = state.page(start, size)
         if fault == "empty":
-            body = state.header + b"</feed>\n"    # 200, the header's totals, no entries
+            body = state.header + b"</feed>\n"  # 200, the header's totals, no entries
         elif fault == "truncated":
             body = body[: len(body) // 2]
         elif fault == "blank":
@@ -135,18 +149,21 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(state.delay)
         self._send(200, body)
 
-    def _send(self, status: int, body: bytes, ctype: str = "application/atom+xml",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "application/atom+xml",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype + "; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
 
 class _Server(ThreadingHTTPServer):
@@ -163,8 +180,9 @@ class ArxivServer:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = self.state
         self._server.lock = threading.Lock()
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -181,8 +199,9 @@ class ArxivServer:
         self._thread.join(timeout=5)
 
 
-def recent_entries(names: Iterable[str], now: datetime | None = None,
-                   spacing: timedelta = timedelta(hours=1)) -> tuple[bytes, list[bytes]]:
+def recent_entries(
+    names: Iterable[str], now: datetime | None = None, spacing: timedelta = timedelta(hours=1)
+) -> tuple[bytes, list[bytes]]:
     """Fixture entries re-dated to the last hours, newest first."""
     now = now or datetime.now(UTC)
     header, entries = load_entries(names)

@@ -8,6 +8,7 @@ server runs on its own event loop in a thread, created with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import ssl
 import threading
@@ -32,10 +33,10 @@ class Received:
 
 @dataclass
 class Behaviour:
-    refuse: dict[str, str] = field(default_factory=dict)   # rcpt -> "550 ..." / "450 ..."
-    close_after: int | None = None     # answer 421 (once) at DATA when this many were accepted
-    close_always: bool = False         # ... and keep answering 421 from then on
-    drop_at_data: int = 0              # drop the connection at DATA this many times
+    refuse: dict[str, str] = field(default_factory=dict)  # rcpt -> "550 ..." / "450 ..."
+    close_after: int | None = None  # answer 421 (once) at DATA when this many were accepted
+    close_always: bool = False  # ... and keep answering 421 from then on
+    drop_at_data: int = 0  # drop the connection at DATA this many times
     logins: dict[str, str] = field(default_factory=dict)
 
 
@@ -43,8 +44,9 @@ class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.srv = server
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         reply = self.srv.behaviour.refuse.get(address)
         if reply:
             return reply
@@ -62,17 +64,23 @@ class _Handler:
                 b.close_after = None
             asyncio.get_running_loop().call_soon(server.transport.close)
             return "421 4.3.2 Service shutting down"
-        self.srv.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                          envelope.original_content))
+        self.srv.received.append(
+            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
         return "250 2.0.0 Message accepted"
 
 
 class SmtpServer:
     """``with SmtpServer() as smtp: smtp.port; smtp.received``."""
 
-    def __init__(self, *, tls_context: ssl.SSLContext | None = None,
-                 require_starttls: bool = False, auth: dict[str, str] | None = None,
-                 offer_starttls: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        auth: dict[str, str] | None = None,
+        offer_starttls: bool = True,
+    ) -> None:
         self.behaviour = Behaviour(logins=dict(auth or {}))
         self.received: list[Received] = []
         self.connections = 0
@@ -84,8 +92,9 @@ class SmtpServer:
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
-    def _authenticator(self, server: Any, session: Any, envelope: Any, mechanism: str,
-                       auth_data: Any) -> AuthResult:
+    def _authenticator(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if isinstance(auth_data, LoginPassword):
             user = auth_data.login.decode()
             if self.behaviour.logins.get(user) == auth_data.password.decode():
@@ -99,8 +108,11 @@ class SmtpServer:
         if self._tls is not None:
             kwargs.update(tls_context=self._tls, require_starttls=self._require_starttls)
         if self._auth is not None:
-            kwargs.update(authenticator=self._authenticator, auth_required=True,
-                          auth_require_tls=self._tls is not None)
+            kwargs.update(
+                authenticator=self._authenticator,
+                auth_required=True,
+                auth_require_tls=self._tls is not None,
+            )
         return SMTP(_Handler(self), **kwargs)
 
     def __enter__(self) -> SmtpServer:
@@ -119,10 +131,8 @@ class SmtpServer:
             self._server.close()
             await asyncio.wait_for(self._server.wait_closed(), 2)
 
-        try:
+        with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
-        except Exception:  # noqa: BLE001 - best effort at teardown
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()

@@ -243,23 +243,33 @@ class Rendered:
     html: str
 
 
-def render(digest: Digest, settings: Settings) -> Rendered:
-    """Render subject, text and HTML; raises ``TemplateError`` naming the template."""
-    context = render_context(digest, settings.smtp.sender)
+def _render_one(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "filename", None) or name
+        line = getattr(exc, "lineno", None)
+        raise TemplateError(
+            f"template {where}{f', line {line}' if line else ''}: {exc.message or exc}"
+        ) from exc
+
+
+def render_html(digest: Digest, settings: Settings) -> str:
+    """The HTML part, CSS inlined."""
     env = _environment(settings.templates)
-    out = {}
-    for name in TEMPLATE_NAMES:
-        try:
-            out[name] = env.get_template(name).render(context)
-        except jinja2.TemplateError as exc:
-            where = getattr(exc, "filename", None) or name
-            line = getattr(exc, "lineno", None)
-            raise TemplateError(
-                f"template {where}{f', line {line}' if line else ''}: {exc.message or exc}"
-            ) from exc
-    subject = " ".join(out["subject.txt"].split())
-    html = _INLINER.inline(out["digest.html"])
-    return Rendered(subject=subject, text=out["digest.txt"], html=html)
+    context = render_context(digest, settings.smtp.sender)
+    return _INLINER.inline(_render_one(env, "digest.html", context))
+
+
+def render(digest: Digest, settings: Settings, html: str | None = None) -> Rendered:
+    """Render subject, text and HTML; raises ``TemplateError`` naming the template."""
+    env = _environment(settings.templates)
+    context = render_context(digest, settings.smtp.sender)
+    subject = " ".join(_render_one(env, "subject.txt", context).split())
+    text = _render_one(env, "digest.txt", context)
+    if html is None:
+        html = _INLINER.inline(_render_one(env, "digest.html", context))
+    return Rendered(subject=subject, text=text, html=html)
 
 
 # --------------------------------------------------------------------------
@@ -309,13 +319,20 @@ def compose(
     cycle_id: str,
     created: datetime,
 ) -> tuple[Digest, Rendered]:
-    """Select and render, shrinking the per-keyword limit until the HTML fits ``HTML_LIMIT``."""
+    """Select and render, lowering the per-keyword limit until the HTML fits ``HTML_LIMIT``.
+
+    Only the HTML is re-rendered while searching; the next limit is
+    estimated from the size per shown paper, so one or two renders suffice.
+    """
     limit = subscriber.max_papers_per_keyword or settings.max_papers_per_keyword
     while True:
         digest = build_digest(
             subscriber, matches, max_per_keyword=limit, cycle_id=cycle_id, created=created
         )
-        rendered = render(digest, settings)
-        if len(rendered.html.encode()) <= HTML_LIMIT or limit == 1:
-            return digest, rendered
-        limit = max(1, limit * 2 // 3)
+        html = render_html(digest, settings)
+        size = len(html.encode())
+        if size <= HTML_LIMIT or limit == 1:
+            return digest, render(digest, settings, html)
+        shown_max = max(len(s.matches) for s in digest.sections)
+        estimate = int(shown_max * HTML_LIMIT * 0.9 / size)
+        limit = max(1, min(limit - 1, estimate, shown_max - 1))

@@ -15,15 +15,16 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from digest import __version__, config
 from digest.cycle import Options, SubscriberReport, pending_matches, run_cycle, term_keys
+from digest.daemon import Daemon
 from digest.errors import EXIT_OK, EXIT_USAGE, DigestError, UsageError
 from digest.mailer import Mailer
 from digest.models import Config
 from digest.store import Store
-from digest.timing import next_run
+from digest.timing import announcements_between, next_run
 
 log = logging.getLogger("digest")
 EXIT_SOFTWARE = 70
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--smtp", action="store_true", help="also log in to the SMTP server")
 
     sub.add_parser("status", parents=[common], help="last and next cycle, per-subscriber counts")
+    sub.add_parser("run", parents=[common], help="the daemon: a cycle on every scheduled day")
     return p
 
 
@@ -225,6 +227,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"{last['fetched']} fetched, {last['new_papers']} new, "
                 f"{last.get('counts', {})}" + (f"; {last['error']}" if last.get("error") else "")
             )
+            note = quiet_cycle_note(last)
+            if note:
+                print(f"  {note}")
         else:
             print("last cycle: none recorded")
         print(f"next cycle: {next_run(now, cfg.settings):%Y-%m-%d %H:%M} UTC")
@@ -239,7 +244,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"check": cmd_check, "once": cmd_once, "preview": cmd_preview, "status": cmd_status}
+def cmd_run(args: argparse.Namespace) -> int:
+    path = config.resolve_path(args.config, os.environ)
+    return asyncio.run(Daemon(path).run())
+
+
+def quiet_cycle_note(last: dict[str, Any]) -> str | None:
+    """Whether a cycle that found nothing new is expected (no announcement) or suspicious."""
+    if last.get("new_papers") or last.get("result") == "failed":
+        return None
+    previous = last.get("previous_fetch")
+    if not previous:
+        return "the first cycle found nothing: check the keywords and settings.arxiv.api_url"
+    started = datetime.fromisoformat(last["started"])
+    n = announcements_between(datetime.fromisoformat(previous), started)
+    if n == 0:
+        return "nothing new, as expected: arXiv made no announcement since the previous cycle"
+    return (
+        f"suspicious: arXiv announced {n} time{'s' if n > 1 else ''} since the previous "
+        "cycle but nothing new was fetched; check the log, the keywords and "
+        "settings.arxiv.api_url (an arXiv holiday would also explain it)"
+    )
+
+
+COMMANDS = {
+    "check": cmd_check,
+    "once": cmd_once,
+    "preview": cmd_preview,
+    "status": cmd_status,
+    "run": cmd_run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

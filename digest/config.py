@@ -184,7 +184,8 @@ class _SettingsModel(_Strict):
     @field_validator("send_at")
     @classmethod
     def _send_at(cls, v: str) -> str:
-        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+        # HH:MM, or HH:MM:SS (handy for tests that need a cycle within seconds)
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", v):
             raise ValueError(f'{v!r} is not a time of day like "07:00"')
         return v
 
@@ -478,9 +479,9 @@ def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
         q = Path(p).expanduser()
         return q if q.is_absolute() else base / q
 
-    hh, mm = (int(x) for x in s.send_at.split(":"))
+    hh, mm, *ss = (int(x) for x in s.send_at.split(":"))
     settings = Settings(
-        send_at=time(hh, mm),
+        send_at=time(hh, mm, *ss),
         timezone=s.timezone,
         days=tuple(s.days),
         lookback_days=s.lookback_days,

@@ -74,6 +74,7 @@ class CycleReport:
     subscribers: tuple[SubscriberReport, ...] = ()
     error: str | None = None
     dry_run: bool = False
+    previous_fetch: datetime | None = None
 
     @property
     def exit_code(self) -> int:
@@ -120,6 +121,7 @@ class CycleReport:
             "counts": self.counts(),
             "error": self.error,
             "matched": sum(r.papers for r in self.subscribers),
+            "previous_fetch": self.previous_fetch.isoformat() if self.previous_fetch else None,
         }
 
 
@@ -202,6 +204,7 @@ async def run_cycle(
     send_progress: Callable[[int, int], None] | None = None,
     report_line: Callable[[SubscriberReport], None] | None = None,
     on_composed: Callable[[compose.Digest, compose.Rendered], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> CycleReport:
     """Run one cycle; never raises for a single subscriber's failure."""
     settings = config.settings
@@ -214,6 +217,7 @@ async def run_cycle(
     reports: list[SubscriberReport] = []
     requests = fetched = new = 0
     error: str | None = None
+    previous_fetch = store.last_fetch()
 
     def emit(r: SubscriberReport) -> None:
         reports.append(r)
@@ -223,7 +227,7 @@ async def run_cycle(
     try:
         # -- fetch ------------------------------------------------------------
         terms = collect_terms(subs, settings.arxiv.categories)
-        start, end = window(now, store.last_fetch(), settings.lookback_days)
+        start, end = window(now, previous_fetch, settings.lookback_days)
         queries = build_queries(
             terms, start, end, api_url=settings.arxiv.api_url, page_size=settings.arxiv.page_size
         )
@@ -235,7 +239,9 @@ async def run_cycle(
         client = ArxivClient(settings.arxiv, **kwargs)
         async with client:
             try:
-                papers = await client.fetch_all(queries, progress=fetch_progress)
+                papers = await client.fetch_all(
+                    queries, progress=fetch_progress, should_stop=should_stop
+                )
             finally:
                 requests = client.stats.requests
         fetched = len(papers)
@@ -290,7 +296,9 @@ async def run_cycle(
         if options.outbox is not None:
             _write_outbox(options.outbox, todo, now, store if record else None, emit)
         elif todo:
-            await _send(todo, store, settings, now, mailer, options, emit, send_progress)
+            await _send(
+                todo, store, settings, now, mailer, options, emit, send_progress, should_stop
+            )
     except DigestError as exc:
         error = str(exc)
         raise
@@ -304,6 +312,7 @@ async def run_cycle(
             subscribers=tuple(reports),
             error=error,
             dry_run=options.dry_run,
+            previous_fetch=previous_fetch,
         )
         if record:
             store.set_last_cycle(report.record())
@@ -364,6 +373,7 @@ async def _send(
     options: Options,
     emit: Callable[[SubscriberReport], None],
     progress: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     mailer = mailer or Mailer(settings.smtp, connections=options.connections)
     by_email = {item.sub.email: item for item in todo}
@@ -390,5 +400,7 @@ async def _send(
             progress(done, len(todo))
 
     await mailer.send_all(
-        [(item.sub.email, item.sub.email, item.message) for item in todo], on_outcome
+        [(item.sub.email, item.sub.email, item.message) for item in todo],
+        on_outcome,
+        should_stop,
     )

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -125,22 +125,28 @@ class ArxivClient:
         await self._client.aclose()
 
     async def fetch_all(
-        self, queries: Sequence[str], progress: Progress | None = None
+        self,
+        queries: Sequence[str],
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[Paper, ...]:
         """Every paper of every query, each id once (the newest version seen).
 
-        Raises ``FetchError`` when a page cannot be had after the retries:
-        the cycle then records nothing, so a rerun loses nothing.
+        Raises ``FetchError`` when a page cannot be had after the retries, or
+        when ``should_stop`` says so between pages: the cycle then records
+        nothing, so a rerun loses nothing.
         """
         found: dict[str, Paper] = {}
         for query in queries:
-            async for paper in self._pages(query, progress):
+            async for paper in self._pages(query, progress, should_stop):
                 have = found.get(paper.id)
                 if have is None or paper.version > have.version:
                     found[paper.id] = paper
         return tuple(found.values())
 
-    async def _pages(self, query: str, progress: Progress | None):  # type: ignore[no-untyped-def]
+    async def _pages(
+        self, query: str, progress: Progress | None, should_stop: Callable[[], bool] | None
+    ) -> AsyncIterator[Paper]:
         start = 0
         total: int | None = None
         size = self.settings.page_size
@@ -152,6 +158,8 @@ class ArxivClient:
                     (total or 0) - start,
                 )
                 return
+            if should_stop is not None and should_stop():
+                raise FetchError("stopping: the fetch was interrupted; nothing was recorded")
             page_size = min(size, MAX_OFFSET - start)
             page = await self._page(query, start, page_size)
             # totalResults may grow while we page (new submissions); follow it.

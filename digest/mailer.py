@@ -214,12 +214,17 @@ class Mailer:
         return Outcome(recipient, "deferred", last, key)
 
     async def send_all(
-        self, batch: Sequence[tuple[str, str, EmailMessage]], on_outcome: OnOutcome | None = None
+        self,
+        batch: Sequence[tuple[str, str, EmailMessage]],
+        on_outcome: OnOutcome | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[Outcome, ...]:
         """Send ``(key, recipient, message)`` items; report each outcome as it happens.
 
         ``on_outcome`` runs right after each message's fate is known, so the
-        caller can record an accepted delivery before the next send.
+        caller can record an accepted delivery before the next send. When
+        ``should_stop`` turns true, the message in flight is finished and the
+        rest are deferred (their papers stay pending).
         """
         queue: asyncio.Queue[tuple[int, tuple[str, str, EmailMessage]]] = asyncio.Queue()
         for item in enumerate(batch):
@@ -234,7 +239,10 @@ class Mailer:
                         index, (key, recipient, msg) = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
-                    outcome = await self._deliver(smtp, key, recipient, msg)
+                    if should_stop is not None and should_stop():
+                        outcome = Outcome(recipient, "deferred", "stopping before sending", key)
+                    else:
+                        outcome = await self._deliver(smtp, key, recipient, msg)
                     results[index] = outcome
                     if on_outcome is not None:
                         on_outcome(outcome)

@@ -339,6 +339,14 @@ class Store:
     def set_last_fetch(self, when: datetime) -> None:
         self._set_meta(last_fetch=_iso(when))
 
+    def last_slot(self) -> datetime | None:
+        """The scheduled slot of the last cycle the daemon completed."""
+        v = self._meta().get("last_slot")
+        return _dt(v) if v else None
+
+    def set_last_slot(self, slot: datetime) -> None:
+        self._set_meta(last_slot=_iso(slot))
+
     def last_cycle(self) -> dict[str, Any] | None:
         return self._meta().get("last_cycle")
 

@@ -47,3 +47,36 @@ def previous_run(now: datetime, settings: Settings) -> datetime:
         if slot <= now and _is_cycle_day(slot, settings):
             return slot
     raise ValueError("no cycle day configured")
+
+
+def due_slot(now: datetime, settings: Settings, last_slot: datetime | None) -> datetime | None:
+    """The slot a cycle is owed for, or None.
+
+    The latest scheduled instant at or before ``now``, unless a cycle was
+    already completed for it. This one rule is the daily schedule, the
+    catch-up after downtime (a daemon down at 07:00 runs when it comes back)
+    and the guard against two cycles for one day; it survives restarts,
+    suspend and DST because it reads the persisted ``last_slot``, not a timer.
+    """
+    slot = previous_run(now, settings)
+    if last_slot is not None and last_slot >= slot:
+        return None
+    return slot
+
+
+# arXiv announces at 20:00 US Eastern, Sunday to Thursday (arxiv-api.md §5).
+_ANNOUNCE_TZ = ZoneInfo("America/New_York")
+_ANNOUNCE_DAYS = (6, 0, 1, 2, 3)  # Sun..Thu as datetime.weekday()
+
+
+def announcements_between(start: datetime, end: datetime) -> int:
+    """How many regular arXiv announcements fell in (start, end] (holidays not known)."""
+    count = 0
+    day = start.astimezone(_ANNOUNCE_TZ).date()
+    last = end.astimezone(_ANNOUNCE_TZ).date()
+    while day <= last:
+        at = datetime.combine(day, datetime.min.time(), tzinfo=_ANNOUNCE_TZ).replace(hour=20)
+        if day.weekday() in _ANNOUNCE_DAYS and start < at <= end:
+            count += 1
+        day += timedelta(days=1)
+    return count

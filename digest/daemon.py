@@ -1,0 +1,267 @@
+"""`digest run`: the long-running service (schedule, catch-up, reload, stop, sd_notify).
+
+``schedule`` serves only as the tick that says when to wake up: it keeps no
+state across restarts, does not replay missed runs and stops rescheduling a
+job that raised (delivery-and-operations §6). Whether a cycle is owed is
+decided by ``timing.due_slot`` from the slot the store says was completed
+last, which gives catch-up after downtime and never two cycles for one slot.
+
+Sleeps are sliced (at most ``SLICE`` seconds) because monotonic sleeps do not
+advance during suspend, and the watchdog must be fed. Signals are handled on
+the event loop: SIGHUP reloads, SIGTERM/SIGINT stop after the message in
+flight (each delivery is recorded as it is accepted, so state is never
+half-written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import schedule
+
+from digest import config as config_mod
+from digest.cycle import Options, run_cycle
+from digest.errors import ConfigError, DigestError, FetchError
+from digest.models import WEEKDAYS, Config
+from digest.store import Store
+from digest.timing import due_slot, next_run
+
+log = logging.getLogger(__name__)
+
+SLICE = 30.0  # longest single sleep, in seconds
+RETRY_AFTER_FETCH_ERROR = timedelta(minutes=15)
+RETRY_AFTER_OTHER_ERROR = timedelta(minutes=5)
+_DAY_NAMES = dict(
+    zip(
+        WEEKDAYS,
+        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+        strict=True,
+    )
+)
+
+
+def sd_notify(state: str, env: Mapping[str, str] | None = None) -> bool:
+    """Send one notification to systemd (sd_notify(3)); False when not under systemd.
+
+    A few lines over the datagram socket rather than the ``sdnotify``
+    package, which swallows every error.
+    """
+    env = os.environ if env is None else env
+    addr = env.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr[0] == "@":
+        addr = "\0" + addr[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(state.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd at %s: %s", env.get("NOTIFY_SOCKET"), exc)
+        return False
+    return True
+
+
+def watchdog_interval(env: Mapping[str, str]) -> float | None:
+    """Half of ``$WATCHDOG_USEC`` in seconds, if the watchdog is ours."""
+    usec = env.get("WATCHDOG_USEC")
+    pid = env.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(0.05, int(usec) / 2e6)
+    except ValueError:
+        return None
+
+
+def build_scheduler(cfg: Config) -> schedule.Scheduler:
+    """One job per cycle day at ``send_at`` in the configured zone; the job only wakes us."""
+    sched = schedule.Scheduler()
+    at = cfg.settings.send_at.strftime("%H:%M:%S")
+    for day in cfg.settings.days:
+        getattr(sched.every(), _DAY_NAMES[day]).at(at, cfg.settings.timezone).do(lambda: None)
+    return sched
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        notify: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.env = dict(os.environ if env is None else env)
+        self.clock = clock
+        self.notify = notify or (lambda state: sd_notify(state, self.env))
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.reload_requested = False
+        self.config: Config | None = None
+        self.config_digest: str | None = None
+        self.scheduler: schedule.Scheduler | None = None
+        self.last_slot: datetime | None = None
+        self.retry_at: datetime | None = None
+        self.last_summary = "no cycle yet"
+
+    # -- set-up --------------------------------------------------------------
+
+    def _load(self) -> Config:
+        cfg = config_mod.load(self.config_path, self.env)
+        self.config_digest = _file_digest(self.config_path)
+        return cfg
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        # first thing: Python's default SIGHUP action would kill the process
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._on_stop, "SIGINT")
+
+    def _on_hup(self) -> None:
+        self.reload_requested = True
+        self.wake.set()
+
+    def _on_stop(self, name: str) -> None:
+        log.info("%s received: stopping", name)
+        self.stop.set()
+        self.wake.set()
+
+    # -- reload ------------------------------------------------------------------
+
+    def _maybe_reload(self) -> None:
+        changed = _file_digest(self.config_path) != self.config_digest
+        if not (self.reload_requested or changed):
+            return
+        why = "SIGHUP" if self.reload_requested else "the file changed"
+        self.reload_requested = False
+        self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            cfg = self._load()
+        except ConfigError as exc:
+            # keep the last good config; remember this file so we do not log it every tick
+            self.config_digest = _file_digest(self.config_path)
+            log.error("reload (%s) failed, keeping the previous configuration: %s", why, exc)
+        else:
+            self.config = cfg
+            self.scheduler = build_scheduler(cfg)
+            log.info(
+                "reloaded %s (%s): %d subscribers", self.config_path, why, len(cfg.subscribers)
+            )
+        self.notify("READY=1")
+        self._status()
+
+    # -- the loop --------------------------------------------------------------
+
+    def _status(self) -> None:
+        if self.config is None:
+            return
+        nxt = next_run(self.clock(), self.config.settings)
+        self.notify(f"STATUS=last: {self.last_summary}; next: {nxt:%Y-%m-%d %H:%M} UTC")
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        self.config = self._load()  # ConfigError -> exit 78 before READY
+        with Store.open(self.config.settings.database) as store:  # corrupt/locked -> exit
+            self.last_slot = store.last_slot()
+        self.scheduler = build_scheduler(self.config)
+        self.notify("READY=1")
+        self._status()
+        log.info(
+            "digest daemon started: %d subscribers, cycles %s at %s %s",
+            len(self.config.subscribers),
+            ",".join(self.config.settings.days),
+            self.config.settings.send_at.strftime("%H:%M"),
+            self.config.settings.timezone,
+        )
+        watchdog = watchdog_interval(self.env)
+        pinger = asyncio.create_task(self._watchdog(watchdog)) if watchdog else None
+        try:
+            while not self.stop.is_set():
+                self._maybe_reload()
+                await self._maybe_cycle()
+                if self.stop.is_set():
+                    break
+                await self._sleep()
+        finally:
+            self.notify("STOPPING=1")
+            if pinger is not None:
+                pinger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pinger
+        log.info("digest daemon stopped")
+        return 0
+
+    async def _watchdog(self, interval: float) -> None:
+        # a task on the same event loop: a blocked loop stops the pings, as it should
+        while True:
+            self.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    async def _sleep(self) -> None:
+        assert self.scheduler is not None
+        self.scheduler.run_pending()
+        idle = self.scheduler.idle_seconds
+        timeout = SLICE if idle is None else min(max(idle, 0.0), SLICE)
+        if self.retry_at is not None:
+            timeout = min(timeout, max(0.0, (self.retry_at - self.clock()).total_seconds()))
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout + 0.05)
+
+    async def _maybe_cycle(self) -> None:
+        assert self.config is not None
+        now = self.clock()
+        slot = due_slot(now, self.config.settings, self.last_slot)
+        if slot is None or (self.retry_at is not None and now < self.retry_at):
+            return
+        cfg = self.config
+        try:
+            with Store.open(cfg.settings.database, now=now) as store:
+                report = await run_cycle(
+                    cfg, store, now=now, options=Options(), should_stop=self.stop.is_set
+                )
+                if self.stop.is_set() and report.exit_code != 0:
+                    # stopped part-way: what went out is recorded; the rest is owed
+                    log.info("cycle interrupted by stop: %s", report.summary())
+                    return
+                store.set_last_slot(slot)
+            self.last_slot = slot
+            self.retry_at = None
+            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC {report.result}"
+            log.log(
+                logging.INFO if report.exit_code == 0 else logging.WARNING, "%s", report.summary()
+            )
+        except FetchError as exc:
+            self.retry_at = now + RETRY_AFTER_FETCH_ERROR
+            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC failed (arXiv)"
+            log.error("cycle failed: %s; retrying at %s", exc, f"{self.retry_at:%H:%M} UTC")
+        except DigestError as exc:
+            self.retry_at = now + RETRY_AFTER_OTHER_ERROR
+            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC failed"
+            log.error("cycle failed: %s; retrying at %s", exc, f"{self.retry_at:%H:%M} UTC")
+        except Exception:  # a bug must not kill the service: log it and try again later
+            self.retry_at = now + RETRY_AFTER_FETCH_ERROR
+            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC crashed"
+            log.exception("cycle crashed; retrying at %s", f"{self.retry_at:%H:%M} UTC")
+        finally:
+            self._status()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from digest import __version__, config
+from digest import __version__, archive, config
 from digest.cycle import Options, SubscriberReport, pending_matches, run_cycle, term_keys
 from digest.daemon import Daemon
 from digest.errors import EXIT_OK, EXIT_USAGE, DigestError, UsageError
@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--smtp", action="store_true", help="also log in to the SMTP server")
 
     sub.add_parser("status", parents=[common], help="last and next cycle, per-subscriber counts")
+    arch = sub.add_parser("archive", parents=[common], help="write the Daily Papers page")
+    arch.add_argument("-o", "--output", metavar="FILE", type=Path, help="default: standard out")
     sub.add_parser("run", parents=[common], help="the daemon: a cycle on every scheduled day")
     return p
 
@@ -244,6 +246,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    keywords = archive.keywords_in_order(cfg.subscribers)
+    with Store.open(cfg.settings.database, readonly=True) as store:
+        page = archive.render(keywords, store.papers(), _now())
+    if args.output:
+        archive.write_atomic(args.output, page)
+    else:
+        sys.stdout.write(page)
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     path = config.resolve_path(args.config, os.environ)
     return asyncio.run(Daemon(path).run())
@@ -273,6 +287,7 @@ COMMANDS = {
     "preview": cmd_preview,
     "status": cmd_status,
     "run": cmd_run,
+    "archive": cmd_archive,
 }
 
 

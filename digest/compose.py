@@ -58,13 +58,16 @@ def build_digest(
     max_per_keyword: int,
     cycle_id: str,
     created: datetime,
+    revisions: Sequence[Match] = (),
+    empty_reason: str | None = None,
 ) -> Digest:
     """Group matches into sections, in the subscriber's keyword order.
 
     Each paper appears once, under the first of its keywords; author-only
     matches get a section of their own at the end. Beyond
     ``max_per_keyword`` papers a section shows "and N more" (those count as
-    delivered: the reader was told where to find them).
+    delivered: the reader was told where to find them). ``revisions`` are
+    papers sent before that have a newer version, newest update first.
     """
     by_section: dict[str, list[Match]] = {k: [] for k in subscriber.keywords}
     by_section[AUTHORS_SECTION] = []
@@ -85,7 +88,14 @@ def build_digest(
             )
         )
     return Digest(
-        subscriber=subscriber, sections=tuple(sections), cycle_id=cycle_id, created=created
+        subscriber=subscriber,
+        sections=tuple(sections),
+        cycle_id=cycle_id,
+        created=created,
+        revisions=tuple(
+            sorted(revisions, key=lambda m: (m.paper.updated, m.paper.id), reverse=True)
+        ),
+        empty_reason=empty_reason,
     )
 
 
@@ -203,6 +213,8 @@ def render_context(digest: Digest, sender: str) -> dict[str, Any]:
         "iso_date": digest.created.strftime("%Y-%m-%d"),
         "count": digest.count,
         "sections": sections,
+        "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
+        "empty_reason": digest.empty_reason,
         "keywords": [s["keyword"] for s in sections],
         "unsubscribe_url": f"mailto:{sender_addr.addr_spec}?subject=unsubscribe",
         "sender_address": sender_addr.addr_spec,
@@ -318,21 +330,35 @@ def compose(
     *,
     cycle_id: str,
     created: datetime,
+    revisions: Sequence[Match] = (),
+    empty_reason: str | None = None,
 ) -> tuple[Digest, Rendered]:
     """Select and render, lowering the per-keyword limit until the HTML fits ``HTML_LIMIT``.
 
     Only the HTML is re-rendered while searching; the next limit is
     estimated from the size per shown paper, so one or two renders suffice.
+    The revision section is held to the same limit; revisions left out are
+    not recorded and come in a later digest.
     """
     limit = subscriber.max_papers_per_keyword or settings.max_papers_per_keyword
     while True:
         digest = build_digest(
-            subscriber, matches, max_per_keyword=limit, cycle_id=cycle_id, created=created
+            subscriber,
+            matches,
+            max_per_keyword=limit,
+            cycle_id=cycle_id,
+            created=created,
+            revisions=sorted(revisions, key=lambda m: (m.paper.updated, m.paper.id), reverse=True)[
+                :limit
+            ],
+            empty_reason=empty_reason,
         )
         html = render_html(digest, settings)
         size = len(html.encode())
         if size <= HTML_LIMIT or limit == 1:
             return digest, render(digest, settings, html)
-        shown_max = max(len(s.matches) for s in digest.sections)
+        shown_max = max(
+            [len(s.matches) for s in digest.sections] + [len(digest.revisions)], default=1
+        )
         estimate = int(shown_max * HTML_LIMIT * 0.9 / size)
         limit = max(1, min(limit - 1, estimate, shown_max - 1))

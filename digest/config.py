@@ -172,15 +172,6 @@ class _SettingsModel(_Strict):
     arxiv: _ArxivModel = Field(default_factory=_ArxivModel)
     smtp: _SmtpModel = Field(default_factory=_SmtpModel)
 
-    @field_validator("archive")
-    @classmethod
-    def _archive(cls, v: str | None) -> str | None:
-        if v is not None:
-            raise ValueError(
-                "the Daily Papers page is not supported by this version yet; leave archive: null"
-            )
-        return v
-
     @field_validator("send_at")
     @classmethod
     def _send_at(cls, v: str) -> str:
@@ -272,18 +263,6 @@ class _SubscriberModel(_Strict):
 
     @model_validator(mode="after")
     def _cadence(self) -> _SubscriberModel:
-        # Part of the contract (design.md) but not built yet: refuse rather
-        # than silently behave as if they were not set.
-        for key, default in (
-            ("frequency", "daily"),
-            ("include_revisions", False),
-            ("send_empty", False),
-        ):
-            if getattr(self, key) != default:
-                raise ValueError(
-                    f"{key}: {getattr(self, key)!r} is not supported by this "
-                    f"version of digest yet (only {default!r})"
-                )
         if self.frequency == "weekly" and self.weekday is None:
             raise ValueError("a weekly subscriber needs weekday: (mon ... sun)")
         if self.frequency == "daily" and self.weekday is not None:

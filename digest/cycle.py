@@ -14,24 +14,29 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal
 
-from digest import compose
+from digest import archive, compose
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError, UsageError
 from digest.fetch import ArxivClient, Clock, Progress, Sleep
 from digest.mailer import Mailer, Outcome
 from digest.matching import match_paper, normalize_words, paper_text
-from digest.models import Config, Match, Paper, Subscriber
+from digest.models import Config, Digest, Match, Paper, Settings, Subscriber
 from digest.query import build_queries, collect_terms, window
-from digest.store import Store
+from digest.store import Store, SubscriberState
+from digest.timing import announcements_between, weekly_slot
 
 log = logging.getLogger(__name__)
 
-Status = Literal["sent", "nothing", "dry-run", "outbox", "deferred", "refused", "failed"]
+# New versions are watched for this long after a paper was sent (each batch of
+# about 300 ids costs one more request per cycle).
+REVISION_WATCH_DAYS = 30
+
+Status = Literal["sent", "nothing", "waiting", "dry-run", "outbox", "deferred", "refused", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +54,20 @@ class SubscriberReport:
     papers: int = 0
     titles: tuple[str, ...] = ()
     detail: str = ""
+    revisions: int = 0
+    empty: bool = False  # a "nothing new" note
+    served_slot: datetime | None = None
 
     def line(self) -> str:
         n = f"{self.papers} paper{'s' if self.papers != 1 else ''}"
+        if self.revisions:
+            n += f" and {self.revisions} update{'s' if self.revisions != 1 else ''}"
+        if self.empty:
+            n = 'a "nothing new" note'
         text = {
             "sent": f"sent {n}",
             "nothing": "nothing new",
+            "waiting": "not due today",
             "dry-run": f"would send {n}",
             "outbox": f"wrote {n} to the outbox",
             "deferred": f"deferred, {n} stay pending",
@@ -168,6 +181,33 @@ def pending_matches(
     return tuple(out)
 
 
+def revised_matches(
+    sub: Subscriber,
+    delivered: Mapping[str, int],
+    candidates: Mapping[str, Paper],
+    global_categories: Sequence[str] = (),
+) -> tuple[Match, ...]:
+    """Papers ``sub`` was sent that now have a newer version (each version once)."""
+    out = []
+    for paper_id, version in delivered.items():
+        p = candidates.get(paper_id)
+        if p is not None and p.version > version:
+            m = match_paper(p, sub, global_categories)
+            out.append(m or Match(paper=p, keywords=()))
+    return tuple(out)
+
+
+def revision_watch(subs: Sequence[Subscriber], store: Store, now: datetime) -> set[str]:
+    """Ids whose new versions someone wants to hear of: delivered within the watch period."""
+    since = now - timedelta(days=REVISION_WATCH_DAYS)
+    ids: set[str] = set()
+    for sub in subs:
+        if sub.include_revisions:
+            state = store.subscriber(sub.email)
+            ids.update(i for i, at in state.delivered_at.items() if at >= since)
+    return ids
+
+
 def cycle_id(now: datetime, matches: Sequence[Match]) -> str:
     """Same day and same papers give the same id (and so the same Message-ID)."""
     digest = hashlib.sha256(",".join(sorted(m.paper.id for m in matches)).encode())
@@ -184,10 +224,82 @@ def _safe_name(email: str) -> str:
 
 @dataclass
 class _Pending:
+    """A composed message waiting for delivery, and what to record once it is accepted."""
+
     sub: Subscriber
     matches: tuple[Match, ...]
     message: EmailMessage
-    sent: dict[str, int] = field(default_factory=dict)
+    digest: Digest
+    served_slot: datetime | None = None  # a weekly subscriber's slot this serves
+    empty_day: str | None = None  # set for a "nothing new" mail
+
+    def report(self, status: Status, detail: str = "") -> SubscriberReport:
+        titles = tuple(m.paper.title for m in self.matches)
+        return SubscriberReport(
+            self.sub.email,
+            status,
+            len(self.matches),
+            titles,
+            detail,
+            revisions=len(self.digest.revisions),
+            empty=self.empty_day is not None,
+        )
+
+    def record(self, store: Store, now: datetime) -> None:
+        delivers = self.digest.delivers
+        if delivers:
+            store.record_delivery(self.sub.email, delivers, now, served_slot=self.served_slot)
+        store.mark_served(
+            self.sub.email,
+            served_slot=None if delivers else self.served_slot,
+            empty_day=self.empty_day,
+        )
+        store.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    matches: tuple[Match, ...]
+    revisions: tuple[Match, ...] = ()
+    empty_reason: str | None = None
+    served_slot: datetime | None = None
+
+
+def _plan(
+    sub: Subscriber,
+    state: SubscriberState,
+    marks: Mapping[str, datetime],
+    ordered: Sequence[Paper],
+    candidates: Mapping[str, Paper],
+    texts: Mapping[str, str],
+    settings: Settings,
+    now: datetime,
+    previous_fetch: datetime | None,
+) -> _Plan | SubscriberReport:
+    """What ``sub`` gets this cycle: a plan for a message, or a report saying why not."""
+    served_slot = None
+    if sub.frequency == "weekly" and sub.weekday:
+        slot = weekly_slot(now, sub.weekday, settings)
+        # served once per weekly slot; a new subscriber waits for the next one
+        anchor = state.served_slot or state.first_seen or now
+        if anchor >= slot:
+            return SubscriberReport(sub.email, "waiting", detail=f"weekly on {sub.weekday}")
+        served_slot = slot
+    cats = settings.arxiv.categories
+    matches = pending_matches(sub, ordered, state.delivered, marks, cats, texts)
+    revisions = (
+        revised_matches(sub, state.delivered, candidates, cats) if (sub.include_revisions) else ()
+    )
+    if matches or revisions:
+        return _Plan(matches, revisions, None, served_slot)
+    if sub.send_empty and state.last_empty != f"{now:%Y-%m-%d}":
+        since = state.last_sent or previous_fetch or now - timedelta(days=1)
+        if announcements_between(since, now) == 0:
+            reason = "arXiv has announced no new papers since your last digest"
+        else:
+            reason = "none of the papers arXiv announced since your last digest matched"
+        return _Plan((), (), reason, served_slot)
+    return SubscriberReport(sub.email, "nothing", served_slot=served_slot)
 
 
 async def run_cycle(
@@ -237,11 +349,20 @@ async def run_cycle(
         if sleep is not None:
             kwargs["sleep"] = sleep
         client = ArxivClient(settings.arxiv, **kwargs)
+        watch = revision_watch(subs, store, now)
         async with client:
             try:
                 papers = await client.fetch_all(
                     queries, progress=fetch_progress, should_stop=should_stop
                 )
+                if watch:
+                    # the window is on v1 submission dates, so a new version of an
+                    # older paper never shows up in it: ask for those papers by id
+                    seen = {p.id: p for p in papers}
+                    for p in await client.fetch_ids(sorted(watch), should_stop=should_stop):
+                        if p.id not in seen or seen[p.id].version < p.version:
+                            seen[p.id] = p
+                    papers = tuple(seen.values())
             finally:
                 requests = client.stats.requests
         fetched = len(papers)
@@ -268,26 +389,43 @@ async def run_cycle(
             try:
                 state = store.subscriber(sub.email)
                 if record:
-                    marks = store.ensure_watermarks(sub.email, term_keys(sub), lookback_start)
+                    marks = store.ensure_watermarks(
+                        sub.email, term_keys(sub), lookback_start, now=now
+                    )
                 else:
                     marks = {k: state.watermarks.get(k, lookback_start) for k in term_keys(sub)}
-                matches = pending_matches(
-                    sub, ordered, state.delivered, marks, settings.arxiv.categories, texts
+                plan = _plan(
+                    sub, state, marks, ordered, candidates, texts, settings, now, previous_fetch
                 )
-                if not matches:
-                    emit(SubscriberReport(sub.email, "nothing"))
+                if isinstance(plan, SubscriberReport):
+                    emit(plan)
+                    if plan.status == "nothing" and record and plan.served_slot:
+                        store.mark_served(sub.email, served_slot=plan.served_slot)
                     continue
                 digest, rendered = compose.compose(
-                    sub, matches, settings, cycle_id=cycle_id(now, matches), created=now
+                    sub,
+                    plan.matches,
+                    settings,
+                    cycle_id=cycle_id(now, (*plan.matches, *plan.revisions)),
+                    created=now,
+                    revisions=plan.revisions,
+                    empty_reason=plan.empty_reason,
                 )
                 if on_composed is not None:
                     on_composed(digest, rendered)
                 message = compose.build_message(digest, rendered, settings)
-                titles = tuple(m.paper.title for m in matches)
+                item = _Pending(
+                    sub,
+                    plan.matches,
+                    message,
+                    digest,
+                    plan.served_slot,
+                    f"{now:%Y-%m-%d}" if plan.empty_reason else None,
+                )
                 if options.dry_run and options.outbox is None:
-                    emit(SubscriberReport(sub.email, "dry-run", len(matches), titles))
+                    emit(item.report("dry-run"))
                     continue
-                todo.append(_Pending(sub, matches, message))
+                todo.append(item)
             except DigestError as exc:
                 emit(SubscriberReport(sub.email, "failed", detail=str(exc)))
         if record:
@@ -316,13 +454,15 @@ async def run_cycle(
         )
         if record:
             store.set_last_cycle(report.record())
-            store.prune(now)
+            keywords = archive.keywords_in_order(config.subscribers)
+            cached = store.papers()
+            store.prune(now, keep=archive.kept_ids(keywords, cached))
             store.flush()
+            if settings.archive is not None:
+                archive.write_atomic(
+                    settings.archive, archive.render(keywords, store.papers(), now)
+                )
     return report
-
-
-def _delivered(matches: Sequence[Match]) -> dict[str, int]:
-    return {m.paper.id: m.paper.version for m in matches}
 
 
 def _write_outbox(
@@ -341,27 +481,11 @@ def _write_outbox(
         try:
             path.write_bytes(bytes(item.message))
         except OSError as exc:
-            emit(
-                SubscriberReport(
-                    item.sub.email,
-                    "failed",
-                    len(item.matches),
-                    detail=f"cannot write {path}: {exc}",
-                )
-            )
+            emit(item.report("failed", f"cannot write {path}: {exc}"))
             continue
         if store is not None:
-            store.record_delivery(item.sub.email, _delivered(item.matches), now)
-            store.flush()
-        emit(
-            SubscriberReport(
-                item.sub.email,
-                "outbox",
-                len(item.matches),
-                tuple(m.paper.title for m in item.matches),
-                detail=str(path),
-            )
-        )
+            item.record(store, now)
+        emit(item.report("outbox", str(path)))
 
 
 async def _send(
@@ -382,19 +506,13 @@ async def _send(
     def on_outcome(outcome: Outcome) -> None:
         nonlocal done
         item = by_email[outcome.key]
-        count = len(item.matches)
         if outcome.status == "accepted":
             # side effect first, bookkeeping second: record only what was accepted
-            store.record_delivery(item.sub.email, _delivered(item.matches), now)
-            store.flush()
-            emit(
-                SubscriberReport(
-                    item.sub.email, "sent", count, tuple(m.paper.title for m in item.matches)
-                )
-            )
+            item.record(store, now)
+            emit(item.report("sent"))
         else:
             log.warning("delivery to %s %s: %s", item.sub.email, outcome.status, outcome.detail)
-            emit(SubscriberReport(item.sub.email, outcome.status, count, detail=outcome.detail))
+            emit(item.report(outcome.status, outcome.detail))
         done += 1
         if progress:
             progress(done, len(todo))

@@ -24,7 +24,7 @@ from digest import __version__
 from digest.errors import ArxivQueryError, FetchError
 from digest.feed import MalformedPage, Page, parse_page
 from digest.models import ArxivSettings, Paper
-from digest.query import page_params
+from digest.query import id_batches, id_page_params, page_params
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,13 @@ BACKOFF_CAP = 120.0
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IdLookup:
+    """A request by ``id_list`` (comma-joined versionless ids) instead of a search."""
+
+    ids: str
 
 
 class _Retryable(Exception):
@@ -126,7 +133,7 @@ class ArxivClient:
 
     async def fetch_all(
         self,
-        queries: Sequence[str],
+        queries: Sequence[str | IdLookup],
         progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> tuple[Paper, ...]:
@@ -144,8 +151,18 @@ class ArxivClient:
                     found[paper.id] = paper
         return tuple(found.values())
 
+    async def fetch_ids(
+        self, ids: Sequence[str], should_stop: Callable[[], bool] | None = None
+    ) -> tuple[Paper, ...]:
+        """The newest version of each paper in ``ids`` (to notice revisions)."""
+        lookups = [IdLookup(b) for b in id_batches(ids, api_url=self.settings.api_url)]
+        return await self.fetch_all(lookups, should_stop=should_stop)
+
     async def _pages(
-        self, query: str, progress: Progress | None, should_stop: Callable[[], bool] | None
+        self,
+        query: str | IdLookup,
+        progress: Progress | None,
+        should_stop: Callable[[], bool] | None,
     ) -> AsyncIterator[Paper]:
         start = 0
         total: int | None = None
@@ -174,7 +191,7 @@ class ArxivClient:
                 return  # an empty first page with totalResults 0: no results
             start += page.entry_count
 
-    async def _page(self, query: str, start: int, page_size: int) -> Page:
+    async def _page(self, query: str | IdLookup, start: int, page_size: int) -> Page:
         attempts = self.settings.max_retries + 1
         wait_extra = 0.0
         last_reason = ""
@@ -202,8 +219,11 @@ class ArxivClient:
             f"(last: {last_reason}); nothing was recorded, rerun later"
         )
 
-    async def _attempt(self, query: str, start: int, page_size: int) -> Page:
-        params = page_params(query, start, page_size)
+    async def _attempt(self, query: str | IdLookup, start: int, page_size: int) -> Page:
+        if isinstance(query, IdLookup):
+            params = id_page_params(query.ids, start, page_size)
+        else:
+            params = page_params(query, start, page_size)
         self.stats.requests += 1
         try:
             response = await self._client.get(self.settings.api_url, params=params)

@@ -157,6 +157,8 @@ class Digest:
     sections: tuple[Section, ...]
     cycle_id: str  # stable per subscriber and cycle: feeds the Message-ID
     created: datetime  # UTC
+    revisions: tuple[Match, ...] = ()  # sent before, now with a newer version
+    empty_reason: str | None = None  # a "nothing new" mail says why
 
     @property
     def paper_ids(self) -> tuple[str, ...]:
@@ -166,6 +168,13 @@ class Digest:
     @property
     def count(self) -> int:
         return len(self.paper_ids)
+
+    @property
+    def delivers(self) -> dict[str, int]:
+        """What recording this digest as delivered means: id -> version (revisions included)."""
+        out = {m.paper.id: m.paper.version for s in self.sections for m in (*s.matches, *s.hidden)}
+        out.update({m.paper.id: m.paper.version for m in self.revisions})
+        return out
 
     @property
     def keywords(self) -> tuple[str, ...]:

@@ -109,6 +109,28 @@ def page_params(search_query: str, start: int, page_size: int) -> dict[str, str]
     }
 
 
+def id_page_params(id_list: str, start: int, page_size: int) -> dict[str, str]:
+    """Parameters for looking papers up by id (arXiv answers with their newest versions)."""
+    return {"id_list": id_list, "start": str(start), "max_results": str(page_size)}
+
+
+def id_batches(
+    ids: Iterable[str], *, api_url: str, max_url_length: int = MAX_URL_LENGTH
+) -> tuple[str, ...]:
+    """Comma-joined versionless ids, in as few batches as the URL length allows."""
+    batches: list[str] = []
+    batch: list[str] = []
+    budget = max_url_length - len(api_url) - 60  # start, max_results and separators
+    for i in sorted(set(ids)):
+        if batch and len(urlencode({"id_list": ",".join([*batch, i])})) > budget:
+            batches.append(",".join(batch))
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(",".join(batch))
+    return tuple(batches)
+
+
 def url_length(api_url: str, search_query: str, page_size: int) -> int:
     # the largest start a page can have: arXiv allows start+max_results <= 30000
     return len(api_url) + 1 + len(urlencode(page_params(search_query, 29999, page_size)))

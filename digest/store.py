@@ -189,8 +189,12 @@ class SubscriberState:
 
     email: str
     delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
+    delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
     watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
     last_sent: datetime | None = None
+    first_seen: datetime | None = None
+    served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
+    last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
 
 
 # --------------------------------------------------------------------------
@@ -393,11 +397,16 @@ class Store:
         doc = self.db.table("subscribers").get(doc_id=doc_id) if doc_id is not None else None
         if doc is None:
             return SubscriberState(email=email)
+        delivered = doc.get("delivered", {})
         return SubscriberState(
             email=email,
-            delivered={k: int(v[0]) for k, v in doc.get("delivered", {}).items()},
+            delivered={k: int(v[0]) for k, v in delivered.items()},
+            delivered_at={k: _dt(v[1]) for k, v in delivered.items()},
             watermarks={k: _dt(v) for k, v in doc.get("watermarks", {}).items()},
             last_sent=_dt(doc["last_sent"]) if doc.get("last_sent") else None,
+            first_seen=_dt(doc["first_seen"]) if doc.get("first_seen") else None,
+            served_slot=_dt(doc["served_slot"]) if doc.get("served_slot") else None,
+            last_empty=doc.get("last_empty"),
         )
 
     def subscriber_emails(self) -> tuple[str, ...]:
@@ -419,35 +428,76 @@ class Store:
         return dict(doc) if doc else {}
 
     def ensure_watermarks(
-        self, email: str, keys: Iterable[str], start: datetime
+        self, email: str, keys: Iterable[str], start: datetime, now: datetime | None = None
     ) -> dict[str, datetime]:
-        """Give every term key that has none the watermark ``start``; return them all."""
+        """Give every term key that has none the watermark ``start``; return them all.
+
+        A subscriber seen for the first time also gets ``first_seen`` (``now``).
+        """
         doc = self._doc(email)
         marks = dict(doc.get("watermarks", {}))
         added = {k: _iso(start) for k in keys if k not in marks}
         if added or not doc:
             marks.update(added)
-            self._update_subscriber(email, {"watermarks": marks})
+            change: dict[str, Any] = {"watermarks": marks}
+            if not doc:
+                change["first_seen"] = _iso(now or start)
+            self._update_subscriber(email, change)
         return {k: _dt(v) for k, v in marks.items()}
 
-    def record_delivery(self, email: str, sent: Mapping[str, int], when: datetime) -> None:
-        """Mark ``sent`` (id -> version) as delivered to ``email`` (call after SMTP said yes)."""
+    def record_delivery(
+        self,
+        email: str,
+        sent: Mapping[str, int],
+        when: datetime,
+        served_slot: datetime | None = None,
+    ) -> None:
+        """Mark ``sent`` (id -> version) as delivered to ``email`` (call after SMTP said yes).
+
+        A paper sent again as a revision gets its new version recorded.
+        """
         doc = self._doc(email)
         delivered = dict(doc.get("delivered", {}))
         for paper_id, version in sent.items():
             delivered[paper_id] = [version, _iso(when)]
-        self._update_subscriber(email, {"delivered": delivered, "last_sent": _iso(when)})
+        change: dict[str, Any] = {"delivered": delivered, "last_sent": _iso(when)}
+        if served_slot is not None:
+            change["served_slot"] = _iso(served_slot)
+        self._update_subscriber(email, change)
+
+    def mark_served(
+        self, email: str, served_slot: datetime | None = None, empty_day: str | None = None
+    ) -> None:
+        """Remember a weekly slot served without a delivery, or the day of a "nothing new" mail."""
+        change: dict[str, Any] = {}
+        if served_slot is not None:
+            change["served_slot"] = _iso(served_slot)
+        if empty_day is not None:
+            change["last_empty"] = empty_day
+        if change:
+            self._update_subscriber(email, change)
 
     # -- housekeeping ------------------------------------------------------------
 
-    def prune(self, now: datetime, retention_days: int = RETENTION_DAYS) -> tuple[int, int]:
-        """Drop papers and delivery records older than the retention; returns the counts."""
+    def prune(
+        self,
+        now: datetime,
+        retention_days: int = RETENTION_DAYS,
+        keep: Iterable[str] = (),
+    ) -> tuple[int, int]:
+        """Drop papers and delivery records older than the retention; returns the counts.
+
+        Papers in ``keep`` (those the Daily Papers page shows) stay whatever their age.
+        """
         cutoff = now - timedelta(days=retention_days)
+        keep = set(keep)
         papers = self.db.table("papers")
         old = [
             d.doc_id
             for d in papers.all()
-            if _dt(d["published"]) < cutoff and _dt(d.get("first_seen", d["published"])) < cutoff
+            if d["id"] not in keep
+            and _dt(d["published"]) < cutoff
+            and _dt(d.get("first_seen", d["published"])) < cutoff
         ]
         if old:
             papers.remove(doc_ids=old)

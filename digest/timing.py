@@ -80,3 +80,15 @@ def announcements_between(start: datetime, end: datetime) -> int:
             count += 1
         day += timedelta(days=1)
     return count
+
+
+def weekly_slot(now: datetime, weekday: str, settings: Settings) -> datetime:
+    """The latest ``weekday`` at ``send_at`` (local time) at or before ``now``, in UTC."""
+    tz = ZoneInfo(settings.timezone)
+    local_day = now.astimezone(tz)
+    for offset in range(0, 8):
+        day = local_day - timedelta(days=offset)
+        slot = slot_on(day, settings)
+        if slot <= now and WEEKDAYS[day.weekday()] == weekday:
+            return slot
+    raise ValueError(f"not a weekday: {weekday!r}")

@@ -206,6 +206,21 @@ def test_empty_file_and_wrong_top_level() -> None:
     assert "top level must be a mapping" in problems("- a\n- b\n")[0]
 
 
-def test_not_yet_built_features_are_refused_not_ignored() -> None:
-    msg = problems(MINIMAL + "    send_empty: true\n")[0]
-    assert msg.startswith("subscribers[0] (a@example.org):") and "send_empty" in msg
+def test_cadence_and_per_subscriber_options() -> None:
+    cfg = parse(
+        MINIMAL + "    frequency: weekly\n    weekday: Friday\n    include_revisions: true\n"
+        "    send_empty: true\n    max_papers_per_keyword: 5\n"
+    )
+    s = cfg.subscribers[0]
+    assert (s.frequency, s.weekday, s.include_revisions, s.send_empty) == (
+        "weekly", "fri", True, True)
+    assert s.max_papers_per_keyword == 5
+
+
+def test_weekly_needs_a_weekday_and_daily_takes_none() -> None:
+    (msg,) = problems(MINIMAL + "    frequency: weekly\n")
+    assert msg == "subscribers[0] (a@example.org): a weekly subscriber needs weekday: (mon ... sun)"
+    (msg,) = problems(MINIMAL + "    weekday: mon\n")
+    assert msg.endswith("weekday: only applies to frequency: weekly")
+    (msg,) = problems(MINIMAL + "    frequency: monthly\n")
+    assert msg.startswith("subscribers[0].frequency (a@example.org): 'monthly'")

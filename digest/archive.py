@@ -1,0 +1,112 @@
+"""The Daily Papers page: one Markdown table per keyword, from the paper cache.
+
+It keeps the layout readers of the old "Daily Papers" pages know, but every
+row is checked locally against its keyword (the old pages repeated the same
+unrelated papers under every keyword). Rendering is pure; writing is atomic
+(temporary file, fsync, rename), so a reader never sees half a page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from digest.errors import DigestError
+from digest.matching import keyword_matches, normalize_words
+from digest.models import Paper, Subscriber
+
+ROWS_PER_KEYWORD = 100
+COMMENT_INLINE = 80  # longer comments are collapsed like abstracts
+
+INTRO = (
+    "New arXiv papers for the keywords our readers follow, fetched daily from the arXiv API. "
+    "Each section is a keyword and lists at most the 100 newest papers (by submission date) "
+    "whose title or abstract contains it. Thank you to arXiv for use of its open access "
+    "interoperability."
+)
+
+
+def keywords_in_order(subscribers: Iterable[Subscriber]) -> tuple[str, ...]:
+    """Every keyword anyone follows, first-seen order, spelling variants once."""
+    seen: dict[tuple[str, ...], str] = {}
+    for sub in subscribers:
+        for k in sub.keywords:
+            seen.setdefault(normalize_words(k), k)
+    return tuple(seen.values())
+
+
+def select(keywords: Sequence[str], papers: Iterable[Paper]) -> dict[str, list[Paper]]:
+    """Per keyword, the newest ``ROWS_PER_KEYWORD`` papers that truly match it."""
+    newest = sorted(papers, key=lambda p: (p.published, p.id), reverse=True)
+    return {k: [p for p in newest if keyword_matches(p, k)][:ROWS_PER_KEYWORD] for k in keywords}
+
+
+def kept_ids(keywords: Sequence[str], papers: Iterable[Paper]) -> set[str]:
+    """The papers the page needs: pruning must keep them, whatever their age."""
+    return {p.id for rows in select(keywords, papers).values() for p in rows}
+
+
+def _cell(text: str) -> str:
+    """Text for inside a table cell: one line, no raw HTML, no column breaks."""
+    text = " ".join(text.split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|")
+
+
+def _link_text(text: str) -> str:
+    # Markdown link text: brackets would end it, emphasis marks would restyle it
+    out = _cell(text)
+    for ch in "[]*_`":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def _collapsed(text: str) -> str:
+    return f"<details><summary>Show</summary><p>{_cell(text)}</p></details>"
+
+
+def _row(p: Paper) -> str:
+    title = f"**[{_link_text(p.title)}](https://arxiv.org/abs/{p.id}v{p.version})**"
+    comment = p.comment or ""
+    comment_cell = _collapsed(comment) if len(comment) > COMMENT_INLINE else _cell(comment)
+    return f"| {title} | {p.published:%Y-%m-%d} | {_collapsed(p.abstract)} | {comment_cell} |"
+
+
+def render(keywords: Sequence[str], papers: Iterable[Paper], today: datetime) -> str:
+    """The whole page."""
+    lines = ["# Daily Papers", "", INTRO, "", f"Last update: {today:%Y-%m-%d}", ""]
+    for keyword, rows in select(keywords, papers).items():
+        lines += [
+            f"## {_cell(keyword)}",
+            "",
+            "| **Title** | **Date** | **Abstract** | **Comment** |",
+            "| --- | --- | --- | --- |",
+            *(_row(p) for p in rows),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step; raises ``DigestError`` on failure."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # a page is meant to be read (mkstemp makes 0600)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise DigestError(f"cannot write the Daily Papers page {path}: {exc}") from exc

@@ -213,7 +213,11 @@ def test_cadence_and_per_subscriber_options() -> None:
     )
     s = cfg.subscribers[0]
     assert (s.frequency, s.weekday, s.include_revisions, s.send_empty) == (
-        "weekly", "fri", True, True)
+        "weekly",
+        "fri",
+        True,
+        True,
+    )
     assert s.max_papers_per_keyword == 5
 
 

@@ -84,6 +84,21 @@ def make_entry(
     return "\n".join(parts).encode()
 
 
+_ID = re.compile(rb"<id>https?://arxiv.org/abs/(.+?)v(\d+)</id>")
+
+
+def by_ids(entries: list[bytes], ids: list[str]) -> list[bytes]:
+    """What arXiv answers to id_list: the newest version of each listed paper."""
+    newest: dict[str, tuple[int, bytes]] = {}
+    for e in entries:
+        m = _ID.search(e)
+        if m and m.group(1).decode() in ids:
+            key, version = m.group(1).decode(), int(m.group(2))
+            if key not in newest or newest[key][0] < version:
+                newest[key] = (version, e)
+    return [newest[i][1] for i in ids if i in newest]
+
+
 @dataclass
 class Request:
     at: float
@@ -99,12 +114,11 @@ class ArxivState:
     requests: list[Request] = field(default_factory=list)
     delay: float = 0.0
 
-    def page(self, start: int, size: int) -> bytes:
-        chunk = self.entries[start : start + size]
+    def page(self, start: int, size: int, id_list: str | None = None) -> bytes:
+        entries = self.entries if not id_list else by_ids(self.entries, id_list.split(","))
+        chunk = entries[start : start + size]
         header = self.header
-        header = re.sub(
-            rb"(<opensearch:totalResults[^>]*>)\d+", rb"\g<1>%d" % len(self.entries), header
-        )
+        header = re.sub(rb"(<opensearch:totalResults[^>]*>)\d+", rb"\g<1>%d" % len(entries), header)
         header = re.sub(rb"(<opensearch:startIndex[^>]*>)\d+", rb"\g<1>%d" % start, header)
         header = re.sub(rb"(<opensearch:itemsPerPage[^>]*>)\d+", rb"\g<1>%d" % size, header)
         return header + b"".join(chunk) + b"</feed>\n"
@@ -132,13 +146,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(429, b"Too Many Requests", "text/plain")
         if fault == "hang":
             time.sleep(2.0)
-            return self._send(200, state.page(start, size))
+            return self._send(200, state.page(start, size, query.get("id_list")))
         if fault == "error400":
             return self._send(
                 400,
                 (FIXTURES / "api_new_2026-04_error_http-400_incorrect-id-format.xml").read_bytes(),
             )
-        body = state.page(start, size)
+        body = state.page(start, size, query.get("id_list"))
         if fault == "empty":
             body = state.header + b"</feed>\n"  # 200, the header's totals, no entries
         elif fault == "truncated":

@@ -99,7 +99,7 @@ def one_cycle(n: int, connections: int) -> dict[str, float]:
                     cfg,
                     store,
                     now=datetime.now(UTC),
-                    options=Options(connections=connections),
+                    options=Options(),
                     mailer=mailer,
                     send_progress=lambda d, t: sends.append(time.perf_counter()),
                 )

@@ -145,6 +145,7 @@ class _SmtpModel(_Strict):
     from_: str = Field(default=_SMTP.sender, alias="from")
     timeout: float = Field(default=_SMTP.timeout, gt=0)
     ca_file: str | None = None
+    connections: int = Field(default=_SMTP.connections, ge=1, le=8)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -460,7 +461,7 @@ def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
 
     hh, mm, *ss = (int(x) for x in s.send_at.split(":"))
     settings = Settings(
-        send_at=time(hh, mm, *ss),
+        send_at=time(hh, mm, ss[0] if ss else 0),
         timezone=s.timezone,
         days=tuple(s.days),
         lookback_days=s.lookback_days,
@@ -485,6 +486,7 @@ def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
             sender=s.smtp.from_,
             timeout=s.smtp.timeout,
             ca_file=resolve(s.smtp.ca_file),
+            connections=s.smtp.connections,
         ),
     )
     subscribers = tuple(

@@ -44,7 +44,6 @@ class Options:
     dry_run: bool = False
     outbox: Path | None = None
     only: str | None = None  # --subscriber EMAIL
-    connections: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,7 +498,7 @@ async def _send(
     progress: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
-    mailer = mailer or Mailer(settings.smtp, connections=options.connections)
+    mailer = mailer or Mailer(settings.smtp, connections=settings.smtp.connections)
     by_email = {item.sub.email: item for item in todo}
     done = 0
 

@@ -92,6 +92,7 @@ class SmtpSettings:
     sender: str = "Daily Papers <papers@localhost>"
     timeout: float = 60.0
     ca_file: Path | None = None
+    connections: int = 1  # parallel SMTP sessions per batch
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,8 +242,8 @@ class Store:
         data = storage.read()  # raises StoreCorruptError before anything is written
         if not self.readonly and data is not None:
             self._backup(now)
-        middleware = _FlushOnDemand(lambda: storage)
-        self._db = TinyDB(storage=middleware)
+        self._cache = _FlushOnDemand(lambda: storage)
+        self._db = TinyDB(storage=self._cache)
         self.storage = storage
         meta = self._meta()
         schema = meta.get("schema", SCHEMA)
@@ -300,13 +300,13 @@ class Store:
     def flush(self) -> None:
         """Write pending changes to disk (atomically), if there are any."""
         if self._db is not None and not self.readonly:
-            self._db.storage.flush()
+            self._cache.flush()
 
     def close(self) -> None:
         if self._db is not None:
             if not self.readonly:
                 with contextlib.suppress(StoreError):
-                    self._db.storage.flush()
+                    self._cache.flush()
             self._db = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)

@@ -228,3 +228,10 @@ def test_weekly_needs_a_weekday_and_daily_takes_none() -> None:
     assert msg.endswith("weekday: only applies to frequency: weekly")
     (msg,) = problems(MINIMAL + "    frequency: monthly\n")
     assert msg.startswith("subscribers[0].frequency (a@example.org): 'monthly'")
+
+
+def test_smtp_connections_is_bounded() -> None:
+    cfg = parse("settings:\n  smtp:\n    connections: 3\n" + MINIMAL)
+    assert cfg.settings.smtp.connections == 3
+    (msg,) = problems("settings:\n  smtp:\n    connections: 50\n" + MINIMAL)
+    assert msg.startswith("settings.smtp.connections: Input should be less than or equal to 8")

@@ -16,12 +16,13 @@ from datetime import time
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -116,12 +117,24 @@ def _category(value: str) -> str:
     return value
 
 
+def _weekday(value: str) -> str:
+    """ "Monday", "mon" and "MON" all mean ``mon``."""
+    day = value.strip().lower()[:3]
+    if day not in WEEKDAYS:
+        raise ValueError(f"{value!r} is not a weekday (mon, tue, ... sun)")
+    return day
+
+
+Category = Annotated[str, AfterValidator(_category)]
+Weekday = Annotated[str, AfterValidator(_weekday)]
+
+
 class _ArxivModel(_Strict):
     api_url: str = _ARXIV.api_url
     request_interval: float = Field(default=_ARXIV.request_interval, ge=0)
     page_size: int = Field(default=_ARXIV.page_size, ge=1, le=2000)
     timeout: float = Field(default=_ARXIV.timeout, gt=0)
-    categories: list[str] = Field(default_factory=list)
+    categories: list[Category] = Field(default_factory=list)
     max_retries: int = Field(default=_ARXIV.max_retries, ge=0, le=10)
 
     @field_validator("api_url")
@@ -130,11 +143,6 @@ class _ArxivModel(_Strict):
         if not re.match(r"https?://[^\s/]+", v):
             raise ValueError(f"{v!r} is not an http(s) URL")
         return v
-
-    @field_validator("categories")
-    @classmethod
-    def _cats(cls, v: list[str]) -> list[str]:
-        return [_category(c) for c in v]
 
 
 class _SmtpModel(_Strict):
@@ -164,7 +172,7 @@ class _SmtpModel(_Strict):
 class _SettingsModel(_Strict):
     send_at: str = "07:00"
     timezone: str = "UTC"
-    days: list[str] = Field(default_factory=lambda: list(_SETTINGS.days))
+    days: list[Weekday] = Field(default_factory=lambda: list(_SETTINGS.days))
     lookback_days: int = Field(default=_SETTINGS.lookback_days, ge=0, le=60)
     max_papers_per_keyword: int = Field(default=_SETTINGS.max_papers_per_keyword, ge=1, le=200)
     database: str = "digest.json"
@@ -193,13 +201,9 @@ class _SettingsModel(_Strict):
     @field_validator("days")
     @classmethod
     def _days(cls, v: list[str]) -> list[str]:
-        out = [d.strip().lower()[:3] for d in v]
-        bad = [d for d, o in zip(v, out, strict=True) if o not in WEEKDAYS]
-        if bad:
-            raise ValueError(f"{bad[0]!r} is not a weekday (mon, tue, ... sun)")
-        if not out:
+        if not v:
             raise ValueError("at least one day is needed")
-        return out
+        return v
 
 
 class _SubscriberModel(_Strict):
@@ -207,10 +211,10 @@ class _SubscriberModel(_Strict):
     name: str | None = None
     keywords: list[str] = Field(min_length=1)
     exclude: list[str] = Field(default_factory=list)
-    categories: list[str] = Field(default_factory=list)
+    categories: list[Category] = Field(default_factory=list)
     authors: list[str] = Field(default_factory=list)
     frequency: Literal["daily", "weekly"] = "daily"
-    weekday: str | None = None
+    weekday: Weekday | None = None
     include_revisions: bool = False
     send_empty: bool = False
     max_papers_per_keyword: int | None = Field(default=None, ge=1, le=200)
@@ -246,21 +250,6 @@ class _SubscriberModel(_Strict):
     @classmethod
     def _authors(cls, v: list[str]) -> list[str]:
         return list(_unique_phrases(v, "author"))
-
-    @field_validator("categories")
-    @classmethod
-    def _cats(cls, v: list[str]) -> list[str]:
-        return [_category(c) for c in v]
-
-    @field_validator("weekday")
-    @classmethod
-    def _weekday(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        day = v.strip().lower()[:3]
-        if day not in WEEKDAYS:
-            raise ValueError(f"{v!r} is not a weekday (mon, tue, ... sun)")
-        return day
 
     @model_validator(mode="after")
     def _cadence(self) -> _SubscriberModel:

@@ -188,10 +188,10 @@ def test_every_problem_is_reported_at_once() -> None:
     assert places == [
         "settings.send_at",
         "settings.timezone",
-        "settings.days",
+        "settings.days[0]",
         "subscribers[0].email",
         "subscribers[0].keywords (bad)",
-        "subscribers[1].categories (b@example.org)",
+        "subscribers[1].categories[0] (b@example.org)",
     ]
 
 

@@ -10,6 +10,7 @@ saved in ``finally`` even when the cycle fails part-way.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -385,6 +386,11 @@ async def run_cycle(
         lookback_start = now - timedelta(days=settings.lookback_days)
         todo: list[_Pending] = []
         for sub in subs:
+            # Composing is CPU work: let the event loop run between subscribers so
+            # SIGTERM and the watchdog are served, and stop composing once told to.
+            await asyncio.sleep(0)
+            if should_stop is not None and should_stop():
+                break
             try:
                 state = store.subscriber(sub.email)
                 if record:

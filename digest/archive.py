@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -45,9 +45,9 @@ def select(keywords: Sequence[str], papers: Iterable[Paper]) -> dict[str, list[P
     return {k: [p for p in newest if keyword_matches(p, k)][:ROWS_PER_KEYWORD] for k in keywords}
 
 
-def kept_ids(keywords: Sequence[str], papers: Iterable[Paper]) -> set[str]:
-    """The papers the page needs: pruning must keep them, whatever their age."""
-    return {p.id for rows in select(keywords, papers).values() for p in rows}
+def kept_ids(selection: Mapping[str, Sequence[Paper]]) -> set[str]:
+    """The papers a page shows: pruning must keep them, whatever their age."""
+    return {p.id for rows in selection.values() for p in rows}
 
 
 def _cell(text: str) -> str:
@@ -78,8 +78,13 @@ def _row(p: Paper) -> str:
 
 def render(keywords: Sequence[str], papers: Iterable[Paper], today: datetime) -> str:
     """The whole page."""
+    return render_selection(select(keywords, papers), today)
+
+
+def render_selection(selection: Mapping[str, Sequence[Paper]], today: datetime) -> str:
+    """The whole page, from ``select``'s rows."""
     lines = ["# Daily Papers", "", INTRO, "", f"Last update: {today:%Y-%m-%d}", ""]
-    for keyword, rows in select(keywords, papers).items():
+    for keyword, rows in selection.items():
         lines += [
             f"## {_cell(keyword)}",
             "",

@@ -67,7 +67,8 @@ def build_digest(
     matches get a section of their own at the end. Beyond
     ``max_per_keyword`` papers a section shows "and N more" (those count as
     delivered: the reader was told where to find them). ``revisions`` are
-    papers sent before that have a newer version, newest update first.
+    papers sent before that have a newer version, newest update first, held to
+    the same limit (those left out are not recorded and come in a later digest).
     """
     by_section: dict[str, list[Match]] = {k: [] for k in subscriber.keywords}
     by_section[AUTHORS_SECTION] = []
@@ -94,7 +95,7 @@ def build_digest(
         created=created,
         revisions=tuple(
             sorted(revisions, key=lambda m: (m.paper.updated, m.paper.id), reverse=True)
-        ),
+        )[:max_per_keyword],
         empty_reason=empty_reason,
     )
 
@@ -348,9 +349,7 @@ def compose(
             max_per_keyword=limit,
             cycle_id=cycle_id,
             created=created,
-            revisions=sorted(revisions, key=lambda m: (m.paper.updated, m.paper.id), reverse=True)[
-                :limit
-            ],
+            revisions=revisions,
             empty_reason=empty_reason,
         )
         html = render_html(digest, settings)

@@ -459,14 +459,13 @@ async def run_cycle(
         )
         if record:
             store.set_last_cycle(report.record())
+            # one selection serves both: pruning keeps exactly what the page shows
             keywords = archive.keywords_in_order(config.subscribers)
-            cached = store.papers()
-            store.prune(now, keep=archive.kept_ids(keywords, cached))
+            selection = archive.select(keywords, store.papers())
+            store.prune(now, keep=archive.kept_ids(selection))
             store.flush()
             if settings.archive is not None:
-                archive.write_atomic(
-                    settings.archive, archive.render(keywords, store.papers(), now)
-                )
+                archive.write_atomic(settings.archive, archive.render_selection(selection, now))
     return report
 
 

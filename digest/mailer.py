@@ -195,8 +195,7 @@ class Mailer:
                 self._unusable = str(exc)
                 return Outcome(recipient, "deferred", str(exc), key)
             except _Permanent as exc:
-                status: Status = "refused" if str(exc)[:1] == "5" else "deferred"
-                return Outcome(recipient, status, str(exc), key)
+                return Outcome(recipient, "refused", str(exc), key)  # always a 5xx here
             except _Transient as exc:
                 last = str(exc)
                 server_gone += isinstance(exc, _ConnectFailed) or last.startswith("421")

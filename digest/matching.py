@@ -120,8 +120,7 @@ def contains_phrase(haystack: str, phrase: str) -> bool:
 
     Both are raw texts; a phrase with no words matches nothing.
     """
-    needle = normalize(phrase)
-    return needle.strip() != "" and needle in normalize(haystack)
+    return _has(normalize(haystack), phrase)
 
 
 def paper_text(paper: Paper) -> str:

@@ -20,9 +20,9 @@ def slot_on(day: datetime, settings: Settings) -> datetime:
     return at.astimezone(UTC)
 
 
-def _is_cycle_day(when: datetime, settings: Settings) -> bool:
-    local = when.astimezone(ZoneInfo(settings.timezone))
-    return WEEKDAYS[local.weekday()] in settings.days
+def _weekday(when: datetime, settings: Settings) -> str:
+    """``mon`` .. ``sun`` of ``when`` on the local calendar."""
+    return WEEKDAYS[when.astimezone(ZoneInfo(settings.timezone)).weekday()]
 
 
 def next_run(now: datetime, settings: Settings) -> datetime:
@@ -32,21 +32,24 @@ def next_run(now: datetime, settings: Settings) -> datetime:
     for offset in range(0, 8):
         day = local_day + timedelta(days=offset)
         slot = slot_on(day, settings)
-        if slot > now and _is_cycle_day(slot, settings):
+        if slot > now and _weekday(slot, settings) in settings.days:
             return slot
     raise ValueError("no cycle day configured")  # config guarantees at least one day
 
 
+def _latest_slot(now: datetime, settings: Settings, days: tuple[str, ...]) -> datetime:
+    """The latest ``send_at`` instant at or before ``now`` on one of ``days`` (local), UTC."""
+    local_day = now.astimezone(ZoneInfo(settings.timezone))
+    for offset in range(0, 8):
+        slot = slot_on(local_day - timedelta(days=offset), settings)
+        if slot <= now and _weekday(slot, settings) in days:
+            return slot
+    raise ValueError(f"none of {days!r} is a weekday")  # config guarantees valid days
+
+
 def previous_run(now: datetime, settings: Settings) -> datetime:
     """The latest scheduled instant at or before ``now`` (UTC)."""
-    tz = ZoneInfo(settings.timezone)
-    local_day = now.astimezone(tz)
-    for offset in range(0, 8):
-        day = local_day - timedelta(days=offset)
-        slot = slot_on(day, settings)
-        if slot <= now and _is_cycle_day(slot, settings):
-            return slot
-    raise ValueError("no cycle day configured")
+    return _latest_slot(now, settings, settings.days)
 
 
 def due_slot(now: datetime, settings: Settings, last_slot: datetime | None) -> datetime | None:
@@ -84,11 +87,4 @@ def announcements_between(start: datetime, end: datetime) -> int:
 
 def weekly_slot(now: datetime, weekday: str, settings: Settings) -> datetime:
     """The latest ``weekday`` at ``send_at`` (local time) at or before ``now``, in UTC."""
-    tz = ZoneInfo(settings.timezone)
-    local_day = now.astimezone(tz)
-    for offset in range(0, 8):
-        day = local_day - timedelta(days=offset)
-        slot = slot_on(day, settings)
-        if slot <= now and WEEKDAYS[day.weekday()] == weekday:
-            return slot
-    raise ValueError(f"not a weekday: {weekday!r}")
+    return _latest_slot(now, settings, (weekday,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -72,6 +73,18 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     sock.close()
 
 
+@contextlib.contextmanager
+def running(cfg: Path, notify: NotifySocket, log: Path) -> Iterator[subprocess.Popen]:
+    """``digest run`` as a subprocess, killed on the way out if a test left it running."""
+    proc = start(cfg, notify, log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start(cfg: Path, notify: NotifySocket, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(
@@ -97,8 +110,7 @@ def test_the_daemon_end_to_end(arxiv, smtp, write_config, notify, tmp_path: Path
     data = config_dict(arxiv.url, smtp.port, send_at=send_at(timedelta(hours=1)), days=ALL_DAYS)
     cfg = write_config(data)
     log = tmp_path / "daemon.log"
-    proc = start(cfg, notify, log)
-    try:
+    with running(cfg, notify, log) as proc:
         # READY once config and store are loaded; the missed slot is caught up at once
         assert wait_for(lambda: "READY" in notify.states()), log.read_text()
         assert wait_for(lambda: len(smtp.received) == 2), log.read_text()
@@ -129,10 +141,6 @@ def test_the_daemon_end_to_end(arxiv, smtp, write_config, notify, tmp_path: Path
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         assert time.monotonic() - t0 < 10
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     states = notify.states()
     assert states[0] == "READY" and states[-1] == "STOPPING"
     assert "STATUS" in states and "RELOADING" in states
@@ -148,17 +156,12 @@ def test_the_daemon_end_to_end(arxiv, smtp, write_config, notify, tmp_path: Path
 
     # restarted on the same day: the slot is done, nothing is sent twice
     notify.messages.clear()
-    proc = start(cfg, notify, log)
-    try:
+    with running(cfg, notify, log) as proc:
         assert wait_for(lambda: "READY" in notify.states())
         time.sleep(1.5)
         assert len(smtp.received) == 3
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_broken_config_at_start_exits_78_before_ready(tmp_path: Path, notify) -> None:
@@ -177,17 +180,12 @@ def test_sigterm_during_a_slow_fetch_stops_quickly_and_records_nothing(
     arxiv.state.delay = 1.0  # each page takes a second: 3 pages
     cfg = write_config(config_dict(arxiv.url, smtp.port, days=ALL_DAYS))
     log = tmp_path / "daemon.log"
-    proc = start(cfg, notify, log)
-    try:
+    with running(cfg, notify, log) as proc:
         assert wait_for(lambda: len(arxiv.state.requests) >= 1)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         assert time.monotonic() - t0 < 10
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert smtp.received == []
     db = json.loads((cfg.parent / "digest.json").read_text())
     assert all(not d["delivered"] for d in db.get("subscribers", {}).values())

@@ -132,20 +132,23 @@ def test_unreachable_server_defers_everything_quickly() -> None:
     assert "cannot connect to 127.0.0.1:9" in outcomes[1].detail
 
 
+def starttls(port: int, **kw) -> SmtpSettings:
+    """STARTTLS to ``localhost`` (the certificate's name); ``kw`` adds login and CA."""
+    return SmtpSettings(
+        host="localhost",
+        port=port,
+        security="starttls",
+        sender="P <papers@digest.test>",
+        timeout=5,
+        **kw,
+    )
+
+
 def test_starttls_with_auth_and_a_verified_certificate(certificate) -> None:
     with SmtpServer(
         tls_context=server_tls(certificate), require_starttls=True, auth={"digest": "s3cret"}
     ) as srv:
-        s = SmtpSettings(
-            host="localhost",
-            port=srv.port,
-            security="starttls",
-            username="digest",
-            password="s3cret",
-            sender="P <papers@digest.test>",
-            timeout=5,
-            ca_file=certificate[0],
-        )
+        s = starttls(srv.port, username="digest", password="s3cret", ca_file=certificate[0])
         (o,) = send(s, ["a@example.org"])
         assert o.status == "accepted" and len(srv.received) == 1
 
@@ -162,13 +165,7 @@ def test_starttls_refuses_to_fall_back_to_clear_text() -> None:
 
 def test_unverifiable_certificate_is_refused(certificate) -> None:
     with SmtpServer(tls_context=server_tls(certificate), require_starttls=True) as srv:
-        s = SmtpSettings(
-            host="localhost",
-            port=srv.port,
-            security="starttls",
-            sender="P <papers@digest.test>",
-            timeout=5,
-        )  # no ca_file
+        s = starttls(srv.port)  # no ca_file
         (o,) = send(s, ["a@example.org"])
         assert o.status == "deferred" and "CERTIFICATE_VERIFY_FAILED" in o.detail
         assert srv.received == []
@@ -178,16 +175,7 @@ def test_wrong_password_is_a_config_error_for_check(certificate) -> None:
     with SmtpServer(
         tls_context=server_tls(certificate), require_starttls=True, auth={"digest": "s3cret"}
     ) as srv:
-        s = SmtpSettings(
-            host="localhost",
-            port=srv.port,
-            security="starttls",
-            username="digest",
-            password="wrong",
-            sender="P <papers@digest.test>",
-            timeout=5,
-            ca_file=certificate[0],
-        )
+        s = starttls(srv.port, username="digest", password="wrong", ca_file=certificate[0])
         with pytest.raises(SmtpConfigError, match="refused the login for 'digest': 535"):
             asyncio.run(Mailer(s).check())
         outcomes = send(s, ["a@example.org", "b@example.org"])

@@ -30,17 +30,32 @@ log = logging.getLogger("digest")
 EXIT_SOFTWARE = 70
 
 
-def _parser() -> argparse.ArgumentParser:
+def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """``--config`` and ``-v``, accepted before and after the command.
+
+    The subcommands' copy has no defaults (``SUPPRESS``): otherwise argparse
+    would overwrite ``digest --config X once`` with the subparser's default.
+    """
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
         metavar="PATH",
         help="subscribers.yaml (default: $DIGEST_CONFIG, else ./subscribers.yaml)",
+        **default,
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging and tracebacks", **default
+    )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    top = _global_options(suppress=False)
+    common = _global_options(suppress=True)
     p = argparse.ArgumentParser(
         prog="digest",
-        parents=[common],
+        parents=[top],
         description="Email each subscriber the new arXiv papers matching their keywords.",
     )
     p.add_argument("--version", action="version", version=f"digest {__version__}")

@@ -120,7 +120,10 @@ class _JournalFormatter(logging.Formatter):
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return config.load(config.resolve_path(args.config, os.environ))
+    return config.load(
+        config.resolve_path(args.config, os.environ),
+        origin=config.path_origin(args.config, os.environ),
+    )
 
 
 def _now() -> datetime:

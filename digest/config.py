@@ -24,6 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -117,16 +118,33 @@ def _category(value: str) -> str:
     return value
 
 
+_WEEKDAY_NAMES = dict(
+    zip(
+        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+        WEEKDAYS,
+        strict=True,
+    )
+)
+
+
 def _weekday(value: str) -> str:
-    """ "Monday", "mon" and "MON" all mean ``mon``."""
-    day = value.strip().lower()[:3]
+    """``mon`` or ``Monday``, in any case: on purpose, not by cutting any word to three letters."""
+    day = value.strip().lower()
+    day = _WEEKDAY_NAMES.get(day, day)
     if day not in WEEKDAYS:
-        raise ValueError(f"{value!r} is not a weekday (mon, tue, ... sun)")
+        raise ValueError(f"{value!r} is not a weekday (mon, tue, ... sun, or monday ... sunday)")
     return day
+
+
+def _one_or_many(value: Any) -> Any:
+    """``keywords: compiler`` means ``keywords: [compiler]``: one phrase, not its letters."""
+    return [value] if isinstance(value, str) else value
 
 
 Category = Annotated[str, AfterValidator(_category)]
 Weekday = Annotated[str, AfterValidator(_weekday)]
+Phrases = Annotated[list[str], BeforeValidator(_one_or_many)]
+Categories = Annotated[list[Category], BeforeValidator(_one_or_many)]
 
 
 class _ArxivModel(_Strict):
@@ -209,10 +227,10 @@ class _SettingsModel(_Strict):
 class _SubscriberModel(_Strict):
     email: str
     name: str | None = None
-    keywords: list[str] = Field(min_length=1)
-    exclude: list[str] = Field(default_factory=list)
-    categories: list[Category] = Field(default_factory=list)
-    authors: list[str] = Field(default_factory=list)
+    keywords: Phrases = Field(min_length=1)
+    exclude: Phrases = Field(default_factory=list)
+    categories: Categories = Field(default_factory=list)
+    authors: Phrases = Field(default_factory=list)
     frequency: Literal["daily", "weekly"] = "daily"
     weekday: Weekday | None = None
     include_revisions: bool = False
@@ -314,19 +332,30 @@ def resolve_path(cli_path: str | os.PathLike[str] | None, env: Mapping[str, str]
     return Path(DEFAULT_CONFIG)
 
 
-def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and resolve ``path``; raise ``ConfigError`` with every problem."""
+def path_origin(cli_path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> str:
+    """Where ``resolve_path`` found the path: ``--config``, ``$DIGEST_CONFIG`` or ``default``."""
+    if cli_path:
+        return "--config"
+    return "$DIGEST_CONFIG" if env.get("DIGEST_CONFIG") else "default"
+
+
+def load(path: Path, env: Mapping[str, str] | None = None, *, origin: str = "default") -> Config:
+    """Read, validate and resolve ``path``; raise ``ConfigError`` with every problem.
+
+    ``origin`` (see ``path_origin``) lets a missing file's message say the right fix.
+    """
     env = os.environ if env is None else env
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if origin == "default":
+            fix = "pass --config PATH or set DIGEST_CONFIG"
+        else:
+            fix = f"check the path given by {origin}"
         raise ConfigError(
             source,
-            [
-                "file not found; pass --config PATH or set DIGEST_CONFIG "
-                "(subscribers.yaml in the project shows every key)"
-            ],
+            [f"file not found; {fix} (subscribers.yaml in the project shows every key)"],
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read the file: {exc}"]) from exc
@@ -395,11 +424,11 @@ def _format_errors(
         place = _loc(loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = (
-                "unknown key (check the spelling; subscribers.yaml in the project lists every key)"
-            )
+            msg = _unknown_key_hint(loc)
         elif err["type"] == "literal_error":
             msg = f"{err.get('input')!r}: {msg}"
+        elif loc == ("settings", "send_at") and isinstance(err.get("input"), int):
+            msg = _sexagesimal_hint(err["input"])
         elif err["type"] == "too_short" and loc and loc[-1] == "keywords":
             msg = "needs at least one keyword"
         elif err["type"] == "too_short" and loc == ("subscribers",):
@@ -413,6 +442,25 @@ def _format_errors(
             place += f" (from ${var})"
         problems.append(f"{place}: {msg}")
     return problems
+
+
+def _unknown_key_hint(loc: tuple[int | str, ...]) -> str:
+    if loc[-1:] == ("password",):
+        # the one key people add on purpose: say where it goes instead
+        return (
+            "the password does not belong in this file (it would end up in backups and "
+            "version control); set $DIGEST_SMTP_PASSWORD or the systemd credential smtp-password"
+        )
+    return "unknown key (check the spelling; subscribers.yaml in the project lists every key)"
+
+
+def _sexagesimal_hint(minutes: int) -> str:
+    """YAML 1.1 reads an unquoted ``7:00`` as the base-60 number 420."""
+    hh, mm = divmod(minutes, 60)
+    return (
+        f"YAML read an unquoted {hh}:{mm:02d} as the number {minutes}; "
+        f'quote the time: send_at: "{hh:02d}:{mm:02d}"'
+    )
 
 
 def _subscriber_email(data: dict[str, Any], index: int) -> str | None:

@@ -89,12 +89,43 @@ def test_password_from_systemd_credential(tmp_path: Path) -> None:
     assert cfg.settings.smtp.password == "from-credential"
 
 
-def test_password_in_yaml_is_an_unknown_key() -> None:
-    msgs = problems("settings:\n  smtp:\n    password: hunter2\n" + MINIMAL)
-    assert msgs == [
-        "settings.smtp.password: unknown key (check the spelling; "
-        "subscribers.yaml in the project lists every key)"
-    ]
+def test_password_in_yaml_says_where_the_password_goes() -> None:
+    (msg,) = problems("settings:\n  smtp:\n    password: hunter2\n" + MINIMAL)
+    assert msg.startswith("settings.smtp.password: the password does not belong in this file")
+    assert "DIGEST_SMTP_PASSWORD" in msg and "credential smtp-password" in msg
+    assert "hunter2" not in msg
+
+
+def test_unquoted_send_at_says_to_quote_it() -> None:
+    # YAML 1.1 reads 7:00 as 7*60 = 420
+    (msg,) = problems("settings:\n  send_at: 7:00\n" + MINIMAL)
+    assert msg == (
+        "settings.send_at: YAML read an unquoted 7:00 as the number 420; "
+        'quote the time: send_at: "07:00"'
+    )
+
+
+@pytest.mark.parametrize("key", ["keywords", "exclude", "authors", "categories"])
+def test_a_single_string_is_one_item_not_a_list_of_letters(key: str) -> None:
+    value = "cs.LG" if key == "categories" else "graph neural network"
+    text = "subscribers:\n  - email: a@example.org\n    keywords: [graph]\n"
+    text = text.replace("    keywords: [graph]\n", "") if key == "keywords" else text
+    cfg = parse(text + f"    {key}: {value}\n")
+    assert getattr(cfg.subscribers[0], key) == (value,)
+
+
+@pytest.mark.parametrize(
+    ("given", "day"), [("mon", "mon"), ("Monday", "mon"), ("SUNDAY", "sun"), ("thu", "thu")]
+)
+def test_weekday_takes_short_and_full_names(given: str, day: str) -> None:
+    cfg = parse(MINIMAL + f"    frequency: weekly\n    weekday: {given}\n")
+    assert cfg.subscribers[0].weekday == day
+
+
+@pytest.mark.parametrize("given", ["mo", "mondays", "monkey", "lundi"])
+def test_weekday_rejects_words_that_only_start_like_one(given: str) -> None:
+    (msg,) = problems(MINIMAL + f"    frequency: weekly\n    weekday: {given}\n")
+    assert f"{given!r} is not a weekday" in msg
 
 
 def test_config_path_order() -> None:
@@ -198,7 +229,15 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         config.load(tmp_path / "nope.yaml", env={})
-    assert "file not found" in str(info.value) and "--config" in str(info.value)
+    assert "file not found" in str(info.value) and "pass --config" in str(info.value)
+
+
+def test_missing_file_given_by_config_does_not_say_pass_config(tmp_path: Path) -> None:
+    origin = config.path_origin(str(tmp_path / "nope.yaml"), {})
+    with pytest.raises(ConfigError) as info:
+        config.load(tmp_path / "nope.yaml", env={}, origin=origin)
+    assert "check the path given by --config" in str(info.value)
+    assert "pass --config" not in str(info.value)
 
 
 def test_empty_file_and_wrong_top_level() -> None:

@@ -49,6 +49,7 @@ ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], type]] = {
     "DIGEST_DATABASE": (("settings", "database"), str),
     "DIGEST_ARXIV_API_URL": (("settings", "arxiv", "api_url"), str),
     "DIGEST_ARXIV_REQUEST_INTERVAL": (("settings", "arxiv", "request_interval"), str),
+    "DIGEST_ARXIV_CONTACT": (("settings", "arxiv", "contact"), str),
     "DIGEST_SMTP_HOST": (("settings", "smtp", "host"), str),
     "DIGEST_SMTP_PORT": (("settings", "smtp", "port"), str),
     "DIGEST_SMTP_SECURITY": (("settings", "smtp", "security"), str),
@@ -154,6 +155,18 @@ class _ArxivModel(_Strict):
     timeout: float = Field(default=_ARXIV.timeout, gt=0)
     categories: list[Category] = Field(default_factory=list)
     max_retries: int = Field(default=_ARXIV.max_retries, ge=0, le=10)
+    contact: str | None = None
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if _CONTROL.search(v) or not re.fullmatch(r"(mailto:[^\s@]+@[^\s@]+|https?://\S+)", v):
+            raise ValueError(
+                f"{v!r} is not a way to reach you: write mailto:you@example.org or an https:// URL"
+            )
+        return v
 
     @field_validator("api_url")
     @classmethod
@@ -513,6 +526,7 @@ def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
             timeout=s.arxiv.timeout,
             categories=tuple(s.arxiv.categories),
             max_retries=s.arxiv.max_retries,
+            contact=s.arxiv.contact or f"mailto:{parseaddr(s.smtp.from_)[1]}",
         ),
         smtp=SmtpSettings(
             host=s.smtp.host,

@@ -28,7 +28,16 @@ from digest.query import id_batches, id_page_params, page_params
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"daily-papers-digest/{__version__} (+https://pypi.org/project/daily-papers-digest/)"
+
+def user_agent(contact: str | None) -> str:
+    """Name, version and the operator's contact, as arXiv asks of API clients.
+
+    Never a third party's address: arXiv should reach whoever runs this copy.
+    """
+    agent = f"daily-papers-digest/{__version__}"
+    return f"{agent} ({contact})" if contact else agent
+
+
 # arXiv caps start + max_results at 30000 (arxiv-api.md §2).
 MAX_OFFSET = 30000
 # Back-off after a failure: base * 2**attempt seconds, with jitter, capped.
@@ -119,7 +128,7 @@ class ArxivClient:
         self.stats = FetchStats()
         self._client = httpx.AsyncClient(
             transport=transport,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/atom+xml"},
+            headers={"User-Agent": user_agent(settings.contact), "Accept": "application/atom+xml"},
             timeout=httpx.Timeout(settings.timeout),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             follow_redirects=True,

@@ -80,6 +80,9 @@ class ArxivSettings:
     timeout: float = 30.0
     categories: tuple[str, ...] = ()
     max_retries: int = 4
+    # how arXiv can reach the operator (its API terms ask clients to identify
+    # themselves): "mailto:…" or a URL; config fills in the From mailbox
+    contact: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

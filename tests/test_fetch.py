@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -150,3 +151,21 @@ def test_transport_is_injectable() -> None:
             return await c.fetch_all(["q"])
 
     assert asyncio.run(go()) == ()
+
+
+def test_user_agent_names_the_operator_contact_not_a_third_party(server: ArxivServer) -> None:
+    fetch(settings(server.url, contact="mailto:ops@uni.example"))
+    agent = server.state.requests[0].user_agent
+    assert agent == f"daily-papers-digest/{__version__} (mailto:ops@uni.example)"
+    assert "pypi" not in agent
+
+
+def test_contact_defaults_to_the_from_mailbox_and_can_be_set() -> None:
+    from digest.config import parse
+
+    base = "subscribers:\n  - email: a@example.org\n    keywords: [graph]\n"
+    smtp = "settings:\n  smtp:\n    from: 'Papers <papers@dept.example>'\n"
+    cfg = parse(smtp + base, Path("s.yaml"), {})
+    assert cfg.settings.arxiv.contact == "mailto:papers@dept.example"
+    cfg = parse(base, Path("s.yaml"), {"DIGEST_ARXIV_CONTACT": "https://dept.example/digest"})
+    assert cfg.settings.arxiv.contact == "https://dept.example/digest"

@@ -77,3 +77,63 @@ def test_security_exposure_is_ok_or_better(analyze: str, unit: Path) -> None:
     assert m, proc.stdout + proc.stderr
     assert float(m.group(1)) <= 3.9 and m.group(2) in ("OK", "SAFE", "EXCELLENT", "PERFECT")
     assert proc.returncode == 0
+
+
+# -- the README's service section and the unit agree -------------------------
+
+README = UNIT.parent.parent / "README.md"
+
+
+def _service_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    return text[text.index("### Installing the unit") : text.index("## Files")]
+
+
+def _unit_value(key: str) -> list[str]:
+    return re.findall(rf"^{key}=(.*)$", UNIT.read_text(), re.M)
+
+
+def _systemd_paths(value: str) -> str:
+    # the specifiers the unit uses, as they expand for a system service
+    return value.replace("%S", "/var/lib").replace("%E", "/etc")
+
+
+def test_readme_installs_the_binary_the_unit_starts_and_puts_it_on_the_path() -> None:
+    section = _service_section()
+    (exec_start,) = _unit_value("ExecStart")
+    binary = exec_start.split()[0]
+    venv = binary.removesuffix("/bin/digest")
+    assert f"sudo python3 -m venv {venv}\n" in section
+    assert f"sudo {venv}/bin/pip install ." in section
+    assert f"sudo ln -sf {binary} /usr/local/bin/digest" in section  # sudo's secure_path has it
+    assert "apt-get install -y python3-venv" in section
+
+
+def test_readme_commands_use_the_unit_config_credential_and_documentation() -> None:
+    section = _service_section()
+    (exec_start,) = _unit_value("ExecStart")
+    config = _systemd_paths(exec_start.split("--config ")[1])
+    assert f"sudo install -m 0644 subscribers.yaml {config}" in section
+    commands = "\n".join(re.findall(r"```sh\n(.*?)```", section, re.S))
+    for line in commands.splitlines():
+        if re.search(r"\bdigest (check|status|archive|preview)\b", line):
+            assert f"--config {config}" in line, line
+    (cred,) = _unit_value("LoadCredential")
+    assert f"sudo install -m 0600 /dev/null {cred.split(':', 1)[1]}" in section
+    (doc,) = _unit_value("Documentation")
+    assert doc.startswith("file:") and f"README.md {doc.removeprefix('file:')}" in section
+
+
+def test_readme_points_the_config_at_the_database_the_unit_uses(tmp_path: Path) -> None:
+    from digest.config import load
+
+    (env,) = [v for v in _unit_value("Environment") if v.startswith("DIGEST_DATABASE=")]
+    unit_db = _systemd_paths(env.split("=", 1)[1])
+    (sed,) = [ln for ln in _service_section().splitlines() if ln.startswith("sudo sed ")]
+    target = tmp_path / "subscribers.yaml"
+    target.write_text((UNIT.parent.parent / "subscribers.yaml").read_text(encoding="utf-8"))
+    script = re.search(r"'(s\|.*)'", sed)
+    assert script, sed
+    subprocess.run(["sed", "-i", script.group(1), str(target)], check=True, timeout=30)
+    cfg = load(target, env={})  # no DIGEST_DATABASE: what `digest check` run by hand sees
+    assert str(cfg.settings.database) == unit_db == "/var/lib/digest/digest.json"

@@ -189,9 +189,9 @@ class _Server(ThreadingHTTPServer):
 class ArxivServer:
     """Context manager: ``with ArxivServer(header, entries) as srv: srv.url``."""
 
-    def __init__(self, header: bytes, entries: list[bytes]) -> None:
+    def __init__(self, header: bytes, entries: list[bytes], port: int = 0) -> None:
         self.state = ArxivState(header, entries)
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.state = self.state
         self._server.lock = threading.Lock()
         self._thread = threading.Thread(
@@ -220,3 +220,28 @@ def recent_entries(
     now = now or datetime.now(UTC)
     header, entries = load_entries(names)
     return header, [redate(e, now - spacing * (i + 1)) for i, e in enumerate(entries)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.support.arxiv_server``: try digest with no arXiv at hand.
+
+    Serves recorded answers re-dated to the last hours on 127.0.0.1, until Ctrl-C;
+    point digest at the printed URL with ``DIGEST_ARXIV_API_URL``.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m tests.support.arxiv_server")
+    p.add_argument("--port", type=int, default=8008)
+    p.add_argument(
+        "fixtures", nargs="*", default=["api_new_2026-04_all-testing_start-0_max-100.xml"]
+    )
+    args = p.parse_args(argv)
+    header, entries = recent_entries(args.fixtures, spacing=timedelta(minutes=20))
+    with ArxivServer(header, entries, port=args.port) as server:
+        print(f"serving {len(entries)} recorded papers at {server.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

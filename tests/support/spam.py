@@ -120,16 +120,26 @@ _REPORT = re.compile(
     r"^Content analysis details:\s+\((-?\d+(?:\.\d+)?) points.*?\n-{4} -+ -+\n(.*?)(?:\n\s*\n|\Z)",
     re.M | re.S,
 )
+_TAG = "X-Digest-Sample"
+_TAGGED = re.compile(rf"^{_TAG}: (\d+)$", re.M)
 # One row of the report's table: " 0.7 HTML_FONT_LOW_CONTRAST BODY: ..."
 _ROW = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\b", re.M)
 
 
 def mbox(messages: list[bytes]) -> bytes:
-    """The messages as one mbox (mboxrd quoting), so one spamassassin run scores them all."""
+    """The messages as one mbox (mboxrd quoting), each tagged with its index.
+
+    One spamassassin run then scores them all; it does not report them in
+    input order, so the tag (a header no rule looks at) says which is which.
+    """
     out = []
-    for raw in messages:
+    for i, raw in enumerate(messages):
         body = re.sub(rb"(?m)^(>*From )", rb">\1", raw.replace(b"\r\n", b"\n"))
-        out.append(b"From digest@localhost Mon Nov 30 07:00:00 2026\n" + body.rstrip(b"\n"))
+        out.append(
+            b"From digest@localhost Mon Nov 30 07:00:00 2026\n"
+            + f"{_TAG}: {i}\n".encode()
+            + body.rstrip(b"\n")
+        )
     return b"\n\n".join(out) + b"\n"
 
 
@@ -149,16 +159,19 @@ def score_all(messages: list[bytes]) -> list[Verdict]:
         check=True,
     )
     report = done.stdout.decode("utf-8", "replace")
-    verdicts = [
-        Verdict(
-            score=float(m.group(1)),
-            rules={r.group(2): float(r.group(1)) for r in _ROW.finditer(m.group(2))},
-        )
-        for m in _REPORT.finditer(report)
-    ]
-    if len(verdicts) != len(messages):
+    verdicts: dict[int, Verdict] = {}
+    pos = 0
+    for m in _REPORT.finditer(report):
+        tags = _TAGGED.findall(report, pos, m.start())
+        pos = m.end()
+        if tags:
+            verdicts[int(tags[-1])] = Verdict(
+                score=float(m.group(1)),
+                rules={r.group(2): float(r.group(1)) for r in _ROW.finditer(m.group(2))},
+            )
+    if sorted(verdicts) != list(range(len(messages))):
         raise RuntimeError(
             f"spamassassin reported on {len(verdicts)} of {len(messages)} messages:\n"
             f"{done.stderr.decode('utf-8', 'replace')[-2000:]}"
         )
-    return verdicts
+    return [verdicts[i] for i in range(len(messages))]

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from digest.compose import TEMPLATE_NAMES  # noqa: E402
-from tests.support.spam import Verdict, day_messages, score_all, spamassassin  # noqa: E402
+from digest.compose import TEMPLATE_NAMES
+from tests.support.spam import Verdict, day_messages, score_all, spamassassin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def main() -> int:
         old = templates_at(args.before, Path(tmp))
         if old is None:
             print(f"no baseline: git cannot show {args.before}:templates/email/")
-        labels = [("before", old)] if old is not None else []
+        labels: list[tuple[str, Path | None]] = [("before", old)] if old is not None else []
         labels.append(("after", None))
         composed = {label: day_messages(templates) for label, templates in labels}
     names = [who for who, _ in composed["after"]]
@@ -77,7 +77,8 @@ def main() -> int:
     verdicts = score_all(flat)
     seconds = time.perf_counter() - started
     by_label = {
-        label: verdicts[i * len(names) : (i + 1) * len(names)] for i, (label, _) in enumerate(labels)
+        label: verdicts[i * len(names) : (i + 1) * len(names)]
+        for i, (label, _) in enumerate(labels)
     }
     print(f"spamassassin -L -t on {len(names)} digests of a realistic day\n")
     for who_index, who in enumerate(names):

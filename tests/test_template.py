@@ -125,7 +125,9 @@ def border_colours(style: str) -> list[str]:
 
 
 def link_colours(html: str) -> dict[str, str | None]:
-    return {e.text: declared(e.attrs.get("style", ""), "color") for e in elements(html) if e.tag == "a"}
+    return {
+        e.text: declared(e.attrs.get("style", ""), "color") for e in elements(html) if e.tag == "a"
+    }
 
 
 def test_subject_counts_the_keywords_beyond_three_as_keywords() -> None:

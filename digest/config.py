@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from digest.errors import ConfigError
+from digest.inbox import default_port
 from digest.models import (
     WEEKDAYS,
     ArxivSettings,
@@ -544,7 +545,7 @@ def _inbox(
     return InboxSettings(
         host=m.host,
         username=m.username,
-        port=m.port or (993 if m.security == "tls" else 143),
+        port=m.port or default_port(m.security),
         security=m.security,
         password=imap_password(env),
         folder=m.folder,

@@ -23,6 +23,7 @@ Rules, from RFC 3501/6851 and from what goes wrong with real mailboxes:
 from __future__ import annotations
 
 import base64
+import contextlib
 import imaplib
 import logging
 import re
@@ -185,7 +186,8 @@ def _connect(s: InboxSettings) -> imaplib.IMAP4:
             try:
                 conn.starttls(ctx)
             except BaseException:
-                conn.shutdown()
+                with contextlib.suppress(OSError):  # ssl already closed a failed handshake
+                    conn.shutdown()
                 raise
         return conn
     except ssl.SSLCertVerificationError as exc:

@@ -52,6 +52,7 @@ class PollResult:
     handled: tuple[int, ...] = ()
     ignored: tuple[int, ...] = ()
     deferred: tuple[int, ...] = ()  # handle() said tempfail: untouched, tried again next poll
+    failed: tuple[int, ...] = ()  # handle() raised (a bug, logged): untouched like tempfail
     oversized: tuple[int, ...] = ()  # over the size cap: untouched, never fetched
     moved: bool = True  # False when the server could only flag, not move
 
@@ -271,8 +272,13 @@ def poll(
 
     ``handle`` gets the raw RFC 5322 bytes and says ``handled``, ``ignored``
     (both are flagged and moved) or ``tempfail`` (left untouched for the next
-    poll). It should be idempotent: if the connection drops between its return
-    and the flagging, the next poll hands the message over again.
+    poll); if it raises, the message is left untouched too (``failed``). It
+    runs in the poller's thread, and should be idempotent: if the connection
+    drops between its return and the flagging, the next poll hands the
+    message over again.
+
+    Raises ``InboxConfigError`` (login, certificate, folder) or ``InboxError``
+    (unreachable, timeout, connection lost: try again at the next poll).
     """
     conn = _connect(settings)
     try:
@@ -303,25 +309,29 @@ class _Poll:
 
     def run(self) -> PollResult:
         typ, data = self.conn.uid("SEARCH", "UNKEYWORD", HANDLED_KEYWORD)
-        uids = parse_search(data)[:MAX_PER_POLL] if typ == "OK" else ()
+        uids = parse_search(data) if typ == "OK" else ()
         if not uids:
             return PollResult()
         typ, data = self.conn.uid("FETCH", uid_set(uids), "(RFC822.SIZE)")
-        sizes = parse_sizes(data)
+        sizes = parse_sizes(data)  # a UID missing here was expunged by someone else meanwhile
+        oversized = [u for u in uids if sizes.get(u, 0) > self.max_bytes]
+        # Oversized mail stays in the folder for good: keep it out of the cap.
+        todo = [u for u in uids if u in sizes and sizes[u] <= self.max_bytes][:MAX_PER_POLL]
         done: dict[Outcome, list[int]] = {"handled": [], "ignored": [], "tempfail": []}
-        oversized: list[int] = []
-        for uid in uids:
-            size = sizes.get(uid)
-            if size is None:
-                continue  # expunged by someone else since the search
-            if size > self.max_bytes:
-                oversized.append(uid)
-                continue
+        failed: list[int] = []
+        for uid in todo:
             typ, data = self.conn.uid("FETCH", str(uid), "(BODY.PEEK[])")
             raw = parse_body(data, uid)
             if raw is None:
                 continue
-            outcome = self.handle(raw)
+            try:
+                outcome = self.handle(raw)
+            except Exception:
+                # A bug in the handler must neither stop the daemon nor lose the
+                # message, nor keep the rest of the folder waiting behind it.
+                log.exception("inbox: handling UID %d failed; it stays in the folder", uid)
+                failed.append(uid)
+                continue
             done[outcome].append(uid)
             if outcome != "tempfail":
                 self._file(uid, outcome)
@@ -329,15 +339,17 @@ class _Poll:
             handled=tuple(done["handled"]),
             ignored=tuple(done["ignored"]),
             deferred=tuple(done["tempfail"]),
+            failed=tuple(failed),
             oversized=tuple(oversized),
             moved=self.can_move,
         )
         log.info(
-            "inbox %s: %d handled, %d ignored, %d deferred, %d over %d bytes left alone",
+            "inbox %s: %d handled, %d ignored, %d deferred, %d failed, %d over %d bytes left alone",
             self.settings.folder,
             len(result.handled),
             len(result.ignored),
             len(result.deferred),
+            len(result.failed),
             len(result.oversized),
             self.max_bytes,
         )

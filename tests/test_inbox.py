@@ -127,13 +127,13 @@ def test_self_signed_certificate_without_ca_file_is_refused(
 
 
 @needs_dovecot
-def test_starttls_never_falls_back_to_clear_text(tmp_path: Path) -> None:
+def test_starttls_never_falls_back_to_clear_text() -> None:
     with Dovecot(ssl_mode="no") as plain:
         s = settings(plain)
         with pytest.raises(InboxConfigError, match="does not offer STARTTLS"):
             check_login(s)
-        log = plain.log()
-    assert "Login: user=<reader>" not in log and "auth attempts" in log
+        log = plain.wait_for_log("no auth attempts")
+    assert "Login: user=<reader>" not in log
 
 
 @needs_dovecot
@@ -237,6 +237,24 @@ def test_tempfail_leaves_the_message_untouched_for_the_next_poll(
     again = Recorder("handled")
     second = poll(inbox, again)
     assert len(again.seen) == 1 and second.handled == first.deferred
+
+
+@needs_dovecot
+def test_a_handler_that_raises_leaves_its_message_and_goes_on(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    dovecot.append(inbox.folder, message("poison"))
+    dovecot.append(inbox.folder, message("unsubscribe"))
+
+    def handle(raw: bytes) -> Outcome:
+        if b"poison" in raw:
+            raise ValueError("a bug in the handler")
+        return "handled"
+
+    result = poll(inbox, handle)
+    assert len(result.failed) == 1 and len(result.handled) == 1
+    ((left_flags, left),) = dovecot.contents(inbox.folder)
+    assert left_flags == frozenset() and b"Subject: poison" in left
 
 
 @needs_dovecot

@@ -332,6 +332,12 @@ class _Poll:
                 log.exception("inbox: handling UID %d failed; it stays in the folder", uid)
                 failed.append(uid)
                 continue
+            if outcome not in done:
+                log.error(
+                    "inbox: handler answered %r for UID %d; it stays in the folder", outcome, uid
+                )
+                failed.append(uid)
+                continue
             done[outcome].append(uid)
             if outcome != "tempfail":
                 self._file(uid, outcome)

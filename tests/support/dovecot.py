@@ -89,7 +89,11 @@ class Dovecot:
     # -- lifecycle
 
     def __enter__(self) -> Dovecot:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -163,6 +167,7 @@ class Dovecot:
         (root / "run").mkdir()
         mail = root / "mail"
         mail.mkdir()
+        unprivileged = ""
         if os.geteuid() == 0:
             mail_uid = mail_gid = pwd.getpwnam("nobody").pw_uid
             internal, login = "dovecot", "dovenull"
@@ -170,6 +175,17 @@ class Dovecot:
         else:
             mail_uid, mail_gid = os.getuid(), os.getgid()
             internal = login = pwd.getpwuid(mail_uid).pw_name
+            # These sockets default to group dovecot, which only root can chown to.
+            unprivileged = "".join(
+                f"service {svc} {{\n  unix_listener {svc if sock is None else sock} {{\n"
+                "    group =\n  }\n}\n"
+                for svc, sock in (
+                    ("stats", "stats-writer"),
+                    ("imap-hibernate", None),
+                    ("dict", None),
+                    ("dict-async", None),
+                )
+            )
         (root / "passwd").write_text(
             f"{self.user}:{{PLAIN}}{self.password}:{mail_uid}:{mail_gid}::{mail}/{self.user}\n"
         )
@@ -198,7 +214,9 @@ auth_mechanisms = plain login
 # Tests try wrong passwords on purpose: no 2 s delay, and no growing per-IP
 # penalty (Dovecot's documented switch: an unusable anvil-auth-penalty socket).
 auth_failure_delay = 0
+# No chroots: only root may chroot, and these tests may run as anyone.
 service anvil {{
+  chroot =
   unix_listener anvil-auth-penalty {{
     mode = 0
   }}
@@ -213,8 +231,9 @@ userdb {{
 }}
 mail_location = maildir:~/Maildir
 service imap-login {{
+  chroot =
 {listeners}}}
-{self.extra}
+{unprivileged}{self.extra}
 """
         )
         return conf

@@ -257,6 +257,8 @@ def check_login(settings: InboxSettings) -> str:
         count = _select(conn, settings, readonly=True)
     except _NETWORK as exc:
         raise InboxError(f"{_where(settings)}: connection lost: {exc}") from exc
+    except imaplib.IMAP4.error as exc:  # a BAD answer: the server and we disagree on IMAP
+        raise InboxError(f"{_where(settings)}: unexpected answer: {exc}") from exc
     finally:
         _logout(conn)
     return (
@@ -266,7 +268,11 @@ def check_login(settings: InboxSettings) -> str:
 
 
 def poll(
-    settings: InboxSettings, handle: Handle, *, max_bytes: int = MAX_MESSAGE_BYTES
+    settings: InboxSettings,
+    handle: Handle,
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PollResult:
     """Hand each new message in the folder to ``handle`` once, then flag and file it.
 
@@ -275,7 +281,8 @@ def poll(
     poll); if it raises, the message is left untouched too (``failed``). It
     runs in the poller's thread, and should be idempotent: if the connection
     drops between its return and the flagging, the next poll hands the
-    message over again.
+    message over again. When ``should_stop`` turns true (the daemon is
+    shutting down), the poll ends after the message in hand; the rest wait.
 
     Raises ``InboxConfigError`` (login, certificate, folder) or ``InboxError``
     (unreachable, timeout, connection lost: try again at the next poll).
@@ -284,7 +291,7 @@ def poll(
     try:
         _login(conn, settings)
         _select(conn, settings, readonly=False)
-        return _Poll(conn, settings, handle, max_bytes).run()
+        return _Poll(conn, settings, handle, max_bytes, should_stop).run()
     except _NETWORK as exc:
         raise InboxError(f"{_where(settings)}: connection lost during the poll: {exc}") from exc
     except imaplib.IMAP4.error as exc:  # a BAD answer: the server and we disagree on IMAP
@@ -297,12 +304,18 @@ class _Poll:
     """One poll over a logged-in, selected connection."""
 
     def __init__(
-        self, conn: imaplib.IMAP4, settings: InboxSettings, handle: Handle, max_bytes: int
+        self,
+        conn: imaplib.IMAP4,
+        settings: InboxSettings,
+        handle: Handle,
+        max_bytes: int,
+        should_stop: Callable[[], bool] | None,
     ) -> None:
         self.conn = conn
         self.settings = settings
         self.handle = handle
         self.max_bytes = max_bytes
+        self.should_stop = should_stop or (lambda: False)
         self.caps: frozenset[str] = frozenset()
         self.destination: str | None = None  # quoted handled_folder, once it is known to exist
         self.can_move = True
@@ -320,6 +333,8 @@ class _Poll:
         done: dict[Outcome, list[int]] = {"handled": [], "ignored": [], "tempfail": []}
         failed: list[int] = []
         for uid in todo:
+            if self.should_stop():
+                break
             typ, data = self.conn.uid("FETCH", str(uid), "(BODY.PEEK[])")
             raw = parse_body(data, uid)
             if raw is None:

@@ -258,6 +258,18 @@ def test_a_handler_that_raises_leaves_its_message_and_goes_on(
 
 
 @needs_dovecot
+def test_should_stop_ends_the_poll_after_the_message_in_hand(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    for n in range(3):
+        dovecot.append(inbox.folder, message(f"reply {n}"))
+    handle = Recorder("handled")
+    result = poll(inbox, handle, should_stop=lambda: len(handle.seen) >= 1)
+    assert len(result.handled) == 1
+    assert len(dovecot.contents(inbox.folder)) == 2  # the rest wait for the next poll
+
+
+@needs_dovecot
 def test_oversized_message_is_left_alone(dovecot: Dovecot, inbox: InboxSettings) -> None:
     dovecot.append(inbox.folder, message("big", size=20_000))
     dovecot.append(inbox.folder, message("small"))

@@ -203,8 +203,8 @@ def _connect(s: InboxSettings) -> imaplib.IMAP4:
 def _login(conn: imaplib.IMAP4, s: InboxSettings) -> None:
     if not s.password:
         raise InboxConfigError(
-            "settings.inbox.username is set but no IMAP password was given "
-            "(DIGEST_IMAP_PASSWORD or the systemd credential imap-password)"
+            f"no IMAP password for settings.inbox.username {s.username!r}: set "
+            "DIGEST_IMAP_PASSWORD or the systemd credential imap-password"
         )
     try:
         if "AUTH=PLAIN" in conn.capabilities:
@@ -213,6 +213,11 @@ def _login(conn: imaplib.IMAP4, s: InboxSettings) -> None:
             conn.authenticate("PLAIN", lambda _challenge: secret)
         else:
             conn.login(s.username, s.password)
+    except UnicodeEncodeError as exc:
+        raise InboxConfigError(
+            f"{_where(s)} offers only LOGIN, which cannot carry a non-ASCII "
+            "settings.inbox.username or password"
+        ) from exc
     except imaplib.IMAP4.abort as exc:
         raise InboxError(f"{_where(s)} dropped the connection at login: {exc}") from exc
     except imaplib.IMAP4.error as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import time
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -33,10 +33,12 @@ from pydantic import (
 )
 
 from digest.errors import ConfigError
+from digest.inbox import default_port
 from digest.models import (
     WEEKDAYS,
     ArxivSettings,
     Config,
+    InboxSettings,
     Settings,
     SmtpSettings,
     Subscriber,
@@ -55,6 +57,10 @@ ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], type]] = {
     "DIGEST_SMTP_SECURITY": (("settings", "smtp", "security"), str),
     "DIGEST_SMTP_USERNAME": (("settings", "smtp", "username"), str),
     "DIGEST_SMTP_FROM": (("settings", "smtp", "from"), str),
+    "DIGEST_IMAP_HOST": (("settings", "inbox", "host"), str),
+    "DIGEST_IMAP_PORT": (("settings", "inbox", "port"), str),
+    "DIGEST_IMAP_SECURITY": (("settings", "inbox", "security"), str),
+    "DIGEST_IMAP_USERNAME": (("settings", "inbox", "username"), str),
 }
 
 # Characters and words that would change the meaning of an arXiv query when
@@ -200,6 +206,40 @@ class _SmtpModel(_Strict):
         return v
 
 
+class _InboxModel(_Strict):
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: 993 for tls, else 143
+    security: Literal["none", "starttls", "tls"] = "tls"
+    username: str = Field(min_length=1)
+    password: Any = None  # only here to be refused with a pointer to where it goes
+    folder: str = Field(default="INBOX", min_length=1)
+    handled_folder: str = Field(default="digest-handled", min_length=1)
+    poll_interval: float = Field(default=5.0, ge=1)
+    timeout: float = Field(default=60.0, gt=0)
+    ca_file: str | None = None
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _no_password(cls, v: Any) -> None:
+        raise ValueError(
+            "the IMAP password never goes in this file (backups, version control); "
+            "set DIGEST_IMAP_PASSWORD or the systemd credential imap-password"
+        )
+
+    @field_validator("host", "username", "folder", "handled_folder")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if _CONTROL.search(v):
+            raise ValueError("contains a line break or control character")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_folders(self) -> _InboxModel:
+        if self.folder == self.handled_folder:
+            raise ValueError("handled_folder must differ from folder (handled mail moves there)")
+        return self
+
+
 class _SettingsModel(_Strict):
     send_at: str = "07:00"
     timezone: str = "UTC"
@@ -211,6 +251,7 @@ class _SettingsModel(_Strict):
     archive: str | None = None
     arxiv: _ArxivModel = Field(default_factory=_ArxivModel)
     smtp: _SmtpModel = Field(default_factory=_SmtpModel)
+    inbox: _InboxModel | None = None
 
     @field_validator("send_at")
     @classmethod
@@ -539,6 +580,7 @@ def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
             ca_file=resolve(s.smtp.ca_file),
             connections=s.smtp.connections,
         ),
+        inbox=None if s.inbox is None else _inbox(s.inbox, resolve, env),
     )
     subscribers = tuple(
         Subscriber(
@@ -559,18 +601,44 @@ def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
     return Config(settings=settings, subscribers=subscribers, path=path)
 
 
+def _inbox(
+    m: _InboxModel, resolve: Callable[[str | None], Path | None], env: Mapping[str, str]
+) -> InboxSettings:
+    return InboxSettings(
+        host=m.host,
+        username=m.username,
+        port=m.port or default_port(m.security),
+        security=m.security,
+        password=imap_password(env),
+        folder=m.folder,
+        handled_folder=m.handled_folder,
+        poll_interval=m.poll_interval,
+        timeout=m.timeout,
+        ca_file=resolve(m.ca_file),
+    )
+
+
 def smtp_password(env: Mapping[str, str]) -> str | None:
     """``$DIGEST_SMTP_PASSWORD``, else systemd's credential ``smtp-password``.
 
     The password never comes from the YAML (it would end up in backups and
     version control) and is never logged (``repr=False`` on the field).
     """
-    if env.get("DIGEST_SMTP_PASSWORD"):
-        return env["DIGEST_SMTP_PASSWORD"]
+    return _secret(env, "DIGEST_SMTP_PASSWORD", "smtp-password")
+
+
+def imap_password(env: Mapping[str, str]) -> str | None:
+    """``$DIGEST_IMAP_PASSWORD``, else systemd's credential ``imap-password``."""
+    return _secret(env, "DIGEST_IMAP_PASSWORD", "imap-password")
+
+
+def _secret(env: Mapping[str, str], var: str, credential: str) -> str | None:
+    if env.get(var):
+        return env[var]
     creds = env.get("CREDENTIALS_DIRECTORY")
     if creds:
         try:
-            return (Path(creds) / "smtp-password").read_text(encoding="utf-8").strip() or None
+            return (Path(creds) / credential).read_text(encoding="utf-8").strip() or None
         except OSError:
             return None
     return None

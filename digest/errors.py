@@ -89,3 +89,15 @@ class SmtpConfigError(DeliveryError):
     """The SMTP server refused our login or TLS set-up: fix the settings."""
 
     exit_code = EXIT_CONFIG
+
+
+class InboxError(DigestError):
+    """The IMAP inbox could not be read this time; the next poll tries again."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+class InboxConfigError(InboxError):
+    """The IMAP server refused our login, TLS set-up or folder: fix the settings."""
+
+    exit_code = EXIT_CONFIG

@@ -99,6 +99,22 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class InboxSettings:
+    """The IMAP mailbox that receives replies (``settings.inbox``; None = no IMAP)."""
+
+    host: str
+    username: str
+    port: int = 993  # config picks 993 for tls, 143 otherwise
+    security: Security = "tls"
+    password: str | None = field(default=None, repr=False)  # never in logs
+    folder: str = "INBOX"
+    handled_folder: str = "digest-handled"
+    poll_interval: float = 5.0  # minutes
+    timeout: float = 60.0
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     send_at: time = time(7, 0)
     timezone: str = "UTC"
@@ -110,6 +126,7 @@ class Settings:
     archive: Path | None = None
     arxiv: ArxivSettings = ArxivSettings()
     smtp: SmtpSettings = SmtpSettings()
+    inbox: InboxSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

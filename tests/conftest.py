@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.support.arxiv_server import ArxivServer, recent_entries
+from tests.support.dovecot import BINARY, Dovecot
 from tests.support.smtp_server import SmtpServer
 
 # Real recordings: the relevance-sorted "testing" query (2026), the
@@ -84,3 +85,12 @@ def write_config(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One real Dovecot for the session; tests keep apart by using their own folders."""
+    if not BINARY.exists():
+        pytest.skip(f"{BINARY} is missing (Debian package dovecot-imapd)")
+    with Dovecot() as srv:
+        yield srv

@@ -1,0 +1,464 @@
+"""The IMAP poller against a real Dovecot on 127.0.0.1; settings.inbox; the pure helpers."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from digest import config
+from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigError, InboxError
+from digest.inbox import (
+    HANDLED_KEYWORD,
+    Outcome,
+    check_login,
+    default_port,
+    mailbox_name,
+    parse_body,
+    parse_search,
+    parse_sizes,
+    poll,
+)
+from digest.models import InboxSettings
+from tests.support.dovecot import BINARY, Dovecot, free_port
+
+_folders = itertools.count(1)
+
+needs_dovecot = pytest.mark.skipif(
+    not BINARY.exists(), reason=f"{BINARY} is missing (Debian package dovecot-imapd)"
+)
+
+
+def message(subject: str, size: int = 0) -> bytes:
+    body = ("x" * 76 + "\r\n") * (size // 78) if size else "please unsubscribe me\r\n"
+    return (
+        f"From: Reader <reader@example.org>\r\nTo: papers@digest.test\r\n"
+        f"Subject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@example.org>\r\n\r\n"
+        f"{body}"
+    ).encode()
+
+
+def settings(imap: Dovecot, **kw: object) -> InboxSettings:
+    """STARTTLS on the plain port with the test CA, into a folder of the test's own."""
+    n = next(_folders)
+    base = InboxSettings(
+        host="127.0.0.1",
+        port=imap.port,
+        security="starttls",
+        username=imap.user,
+        password=imap.password,
+        folder=f"replies{n}",
+        handled_folder=f"replies{n}-handled",
+        timeout=5,
+        ca_file=imap.certificate,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def inbox(dovecot: Dovecot) -> InboxSettings:
+    s = settings(dovecot)
+    dovecot.create(s.folder)
+    return s
+
+
+class Recorder:
+    """A ``handle`` that answers ``outcome`` and keeps what it was given."""
+
+    def __init__(self, outcome: Outcome = "handled") -> None:
+        self.outcome: Outcome = outcome
+        self.seen: list[bytes] = []
+
+    def __call__(self, raw: bytes) -> Outcome:
+        self.seen.append(raw)
+        return self.outcome
+
+
+def flags(imap: Dovecot, folder: str) -> list[frozenset[str]]:
+    return [f for f, _ in imap.contents(folder)]
+
+
+# --------------------------------------------------------------------------
+# Logging in
+
+
+@needs_dovecot
+def test_check_login_over_starttls_names_the_folder(dovecot: Dovecot, inbox: InboxSettings) -> None:
+    dovecot.append(inbox.folder, message("one"))
+    text = check_login(inbox)
+    assert f"accepted the login of {dovecot.user}" in text
+    assert f"{inbox.folder} holds 1 messages" in text
+
+
+@needs_dovecot
+def test_refused_login_is_a_config_error_naming_the_setting(inbox: InboxSettings) -> None:
+    with pytest.raises(InboxConfigError) as info:
+        check_login(replace(inbox, password="wrong"))
+    assert "settings.inbox.username 'reader'" in str(info.value)
+    assert "DIGEST_IMAP_PASSWORD" in str(info.value)
+    assert info.value.exit_code == EXIT_CONFIG
+
+
+@needs_dovecot
+def test_missing_password_is_a_config_error_saying_where_it_goes(inbox: InboxSettings) -> None:
+    with pytest.raises(InboxConfigError, match="DIGEST_IMAP_PASSWORD or the systemd credential"):
+        check_login(replace(inbox, password=None))
+
+
+@needs_dovecot
+def test_implicit_tls_with_the_ca_file_logs_in(dovecot: Dovecot, inbox: InboxSettings) -> None:
+    tls = replace(inbox, security="tls", port=dovecot.tls_port)
+    assert "(tls) accepted the login" in check_login(tls)
+
+
+@needs_dovecot
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_self_signed_certificate_without_ca_file_is_refused(
+    dovecot: Dovecot, inbox: InboxSettings, security: str
+) -> None:
+    port = dovecot.tls_port if security == "tls" else dovecot.port
+    with pytest.raises(InboxConfigError, match=r"not trusted.*settings\.inbox\.ca_file"):
+        check_login(replace(inbox, security=security, port=port, ca_file=None))  # type: ignore[arg-type]
+
+
+@needs_dovecot
+def test_starttls_never_falls_back_to_clear_text() -> None:
+    with Dovecot(ssl_mode="no") as plain:
+        s = settings(plain)
+        with pytest.raises(InboxConfigError, match="does not offer STARTTLS"):
+            check_login(s)
+        log = plain.wait_for_log("no auth attempts")
+    assert "Login: user=<reader>" not in log
+
+
+@needs_dovecot
+def test_missing_folder_is_a_config_error_naming_the_folder(dovecot: Dovecot) -> None:
+    s = settings(dovecot)  # its folder was never created
+    with pytest.raises(InboxConfigError, match=f"settings.inbox.folder '{s.folder}'"):
+        poll(s, Recorder())
+
+
+def test_unreachable_server_is_a_temporary_error() -> None:
+    s = InboxSettings(
+        host="127.0.0.1", port=free_port(), security="none", username="u", password="p", timeout=2
+    )
+    with pytest.raises(InboxError) as info:
+        check_login(s)
+    assert not isinstance(info.value, InboxConfigError)
+    assert info.value.exit_code == EXIT_TEMPFAIL
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """Accepts connections and never says a word (a hung server)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(srv.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    for conn in accepted:
+        conn.close()
+    srv.close()
+
+
+@pytest.mark.parametrize("security", ["none", "tls"])
+def test_a_silent_server_times_out_as_a_temporary_error(silent_server: int, security: str) -> None:
+    s = InboxSettings(
+        host="127.0.0.1",
+        port=silent_server,
+        security=security,  # type: ignore[arg-type]
+        username="u",
+        password="p",
+        timeout=0.3,
+    )
+    with pytest.raises(InboxError) as info:
+        poll(s, Recorder())
+    assert not isinstance(info.value, InboxConfigError)
+
+
+# --------------------------------------------------------------------------
+# Polling
+
+
+@needs_dovecot
+def test_handled_messages_are_flagged_read_and_moved(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    raws = [message("one"), message("two")]
+    for raw in raws:
+        dovecot.append(inbox.folder, raw)
+    handle = Recorder("handled")
+    result = poll(inbox, handle)
+    assert [r.replace(b"\r\n", b"\n") for r in handle.seen] == [
+        r.replace(b"\r\n", b"\n") for r in raws
+    ]
+    assert len(result.handled) == 2 and result.moved
+    assert dovecot.contents(inbox.folder) == []
+    assert flags(dovecot, inbox.handled_folder) == [frozenset({HANDLED_KEYWORD, "\\Seen"})] * 2
+
+
+@needs_dovecot
+def test_ignored_messages_are_moved_unread_never_deleted(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    dovecot.append(inbox.folder, message("hello, a question"))
+    result = poll(inbox, Recorder("ignored"))
+    assert len(result.ignored) == 1
+    ((kept_flags, kept),) = dovecot.contents(inbox.handled_folder)
+    assert kept_flags == frozenset({HANDLED_KEYWORD})
+    assert b"Subject: hello, a question" in kept
+
+
+@needs_dovecot
+def test_tempfail_leaves_the_message_untouched_for_the_next_poll(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    dovecot.append(inbox.folder, message("unsubscribe"))
+    first = poll(inbox, Recorder("tempfail"))
+    assert len(first.deferred) == 1
+    assert flags(dovecot, inbox.folder) == [frozenset()]  # not even \Seen
+    again = Recorder("handled")
+    second = poll(inbox, again)
+    assert len(again.seen) == 1 and second.handled == first.deferred
+
+
+@needs_dovecot
+def test_a_handler_that_raises_leaves_its_message_and_goes_on(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    dovecot.append(inbox.folder, message("poison"))
+    dovecot.append(inbox.folder, message("unsubscribe"))
+
+    def handle(raw: bytes) -> Outcome:
+        if b"poison" in raw:
+            raise ValueError("a bug in the handler")
+        return "handled"
+
+    result = poll(inbox, handle)
+    assert len(result.failed) == 1 and len(result.handled) == 1
+    ((left_flags, left),) = dovecot.contents(inbox.folder)
+    assert left_flags == frozenset() and b"Subject: poison" in left
+
+
+@needs_dovecot
+def test_should_stop_ends_the_poll_after_the_message_in_hand(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    for n in range(3):
+        dovecot.append(inbox.folder, message(f"reply {n}"))
+    handle = Recorder("handled")
+    result = poll(inbox, handle, should_stop=lambda: len(handle.seen) >= 1)
+    assert len(result.handled) == 1
+    assert len(dovecot.contents(inbox.folder)) == 2  # the rest wait for the next poll
+
+
+@needs_dovecot
+def test_oversized_message_is_left_alone(dovecot: Dovecot, inbox: InboxSettings) -> None:
+    dovecot.append(inbox.folder, message("big", size=20_000))
+    dovecot.append(inbox.folder, message("small"))
+    handle = Recorder("handled")
+    result = poll(inbox, handle, max_bytes=10_000)
+    assert len(result.oversized) == 1 and len(result.handled) == 1
+    assert [b"Subject: small" in raw for raw in handle.seen] == [True]
+    ((left_flags, left),) = dovecot.contents(inbox.folder)
+    assert left_flags == frozenset() and b"Subject: big" in left
+
+
+@needs_dovecot
+def test_message_already_read_by_a_human_is_handled_once(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    dovecot.append(inbox.folder, message("unsubscribe"), flags="\\Seen")
+    first, second = Recorder("handled"), Recorder("handled")
+    poll(inbox, first)
+    poll(inbox, second)
+    assert len(first.seen) == 1 and second.seen == []
+
+
+@needs_dovecot
+def test_message_flagged_handled_but_not_moved_is_not_handled_again(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    # What is left behind when the server can neither MOVE nor UIDPLUS.
+    dovecot.append(inbox.folder, message("done before"), flags=HANDLED_KEYWORD)
+    handle = Recorder()
+    assert poll(inbox, handle).handled == () and handle.seen == []
+
+
+@needs_dovecot
+def test_handled_folder_with_a_non_ascii_name_is_created(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    s = replace(inbox, handled_folder=f"Erledigt & gelöscht {inbox.folder}")
+    dovecot.append(s.folder, message("one"))
+    poll(s, Recorder())
+    assert len(dovecot.contents(mailbox_name(s.handled_folder)[1:-1])) == 1
+
+
+@needs_dovecot
+def test_without_move_only_the_handled_uid_is_expunged() -> None:
+    # No MOVE advertised: COPY + \Deleted + UID EXPUNGE. A message a human
+    # marked \Deleted (but did not expunge) must survive.
+    caps = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS NAMESPACE"
+    with Dovecot(extra=f"imap_capability = {caps}\n") as imap:
+        s = settings(imap)
+        imap.create(s.folder)
+        imap.append(s.folder, message("binned by a human"), flags="\\Deleted")
+        imap.append(s.folder, message("unsubscribe"))
+        handle = Recorder("handled")
+        handle_human = Recorder("tempfail")
+
+        def answer(raw: bytes) -> Outcome:
+            return (handle_human if b"binned" in raw else handle)(raw)
+
+        result = poll(s, answer)
+        assert len(result.handled) == 1 and result.moved
+        ((left_flags, left),) = imap.contents(s.folder)
+        assert "\\Deleted" in left_flags and b"binned by a human" in left
+        ((_, moved),) = imap.contents(s.handled_folder)
+        assert b"Subject: unsubscribe" in moved
+
+
+@needs_dovecot
+def test_server_disappearing_mid_poll_is_a_temporary_error() -> None:
+    with Dovecot() as imap:
+        s = settings(imap)
+        imap.create(s.folder)
+        for n in range(3):
+            imap.append(s.folder, message(f"reply {n}"))
+        calls: list[bytes] = []
+
+        def handle(raw: bytes) -> Outcome:
+            calls.append(raw)
+            imap.crash()
+            return "handled"
+
+        with pytest.raises(InboxError) as info:
+            poll(s, handle)
+    assert not isinstance(info.value, InboxConfigError)
+    assert "connection lost" in str(info.value) and len(calls) == 1
+
+
+# --------------------------------------------------------------------------
+# Pure helpers
+
+
+def test_default_port_follows_security() -> None:
+    assert [default_port(s) for s in ("tls", "starttls", "none")] == [993, 143, 143]
+
+
+def test_mailbox_name_quotes_and_uses_modified_utf7() -> None:
+    assert mailbox_name("INBOX") == '"INBOX"'
+    assert mailbox_name("Entwürfe") == '"Entw&APw-rfe"'  # RFC 3501 §5.1.3 style
+    assert mailbox_name("A&B") == '"A&-B"'
+    assert mailbox_name('say "hi"\\') == '"say \\"hi\\"\\\\"'
+    assert mailbox_name("台北") == '"&U,BTFw-"'  # RFC 3501's own example
+
+
+def test_parse_sizes_and_search_skip_unrelated_responses() -> None:
+    assert parse_search([b"3 4 17"]) == (3, 4, 17)
+    assert parse_search([None]) == ()
+    data = [b"1 (UID 5 RFC822.SIZE 1234)", b"2 (FLAGS (\\Seen))", b"3 (RFC822.SIZE 9 UID 8)"]
+    assert parse_sizes(data) == {5: 1234, 8: 9}
+
+
+def test_parse_body_checks_the_uid() -> None:
+    data = [(b"1 (UID 4 BODY[] {3}", b"abc"), b")", (b"2 (UID 9 BODY[] {3}", b"xyz"), b")"]
+    assert parse_body(data, 9) == b"xyz"
+    assert parse_body(data, 7) is None
+    assert parse_body([None], 4) is None
+
+
+# --------------------------------------------------------------------------
+# settings.inbox
+
+MINIMAL = "subscribers:\n  - email: a@example.org\n    keywords: [graph]\n"
+
+
+def parse(text: str, env: dict[str, str] | None = None) -> config.Config:
+    return config.parse(text, Path("/etc/digest/s.yaml"), env or {})
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text, env)
+    return list(info.value.problems)
+
+
+def test_inbox_is_off_unless_configured() -> None:
+    assert parse(MINIMAL).settings.inbox is None
+
+
+def test_inbox_defaults_and_port_by_security() -> None:
+    text = "settings:\n  inbox:\n    host: imap.example.org\n    username: digest\n"
+    s = parse(text + MINIMAL).settings.inbox
+    assert s is not None
+    assert (s.port, s.security, s.folder, s.handled_folder) == (
+        993,
+        "tls",
+        "INBOX",
+        "digest-handled",
+    )
+    assert (s.poll_interval, s.ca_file) == (5.0, None)
+    starttls = parse(text + "    security: starttls\n" + MINIMAL).settings.inbox
+    assert starttls is not None and starttls.port == 143
+
+
+def test_inbox_password_in_yaml_says_where_it_goes() -> None:
+    (msg,) = problems(
+        "settings:\n  inbox:\n    host: h\n    username: u\n    password: hunter2\n" + MINIMAL
+    )
+    assert msg.startswith("settings.inbox.password: the IMAP password never goes in this file")
+    assert "DIGEST_IMAP_PASSWORD" in msg and "imap-password" in msg and "hunter2" not in msg
+
+
+def test_inbox_password_from_environment_or_credential(tmp_path: Path) -> None:
+    text = "settings:\n  inbox:\n    host: h\n    username: u\n" + MINIMAL
+    (tmp_path / "imap-password").write_text("from-credential\n")
+    from_env = parse(text, {"DIGEST_IMAP_PASSWORD": "s3cret"}).settings.inbox
+    from_cred = parse(text, {"CREDENTIALS_DIRECTORY": str(tmp_path)}).settings.inbox
+    assert from_env is not None and from_env.password == "s3cret"
+    assert "s3cret" not in repr(from_env)
+    assert from_cred is not None and from_cred.password == "from-credential"
+
+
+def test_inbox_environment_overrides() -> None:
+    env = {
+        "DIGEST_IMAP_HOST": "mail.example.org",
+        "DIGEST_IMAP_PORT": "10143",
+        "DIGEST_IMAP_SECURITY": "none",
+        "DIGEST_IMAP_USERNAME": "replies",
+    }
+    s = parse(MINIMAL, env).settings.inbox
+    assert s is not None
+    assert (s.host, s.port, s.security) == ("mail.example.org", 10143, "none")
+    assert s.username == "replies"
+
+
+def test_inbox_rejections_name_their_place() -> None:
+    base = "settings:\n  inbox:\n    host: h\n    username: u\n"
+    (short,) = problems(base + "    poll_interval: 0.5\n" + MINIMAL)
+    assert short.startswith("settings.inbox.poll_interval:")
+    (same,) = problems(base + "    handled_folder: INBOX\n" + MINIMAL)
+    assert same.startswith("settings.inbox:") and "handled_folder must differ" in same
+    (port,) = problems(
+        MINIMAL, {"DIGEST_IMAP_HOST": "h", "DIGEST_IMAP_USERNAME": "u", "DIGEST_IMAP_PORT": "x"}
+    )
+    assert port.startswith("settings.inbox.port (from $DIGEST_IMAP_PORT):")

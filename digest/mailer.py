@@ -89,8 +89,10 @@ class Mailer:
         sleep: Sleep = asyncio.sleep,
         local_hostname: str | None = None,
         stop: Stop | None = None,
+        stop_grace: float = STOP_GRACE,
     ) -> None:
         self.settings = settings
+        self.stop_grace = stop_grace
         self.connections = max(1, connections)
         self.attempts = max(1, attempts)
         self.retry_delay = retry_delay
@@ -157,7 +159,7 @@ class Mailer:
         try:
             async with asyncio.timeout(self.settings.timeout * 3):
                 send = smtp.send_message(msg, sender=self.envelope_sender, recipients=[recipient])
-                errors, reply = await self.stop.run(send, "sending", grace=STOP_GRACE)
+                errors, reply = await self.stop.run(send, "sending", grace=self.stop_grace)
         except Stopped:
             smtp.close()  # cut mid-message: the server discards it
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -18,9 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest.daemon import build_scheduler, sd_notify, watchdog_interval
+from digest.daemon import Daemon, build_scheduler, sd_notify, watchdog_interval
 from digest.models import Config, Settings
 from tests.conftest import config_dict
+from tests.support.arxiv_server import make_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -303,3 +305,79 @@ def test_scheduler_has_one_job_per_cycle_day_in_the_configured_zone() -> None:
     }
     assert all(str(j.at_time_zone) == "Europe/Berlin" for j in sched.jobs)
     assert sched.idle_seconds is not None and sched.idle_seconds > 0
+
+
+# -- in-process, on a fake clock -----------------------------------------------------
+
+
+class FakeTime:
+    """The daemon's clock and sleep: sleeping moves the clock, and nothing waits for real."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+        self.on_sleep: Callable[[], None] = lambda: None
+
+    def clock(self) -> datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.on_sleep()
+        await asyncio.sleep(0)
+
+
+def run_in_process(cfg: Path, fake: FakeTime, until: Callable[[], bool], limit: timedelta) -> int:
+    """Run the daemon until ``until()`` or until ``limit`` has passed on the fake clock."""
+
+    async def go() -> int:
+        daemon = Daemon(cfg, env={}, clock=fake.clock, sleep=fake.sleep, notify=lambda s: True)
+        start = fake.now
+
+        def on_sleep() -> None:
+            if until() or fake.now - start > limit:
+                daemon.stop.set()
+                daemon.wake.set()
+
+        fake.on_sleep = on_sleep
+        return await daemon.run()
+
+    return asyncio.run(go())
+
+
+def test_on_a_fake_clock_the_next_slot_is_served_when_it_comes(arxiv, smtp, write_config) -> None:
+    fake = FakeTime(datetime.now(UTC))
+    slot = fake.now + timedelta(hours=1)
+    cfg = write_config(config_dict(arxiv.url, smtp.port, send_at=f"{slot:%H:%M:%S}", days=ALL_DAYS))
+    added: list[str] = []
+
+    def until() -> bool:
+        # half an hour in, a new proton paper appears: only the next slot can send it
+        if not added and fake.now > slot - timedelta(minutes=30):
+            arxiv.state.entries.insert(0, make_entry("2612.99999", "A proton", "Proton."))
+            added.append(f"{fake.now:%H:%M}")
+        return False
+
+    assert run_in_process(cfg, fake, until, limit=timedelta(hours=3)) == 0
+    rcpts = [r.rcpt_tos[0] for r in smtp.received]
+    # the missed slot at once, then the new paper at the next slot, to alice only
+    assert sorted(rcpts[:2]) == ["alice@example.org", "bob@example.org"]
+    assert rcpts[2:] == ["alice@example.org"]
+    db = json.loads((cfg.parent / "digest.json").read_text())
+    assert db["meta"]["1"]["last_slot"].startswith(f"{slot:%Y-%m-%dT%H:%M:%S}")
+
+
+def test_a_rejected_query_is_not_retried_but_arxiv_trouble_is(arxiv, smtp, write_config) -> None:
+    arxiv.state.faults = ["error400"] * 100
+    cfg = write_config(config_dict(arxiv.url, smtp.port, days=ALL_DAYS))
+    fake = FakeTime(datetime.now(UTC))
+    assert run_in_process(cfg, fake, lambda: False, limit=timedelta(hours=2)) == 0
+    assert len(arxiv.state.requests) == 1  # not again every 15 minutes
+
+    arxiv.state.requests.clear()
+    arxiv.state.faults = ["503"] * 1000
+    data = config_dict(arxiv.url, smtp.port, days=ALL_DAYS)
+    data["settings"]["arxiv"]["max_retries"] = 0
+    cfg.write_text(yaml.safe_dump(data))
+    fake = FakeTime(datetime.now(UTC))
+    assert run_in_process(cfg, fake, lambda: False, limit=timedelta(hours=2)) == 0
+    assert 7 <= len(arxiv.state.requests) <= 9  # every 15 minutes for two hours

@@ -137,5 +137,5 @@ def test_only_one_subscriber_and_an_unknown_one_is_a_usage_error() -> None:
     cfg = Config(SETTINGS, (ALICE, bob), Path("subscribers.yaml"))
     assert select_subscribers(cfg, "BOB@example.org") == (bob,)
     assert select_subscribers(cfg, None) == (ALICE, bob)
-    with pytest.raises(UsageError, match="no subscriber carol@example.org"):
+    with pytest.raises(UsageError, match=r"no subscriber carol@example\.org"):
         select_subscribers(cfg, "carol@example.org")

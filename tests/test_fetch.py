@@ -191,42 +191,35 @@ def test_retry_after_as_a_date_is_read_on_the_injected_clock() -> None:
     assert sleep.calls == [pytest.approx(40.0, abs=0.5)]
 
 
-def test_a_stop_interrupts_the_back_off_at_once(server: ArxivServer) -> None:
-    server.state.faults = ["503"] * 10
+def seconds_to_stop(server: ArxivServer, s: ArxivSettings, after_first: float) -> float:
+    """Stop ``after_first`` seconds after the server saw the first request; how long it took."""
 
-    async def go():
+    async def go() -> float:
         stop = Stop()
-        async with ArxivClient(settings(server.url), stop=stop) as client:
+        async with ArxivClient(s, stop=stop) as client:
             task = asyncio.ensure_future(client.fetch_all(["q"]))
             while not server.state.requests:
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # now in the first back-off (2.5 s or more)
+            await asyncio.sleep(after_first)
             t0 = time.monotonic()
             stop.event.set()
             with pytest.raises(Stopped):
                 await task
             return time.monotonic() - t0
 
-    assert asyncio.run(go()) < 0.5
+    return asyncio.run(go())
+
+
+def test_a_stop_interrupts_the_back_off_at_once(server: ArxivServer) -> None:
+    server.state.faults = ["503"] * 10
+    # 0.2 s after the first answer the client is in its first back-off (2.5 s or more)
+    assert seconds_to_stop(server, settings(server.url), after_first=0.2) < 0.5
     assert len(server.state.requests) == 1
 
 
 def test_a_stop_cancels_the_request_in_flight(server: ArxivServer) -> None:
     server.state.delay = 3.0
-
-    async def go():
-        stop = Stop()
-        async with ArxivClient(settings(server.url, timeout=10.0), stop=stop) as client:
-            task = asyncio.ensure_future(client.fetch_all(["q"]))
-            while not server.state.requests:
-                await asyncio.sleep(0.01)
-            t0 = time.monotonic()
-            stop.event.set()
-            with pytest.raises(Stopped):
-                await task
-            return time.monotonic() - t0
-
-    assert asyncio.run(go()) < 0.5
+    assert seconds_to_stop(server, settings(server.url, timeout=10.0), after_first=0.0) < 0.5
 
 
 def test_a_rejected_query_carries_its_facts_and_is_not_retryable(server: ArxivServer) -> None:

@@ -466,3 +466,20 @@ def test_daily_and_weekly_are_served_from_the_same_fetches(world: World) -> None
     searches = [r for r in world.arxiv.state.requests if r.params.get("search_query")]
     # one query per cycle covers both subscribers: no fetch of its own for the weekly one
     assert len(searches) == 2 and len({r.params["search_query"] for r in searches}) == 2
+
+
+# -- housekeeping ------------------------------------------------------------------
+
+
+def test_an_unwritable_archive_page_does_not_fail_a_delivered_cycle(setup, capsys) -> None:
+    cfg, _, smtp = setup
+    data = yaml.safe_load(cfg.read_text())
+    data["settings"]["archive"] = str(cfg / "papers.md")  # under a file: cannot be written
+    cfg.write_text(yaml.safe_dump(data))
+    assert run(cfg, "once") == 0
+    assert len(smtp.received) == 2 and all(delivered(cfg).values())
+    err = capsys.readouterr().err
+    assert "housekeeping after the cycle failed (the deliveries stand)" in err
+    assert "cannot write the Daily Papers page" in err
+    db = json.loads((cfg.parent / "digest.json").read_text())
+    assert db["meta"]["1"]["last_cycle"]["result"] == "ok"

@@ -207,6 +207,9 @@ class Daemon:
         pinger = asyncio.create_task(self._watchdog(watchdog)) if watchdog else None
         try:
             while not self.stop.is_set():
+                # cleared before the work, not before the sleep: a SIGHUP or a job
+                # that fires during a cycle must cut the following sleep short
+                self.wake.clear()
                 self._maybe_reload()
                 await self._maybe_cycle()
                 if self.stop.is_set():
@@ -234,7 +237,6 @@ class Daemon:
         timeout = SLICE if idle is None else min(max(idle, 0.0), SLICE)
         if self.retry_at is not None:
             timeout = min(timeout, max(0.0, (self.retry_at - self.clock()).total_seconds()))
-        self.wake.clear()
         # whichever comes first: the timeout, a scheduled job, a signal
         sleeper = asyncio.ensure_future(self.sleep(timeout + 0.05))
         waker = asyncio.ensure_future(self.wake.wait())

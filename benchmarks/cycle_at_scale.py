@@ -22,6 +22,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from tinydb import TinyDB  # noqa: E402
 
-from digest.cycle import Options, run_cycle  # noqa: E402
-from digest.mailer import Mailer  # noqa: E402
+from digest.cycle import Hooks, Options, collaborators, run_cycle  # noqa: E402
 from digest.models import ArxivSettings, Config, Settings, SmtpSettings, Subscriber  # noqa: E402
+from digest.report import CycleReport  # noqa: E402
 from digest.store import Store, paper_to_doc  # noqa: E402
 from tests.support.arxiv_server import ArxivServer, load_entries, redate  # noqa: E402
 from tests.support.smtp_server import SmtpServer  # noqa: E402
@@ -92,18 +93,16 @@ def one_cycle(n: int, connections: int) -> dict[str, float]:
         cfg = config(n, arxiv.url, smtp.port, db)
         sends: list[float] = []
         t0 = time.perf_counter()
+        hooks = Hooks(send_progress=lambda d, t: sends.append(time.perf_counter()))
+        settings = replace(cfg.settings, smtp=replace(cfg.settings.smtp, connections=connections))
+
+        async def go(store: Store) -> CycleReport:
+            now = datetime.now(UTC)
+            async with collaborators(settings, Options(), now=now, hooks=hooks) as collab:
+                return await run_cycle(cfg, store, collab, now=now, hooks=hooks)
+
         with Store.open(db) as store:
-            mailer = Mailer(cfg.settings.smtp, connections=connections)
-            report = asyncio.run(
-                run_cycle(
-                    cfg,
-                    store,
-                    now=datetime.now(UTC),
-                    options=Options(),
-                    mailer=mailer,
-                    send_progress=lambda d, t: sends.append(time.perf_counter()),
-                )
-            )
+            report = asyncio.run(go(store))
             writes = store.writes
         total = time.perf_counter() - t0
         send_time = (sends[-1] - sends[0]) if len(sends) > 1 else float("nan")

@@ -16,7 +16,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from digest.models import Subscriber
-from digest.query import build_queries, collect_terms
+from digest.plan import fetch_terms
+from digest.query import build_queries
 
 VOCAB = [
     "reinforcement learning",
@@ -85,7 +86,7 @@ def main() -> None:
             Subscriber(f"u{i}@example.org", tuple(rng.sample(VOCAB, rng.randint(1, 5))))
             for i in range(n)
         ]
-        terms = collect_terms(subs)
+        terms = fetch_terms(subs)
         queries = build_queries(
             terms, start, now, api_url="https://export.arxiv.org/api/query", page_size=200
         )

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.errors import DigestError
-from digest.matching import keyword_matches, normalize_words
-from digest.models import Paper, Subscriber
+from digest.matching import keyword_matches, unique_phrases
+from digest.models import Paper, Subscriber, newest_first
 
 ROWS_PER_KEYWORD = 100
 COMMENT_INLINE = 80  # longer comments are collapsed like abstracts
@@ -32,16 +32,12 @@ INTRO = (
 
 def keywords_in_order(subscribers: Iterable[Subscriber]) -> tuple[str, ...]:
     """Every keyword anyone follows, first-seen order, spelling variants once."""
-    seen: dict[tuple[str, ...], str] = {}
-    for sub in subscribers:
-        for k in sub.keywords:
-            seen.setdefault(normalize_words(k), k)
-    return tuple(seen.values())
+    return unique_phrases(k for sub in subscribers for k in sub.keywords)
 
 
 def select(keywords: Sequence[str], papers: Iterable[Paper]) -> dict[str, list[Paper]]:
     """Per keyword, the newest ``ROWS_PER_KEYWORD`` papers that truly match it."""
-    newest = sorted(papers, key=lambda p: (p.published, p.id), reverse=True)
+    newest = sorted(papers, key=newest_first, reverse=True)
     return {k: [p for p in newest if keyword_matches(p, k)][:ROWS_PER_KEYWORD] for k in keywords}
 
 

@@ -18,16 +18,25 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from digest import __version__, archive, config
-from digest.cycle import Options, SubscriberReport, pending_matches, run_cycle, term_keys
+from digest.cycle import Hooks, Options, collaborators, run_cycle, snapshot
 from digest.daemon import Daemon
-from digest.errors import EXIT_OK, EXIT_USAGE, DigestError, UsageError
+from digest.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOFTWARE,
+    EXIT_USAGE,
+    DigestError,
+    OutputError,
+    UsageError,
+)
 from digest.mailer import Mailer
 from digest.models import Config
+from digest.plan import plan_cycle
+from digest.report import CycleRecord, CycleReport, SubscriberReport
 from digest.store import Store
 from digest.timing import announcements_between, next_run
 
 log = logging.getLogger("digest")
-EXIT_SOFTWARE = 70
 
 
 def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
@@ -158,9 +167,39 @@ class _Progress:
 # Commands
 
 
+def _writable_folder(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (or its nearest existing parent), or None."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user"
+    return None
+
+
+def check_writable(cfg: Config) -> None:
+    """The database folder and the Daily Papers page must be writable (exit 78 if not)."""
+    s = cfg.settings
+    places = [("settings.database", s.database)]
+    if s.archive is not None:
+        places.append(("settings.archive", s.archive))
+    for setting, path in places:
+        if path.exists() and (path.is_dir() or not os.access(path, os.W_OK)):
+            why: str | None = f"{path} is a folder" if path.is_dir() else f"{path} is read-only"
+        else:
+            why = _writable_folder(path.parent)
+        if why:
+            raise OutputError(
+                f"{setting} {path} cannot be written: {why}", path=str(path), setting=setting
+            )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     s = cfg.settings
+    check_writable(cfg)
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
     print(
         f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "
@@ -169,6 +208,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.smtp:
         print(asyncio.run(Mailer(s.smtp).check()))
     return EXIT_OK
+
+
+def _cycle(cfg: Config, store: Store, options: Options, hooks: Hooks) -> CycleReport:
+    now = _now()
+
+    async def go() -> CycleReport:
+        async with collaborators(cfg.settings, options, now=now, hooks=hooks) as collab:
+            return await run_cycle(cfg, store, collab, now=now, options=options, hooks=hooks)
+
+    return asyncio.run(go())
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -185,18 +234,9 @@ def cmd_once(args: argparse.Namespace) -> int:
             for title in r.titles:
                 print(f"  - {title}")
 
+    hooks = Hooks(fetch_progress=fetch_progress, send_progress=send_progress, report_line=line)
     with Store.open(cfg.settings.database, readonly=args.dry_run) as store:
-        report = asyncio.run(
-            run_cycle(
-                cfg,
-                store,
-                now=_now(),
-                options=options,
-                fetch_progress=fetch_progress,
-                send_progress=send_progress,
-                report_line=line,
-            )
-        )
+        report = _cycle(cfg, store, options, hooks)
     fetch_progress.clear()
     send_progress.clear()
     log.info("%s", report.summary())
@@ -207,16 +247,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     cfg = _load(args)
     rendered: list[str] = []
     options = Options(dry_run=True, only=args.email)
+    hooks = Hooks(on_composed=lambda d, r: rendered.append(r.html))
     with Store.open(cfg.settings.database, readonly=True) as store:
-        asyncio.run(
-            run_cycle(
-                cfg,
-                store,
-                now=_now(),
-                options=options,
-                on_composed=lambda d, r: rendered.append(r.html),
-            )
-        )
+        _cycle(cfg, store, options, hooks)
     if not rendered:
         print(f"{args.email}: nothing new, no digest to preview", file=sys.stderr)
         return EXIT_OK
@@ -240,12 +273,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"next cycle: {next_run(now, cfg.settings):%Y-%m-%d %H:%M} UTC")
         return EXIT_OK
     with Store.open(cfg.settings.database, readonly=True) as store:
-        last = store.last_cycle()
-        if last:
+        stored = store.last_cycle()
+        if stored:
+            last = CycleRecord.from_dict(stored)
             print(
-                f"last cycle: {last['finished'][:16].replace('T', ' ')} UTC, {last['result']}: "
-                f"{last['fetched']} fetched, {last['new_papers']} new, "
-                f"{last.get('counts', {})}" + (f"; {last['error']}" if last.get("error") else "")
+                f"last cycle: {last.finished:%Y-%m-%d %H:%M} UTC, {last.result}: "
+                f"{last.fetched} fetched, {last.new_papers} new, {last.counts_text()}"
+                + (f"; {last.error}" if last.error else "")
             )
             note = quiet_cycle_note(last)
             if note:
@@ -253,14 +287,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print("last cycle: none recorded")
         print(f"next cycle: {next_run(now, cfg.settings):%Y-%m-%d %H:%M} UTC")
-        papers = store.papers()
-        for sub in cfg.subscribers:
-            state = store.subscriber(sub.email)
-            marks = {k: state.watermarks.get(k, now) for k in term_keys(sub)}
-            pending = pending_matches(
-                sub, papers, state.delivered, marks, cfg.settings.arxiv.categories
+        # the planner the cycle uses, on the cache alone: status agrees with once
+        before = snapshot(store, cfg.subscribers)
+        plans = plan_cycle(cfg.subscribers, cfg.settings, before, (), now).plans
+        for plan in plans:
+            state = before.state(plan.subscriber.email)
+            print(
+                f"  {plan.subscriber.email}: {len(state.delivered)} delivered, "
+                f"{len(plan.matches)} pending"
             )
-            print(f"  {sub.email}: {len(state.delivered)} delivered, {len(pending)} pending")
     return EXIT_OK
 
 
@@ -281,15 +316,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(Daemon(path).run())
 
 
-def quiet_cycle_note(last: dict[str, Any]) -> str | None:
+def quiet_cycle_note(last: CycleRecord) -> str | None:
     """Whether a cycle that found nothing new is expected (no announcement) or suspicious."""
-    if last.get("new_papers") or last.get("result") == "failed":
+    if last.new_papers or last.result == "failed":
         return None
-    previous = last.get("previous_fetch")
-    if not previous:
+    if last.previous_fetch is None:
         return "the first cycle found nothing: check the keywords and settings.arxiv.api_url"
-    started = datetime.fromisoformat(last["started"])
-    n = announcements_between(datetime.fromisoformat(previous), started)
+    n = announcements_between(last.previous_fetch, last.started)
     if n == 0:
         return "nothing new, as expected: arXiv made no announcement since the previous cycle"
     return (
@@ -328,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("digest: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so briefly, the traceback with -v
         if args.verbose:
             log.exception("unexpected error")

@@ -10,7 +10,6 @@ are built by the ``email`` package (``policy.default`` refuses CR/LF).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,11 +23,21 @@ from typing import Any
 import css_inline
 import jinja2
 
-from digest.config import format_sender
 from digest.errors import TemplateError
 from digest.latex import to_text
 from digest.matching import highlight_pattern
-from digest.models import Digest, Match, Paper, Section, Settings, Subscriber
+from digest.models import (
+    CATEGORY_RE,
+    Digest,
+    Match,
+    Paper,
+    Section,
+    Settings,
+    Subscriber,
+    format_sender,
+    newest_first,
+    split_address,
+)
 from digest.query import search_url
 
 # Gmail clips HTML over ~102 KB, which hides the footer (delivery §3).
@@ -79,7 +88,7 @@ def build_digest(
     for key, ms in by_section.items():
         if not ms:
             continue
-        ms.sort(key=lambda m: (m.paper.published, m.paper.id), reverse=True)
+        ms.sort(key=lambda m: newest_first(m.paper), reverse=True)
         sections.append(
             Section(
                 keyword=key,
@@ -169,9 +178,7 @@ def _paper_view(m: Match, all_keywords: Sequence[str]) -> dict[str, Any]:
         "followed_authors": list(m.authors),
         "primary_category": p.primary_category,
         "other_categories": [
-            c
-            for c in p.categories
-            if c != p.primary_category and re.fullmatch(r"[a-z\-]+(\.[A-Za-z\-]+)?", c)
+            c for c in p.categories if c != p.primary_category and CATEGORY_RE.fullmatch(c)
         ],
         "submitted": p.published.strftime("%Y-%m-%d"),
         "updated": p.updated.strftime("%Y-%m-%d"),
@@ -303,7 +310,7 @@ def build_message(
 ) -> EmailMessage:
     sender = format_sender(settings.smtp.sender)
     sub = digest.subscriber
-    local, _, domain = sub.email.rpartition("@")
+    local, domain = split_address(sub.email)
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = Address(display_name=sub.name or "", username=local, domain=domain)

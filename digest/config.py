@@ -13,7 +13,6 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import time
-from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +34,7 @@ from pydantic import (
 from digest.errors import ConfigError
 from digest.inbox import default_port
 from digest.models import (
+    CATEGORY_RE,
     WEEKDAYS,
     ArxivSettings,
     Config,
@@ -42,6 +42,7 @@ from digest.models import (
     Settings,
     SmtpSettings,
     Subscriber,
+    split_address,
 )
 
 DEFAULT_CONFIG = "subscribers.yaml"
@@ -117,7 +118,7 @@ def _unique_phrases(values: list[str], what: str) -> tuple[str, ...]:
 
 
 def _category(value: str) -> str:
-    if not re.fullmatch(r"[a-z][a-z\-]*(\.[A-Za-z\-]+)?", value):
+    if not CATEGORY_RE.fullmatch(value):
         raise ValueError(
             f"category {value!r} is not an arXiv category or archive "
             "(e.g. cs.LG, or cs for all cs.*)"
@@ -200,7 +201,7 @@ class _SmtpModel(_Strict):
         if _CONTROL.search(v):
             raise ValueError("the sender address contains a line break or control character")
         _, addr = parseaddr(v)
-        local, _, domain = addr.rpartition("@")
+        local, domain = split_address(addr)
         if not local or not domain or " " in addr:
             raise ValueError(f"{v!r} is not an address like 'Daily Papers <papers@example.org>'")
         return v
@@ -341,7 +342,7 @@ class _FileModel(_Strict):
 # YAML with positions
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no stubs
     """A SafeLoader that refuses duplicate keys (PyYAML keeps the last silently)."""
 
 
@@ -642,10 +643,3 @@ def _secret(env: Mapping[str, str], var: str, credential: str) -> str | None:
         except OSError:
             return None
     return None
-
-
-def format_sender(sender: str) -> Address:
-    """The ``from`` setting as an ``email.headerregistry.Address``."""
-    name, addr = parseaddr(sender)
-    local, _, domain = addr.rpartition("@")
-    return Address(display_name=name, username=local, domain=domain)

@@ -1,10 +1,14 @@
 """`digest run`: the long-running service (schedule, catch-up, reload, stop, sd_notify).
 
-``schedule`` serves only as the tick that says when to wake up: it keeps no
-state across restarts, does not replay missed runs and stops rescheduling a
-job that raised (delivery-and-operations §6). Whether a cycle is owed is
-decided by ``timing.due_slot`` from the slot the store says was completed
-last, which gives catch-up after downtime and never two cycles for one slot.
+Two parts with two jobs. ``schedule`` owns the wake-up: its jobs, one per
+cycle day at ``send_at``, set a flag that wakes the loop, and its
+``idle_seconds`` says how long the loop may sleep. It does not decide what is
+owed: it keeps no state across restarts, does not replay missed runs and
+stops rescheduling a job that raised (delivery-and-operations §6). That is
+``timing.due_slot``'s job, from the slot the store says was completed last on
+the injected clock, which gives catch-up after downtime and never two cycles
+for one slot. So a test can drive the daemon in-process on a fake clock and
+a fake sleep: the flag and ``idle_seconds`` only make it wake sooner.
 
 Sleeps are sliced (at most ``SLICE`` seconds) because monotonic sleeps do not
 advance during suspend, and the watchdog must be fed. Signals are handled on
@@ -24,15 +28,17 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import schedule
 
 from digest import config as config_mod
-from digest.cycle import Options, run_cycle
+from digest.cycle import Options, collaborators, run_cycle
 from digest.errors import ConfigError, DigestError, FetchError
 from digest.models import WEEKDAYS, Config
+from digest.stop import Sleep, Stop
 from digest.store import Store
 from digest.timing import due_slot, next_run
 
@@ -84,12 +90,12 @@ def watchdog_interval(env: Mapping[str, str]) -> float | None:
         return None
 
 
-def build_scheduler(cfg: Config) -> schedule.Scheduler:
-    """One job per cycle day at ``send_at`` in the configured zone; the job only wakes us."""
+def build_scheduler(cfg: Config, wake: Callable[[], None] = lambda: None) -> schedule.Scheduler:
+    """One job per cycle day at ``send_at`` in the configured zone; the job calls ``wake``."""
     sched = schedule.Scheduler()
     at = cfg.settings.send_at.strftime("%H:%M:%S")
     for day in cfg.settings.days:
-        getattr(sched.every(), _DAY_NAMES[day]).at(at, cfg.settings.timezone).do(lambda: None)
+        getattr(sched.every(), _DAY_NAMES[day]).at(at, cfg.settings.timezone).do(wake)
     return sched
 
 
@@ -107,11 +113,13 @@ class Daemon:
         env: Mapping[str, str] | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Sleep = asyncio.sleep,
         notify: Callable[[str], bool] | None = None,
     ) -> None:
         self.config_path = config_path
         self.env = dict(os.environ if env is None else env)
         self.clock = clock
+        self.sleep = sleep
         self.notify = notify or (lambda state: sd_notify(state, self.env))
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
@@ -120,6 +128,7 @@ class Daemon:
         self.config_digest: str | None = None
         self.scheduler: schedule.Scheduler | None = None
         self.last_slot: datetime | None = None
+        self.given_up: datetime | None = None  # a slot whose cycle cannot succeed as configured
         self.retry_at: datetime | None = None
         self.last_summary = "no cycle yet"
 
@@ -162,7 +171,8 @@ class Daemon:
             log.error("reload (%s) failed, keeping the previous configuration: %s", why, exc)
         else:
             self.config = cfg
-            self.scheduler = build_scheduler(cfg)
+            self.given_up = None  # the edit may have fixed what made the cycle fail
+            self.scheduler = build_scheduler(cfg, self.wake.set)
             log.info(
                 "reloaded %s (%s): %d subscribers", self.config_path, why, len(cfg.subscribers)
             )
@@ -183,7 +193,7 @@ class Daemon:
         self.config = self._load()  # ConfigError -> exit 78 before READY
         with Store.open(self.config.settings.database) as store:  # corrupt/locked -> exit
             self.last_slot = store.last_slot()
-        self.scheduler = build_scheduler(self.config)
+        self.scheduler = build_scheduler(self.config, self.wake.set)
         self.notify("READY=1")
         self._status()
         log.info(
@@ -197,6 +207,9 @@ class Daemon:
         pinger = asyncio.create_task(self._watchdog(watchdog)) if watchdog else None
         try:
             while not self.stop.is_set():
+                # cleared before the work, not before the sleep: a SIGHUP or a job
+                # that fires during a cycle must cut the following sleep short
+                self.wake.clear()
                 self._maybe_reload()
                 await self._maybe_cycle()
                 if self.stop.is_set():
@@ -224,44 +237,63 @@ class Daemon:
         timeout = SLICE if idle is None else min(max(idle, 0.0), SLICE)
         if self.retry_at is not None:
             timeout = min(timeout, max(0.0, (self.retry_at - self.clock()).total_seconds()))
-        self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout + 0.05)
+        # whichever comes first: the timeout, a scheduled job, a signal
+        sleeper = asyncio.ensure_future(self.sleep(timeout + 0.05))
+        waker = asyncio.ensure_future(self.wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     async def _maybe_cycle(self) -> None:
         assert self.config is not None
         now = self.clock()
         slot = due_slot(now, self.config.settings, self.last_slot)
-        if slot is None or (self.retry_at is not None and now < self.retry_at):
+        if slot is None or slot == self.given_up:
             return
-        cfg = self.config
+        if self.retry_at is not None and now < self.retry_at:
+            return
         try:
-            with Store.open(cfg.settings.database, now=now) as store:
-                report = await run_cycle(
-                    cfg, store, now=now, options=Options(), should_stop=self.stop.is_set
-                )
-                if self.stop.is_set() and report.exit_code != 0:
-                    # stopped part-way: what went out is recorded; the rest is owed
-                    log.info("cycle interrupted by stop: %s", report.summary())
-                    return
-                store.set_last_slot(slot)
-            self.last_slot = slot
-            self.retry_at = None
-            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC {report.result}"
-            log.log(
-                logging.INFO if report.exit_code == 0 else logging.WARNING, "%s", report.summary()
-            )
-        except FetchError as exc:
-            self.retry_at = now + RETRY_AFTER_FETCH_ERROR
-            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC failed (arXiv)"
-            log.error("cycle failed: %s; retrying at %s", exc, f"{self.retry_at:%H:%M} UTC")
+            await self._cycle(self.config, now, slot)
         except DigestError as exc:
-            self.retry_at = now + RETRY_AFTER_OTHER_ERROR
-            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC failed"
-            log.error("cycle failed: %s; retrying at %s", exc, f"{self.retry_at:%H:%M} UTC")
+            if self.stop.is_set():
+                log.info("cycle interrupted by stop: %s", exc)
+                return
+            self._failed(now, exc)
         except Exception:  # a bug must not kill the service: log it and try again later
             self.retry_at = now + RETRY_AFTER_FETCH_ERROR
             self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC crashed"
             log.exception("cycle crashed; retrying at %s", f"{self.retry_at:%H:%M} UTC")
         finally:
             self._status()
+
+    async def _cycle(self, cfg: Config, now: datetime, slot: datetime) -> None:
+        stop = Stop(self.stop, sleep=self.sleep)
+        with Store.open(cfg.settings.database, now=now) as store:
+            async with collaborators(cfg.settings, Options(), now=now, stop=stop) as collab:
+                report = await run_cycle(cfg, store, replace(collab, clock=self.clock), now=now)
+            if self.stop.is_set() and report.exit_code != 0:
+                # stopped part-way: what went out is recorded; the rest is owed
+                log.info("cycle interrupted by stop: %s", report.summary())
+                return
+            store.set_last_slot(slot)
+        self.last_slot = slot
+        self.retry_at = None
+        self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC {report.result}"
+        level = logging.INFO if report.exit_code == 0 else logging.WARNING
+        log.log(level, "%s", report.summary())
+
+    def _failed(self, now: datetime, exc: DigestError) -> None:
+        if not exc.retryable:
+            # retrying will not help (a rejected query, a broken template):
+            # the slot counts as done, the next slot or a reload tries again
+            self.given_up = due_slot(now, self.config.settings, None) if self.config else None
+            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC failed (not retried)"
+            log.error("cycle failed: %s; not retried until the next slot or a reload", exc)
+            return
+        is_fetch = isinstance(exc, FetchError)
+        self.retry_at = now + (RETRY_AFTER_FETCH_ERROR if is_fetch else RETRY_AFTER_OTHER_ERROR)
+        self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC failed" + (" (arXiv)" if is_fetch else "")
+        log.error("cycle failed: %s; retrying at %s", exc, f"{self.retry_at:%H:%M} UTC")

@@ -1,31 +1,41 @@
-"""One error tree for the operator.
+"""One error tree for the operator, and every exit code in one place.
 
 Every failure that digest expects is a ``DigestError`` whose message is meant
-to be read by a person, plus the exit code the CLI returns for it. Foreign
-exceptions (yaml, httpx, aiosmtplib, json, OS errors) are translated once, at
-the module that imports that library, with ``raise ... from``.
+to be read by a person, plus the exit code the CLI returns for it and whether
+trying again later may help (``retryable``: the daemon retries only those).
+Foreign exceptions (yaml, httpx, aiosmtplib, json, OS errors) are translated
+once, at the module that imports that library, with ``raise ... from``.
 """
 
 from __future__ import annotations
 
-# Exit codes (design.md): sysexits' EX_TEMPFAIL and EX_CONFIG. systemd's
-# RestartPreventExitStatus=78 keeps a broken config from restart-looping.
+# Exit codes (design.md): sysexits' EX_TEMPFAIL, EX_CONFIG and EX_SOFTWARE,
+# and the shell's 128 + SIGINT. systemd's RestartPreventExitStatus=78 keeps a
+# broken config from restart-looping.
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_SOFTWARE = 70
 EXIT_TEMPFAIL = 75
 EXIT_CONFIG = 78
+EXIT_INTERRUPTED = 130
 
 
 class DigestError(Exception):
-    """Base of every error digest reports to the operator."""
+    """Base of every error digest reports to the operator.
+
+    The default is a temporary failure: nothing half-done was recorded and a
+    rerun later is safe and may succeed.
+    """
 
     exit_code = EXIT_TEMPFAIL
+    retryable = True
 
 
 class UsageError(DigestError):
     """The command line asks for something that does not exist."""
 
     exit_code = EXIT_USAGE
+    retryable = False
 
 
 class ConfigError(DigestError):
@@ -36,6 +46,7 @@ class ConfigError(DigestError):
     """
 
     exit_code = EXIT_CONFIG
+    retryable = False
 
     def __init__(self, source: str, problems: list[str] | tuple[str, ...]) -> None:
         self.source = source
@@ -46,43 +57,64 @@ class ConfigError(DigestError):
 
 
 class FetchError(DigestError):
-    """arXiv could not be asked; nothing was recorded, a rerun is safe."""
+    """arXiv could not be asked; nothing was recorded, a rerun is safe.
 
-    exit_code = EXIT_TEMPFAIL
+    ``url`` is the API asked, ``status`` the last HTTP status (None when no
+    answer came), ``attempts`` how many requests were made for the page.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        status: int | None = None,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.attempts = attempts
 
 
 class ArxivQueryError(FetchError):
-    """arXiv answered with an error feed: the query itself is wrong."""
+    """arXiv answered with an error feed: the query itself is wrong.
+
+    Retrying will not help: the keywords in the config must change.
+    """
+
+    exit_code = EXIT_CONFIG
+    retryable = False
+
+
+class Stopped(DigestError):
+    """A stop request (SIGTERM) interrupted the work; what was not finished is not recorded."""
 
 
 class StoreError(DigestError):
     """The database cannot be used."""
 
-    exit_code = EXIT_TEMPFAIL
-
 
 class StoreLockedError(StoreError):
     """Another digest process owns the database."""
-
-    exit_code = EXIT_TEMPFAIL
 
 
 class StoreCorruptError(StoreError):
     """The database file does not parse; it is left untouched for the operator."""
 
     exit_code = EXIT_CONFIG
+    retryable = False
 
 
 class TemplateError(DigestError):
     """A (possibly operator-supplied) template failed to render."""
 
     exit_code = EXIT_CONFIG
+    retryable = False
 
 
 class DeliveryError(DigestError):
     """The SMTP server could not be used for the whole batch."""
-
-    exit_code = EXIT_TEMPFAIL
 
 
 class SmtpConfigError(DeliveryError):
@@ -101,3 +133,16 @@ class InboxConfigError(InboxError):
     """The IMAP server refused our login, TLS set-up or folder: fix the settings."""
 
     exit_code = EXIT_CONFIG
+    retryable = False
+
+
+class OutputError(DigestError):
+    """A file or folder digest must write cannot be written; ``setting`` names it."""
+
+    exit_code = EXIT_CONFIG
+    retryable = False
+
+    def __init__(self, message: str, *, path: str = "", setting: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.setting = setting

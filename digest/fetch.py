@@ -23,8 +23,9 @@ import httpx
 from digest import __version__
 from digest.errors import ArxivQueryError, FetchError
 from digest.feed import MalformedPage, Page, parse_page
-from digest.models import ArxivSettings, Paper
+from digest.models import ArxivSettings, Paper, newest_versions
 from digest.query import id_batches, id_page_params, page_params
+from digest.stop import Stop
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ BACKOFF_CAP = 120.0
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
+WallClock = Callable[[], datetime]
 Progress = Callable[[int, int], None]
 
 
@@ -59,9 +61,12 @@ class IdLookup:
 class _Retryable(Exception):
     """One attempt failed in a way that another attempt may cure."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.status = status
 
 
 @dataclass
@@ -94,7 +99,11 @@ class Limiter:
         self._last = self.clock()
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _wall_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _retry_after(response: httpx.Response, now: datetime) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -106,7 +115,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - now).total_seconds())
 
 
 class ArxivClient:
@@ -119,11 +128,15 @@ class ArxivClient:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        wall_clock: WallClock = _wall_now,
         rng: random.Random | None = None,
+        stop: Stop | None = None,
     ) -> None:
         self.settings = settings
-        self.limiter = Limiter(settings.request_interval, clock, sleep)
-        self.sleep = sleep
+        # every wait and every request gives way to a stop request (SIGTERM)
+        self.stop = stop if stop is not None else Stop(sleep=sleep)
+        self.limiter = Limiter(settings.request_interval, clock, self.stop.sleep)
+        self.wall_clock = wall_clock
         self.rng = rng or random.Random()
         self.stats = FetchStats()
         self._client = httpx.AsyncClient(
@@ -141,37 +154,24 @@ class ArxivClient:
         await self._client.aclose()
 
     async def fetch_all(
-        self,
-        queries: Sequence[str | IdLookup],
-        progress: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        self, queries: Sequence[str | IdLookup], progress: Progress | None = None
     ) -> tuple[Paper, ...]:
         """Every paper of every query, each id once (the newest version seen).
 
-        Raises ``FetchError`` when a page cannot be had after the retries, or
-        when ``should_stop`` says so between pages: the cycle then records
+        Raises ``FetchError`` when a page cannot be had after the retries, and
+        ``Stopped`` when the stop is requested: the cycle then records
         nothing, so a rerun loses nothing.
         """
-        found: dict[str, Paper] = {}
-        for query in queries:
-            async for paper in self._pages(query, progress, should_stop):
-                have = found.get(paper.id)
-                if have is None or paper.version > have.version:
-                    found[paper.id] = paper
-        return tuple(found.values())
+        pages = [[p async for p in self._pages(query, progress)] for query in queries]
+        return tuple(newest_versions(*pages).values())
 
-    async def fetch_ids(
-        self, ids: Sequence[str], should_stop: Callable[[], bool] | None = None
-    ) -> tuple[Paper, ...]:
+    async def fetch_ids(self, ids: Sequence[str]) -> tuple[Paper, ...]:
         """The newest version of each paper in ``ids`` (to notice revisions)."""
         lookups = [IdLookup(b) for b in id_batches(ids, api_url=self.settings.api_url)]
-        return await self.fetch_all(lookups, should_stop=should_stop)
+        return await self.fetch_all(lookups)
 
     async def _pages(
-        self,
-        query: str | IdLookup,
-        progress: Progress | None,
-        should_stop: Callable[[], bool] | None,
+        self, query: str | IdLookup, progress: Progress | None
     ) -> AsyncIterator[Paper]:
         start = 0
         total: int | None = None
@@ -184,8 +184,7 @@ class ArxivClient:
                     (total or 0) - start,
                 )
                 return
-            if should_stop is not None and should_stop():
-                raise FetchError("stopping: the fetch was interrupted; nothing was recorded")
+            self.stop.check("the fetch")
             page_size = min(size, MAX_OFFSET - start)
             page = await self._page(query, start, page_size)
             # totalResults may grow while we page (new submissions); follow it.
@@ -204,12 +203,14 @@ class ArxivClient:
         attempts = self.settings.max_retries + 1
         wait_extra = 0.0
         last_reason = ""
+        last_status: int | None = None
         for attempt in range(attempts):
             await self.limiter.wait(wait_extra)
             try:
                 return await self._attempt(query, start, page_size)
             except _Retryable as exc:
                 last_reason = str(exc)
+                last_status = exc.status
                 self.stats.retries += attempt + 1 < attempts
                 backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
                 backoff *= 0.5 + self.rng.random()  # jitter
@@ -225,7 +226,10 @@ class ArxivClient:
                     )
         raise FetchError(
             f"arXiv did not give a usable answer after {attempts} attempts "
-            f"(last: {last_reason}); nothing was recorded, rerun later"
+            f"(last: {last_reason}); nothing was recorded, rerun later",
+            url=self.settings.api_url,
+            status=last_status,
+            attempts=attempts,
         )
 
     async def _attempt(self, query: str | IdLookup, start: int, page_size: int) -> Page:
@@ -235,26 +239,32 @@ class ArxivClient:
             params = page_params(query, start, page_size)
         self.stats.requests += 1
         try:
-            response = await self._client.get(self.settings.api_url, params=params)
+            response = await self.stop.run(
+                self._client.get(self.settings.api_url, params=params), "the fetch"
+            )
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out after {self.settings.timeout:g} s") from exc
         except httpx.TransportError as exc:
             raise _Retryable(f"connection failed: {exc}") from exc
         status = response.status_code
         if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}", _retry_after(response))
+            raise _Retryable(f"HTTP {status}", _retry_after(response, self.wall_clock()), status)
         try:
             page = parse_page(response.content)
         except ArxivQueryError as exc:
+            url = self.settings.api_url
             raise ArxivQueryError(
-                f"{exc} (HTTP {status}); check the keywords in the config"
+                f"{exc} (HTTP {status}); check the keywords in the config", url=url, status=status
             ) from exc
         except MalformedPage as exc:
             if status != 200:
-                raise FetchError(f"arXiv answered HTTP {status}: {exc}") from exc
-            raise _Retryable(f"bad page: {exc}") from exc
+                raise FetchError(
+                    f"arXiv answered HTTP {status}: {exc}", url=self.settings.api_url, status=status
+                ) from exc
+            raise _Retryable(f"bad page: {exc}", status=status) from exc
         if status != 200:
-            raise FetchError(f"arXiv answered HTTP {status} to {self.settings.api_url}")
+            url = self.settings.api_url
+            raise FetchError(f"arXiv answered HTTP {status} to {url}", url=url, status=status)
         total = page.total_results
         if page.entry_count == 0 and start < total:
             # arXiv sometimes answers 200 with an empty page although results

@@ -24,9 +24,9 @@ from typing import Literal
 
 import aiosmtplib
 
-from digest.config import format_sender
-from digest.errors import DeliveryError, SmtpConfigError
-from digest.models import SmtpSettings
+from digest.errors import DeliveryError, SmtpConfigError, Stopped
+from digest.models import SmtpSettings, format_sender
+from digest.stop import Stop
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ OnOutcome = Callable[["Outcome"], None]
 
 ATTEMPTS = 3  # per message, within one cycle
 RETRY_DELAY = 1.0  # seconds, doubled per attempt; the next cycle is the real retry
+# On a stop, the message in flight gets this long to be accepted before the
+# session is cut (an interrupted message is not recorded and goes out later).
+STOP_GRACE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +88,16 @@ class Mailer:
         retry_delay: float = RETRY_DELAY,
         sleep: Sleep = asyncio.sleep,
         local_hostname: str | None = None,
+        stop: Stop | None = None,
+        stop_grace: float = STOP_GRACE,
     ) -> None:
         self.settings = settings
+        self.stop_grace = stop_grace
         self.connections = max(1, connections)
         self.attempts = max(1, attempts)
         self.retry_delay = retry_delay
-        self.sleep = sleep
+        # every back-off and every SMTP exchange gives way to a stop request
+        self.stop = stop if stop is not None else Stop(sleep=sleep)
         sender = format_sender(settings.sender)
         self.envelope_sender = sender.addr_spec
         # The HELO name defaults to socket.getfqdn(), often a container name:
@@ -117,14 +124,14 @@ class Mailer:
     async def _connect(self, smtp: aiosmtplib.SMTP) -> None:
         s = self.settings
         try:
-            await smtp.connect()
+            await self.stop.run(smtp.connect(), "connecting to the SMTP server")
             if s.username:
                 if not s.password:
                     raise _Unusable(
                         "smtp.username is set but no password was given "
                         "(DIGEST_SMTP_PASSWORD or the credential smtp-password)"
                     )
-                await smtp.login(s.username, s.password)
+                await self.stop.run(smtp.login(s.username, s.password), "the SMTP login")
         except aiosmtplib.SMTPAuthenticationError as exc:
             smtp.close()
             raise _Unusable(
@@ -133,6 +140,9 @@ class Mailer:
         except aiosmtplib.SMTPResponseException as exc:
             smtp.close()
             raise _ConnectFailed(f"{s.host}:{s.port} answered {exc.code} {exc.message}") from exc
+        except Stopped:
+            smtp.close()
+            raise
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             smtp.close()
             if s.security == "starttls" and "STARTTLS" in str(exc).upper():
@@ -148,9 +158,11 @@ class Mailer:
             await self._connect(smtp)
         try:
             async with asyncio.timeout(self.settings.timeout * 3):
-                errors, reply = await smtp.send_message(
-                    msg, sender=self.envelope_sender, recipients=[recipient]
-                )
+                send = smtp.send_message(msg, sender=self.envelope_sender, recipients=[recipient])
+                errors, reply = await self.stop.run(send, "sending", grace=self.stop_grace)
+        except Stopped:
+            smtp.close()  # cut mid-message: the server discards it
+            raise
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0] if exc.recipients else None
             code = refused.code if refused else 550
@@ -186,11 +198,13 @@ class Mailer:
         last = ""
         server_gone = 0
         for attempt in range(self.attempts):
-            if attempt:
-                await self.sleep(self.retry_delay * 2 ** (attempt - 1))
             try:
+                if attempt:
+                    await self.stop.sleep(self.retry_delay * 2 ** (attempt - 1))
                 reply = await self._send_one(smtp, recipient, msg)
                 return Outcome(recipient, "accepted", reply, key)
+            except Stopped:
+                return Outcome(recipient, "deferred", "stopping before it was accepted", key)
             except _Unusable as exc:
                 self._unusable = str(exc)
                 return Outcome(recipient, "deferred", str(exc), key)
@@ -216,14 +230,13 @@ class Mailer:
         self,
         batch: Sequence[tuple[str, str, EmailMessage]],
         on_outcome: OnOutcome | None = None,
-        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[Outcome, ...]:
         """Send ``(key, recipient, message)`` items; report each outcome as it happens.
 
         ``on_outcome`` runs right after each message's fate is known, so the
-        caller can record an accepted delivery before the next send. When
-        ``should_stop`` turns true, the message in flight is finished and the
-        rest are deferred (their papers stay pending).
+        caller can record an accepted delivery before the next send. On a stop
+        request the message in flight gets ``STOP_GRACE`` seconds to be
+        accepted and the rest are deferred (their papers stay pending).
         """
         queue: asyncio.Queue[tuple[int, tuple[str, str, EmailMessage]]] = asyncio.Queue()
         for item in enumerate(batch):
@@ -238,7 +251,7 @@ class Mailer:
                         index, (key, recipient, msg) = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
-                    if should_stop is not None and should_stop():
+                    if self.stop.is_set():
                         outcome = Outcome(recipient, "deferred", "stopping before sending", key)
                     else:
                         outcome = await self._deliver(smtp, key, recipient, msg)
@@ -246,7 +259,9 @@ class Mailer:
                     if on_outcome is not None:
                         on_outcome(outcome)
             finally:
-                if smtp.is_connected:
+                if smtp.is_connected and self.stop.is_set():
+                    smtp.close()  # no polite QUIT that could wait for a timeout
+                elif smtp.is_connected:
                     try:
                         await smtp.quit()
                     except (aiosmtplib.SMTPException, OSError, TimeoutError):

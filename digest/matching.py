@@ -110,6 +110,19 @@ def normalize_words(text: str) -> tuple[str, ...]:
 _LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "æ": "ae", "œ": "oe", "ı": "i"})
 
 
+def phrase_key(phrase: str) -> str:
+    """One spelling for phrases that match alike ("Compiler", "compilers" -> "compil")."""
+    return " ".join(normalize_words(phrase))
+
+
+def unique_phrases(phrases: Iterable[str]) -> tuple[str, ...]:
+    """``phrases`` in first-seen order, those that match alike only once."""
+    seen: dict[str, str] = {}
+    for phrase in phrases:
+        seen.setdefault(phrase_key(phrase), phrase)
+    return tuple(seen.values())
+
+
 def normalize(text: str) -> str:
     """Normalised text as one space-separated string, padded for phrase search."""
     return " " + " ".join(normalize_words(text)) + " "

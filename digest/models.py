@@ -7,8 +7,11 @@ stage can never change what another stage sees.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from email.headerregistry import Address
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +21,9 @@ Security = Literal["none", "starttls", "tls"]
 Frequency = Literal["daily", "weekly"]
 
 _VERSION_RE = re.compile(r"v(\d+)$")
+# An arXiv category ("cs.LG") or archive ("cs", "hep-th"): config validates
+# with it and compose uses it to tell categories from MSC/ACM codes.
+CATEGORY_RE = re.compile(r"[a-z][a-z\-]*(\.[A-Za-z\-]+)?")
 
 
 def split_arxiv_id(raw: str) -> tuple[str, int]:
@@ -200,3 +206,36 @@ class Digest:
     @property
     def keywords(self) -> tuple[str, ...]:
         return tuple(s.keyword for s in self.sections)
+
+
+# --------------------------------------------------------------------------
+# Rules on these values, each kept in one place
+
+
+def newest_first(paper: Paper) -> tuple[datetime, str]:
+    """The sort key for "newest submission first" (use with ``reverse=True``)."""
+    return (paper.published, paper.id)
+
+
+def newest_versions(*sources: Iterable[Paper]) -> dict[str, Paper]:
+    """Each id once, as its newest version among ``sources`` (earlier sources win ties)."""
+    out: dict[str, Paper] = {}
+    for papers in sources:
+        for p in papers:
+            have = out.get(p.id)
+            if have is None or have.version < p.version:
+                out[p.id] = p
+    return out
+
+
+def split_address(addr: str) -> tuple[str, str]:
+    """``"a@b.org"`` -> ``("a", "b.org")``; the domain is what follows the last ``@``."""
+    local, _, domain = addr.rpartition("@")
+    return local, domain
+
+
+def format_sender(sender: str) -> Address:
+    """The ``from`` setting (``"Name <addr>"`` or a bare address) as an ``Address``."""
+    name, addr = parseaddr(sender)
+    local, domain = split_address(addr)
+    return Address(display_name=name, username=local, domain=domain)

@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from digest.matching import normalize_words
-from digest.models import Subscriber
-
 # Conservative: well below the 8 KiB request-line limit of common servers.
 MAX_URL_LENGTH = 4000
 # Papers wait in moderation for 1-4+ days before announcement (§5), and the
@@ -29,27 +26,15 @@ MAX_WINDOW_DAYS = 60
 
 @dataclass(frozen=True, slots=True)
 class Terms:
-    """What the fetch must cover: phrases on title/abstract, and author names."""
+    """What the fetch must cover: phrases on title/abstract, and author names.
+
+    ``plan.fetch_terms`` builds it from the subscribers (phrases that match
+    alike asked once); this module only turns it into query syntax.
+    """
 
     keywords: tuple[str, ...]
     authors: tuple[str, ...]
     categories: tuple[str, ...] = ()  # the global restriction, if any
-
-
-def collect_terms(subscribers: Iterable[Subscriber], categories: Sequence[str] = ()) -> Terms:
-    """Union of everybody's keywords and authors, first-seen order.
-
-    Phrases that normalise alike ("Compiler", "compilers") are asked once:
-    matching is local anyway, the query only gathers candidates.
-    """
-    keywords: dict[tuple[str, ...], str] = {}
-    authors: dict[tuple[str, ...], str] = {}
-    for sub in subscribers:
-        for k in sub.keywords:
-            keywords.setdefault(normalize_words(k), k)
-        for a in sub.authors:
-            authors.setdefault(normalize_words(a), a)
-    return Terms(tuple(keywords.values()), tuple(authors.values()), tuple(categories))
 
 
 def _fmt(t: datetime) -> str:

@@ -1,12 +1,163 @@
-"""The ``digest`` command line: where global options may go."""
+"""The ``digest`` command: check, preview, status and error reporting."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from digest import cli
+from digest.cli import main, quiet_cycle_note
+from digest.report import CycleRecord
+from tests.conftest import config_dict
+from tests.support.arxiv_server import ArxivServer
+from tests.support.smtp_server import SmtpServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(cfg: Path, *args: str) -> int:
+    return main([args[0], "--config", str(cfg), *args[1:]])
+
+
+@pytest.fixture
+def setup(arxiv: ArxivServer, smtp: SmtpServer, write_config):
+    cfg = write_config(config_dict(arxiv.url, smtp.port))
+    return cfg, arxiv, smtp
+
+
+def test_broken_yaml_exits_78_with_line_and_no_traceback(tmp_path: Path) -> None:
+    cfg = tmp_path / "subscribers.yaml"
+    cfg.write_text("subscribers:\n  - email: a@example.org\n    keywords: [x\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "digest", "check", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 78
+    assert proc.stderr.startswith(f"digest: {cfg}: 1 problem:\n  line 4, column 1: YAML syntax")
+    assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_database_exits_78_and_says_what_to_do(setup, capsys) -> None:
+    cfg, _, _ = setup
+    (cfg.parent / "digest.json").write_text("{truncated")
+    assert run(cfg, "once") == 78
+    err = capsys.readouterr().err
+    assert "is unreadable (invalid JSON" in err and "mv " in err and "Traceback" not in err
+
+
+def test_check_validates_and_reports_counts(setup, capsys) -> None:
+    cfg, _, _ = setup
+    assert run(cfg, "check") == 0
+    assert "OK: 2 subscribers, 4 distinct keywords" in capsys.readouterr().out
+    assert run(cfg, "check", "--smtp") == 0
+
+
+def test_check_smtp_unreachable_is_75(arxiv, write_config, capsys) -> None:
+    cfg = write_config(config_dict(arxiv.url, 9))
+    assert run(cfg, "check", "--smtp") == 75
+    assert "cannot connect to 127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_preview_writes_html_without_sending_or_recording(setup, capsys) -> None:
+    cfg, _, smtp = setup
+    out = cfg.parent / "preview.html"
+    assert run(cfg, "preview", "alice@example.org", "-o", str(out)) == 0
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Thank you to arXiv" in html
+    assert smtp.received == [] and not (cfg.parent / "digest.json").exists()
+    assert run(cfg, "preview", "alice@example.org") == 0
+    printed = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed.exists() and printed.read_text() == html
+    printed.unlink()
+
+
+def test_status_shows_last_cycle_and_pending(setup, capsys) -> None:
+    cfg, _, smtp = setup
+    smtp.behaviour.refuse["alice@example.org"] = "550 no"
+    run(cfg, "once")
+    capsys.readouterr()
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    assert "last cycle:" in out and "partial" in out and "next cycle:" in out
+    assert re.search(r"alice@example.org: 0 delivered, \d+ pending", out)
+    assert re.search(r"bob@example.org: \d+ delivered, 0 pending", out)
+
+
+def record(**changes: object) -> CycleRecord:
+    base = CycleRecord(
+        started=datetime(2026, 12, 5, 7, tzinfo=UTC),  # a Saturday
+        finished=datetime(2026, 12, 5, 7, 1, tzinfo=UTC),
+        result="ok",
+        requests=1,
+        fetched=10,
+        new_papers=0,
+        previous_fetch=datetime(2026, 12, 4, 7, tzinfo=UTC),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_status_says_whether_a_quiet_cycle_is_expected() -> None:
+    assert "as expected" in quiet_cycle_note(record())
+    tuesday = record(
+        started=datetime(2026, 12, 1, 7, tzinfo=UTC),
+        previous_fetch=datetime(2026, 11, 30, 7, tzinfo=UTC),
+    )
+    assert quiet_cycle_note(tuesday).startswith("suspicious: arXiv announced 1 time")
+    assert quiet_cycle_note(replace(tuesday, new_papers=3)) is None
+    assert "first cycle" in quiet_cycle_note(replace(tuesday, previous_fetch=None))
+
+
+def test_the_cycle_record_round_trips_through_the_store_dict() -> None:
+    r = record(counts={"sent": 2, "nothing": 1}, error="x", matched=4)
+    assert CycleRecord.from_dict(r.to_dict()) == r
+
+
+def test_status_counts_pending_as_once_would_send_them(setup, capsys) -> None:
+    cfg, _, _ = setup
+    # a real cycle for bob only: alice's keywords are new to the store afterwards
+    assert run(cfg, "once", "--subscriber", "bob@example.org") == 0
+    capsys.readouterr()
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    pending = int(re.search(r"alice@example.org: 0 delivered, (\d+) pending", out).group(1))
+    assert pending > 0  # counted from lookback_start, as the cycle does, not from now
+    assert run(cfg, "once", "--subscriber", "alice@example.org", "--dry-run") == 0
+    assert capsys.readouterr().out.count("  - ") == pending
+
+
+def test_check_names_an_unwritable_archive_setting(setup, capsys) -> None:
+    cfg, _, _ = setup
+    page = cfg / "papers.md"  # under a file, not a folder: unwritable even for root
+    data = yaml.safe_load(cfg.read_text())
+    data["settings"]["archive"] = str(page)
+    cfg.write_text(yaml.safe_dump(data))
+    assert run(cfg, "check") == 78
+    err = capsys.readouterr().err
+    assert f"settings.archive {page} cannot be written: {cfg} is not a folder" in err
+
+
+def test_check_names_a_database_path_that_is_a_folder(setup, capsys) -> None:
+    cfg, _, _ = setup
+    data = yaml.safe_load(cfg.read_text())
+    data["settings"]["database"] = str(cfg.parent)
+    cfg.write_text(yaml.safe_dump(data))
+    assert run(cfg, "check") == 78
+    assert f"settings.database {cfg.parent} cannot be written: {cfg.parent} is a folder" in (
+        capsys.readouterr().err
+    )
+
+
+# -- where global options may go (issue 9.1) ---------------------------------
 
 GOOD = "subscribers:\n  - email: a@example.org\n    keywords: [compiler]\n"
 BROKEN = "subscribers:\n  - email: not-an-address\n    keywords: [compiler]\n"

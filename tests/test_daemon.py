@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -18,9 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest.daemon import build_scheduler, sd_notify, watchdog_interval
+from digest.daemon import Daemon, build_scheduler, sd_notify, watchdog_interval
 from digest.models import Config, Settings
 from tests.conftest import config_dict
+from tests.support.arxiv_server import make_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -106,62 +108,86 @@ def send_at(delta: timedelta) -> str:
     return (datetime.now(UTC) + delta).strftime("%H:%M:%S")
 
 
-def test_the_daemon_end_to_end(arxiv, smtp, write_config, notify, tmp_path: Path) -> None:
+@pytest.fixture
+def caught_up(arxiv, smtp, write_config, notify, tmp_path: Path):
+    """A running daemon that has served the slot it missed (send_at is an hour away)."""
     data = config_dict(arxiv.url, smtp.port, send_at=send_at(timedelta(hours=1)), days=ALL_DAYS)
     cfg = write_config(data)
     log = tmp_path / "daemon.log"
     with running(cfg, notify, log) as proc:
-        # READY once config and store are loaded; the missed slot is caught up at once
         assert wait_for(lambda: "READY" in notify.states()), log.read_text()
         assert wait_for(lambda: len(smtp.received) == 2), log.read_text()
-        assert sorted(r.rcpt_tos[0] for r in smtp.received) == [
-            "alice@example.org",
-            "bob@example.org",
-        ]
-        assert wait_for(lambda: notify.states().count("WATCHDOG") >= 2)
+        yield proc, cfg, data, log
 
-        # a broken edit: logged with its place, the daemon keeps running
-        cfg.write_text("subscribers:\n  - email: broken\n    keywords: [x\n")
-        proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "reload (SIGHUP) failed" in log.read_text()), log.read_text()
-        assert "line 4, column 1: YAML syntax error" in log.read_text()
-        assert proc.poll() is None
 
-        # a good edit: a new subscriber, and a cycle a few seconds from now
-        data["subscribers"].append({"email": "carol@example.org", "keywords": ["proton"]})
-        data["settings"]["send_at"] = send_at(timedelta(seconds=3))
-        cfg.write_text(yaml.safe_dump(data))
-        proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "reloaded" in log.read_text()), log.read_text()
-        assert wait_for(lambda: len(smtp.received) == 3, timeout=30), log.read_text()
-        assert smtp.received[2].rcpt_tos == ["carol@example.org"]  # the others had theirs
-
-        # SIGTERM: exit 0 within 10 seconds, with STOPPING sent
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-        assert time.monotonic() - t0 < 10
-    states = notify.states()
-    assert states[0] == "READY" and states[-1] == "STOPPING"
-    assert "STATUS" in states and "RELOADING" in states
-    assert states.index("RELOADING") < len(states) - 1 - states[::-1].index("READY")
-    # journald style: priority prefixes, no timestamps of our own
-    lines = [ln for ln in log.read_text().splitlines() if ln]
-    assert lines and all(ln[:3] in ("<3>", "<4>", "<6>", "<7>") for ln in lines), lines
-    assert any("cycle ok:" in ln for ln in lines)
-    # the store is readable and records both slots' deliveries
+def test_ready_and_the_missed_slot_is_caught_up_at_once(caught_up, smtp, notify) -> None:
+    _, cfg, _, log = caught_up
+    assert notify.states()[0] == "READY"
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == [
+        "alice@example.org",
+        "bob@example.org",
+    ]
+    assert wait_for(lambda: "cycle ok:" in log.read_text()), log.read_text()
     db = json.loads((cfg.parent / "digest.json").read_text())
-    delivered = {d["email"]: d["delivered"] for d in db["subscribers"].values()}
-    assert all(delivered[e] for e in ("alice@example.org", "bob@example.org", "carol@example.org"))
+    assert db["meta"]["1"]["last_slot"]  # the slot is recorded as done
 
-    # restarted on the same day: the slot is done, nothing is sent twice
+
+def test_the_watchdog_is_fed_and_the_status_told(caught_up, notify) -> None:
+    assert wait_for(lambda: notify.states().count("WATCHDOG") >= 2)
+    assert wait_for(lambda: any(m.startswith("STATUS=last: ") for m in notify.messages))
+
+
+def test_log_lines_are_journald_style(caught_up) -> None:
+    _, _, _, log = caught_up
+    assert wait_for(lambda: "cycle ok:" in log.read_text())
+    lines = [ln for ln in log.read_text().splitlines() if ln]
+    # priority prefixes, no timestamps of our own
+    assert lines and all(ln[:3] in ("<3>", "<4>", "<6>", "<7>") for ln in lines), lines
+
+
+def test_a_broken_edit_is_logged_with_its_place_and_the_daemon_keeps_running(caught_up) -> None:
+    proc, cfg, _, log = caught_up
+    cfg.write_text("subscribers:\n  - email: broken\n    keywords: [x\n")
+    proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload (SIGHUP) failed" in log.read_text()), log.read_text()
+    assert "line 4, column 1: YAML syntax error" in log.read_text()
+    assert proc.poll() is None
+
+
+def test_a_good_edit_reloads_and_its_new_slot_is_served(caught_up, smtp, notify) -> None:
+    proc, cfg, data, log = caught_up
+    data["subscribers"].append({"email": "carol@example.org", "keywords": ["proton"]})
+    data["settings"]["send_at"] = send_at(timedelta(seconds=3))
+    cfg.write_text(yaml.safe_dump(data))
+    proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded" in log.read_text()), log.read_text()
+    assert wait_for(lambda: len(smtp.received) == 3, timeout=30), log.read_text()
+    assert smtp.received[2].rcpt_tos == ["carol@example.org"]  # the others had theirs
+    states = notify.states()
+    assert states.index("RELOADING") < len(states) - 1 - states[::-1].index("READY")
+
+
+def test_sigterm_exits_0_within_10_seconds_with_stopping_last(caught_up, notify) -> None:
+    proc, _, _, _ = caught_up
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - t0 < 10
+    assert wait_for(lambda: notify.states()[-1] == "STOPPING")
+
+
+def test_a_restart_on_the_same_day_sends_nothing_twice(caught_up, smtp, notify) -> None:
+    proc, cfg, _, log = caught_up
+    assert wait_for(lambda: "cycle ok:" in log.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
     notify.messages.clear()
-    with running(cfg, notify, log) as proc:
+    with running(cfg, notify, log) as again:
         assert wait_for(lambda: "READY" in notify.states())
         time.sleep(1.5)
-        assert len(smtp.received) == 3
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
+        assert len(smtp.received) == 2
+        again.send_signal(signal.SIGINT)
+        assert again.wait(10) == 0
 
 
 def test_a_broken_config_at_start_exits_78_before_ready(tmp_path: Path, notify) -> None:
@@ -191,13 +217,73 @@ def test_sigterm_during_a_slow_fetch_stops_quickly_and_records_nothing(
     assert all(not d["delivered"] for d in db.get("subscribers", {}).values())
 
 
+def stop_in_phase(proc: subprocess.Popen) -> float:
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    return time.monotonic() - t0
+
+
+def nothing_delivered(cfg: Path) -> bool:
+    db = json.loads((cfg.parent / "digest.json").read_text())
+    return all(not d["delivered"] for d in db.get("subscribers", {}).values())
+
+
+def test_sigterm_during_the_arxiv_back_off_exits_at_once_and_records_nothing(
+    arxiv, smtp, write_config, notify, tmp_path: Path
+) -> None:
+    arxiv.state.faults = ["503"] * 100  # back-off of 5, 10, 20, 40 s between attempts
+    cfg = write_config(config_dict(arxiv.url, smtp.port, days=ALL_DAYS))
+    log = tmp_path / "daemon.log"
+    with running(cfg, notify, log) as proc:
+        assert wait_for(lambda: "retry 1 of 4" in log.read_text()), log.read_text()
+        assert stop_in_phase(proc) < 3
+    assert len(arxiv.state.requests) == 1 and smtp.received == []
+    assert nothing_delivered(cfg)
+
+
+def test_sigterm_during_an_arxiv_request_cancels_it_and_records_nothing(
+    arxiv, smtp, write_config, notify, tmp_path: Path
+) -> None:
+    arxiv.state.delay = 30.0  # the first page hangs (the client's timeout is 5 s)
+    cfg = write_config(config_dict(arxiv.url, smtp.port, days=ALL_DAYS))
+    log = tmp_path / "daemon.log"
+    with running(cfg, notify, log) as proc:
+        assert wait_for(lambda: len(arxiv.state.requests) >= 1)
+        assert stop_in_phase(proc) < 3
+    assert smtp.received == [] and nothing_delivered(cfg)
+
+
+def test_sigterm_during_a_slow_send_exits_in_time_and_records_nothing(
+    arxiv, smtp, write_config, notify, tmp_path: Path
+) -> None:
+    smtp.behaviour.data_delay = 30.0  # the server sits on the first message
+    cfg = write_config(config_dict(arxiv.url, smtp.port, days=ALL_DAYS))
+    log = tmp_path / "daemon.log"
+    with running(cfg, notify, log) as proc:
+        assert wait_for(lambda: "fetched" in log.read_text()), log.read_text()
+        time.sleep(0.5)  # composing is quick: the first DATA is in flight
+        assert stop_in_phase(proc) < 10
+    assert smtp.received == [] and nothing_delivered(cfg)
+    assert "cycle interrupted by stop" in log.read_text()
+
+
 def test_sd_notify_without_systemd_is_a_no_op() -> None:
     assert sd_notify("READY=1", {}) is False
 
 
-def test_sd_notify_abstract_and_path_sockets(notify) -> None:
+def test_sd_notify_on_a_path_socket(notify) -> None:
     assert sd_notify("STATUS=hello", {"NOTIFY_SOCKET": str(notify.path)}) is True
     assert wait_for(lambda: notify.messages == ["STATUS=hello"])
+
+
+def test_sd_notify_on_an_abstract_socket() -> None:
+    name = f"digest-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)  # Linux abstract namespace: no file on disk
+        sock.settimeout(5)
+        assert sd_notify("READY=1", {"NOTIFY_SOCKET": "@" + name}) is True
+        assert sock.recv(4096) == b"READY=1"
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec() -> None:
@@ -219,3 +305,79 @@ def test_scheduler_has_one_job_per_cycle_day_in_the_configured_zone() -> None:
     }
     assert all(str(j.at_time_zone) == "Europe/Berlin" for j in sched.jobs)
     assert sched.idle_seconds is not None and sched.idle_seconds > 0
+
+
+# -- in-process, on a fake clock -----------------------------------------------------
+
+
+class FakeTime:
+    """The daemon's clock and sleep: sleeping moves the clock, and nothing waits for real."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+        self.on_sleep: Callable[[], None] = lambda: None
+
+    def clock(self) -> datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.on_sleep()
+        await asyncio.sleep(0)
+
+
+def run_in_process(cfg: Path, fake: FakeTime, until: Callable[[], bool], limit: timedelta) -> int:
+    """Run the daemon until ``until()`` or until ``limit`` has passed on the fake clock."""
+
+    async def go() -> int:
+        daemon = Daemon(cfg, env={}, clock=fake.clock, sleep=fake.sleep, notify=lambda s: True)
+        start = fake.now
+
+        def on_sleep() -> None:
+            if until() or fake.now - start > limit:
+                daemon.stop.set()
+                daemon.wake.set()
+
+        fake.on_sleep = on_sleep
+        return await daemon.run()
+
+    return asyncio.run(go())
+
+
+def test_on_a_fake_clock_the_next_slot_is_served_when_it_comes(arxiv, smtp, write_config) -> None:
+    fake = FakeTime(datetime.now(UTC))
+    slot = fake.now + timedelta(hours=1)
+    cfg = write_config(config_dict(arxiv.url, smtp.port, send_at=f"{slot:%H:%M:%S}", days=ALL_DAYS))
+    added: list[str] = []
+
+    def until() -> bool:
+        # half an hour in, a new proton paper appears: only the next slot can send it
+        if not added and fake.now > slot - timedelta(minutes=30):
+            arxiv.state.entries.insert(0, make_entry("2612.99999", "A proton", "Proton."))
+            added.append(f"{fake.now:%H:%M}")
+        return False
+
+    assert run_in_process(cfg, fake, until, limit=timedelta(hours=3)) == 0
+    rcpts = [r.rcpt_tos[0] for r in smtp.received]
+    # the missed slot at once, then the new paper at the next slot, to alice only
+    assert sorted(rcpts[:2]) == ["alice@example.org", "bob@example.org"]
+    assert rcpts[2:] == ["alice@example.org"]
+    db = json.loads((cfg.parent / "digest.json").read_text())
+    assert db["meta"]["1"]["last_slot"].startswith(f"{slot:%Y-%m-%dT%H:%M:%S}")
+
+
+def test_a_rejected_query_is_not_retried_but_arxiv_trouble_is(arxiv, smtp, write_config) -> None:
+    arxiv.state.faults = ["error400"] * 100
+    cfg = write_config(config_dict(arxiv.url, smtp.port, days=ALL_DAYS))
+    fake = FakeTime(datetime.now(UTC))
+    assert run_in_process(cfg, fake, lambda: False, limit=timedelta(hours=2)) == 0
+    assert len(arxiv.state.requests) == 1  # not again every 15 minutes
+
+    arxiv.state.requests.clear()
+    arxiv.state.faults = ["503"] * 1000
+    data = config_dict(arxiv.url, smtp.port, days=ALL_DAYS)
+    data["settings"]["arxiv"]["max_retries"] = 0
+    cfg.write_text(yaml.safe_dump(data))
+    fake = FakeTime(datetime.now(UTC))
+    assert run_in_process(cfg, fake, lambda: False, limit=timedelta(hours=2)) == 0
+    assert 7 <= len(arxiv.state.requests) <= 9  # every 15 minutes for two hours

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from digest import __version__
-from digest.errors import ArxivQueryError, FetchError
+from digest.errors import ArxivQueryError, FetchError, Stopped
 from digest.fetch import ArxivClient
 from digest.models import ArxivSettings
+from digest.stop import Stop
 from tests.support.arxiv_server import ArxivServer, load_entries
 
 PAGES = (
@@ -124,12 +127,17 @@ def test_connection_refused_is_a_fetch_error() -> None:
         fetch(settings("http://127.0.0.1:9/api/query", max_retries=1), sleep=FakeSleep())
 
 
-def test_one_connection_at_a_time() -> None:
-    # httpx pool limits: one connection, reused
-    client = ArxivClient(settings("http://127.0.0.1:9/"))
-    pool = client._client._transport._pool  # type: ignore[attr-defined]
-    assert pool._max_connections == 1
-    asyncio.run(client._client.aclose())
+def test_one_connection_at_a_time(server: ArxivServer) -> None:
+    # two fetches at once on one client: the server never answers two requests at once
+    server.state.delay = 0.1
+
+    async def go():
+        async with ArxivClient(settings(server.url, request_interval=0.0)) as client:
+            return await asyncio.gather(client.fetch_all(["a"]), client.fetch_all(["b"]))
+
+    first, second = asyncio.run(go())
+    assert len(first) == len(second) == 30 and len(server.state.requests) == 6
+    assert server.state.max_in_flight == 1
 
 
 def test_several_queries_merge_and_deduplicate(server: ArxivServer) -> None:
@@ -139,9 +147,13 @@ def test_several_queries_merge_and_deduplicate(server: ArxivServer) -> None:
 
 
 def test_transport_is_injectable() -> None:
-    body = (load_entries([PAGES[0]])[0] + b"</feed>").replace(b"214881", b"0")
+    header, entries = load_entries([PAGES[0]])
+    body = header + b"".join(entries) + b"</feed>"
+    body = body.replace(b">214881<", b">10<")  # one page of ten results
+    seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
         return httpx.Response(200, content=body)
 
     async def go():
@@ -150,7 +162,72 @@ def test_transport_is_injectable() -> None:
         ) as c:
             return await c.fetch_all(["q"])
 
-    assert asyncio.run(go()) == ()
+    papers = asyncio.run(go())
+    assert len(papers) == 10 and papers[0].id == "2202.12139"
+    assert [r.url.host for r in seen] == ["arxiv.test"]  # no socket, the transport answered
+    assert seen[0].url.params["search_query"] == "q"
+
+
+def test_retry_after_as_a_date_is_read_on_the_injected_clock() -> None:
+    header, entries = load_entries([PAGES[0]])
+    ok = (header + b"".join(entries) + b"</feed>").replace(b">214881<", b">10<")
+    answers = [
+        httpx.Response(503, headers={"Retry-After": "Mon, 30 Nov 2026 07:00:40 GMT"}),
+        httpx.Response(200, content=ok),
+    ]
+    sleep = FakeSleep()
+
+    async def go():
+        async with ArxivClient(
+            settings("http://arxiv.test/api/query", request_interval=0.0),
+            transport=httpx.MockTransport(lambda request: answers.pop(0)),
+            sleep=sleep,
+            wall_clock=lambda: datetime(2026, 11, 30, 7, 0, tzinfo=UTC),
+            rng=random.Random(1),
+        ) as c:
+            return await c.fetch_all(["q"])
+
+    assert len(asyncio.run(go())) == 10
+    # the date is 40 s after the injected now (the real clock would say it passed long ago)
+    assert sleep.calls == [pytest.approx(40.0, abs=0.5)]
+
+
+def seconds_to_stop(server: ArxivServer, s: ArxivSettings, after_first: float) -> float:
+    """Stop ``after_first`` seconds after the server saw the first request; how long it took."""
+
+    async def go() -> float:
+        stop = Stop()
+        async with ArxivClient(s, stop=stop) as client:
+            task = asyncio.ensure_future(client.fetch_all(["q"]))
+            while not server.state.requests:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(after_first)
+            t0 = time.monotonic()
+            stop.event.set()
+            with pytest.raises(Stopped):
+                await task
+            return time.monotonic() - t0
+
+    return asyncio.run(go())
+
+
+def test_a_stop_interrupts_the_back_off_at_once(server: ArxivServer) -> None:
+    server.state.faults = ["503"] * 10
+    # 0.2 s after the first answer the client is in its first back-off (2.5 s or more)
+    assert seconds_to_stop(server, settings(server.url), after_first=0.2) < 0.5
+    assert len(server.state.requests) == 1
+
+
+def test_a_stop_cancels_the_request_in_flight(server: ArxivServer) -> None:
+    server.state.delay = 3.0
+    assert seconds_to_stop(server, settings(server.url, timeout=10.0), after_first=0.0) < 0.5
+
+
+def test_a_rejected_query_carries_its_facts_and_is_not_retryable(server: ArxivServer) -> None:
+    server.state.faults = ["error400"]
+    with pytest.raises(ArxivQueryError) as info:
+        fetch(settings(server.url), sleep=FakeSleep())
+    assert (info.value.status, info.value.url, info.value.retryable) == (400, server.url, False)
 
 
 def test_user_agent_names_the_operator_contact_not_a_third_party(server: ArxivServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from digest.errors import DeliveryError, SmtpConfigError
 from digest.mailer import Mailer
 from digest.models import SmtpSettings
+from digest.stop import Stop
 from tests.support.smtp_server import SmtpServer
 
 
@@ -186,3 +188,40 @@ def test_wrong_password_is_a_config_error_for_check(certificate) -> None:
 def test_check_reports_an_unreachable_server() -> None:
     with pytest.raises(DeliveryError, match="cannot connect"):
         asyncio.run(Mailer(plain(9)).check())
+
+
+def test_a_stop_cuts_a_slow_send_after_the_grace_and_defers_the_rest(smtp: SmtpServer) -> None:
+    smtp.behaviour.data_delay = 5.0
+
+    async def go():
+        stop = Stop(sleep=NoSleep())
+        mailer = Mailer(plain(smtp.port), stop=stop, stop_grace=0.2)
+        batch = [(r, r, message(r)) for r in ("a@example.org", "b@example.org")]
+        task = asyncio.ensure_future(mailer.send_all(batch))
+        await asyncio.sleep(0.3)  # a's DATA is in flight
+        t0 = time.monotonic()
+        stop.event.set()
+        outcomes = await task
+        return outcomes, time.monotonic() - t0
+
+    outcomes, took = asyncio.run(go())
+    assert took < 1.0
+    assert [o.status for o in outcomes] == ["deferred", "deferred"]
+    assert "stopping" in outcomes[0].detail and "stopping" in outcomes[1].detail
+
+
+def test_a_stop_ends_the_back_off_between_attempts(smtp: SmtpServer) -> None:
+    smtp.behaviour.refuse["a@example.org"] = "450 try later"
+
+    async def go():
+        stop = Stop()  # the real sleep: without the stop this would wait 1 + 2 s
+        mailer = Mailer(plain(smtp.port), stop=stop)
+        task = asyncio.ensure_future(mailer.send_all([("a", "a@example.org", message("a"))]))
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        stop.event.set()
+        (outcome,) = await task
+        return outcome, time.monotonic() - t0
+
+    outcome, took = asyncio.run(go())
+    assert took < 0.5 and outcome.status == "deferred" and "stopping" in outcome.detail

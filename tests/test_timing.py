@@ -102,23 +102,3 @@ def test_seconds_in_send_at() -> None:
 )
 def test_announcements_between(start, end, expected) -> None:
     assert announcements_between(start, end) == expected
-
-
-def test_status_says_whether_a_quiet_cycle_is_expected() -> None:
-    from digest.cli import quiet_cycle_note
-
-    saturday = {
-        "started": "2026-12-05T07:00:00+00:00",
-        "new_papers": 0,
-        "result": "ok",
-        "previous_fetch": "2026-12-04T07:00:00+00:00",
-    }
-    assert "as expected" in quiet_cycle_note(saturday)
-    tuesday = {
-        **saturday,
-        "started": "2026-12-01T07:00:00+00:00",
-        "previous_fetch": "2026-11-30T07:00:00+00:00",
-    }
-    assert quiet_cycle_note(tuesday).startswith("suspicious: arXiv announced 1 time")
-    assert quiet_cycle_note({**tuesday, "new_papers": 3}) is None
-    assert "first cycle" in quiet_cycle_note({**tuesday, "previous_fetch": None})

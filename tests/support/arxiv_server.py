@@ -113,6 +113,8 @@ class ArxivState:
     faults: list[str] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     delay: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most requests ever being answered at once
 
     def page(self, start: int, size: int, id_list: str | None = None) -> bytes:
         entries = self.entries if not id_list else by_ids(self.entries, id_list.split(","))
@@ -132,6 +134,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         state = self.server.state
+        with self.server.lock:
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            self._answer(state)
+        finally:
+            with self.server.lock:
+                state.in_flight -= 1
+
+    def _answer(self, state: ArxivState) -> None:
         query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
         with self.server.lock:
             state.requests.append(

@@ -38,6 +38,7 @@ class Behaviour:
     close_always: bool = False  # ... and keep answering 421 from then on
     drop_at_data: int = 0  # drop the connection at DATA this many times
     logins: dict[str, str] = field(default_factory=dict)
+    data_delay: float = 0.0  # seconds to wait before answering DATA
 
 
 class _Handler:
@@ -55,6 +56,8 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         b = self.srv.behaviour
+        if b.data_delay:
+            await asyncio.sleep(b.data_delay)
         if b.drop_at_data > 0:
             b.drop_at_data -= 1
             server.transport.close()

@@ -1,98 +1,21 @@
-"""Query building and Atom parsing: pure functions, recorded arXiv responses."""
+"""Atom parsing and arXiv ids: pure functions on recorded arXiv responses."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 
 from digest.errors import ArxivQueryError
 from digest.feed import MalformedPage, parse_page
-from digest.models import Subscriber, split_arxiv_id
-from digest.query import (
-    MAX_WINDOW_DAYS,
-    Terms,
-    build_queries,
-    collect_terms,
-    page_params,
-    url_length,
-    window,
-)
+from digest.models import split_arxiv_id
 
 FIX = Path(__file__).parent / "fixtures"
-NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
-API = "https://export.arxiv.org/api/query"
 
 
 def read(name: str) -> bytes:
     return (FIX / name).read_bytes()
-
-
-# -- query ----------------------------------------------------------------------
-
-
-def test_union_of_keywords_is_deduplicated_across_subscribers() -> None:
-    subs = [
-        Subscriber("a@x.org", ("Graph", "compilers")),
-        Subscriber("b@x.org", ("graphs", "LLM"), authors=("Jane Doe",)),
-    ]
-    terms = collect_terms(subs)
-    assert terms.keywords == ("Graph", "compilers", "LLM")
-    assert terms.authors == ("Jane Doe",)
-
-
-def test_one_query_for_many_keywords_with_phrases_and_date_window() -> None:
-    start, end = NOW - timedelta(days=7), NOW
-    (q,) = build_queries(
-        Terms(("reinforcement learning", "compiler"), ("Jane Doe",), ("cs",)),
-        start,
-        end,
-        api_url=API,
-        page_size=200,
-    )
-    assert q == (
-        '(ti:"reinforcement learning" OR abs:"reinforcement learning" OR '
-        'ti:"compiler" OR abs:"compiler" OR au:"Jane Doe") AND (cat:cs.*) '
-        "AND submittedDate:[202611230700 TO 202611300700]"
-    )
-
-
-def test_many_keywords_split_into_as_few_queries_as_url_length_allows() -> None:
-    keywords = tuple(f"keyword number {i}" for i in range(300))
-    queries = build_queries(
-        Terms(keywords, ()), NOW - timedelta(days=7), NOW, api_url=API, page_size=200
-    )
-    assert 1 < len(queries) < 30
-    for q in queries:
-        assert url_length(API, q, 200) <= 4000
-    joined = " ".join(queries)
-    assert all(f'ti:"{k}"' in joined for k in keywords)
-    # greedy packing: no two neighbouring queries could have been one
-    assert len(queries) <= len(" ".join(queries)) // 3000 + 1
-
-
-def test_page_params_sort_newest_submissions_first() -> None:
-    p = page_params("q", 200, 100)
-    assert p == {
-        "search_query": "q",
-        "start": "200",
-        "max_results": "100",
-        "sortBy": "submittedDate",
-        "sortOrder": "descending",
-    }
-    assert "search_query=q" in urlencode(p)
-
-
-def test_window_is_a_week_and_reaches_back_after_downtime() -> None:
-    assert window(NOW, None, 2) == (NOW - timedelta(days=7), NOW)
-    assert window(NOW, NOW - timedelta(days=10), 2)[0] == NOW - timedelta(days=17)
-    assert window(NOW, NOW - timedelta(days=400), 2)[0] == NOW - timedelta(days=MAX_WINDOW_DAYS)
-    assert window(NOW, None, 14)[0] == NOW - timedelta(days=15)
-
-
-# -- ids -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -106,9 +29,6 @@ def test_window_is_a_week_and_reaches_back_after_downtime() -> None:
 )
 def test_versionless_ids(raw: str, expected: tuple[str, int]) -> None:
     assert split_arxiv_id(raw) == expected
-
-
-# -- feed -------------------------------------------------------------------------
 
 
 def test_new_layout_page_parses_every_field() -> None:

@@ -1,0 +1,267 @@
+"""What each subscriber is owed this cycle: pure functions, no I/O, no clock.
+
+The planner takes the configuration, a read-only ``Snapshot`` of the store,
+the papers just fetched and the time, and returns one ``Plan`` per subscriber
+saying what to send and why (or why not). ``once``, ``run``, ``preview`` and
+``status`` all ask it, so they can never disagree about what is pending.
+What the store must remember afterwards (watermarks, the served slot) is in
+the plan too; the cycle writes it only after the side effect it depends on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from digest.errors import UsageError
+from digest.matching import match_paper, paper_text, phrase_key, unique_phrases
+from digest.models import (
+    Config,
+    Match,
+    Paper,
+    Settings,
+    Subscriber,
+    newest_first,
+    newest_versions,
+)
+from digest.query import Terms
+from digest.store import SubscriberState
+from digest.timing import announcements_between, weekly_slot
+
+# New versions are watched for this long after a paper was sent (each batch of
+# about 300 ids costs one more request per cycle).
+REVISION_WATCH_DAYS = 30
+
+Reason = Literal["send", "nothing", "waiting", "empty-note"]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the planner may know of the store, read once before the cycle."""
+
+    states: Mapping[str, SubscriberState] = field(default_factory=dict)  # by email
+    cached: tuple[Paper, ...] = ()  # the paper cache
+    last_fetch: datetime | None = None
+
+    def state(self, email: str) -> SubscriberState:
+        return self.states.get(email) or SubscriberState(email=email)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One subscriber's part of the cycle, and the reason for it."""
+
+    subscriber: Subscriber
+    reason: Reason
+    matches: tuple[Match, ...] = ()  # pending (also when "waiting": status counts them)
+    revisions: tuple[Match, ...] = ()
+    empty_reason: str | None = None  # set for an "empty-note"
+    served_slot: datetime | None = None  # the weekly slot this serves, if weekly
+    term_keys: tuple[str, ...] = ()  # watermarks the store must hold after the cycle
+    watermark_start: datetime | None = None  # where a new term's watermark starts
+    cycle_id: str = ""
+
+    @property
+    def sends(self) -> bool:
+        return self.reason in ("send", "empty-note")
+
+
+@dataclass(frozen=True, slots=True)
+class CyclePlan:
+    plans: tuple[Plan, ...]
+    new_papers: int  # fetched ids the cache did not have
+
+
+# --------------------------------------------------------------------------
+# Before the fetch
+
+
+def select_subscribers(config: Config, only: str | None) -> tuple[Subscriber, ...]:
+    """Everybody, or the one ``--subscriber`` asked for."""
+    if only is None:
+        return config.subscribers
+    subs = tuple(s for s in config.subscribers if s.email.casefold() == only.casefold())
+    if not subs:
+        raise UsageError(f"no subscriber {only} in {config.path}")
+    return subs
+
+
+def fetch_terms(subs: Iterable[Subscriber], categories: Sequence[str] = ()) -> Terms:
+    """Union of everybody's keywords and authors, first-seen order.
+
+    Phrases that normalise alike ("Compiler", "compilers") are asked once:
+    matching is local anyway, the query only gathers candidates.
+    """
+    subs = tuple(subs)
+    return Terms(
+        unique_phrases(k for s in subs for k in s.keywords),
+        unique_phrases(a for s in subs for a in s.authors),
+        tuple(categories),
+    )
+
+
+def revision_watch(subs: Iterable[Subscriber], snapshot: Snapshot, now: datetime) -> set[str]:
+    """Ids whose new versions someone wants to hear of: delivered within the watch period."""
+    since = now - timedelta(days=REVISION_WATCH_DAYS)
+    ids: set[str] = set()
+    for sub in subs:
+        if sub.include_revisions:
+            state = snapshot.state(sub.email)
+            ids.update(i for i, at in state.delivered_at.items() if at >= since)
+    return ids
+
+
+# --------------------------------------------------------------------------
+# The diff
+
+
+def term_key(kind: Literal["k", "a"], phrase: str) -> str:
+    """Watermark key: normalised, so re-capitalising a keyword does not restart it."""
+    return f"{kind}:{phrase_key(phrase)}"
+
+
+def term_keys(sub: Subscriber) -> tuple[str, ...]:
+    return tuple(term_key("k", k) for k in sub.keywords) + tuple(
+        term_key("a", a) for a in sub.authors
+    )
+
+
+def pending_matches(
+    sub: Subscriber,
+    papers: Iterable[Paper],
+    delivered: Mapping[str, int],
+    watermarks: Mapping[str, datetime],
+    global_categories: Sequence[str] = (),
+    texts: Mapping[str, str] | None = None,
+) -> tuple[Match, ...]:
+    """The matches ``sub`` has not been sent, each keyword counted from its watermark.
+
+    A paper submitted before a keyword's watermark (the keyword is newer
+    than ``lookback_days`` allows) does not count for that keyword.
+    """
+    oldest = min(watermarks.values(), default=None)
+    out = []
+    for p in papers:
+        if p.id in delivered or (oldest is not None and p.published < oldest):
+            continue
+        m = match_paper(p, sub, global_categories, texts.get(p.id) if texts else None)
+        if m is None:
+            continue
+        kws = tuple(k for k in m.keywords if p.published >= watermarks[term_key("k", k)])
+        aus = tuple(a for a in m.authors if p.published >= watermarks[term_key("a", a)])
+        if kws or aus:
+            out.append(Match(paper=p, keywords=kws, authors=aus))
+    return tuple(out)
+
+
+def revised_matches(
+    sub: Subscriber,
+    delivered: Mapping[str, int],
+    candidates: Mapping[str, Paper],
+    global_categories: Sequence[str] = (),
+) -> tuple[Match, ...]:
+    """Papers ``sub`` was sent that now have a newer version (each version once)."""
+    out = []
+    for paper_id, version in delivered.items():
+        p = candidates.get(paper_id)
+        if p is not None and p.version > version:
+            m = match_paper(p, sub, global_categories)
+            out.append(m or Match(paper=p, keywords=()))
+    return tuple(out)
+
+
+def cycle_id(now: datetime, matches: Sequence[Match]) -> str:
+    """Same day and same papers give the same id (and so the same Message-ID)."""
+    digest = hashlib.sha256(",".join(sorted(m.paper.id for m in matches)).encode())
+    return f"{now:%Y%m%d}.{digest.hexdigest()[:10]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The papers every subscriber is matched against, prepared once per cycle."""
+
+    ordered: tuple[Paper, ...]  # newest submission first
+    by_id: Mapping[str, Paper]
+    texts: Mapping[str, str]  # normalised once, not once per subscriber
+
+
+def candidates(cached: Iterable[Paper], fetched: Iterable[Paper]) -> Candidates:
+    """The cache and the fetch merged, the newest version of each paper winning."""
+    by_id = newest_versions(cached, fetched)
+    ordered = tuple(sorted(by_id.values(), key=newest_first, reverse=True))
+    return Candidates(ordered, by_id, {p.id: paper_text(p) for p in ordered})
+
+
+def _weekly_slot(
+    sub: Subscriber, state: SubscriberState, settings: Settings, now: datetime
+) -> tuple[datetime | None, bool]:
+    """The weekly slot ``sub`` is owed (None for daily), and whether it waits instead."""
+    if sub.frequency != "weekly" or not sub.weekday:
+        return None, False
+    slot = weekly_slot(now, sub.weekday, settings)
+    # served once per weekly slot; a new subscriber waits for the next one
+    anchor = state.served_slot or state.first_seen or now
+    return slot, anchor >= slot
+
+
+def _empty_reason(state: SubscriberState, now: datetime, last_fetch: datetime | None) -> str:
+    since = state.last_sent or last_fetch or now - timedelta(days=1)
+    if announcements_between(since, now) == 0:
+        return "arXiv has announced no new papers since your last digest"
+    return "none of the papers arXiv announced since your last digest matched"
+
+
+def plan_subscriber(
+    sub: Subscriber,
+    state: SubscriberState,
+    pool: Candidates,
+    settings: Settings,
+    now: datetime,
+    last_fetch: datetime | None,
+) -> Plan:
+    """What ``sub`` gets this cycle, and why."""
+    start = now - timedelta(days=settings.lookback_days)
+    keys = term_keys(sub)
+    marks = {k: state.watermarks.get(k, start) for k in keys}
+    cats = settings.arxiv.categories
+    matches = pending_matches(sub, pool.ordered, state.delivered, marks, cats, pool.texts)
+    revisions = (
+        revised_matches(sub, state.delivered, pool.by_id, cats) if sub.include_revisions else ()
+    )
+    slot, waiting = _weekly_slot(sub, state, settings, now)
+    base = Plan(sub, "nothing", matches, term_keys=keys, watermark_start=start)
+    if waiting:
+        return replace(base, reason="waiting")
+    base = replace(base, served_slot=slot)
+    if matches or revisions:
+        ident = cycle_id(now, (*matches, *revisions))
+        return replace(base, reason="send", revisions=revisions, cycle_id=ident)
+    if sub.send_empty and state.last_empty != f"{now:%Y-%m-%d}":
+        reason = _empty_reason(state, now, last_fetch)
+        return replace(base, reason="empty-note", empty_reason=reason, cycle_id=cycle_id(now, ()))
+    return base
+
+
+def plan_cycle(
+    subs: Sequence[Subscriber],
+    settings: Settings,
+    snapshot: Snapshot,
+    fetched: Sequence[Paper],
+    now: datetime,
+) -> CyclePlan:
+    """One ``Plan`` per subscriber, from the cache plus what was just fetched."""
+    pool = candidates(snapshot.cached, fetched)
+    plans = tuple(
+        plan_subscriber(s, snapshot.state(s.email), pool, settings, now, snapshot.last_fetch)
+        for s in subs
+    )
+    return CyclePlan(plans, count_new(snapshot, fetched))
+
+
+def count_new(snapshot: Snapshot, fetched: Iterable[Paper]) -> int:
+    """Fetched ids the cache did not have."""
+    known = {p.id for p in snapshot.cached}
+    return len({p.id for p in fetched} - known)

@@ -1,0 +1,160 @@
+"""What a cycle did: per-subscriber reports, the cycle record, and their wording.
+
+``CycleRecord`` is what the store keeps of the last cycle (``status`` and the
+quiet-cycle note read it); ``to_dict``/``from_dict`` are its only translation
+to and from the store's JSON, so nobody reads the record by string keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from digest.errors import EXIT_OK, EXIT_TEMPFAIL
+
+Status = Literal["sent", "nothing", "waiting", "dry-run", "outbox", "deferred", "refused", "failed"]
+Result = Literal["ok", "partial", "failed"]
+
+_NOT_DELIVERED = ("deferred", "refused", "failed")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberReport:
+    email: str
+    status: Status
+    papers: int = 0
+    titles: tuple[str, ...] = ()
+    detail: str = ""
+    revisions: int = 0
+    empty: bool = False  # a "nothing new" note
+
+    def line(self) -> str:
+        n = _plural(self.papers, "paper")
+        if self.revisions:
+            n += f" and {_plural(self.revisions, 'update')}"
+        if self.empty:
+            n = 'a "nothing new" note'
+        text = {
+            "sent": f"sent {n}",
+            "nothing": "nothing new",
+            "waiting": "not due today",
+            "dry-run": f"would send {n}",
+            "outbox": f"wrote {n} to the outbox",
+            "deferred": f"deferred, {n} stay pending",
+            "refused": f"refused by the server, {n} stay pending",
+            "failed": f"failed, {n} stay pending",
+        }[self.status]
+        return f"{self.email}: {text}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRecord:
+    """The stored summary of the last cycle."""
+
+    started: datetime
+    finished: datetime
+    result: Result
+    requests: int
+    fetched: int
+    new_papers: int
+    counts: Mapping[str, int] = field(default_factory=dict)  # status -> subscribers
+    error: str | None = None
+    matched: int = 0
+    previous_fetch: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "started": self.started.isoformat(),
+            "finished": self.finished.isoformat(),
+            "result": self.result,
+            "requests": self.requests,
+            "fetched": self.fetched,
+            "new_papers": self.new_papers,
+            "counts": dict(self.counts),
+            "error": self.error,
+            "matched": self.matched,
+            "previous_fetch": self.previous_fetch.isoformat() if self.previous_fetch else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CycleRecord:
+        previous = d.get("previous_fetch")
+        return cls(
+            started=datetime.fromisoformat(d["started"]),
+            finished=datetime.fromisoformat(d["finished"]),
+            result=d["result"],
+            requests=int(d.get("requests", 0)),
+            fetched=int(d.get("fetched", 0)),
+            new_papers=int(d.get("new_papers", 0)),
+            counts={str(k): int(v) for k, v in (d.get("counts") or {}).items()},
+            error=d.get("error"),
+            matched=int(d.get("matched", 0)),
+            previous_fetch=datetime.fromisoformat(previous) if previous else None,
+        )
+
+    def counts_text(self) -> str:
+        return ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items())) or "no subscribers"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    started: datetime
+    finished: datetime
+    requests: int
+    fetched: int
+    new_papers: int
+    subscribers: tuple[SubscriberReport, ...] = ()
+    error: str | None = None
+    dry_run: bool = False
+    previous_fetch: datetime | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error or any(r.status in _NOT_DELIVERED for r in self.subscribers):
+            return EXIT_TEMPFAIL
+        return EXIT_OK
+
+    @property
+    def result(self) -> Result:
+        if self.error:
+            return "failed"
+        return "ok" if self.exit_code == EXIT_OK else "partial"
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.subscribers:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        papers = sum(r.papers for r in self.subscribers if r.status in ("sent", "outbox"))
+        parts = [
+            f"cycle {self.result}: {self.requests} arXiv requests, {self.fetched} papers "
+            f"fetched ({self.new_papers} new)",
+            self.record().counts_text(),
+        ]
+        if papers:
+            parts.append(f"{papers} papers delivered")
+        if self.error:
+            parts.append(self.error)
+        return "; ".join(parts)
+
+    def record(self) -> CycleRecord:
+        return CycleRecord(
+            started=self.started,
+            finished=self.finished,
+            result=self.result,
+            requests=self.requests,
+            fetched=self.fetched,
+            new_papers=self.new_papers,
+            counts=self.counts(),
+            error=self.error,
+            matched=sum(r.papers for r in self.subscribers),
+            previous_fetch=self.previous_fetch,
+        )

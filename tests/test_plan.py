@@ -1,0 +1,141 @@
+"""The planner: pure functions of config, a store snapshot, fetched papers and the time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.errors import UsageError
+from digest.models import Config, Paper, Settings, Subscriber
+from digest.plan import (
+    Snapshot,
+    cycle_id,
+    fetch_terms,
+    plan_cycle,
+    revision_watch,
+    select_subscribers,
+    term_key,
+)
+from digest.store import SubscriberState
+
+NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday
+SETTINGS = Settings(lookback_days=2)
+ALICE = Subscriber("alice@example.org", ("graph neural network",))
+
+
+def paper(pid: str, title: str, *, days_ago: float = 0.5, version: int = 1) -> Paper:
+    when = NOW - timedelta(days=days_ago)
+    return Paper(
+        pid, version, title, "An abstract.", ("A. Author",), ("cs.LG",), "cs.LG", when, when
+    )
+
+
+def plan_one(sub: Subscriber, snapshot: Snapshot, fetched: tuple[Paper, ...] = ()):
+    (plan,) = plan_cycle((sub,), SETTINGS, snapshot, fetched, NOW).plans
+    return plan
+
+
+def test_union_of_keywords_is_deduplicated_across_subscribers() -> None:
+    subs = [
+        Subscriber("a@x.org", ("Graph", "compilers")),
+        Subscriber("b@x.org", ("graphs", "LLM"), authors=("Jane Doe",)),
+    ]
+    terms = fetch_terms(subs)
+    assert terms.keywords == ("Graph", "compilers", "LLM")
+    assert terms.authors == ("Jane Doe",)
+
+
+def test_a_matching_fetched_paper_is_planned_for_sending() -> None:
+    p = paper("2611.00001", "A graph neural network for X")
+    plan = plan_one(ALICE, Snapshot(), (p, paper("2611.00002", "Unrelated")))
+    assert plan.reason == "send"
+    assert [m.paper.id for m in plan.matches] == ["2611.00001"]
+    assert plan.cycle_id == cycle_id(NOW, plan.matches)
+
+
+def test_cached_papers_count_as_well_as_fetched_ones() -> None:
+    p = paper("2611.00001", "A graph neural network for X")
+    assert plan_one(ALICE, Snapshot(cached=(p,))).reason == "send"
+
+
+def test_a_delivered_paper_is_not_planned_again() -> None:
+    p = paper("2611.00001", "A graph neural network for X")
+    state = SubscriberState(ALICE.email, delivered={p.id: 1}, delivered_at={p.id: NOW})
+    plan = plan_one(ALICE, Snapshot(states={ALICE.email: state}), (p,))
+    assert (plan.reason, plan.matches) == ("nothing", ())
+
+
+def test_a_new_keyword_starts_lookback_days_back_not_now() -> None:
+    inside = paper("2611.00001", "A graph neural network for X", days_ago=1.5)
+    outside = paper("2611.00002", "A graph neural network for Y", days_ago=3)
+    plan = plan_one(ALICE, Snapshot(), (inside, outside))
+    assert [m.paper.id for m in plan.matches] == ["2611.00001"]
+    assert plan.watermark_start == NOW - timedelta(days=2)
+    assert plan.term_keys == (term_key("k", "graph neural network"),)
+
+
+def test_an_existing_watermark_holds_back_older_papers() -> None:
+    p = paper("2611.00001", "A graph neural network for X", days_ago=1.5)
+    marks = {term_key("k", "Graph Neural Networks"): NOW - timedelta(days=1)}
+    state = SubscriberState(ALICE.email, watermarks=marks)
+    assert plan_one(ALICE, Snapshot(states={ALICE.email: state}), (p,)).reason == "nothing"
+
+
+def test_a_weekly_subscriber_waits_for_its_weekday_but_keeps_its_pending_papers() -> None:
+    weekly = replace(ALICE, frequency="weekly", weekday="mon")
+    state = SubscriberState(weekly.email, first_seen=NOW - timedelta(hours=1))
+    p = paper("2611.00001", "A graph neural network for X")
+    plan = plan_one(weekly, Snapshot(states={weekly.email: state}), (p,))
+    assert plan.reason == "waiting" and len(plan.matches) == 1 and not plan.sends
+
+
+def test_a_weekly_subscriber_is_served_on_its_slot() -> None:
+    weekly = replace(ALICE, frequency="weekly", weekday="mon")
+    state = SubscriberState(weekly.email, first_seen=NOW - timedelta(days=14))
+    p = paper("2611.00001", "A graph neural network for X")
+    plan = plan_one(weekly, Snapshot(states={weekly.email: state}), (p,))
+    assert plan.reason == "send"
+    assert plan.served_slot == datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+
+
+def test_send_empty_gives_an_empty_note_once_a_day() -> None:
+    sub = replace(ALICE, send_empty=True)
+    plan = plan_one(sub, Snapshot())
+    assert plan.reason == "empty-note" and plan.empty_reason
+    state = SubscriberState(sub.email, last_empty=f"{NOW:%Y-%m-%d}")
+    assert plan_one(sub, Snapshot(states={sub.email: state})).reason == "nothing"
+
+
+def test_a_newer_version_of_a_delivered_paper_is_a_revision_for_those_who_asked() -> None:
+    sub = replace(ALICE, include_revisions=True)
+    v2 = paper("2611.00001", "A graph neural network for X", version=2)
+    state = SubscriberState(sub.email, delivered={v2.id: 1}, delivered_at={v2.id: NOW})
+    snap = Snapshot(states={sub.email: state})
+    plan = plan_one(sub, snap, (v2,))
+    assert plan.reason == "send" and [m.paper.version for m in plan.revisions] == [2]
+    assert plan_one(ALICE, replace(snap, states={ALICE.email: state}), (v2,)).reason == "nothing"
+    assert revision_watch((sub,), snap, NOW) == {v2.id}
+
+
+def test_the_newest_version_wins_between_cache_and_fetch() -> None:
+    old = paper("2611.00001", "A graph neural network for X")
+    new = replace(old, version=3)
+    plan = plan_one(ALICE, Snapshot(cached=(new,)), (old,))
+    assert [m.paper.version for m in plan.matches] == [3]
+
+
+def test_new_papers_are_those_the_cache_did_not_have() -> None:
+    a, b = paper("2611.00001", "a"), paper("2611.00002", "b")
+    assert plan_cycle((ALICE,), SETTINGS, Snapshot(cached=(a,)), (a, b), NOW).new_papers == 1
+
+
+def test_only_one_subscriber_and_an_unknown_one_is_a_usage_error() -> None:
+    bob = Subscriber("bob@example.org", ("x",))
+    cfg = Config(SETTINGS, (ALICE, bob), Path("subscribers.yaml"))
+    assert select_subscribers(cfg, "BOB@example.org") == (bob,)
+    assert select_subscribers(cfg, None) == (ALICE, bob)
+    with pytest.raises(UsageError, match=r"no subscriber carol@example\.org"):
+        select_subscribers(cfg, "carol@example.org")

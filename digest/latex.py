@@ -34,8 +34,9 @@ _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 # A macro name runs into a non-ASCII letter in some feeds (``\mathbfθ``);
 # pylatexenc would read one unknown macro and drop the letter.
 _MACRO_THEN_UNICODE = re.compile(r"(\\[A-Za-z]+)(?=[^\x00-\x7f])")
-_LATEXISH = re.compile(r"[\\$^_{}~]|--|``|''")
+_LATEXISH = re.compile(r"[\\$^_{}~]")
 # not inside \url{...} / \href{...}{...}: pylatexenc handles those as a whole
+_LIGATURES = (("---", "—"), ("--", "–"), ("``", "“"), ("''", "”"))
 _URL = re.compile(r"((?<!\{)https?://[^\s{}]+)")
 _WS = re.compile(r"\s+")
 # Characters every common font has as a superscript / subscript; anything
@@ -182,24 +183,32 @@ def _sqrt(node: Any, l2tobj: LatexNodes2Text) -> str:
     return sign + (body if _is_atom(body) else f"({body})")
 
 
+def _first(node: Any, l2tobj: LatexNodes2Text) -> str:
+    return _arg(node, l2tobj, 0)  # "" when the argument is missing, where "%s" logs a warning
+
+
+def _second(node: Any, l2tobj: LatexNodes2Text) -> str:
+    return _arg(node, l2tobj, 1)  # \href{url}{text}: the text
+
+
 def _macros() -> list[MacroTextSpec]:
     plain = ["mathcal", "mathscr", "mathbf", "mathit", "mathsf", "mathtt", "mathfrak"]
     plain += ["boldsymbol", "bm", "mathrm", "operatorname", "url"]
-    two = {"href": "%(2)s"}
     fns: dict[str, Callable[[Any, LatexNodes2Text], str]] = {
         "frac": _frac,
         "dfrac": _frac,
         "tfrac": _frac,
         "binom": _binom,
         "sqrt": _sqrt,
+        "href": _second,
     }
     symbols = {"|": "‖", "Vert": "‖", "lVert": "‖", "rVert": "‖", "colon": ":", "prime": "′"}
     # a citation key means nothing to a reader, but that one is cited does
     symbols |= {"cite": "[cit.]", "citep": "[cit.]", "citet": "[cit.]", "ref": "[ref.]"}
     return (
-        [MacroTextSpec(name, simplify_repl="%s") for name in plain]
+        [MacroTextSpec(name, simplify_repl=_first) for name in plain]
         + [MacroTextSpec(name, simplify_repl=fn) for name, fn in fns.items()]
-        + [MacroTextSpec(name, simplify_repl=text) for name, text in (symbols | two).items()]
+        + [MacroTextSpec(name, simplify_repl=text) for name, text in symbols.items()]
     )
 
 
@@ -251,6 +260,9 @@ def text(source: str) -> str:
     titles). URLs are kept verbatim.
     """
     if not _LATEXISH.search(source):
+        # what pylatexenc would change here: dashes and quotes, as in abstracts
+        for tex, char in _LIGATURES:
+            source = source.replace(tex, char)
         return source
     if len(_UNESCAPED_DOLLAR.findall(source)) % 2:
         # An unbalanced $ would swallow the rest of the abstract as math.

@@ -98,16 +98,10 @@ class _Converter(LatexNodes2Text):  # type: ignore[misc]  # pylatexenc ships no 
         self._math_depth = 0
 
     def math_node_to_text(self, node: Any) -> str:
+        # $...$, \[...\] and (through pylatexenc's callback) equation environments
         self._math_depth += 1
         try:
             return str(super().math_node_to_text(node))
-        finally:
-            self._math_depth -= 1
-
-    def environment_node_to_text(self, node: Any) -> str:
-        self._math_depth += 1  # equation-like environments; text ones hardly occur here
-        try:
-            return str(super().environment_node_to_text(node))
         finally:
             self._math_depth -= 1
 
@@ -129,7 +123,7 @@ class _Converter(LatexNodes2Text):  # type: ignore[misc]  # pylatexenc ships no 
                 if self._math_depth:
                     piece = _INLINE_SCRIPT.sub(lambda m: _script(m.group(1), m.group(2)), piece)
                 out += self.do_fill_text(piece) if self.fill_text else piece
-            elif out.endswith(("^", "_")) and not out.endswith(("\\^", "\\_")):
+            elif _ends_in_script(previous):
                 # the argument of a script is this group or macro: keep it together
                 op, out = out[-1], out[:-1]
                 out += _script(op, self.node_to_text(node))
@@ -140,6 +134,11 @@ class _Converter(LatexNodes2Text):  # type: ignore[misc]  # pylatexenc ships no 
                 out += text
             previous = node
         return out
+
+
+def _ends_in_script(node: Any) -> bool:
+    """Whether ``node`` is text ending in ``^`` or ``_``: the next node is its argument."""
+    return node is not None and _is_chars(node) and str(node.chars).endswith(("^", "_"))
 
 
 def _is_chars(node: Any) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from digest import latex
 from digest.errors import DigestError
 from digest.matching import keyword_matches, unique_phrases
 from digest.models import Paper, Subscriber, newest_first
@@ -66,10 +67,11 @@ def _collapsed(text: str) -> str:
 
 
 def _row(p: Paper) -> str:
-    title = f"**[{_link_text(p.title)}](https://arxiv.org/abs/{p.id}v{p.version})**"
-    comment = p.comment or ""
+    title = f"**[{_link_text(latex.text(p.title))}](https://arxiv.org/abs/{p.id}v{p.version})**"
+    comment = latex.text(p.comment or "")
     comment_cell = _collapsed(comment) if len(comment) > COMMENT_INLINE else _cell(comment)
-    return f"| {title} | {p.published:%Y-%m-%d} | {_collapsed(p.abstract)} | {comment_cell} |"
+    abstract = _collapsed(latex.text(p.abstract))
+    return f"| {title} | {p.published:%Y-%m-%d} | {abstract} | {comment_cell} |"
 
 
 def render(keywords: Sequence[str], papers: Iterable[Paper], today: datetime) -> str:

@@ -24,7 +24,8 @@ import css_inline
 import jinja2
 
 from digest.errors import TemplateError
-from digest.latex import to_text
+from digest.latex import name as latex_name
+from digest.latex import text as latex_text
 from digest.matching import highlight_pattern
 from digest.models import (
     CATEGORY_RE,
@@ -164,8 +165,8 @@ def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
 
 def _paper_view(m: Match, all_keywords: Sequence[str]) -> dict[str, Any]:
     p: Paper = m.paper
-    title = to_text(p.title)
-    abstract, trimmed = trim(to_text(p.abstract))
+    title = latex_text(p.title)
+    abstract, trimmed = trim(latex_text(p.abstract))
     return {
         "id": p.id,
         "version": p.version,
@@ -174,7 +175,7 @@ def _paper_view(m: Match, all_keywords: Sequence[str]) -> dict[str, Any]:
         "abstract": abstract,
         "abstract_segments": highlight(abstract, m.keywords),
         "abstract_trimmed": trimmed,
-        "authors": shorten_authors(p.authors),
+        "authors": shorten_authors([latex_name(a) for a in p.authors]),
         "followed_authors": list(m.authors),
         "primary_category": p.primary_category,
         "other_categories": [
@@ -182,7 +183,7 @@ def _paper_view(m: Match, all_keywords: Sequence[str]) -> dict[str, Any]:
         ],
         "submitted": p.published.strftime("%Y-%m-%d"),
         "updated": p.updated.strftime("%Y-%m-%d"),
-        "comment": to_text(p.comment) if p.comment else None,
+        "comment": latex_text(p.comment) if p.comment else None,
         "journal_ref": p.journal_ref,
         "doi": p.doi,
         "matched": list(m.keywords),

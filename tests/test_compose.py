@@ -22,7 +22,6 @@ from digest.compose import (
     render,
 )
 from digest.errors import TemplateError
-from digest.latex import to_text
 from digest.matching import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber
 
@@ -224,21 +223,6 @@ def test_a_broken_template_is_a_readable_error(tmp_path: Path) -> None:
             ),
             replace(SETTINGS, templates=tmp_path),
         )
-
-
-@pytest.mark.parametrize(
-    "source, expected",
-    [
-        (r"$\alpha \leq \beta^2$", "α≤β²"),
-        (r"50% of $x_1$", "50% of x₁"),
-        (r"unbalanced $x", "unbalanced $x"),
-        (r"$\frac{a+b}{c}$", "(a+b)/(c)"),
-        (r"$\mathcal{O}(n \log n)$", "O(n log n)"),
-        ("no latex here", "no latex here"),
-    ],
-)
-def test_latex_to_text(source: str, expected: str) -> None:
-    assert to_text(source) == expected
 
 
 def test_golden_text_part() -> None:

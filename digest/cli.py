@@ -25,6 +25,7 @@ from digest.errors import (
     EXIT_OK,
     EXIT_SOFTWARE,
     EXIT_USAGE,
+    CannotCreateError,
     DigestError,
     OutputError,
     UsageError,
@@ -179,6 +180,28 @@ def _writable_folder(folder: Path) -> str | None:
     return None
 
 
+def _cannot_write(path: Path, *, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or a folder to create) cannot be written, or None."""
+    if path.exists():
+        if path.is_dir() != folder:
+            return f"{path} is {'not ' if folder else ''}a folder"
+        if not os.access(path, os.W_OK):
+            return f"{path} is read-only"
+        return None
+    if not folder and not path.parent.is_dir():
+        return f"the folder {path.parent} does not exist"
+    return _writable_folder(path.parent)
+
+
+def check_output(path: Path | None, option: str, *, folder: bool = False) -> None:
+    """Before any work: an output named on the command line can be created (exit 73)."""
+    if path is None:
+        return
+    why = _cannot_write(path, folder=folder)
+    if why:
+        raise CannotCreateError(f"{option} {path} cannot be written: {why}", path=str(path))
+
+
 def check_writable(cfg: Config) -> None:
     """The database folder and the Daily Papers page must be writable (exit 78 if not)."""
     s = cfg.settings
@@ -222,7 +245,10 @@ def _cycle(cfg: Config, store: Store, options: Options, hooks: Hooks) -> CycleRe
 
 def cmd_once(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    options = Options(dry_run=args.dry_run, outbox=args.outbox, only=args.subscriber)
+    check_output(args.outbox, "--outbox", folder=True)
+    options = Options(
+        dry_run=args.dry_run, outbox=args.outbox, only=args.subscriber, interactive=True
+    )
     fetch_progress = _Progress("fetching arXiv")
     send_progress = _Progress("sending")
 
@@ -245,8 +271,9 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    check_output(args.output, "-o")
     rendered: list[str] = []
-    options = Options(dry_run=True, only=args.email)
+    options = Options(dry_run=True, only=args.email, interactive=True)
     hooks = Hooks(on_composed=lambda d, r: rendered.append(r.html))
     with Store.open(cfg.settings.database, readonly=True) as store:
         _cycle(cfg, store, options, hooks)
@@ -301,6 +328,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    check_output(args.output, "-o")
     keywords = archive.keywords_in_order(cfg.subscribers)
     with Store.open(cfg.settings.database, readonly=True) as store:
         page = archive.render(keywords, store.papers(), _now())

@@ -55,6 +55,7 @@ class Options:
     dry_run: bool = False
     outbox: Path | None = None
     only: str | None = None  # --subscriber EMAIL
+    interactive: bool = False  # a person waits: give up at once if arXiv is unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ async def collaborators(
 ) -> AsyncIterator[Collaborators]:
     """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``."""
     stop = stop if stop is not None else Stop()
-    async with ArxivClient(settings.arxiv, stop=stop) as client:
+    async with ArxivClient(settings.arxiv, stop=stop, fail_fast=options.interactive) as client:
         delivery: Delivery
         if options.outbox is not None:
             delivery = Outbox(options.outbox, now)

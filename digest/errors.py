@@ -15,6 +15,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_SOFTWARE = 70
+EXIT_CANTCREAT = 73
 EXIT_TEMPFAIL = 75
 EXIT_CONFIG = 78
 EXIT_INTERRUPTED = 130
@@ -146,3 +147,9 @@ class OutputError(DigestError):
         super().__init__(message)
         self.path = path
         self.setting = setting
+
+
+class CannotCreateError(OutputError):
+    """A path given on the command line (``-o``, ``--outbox``) cannot be written."""
+
+    exit_code = EXIT_CANTCREAT

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class FetchStats:
     retries: int = 0
     pages: int = 0
     entries: int = 0
+    answered: int = 0  # requests that got any HTTP answer
 
 
 class Limiter:
@@ -131,8 +133,13 @@ class ArxivClient:
         wall_clock: WallClock = _wall_now,
         rng: random.Random | None = None,
         stop: Stop | None = None,
+        fail_fast: bool = False,
     ) -> None:
         self.settings = settings
+        # Someone is waiting at a terminal: a name that does not resolve or a
+        # refused connection before arXiv ever answered is not worth minutes
+        # of back-off. The daemon keeps its patience (fail_fast=False).
+        self.fail_fast = fail_fast
         # every wait and every request gives way to a stop request (SIGTERM)
         self.stop = stop if stop is not None else Stop(sleep=sleep)
         self.limiter = Limiter(settings.request_interval, clock, self.stop.sleep)
@@ -232,6 +239,29 @@ class ArxivClient:
             attempts=attempts,
         )
 
+    def _unreachable(self, exc: httpx.ConnectError) -> FetchError:
+        url = self.settings.api_url
+        host = httpx.URL(url).host
+        reason = str(exc) or type(exc).__name__
+        # httpx says "All connection attempts failed"; the OS error is in the chain
+        causes: list[BaseException] = []
+        cause: BaseException | None = exc
+        while cause is not None and len(causes) < 10:
+            causes.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        texts = " ".join(str(c) for c in causes)
+        if any(isinstance(c, socket.gaierror) for c in causes) or "not known" in texts:
+            reason = f"the name {host} does not resolve"
+        elif any(isinstance(c, ConnectionRefusedError) for c in causes) or "refused" in texts:
+            reason = f"{host} refused the connection"
+        return FetchError(
+            f"cannot reach arXiv at {url}: {reason}; check the network, or point "
+            "DIGEST_ARXIV_API_URL at a server that answers like arXiv (README: "
+            '"Trying it with no arXiv at hand"). Nothing was recorded',
+            url=url,
+            attempts=1,
+        )
+
     async def _attempt(self, query: str | IdLookup, start: int, page_size: int) -> Page:
         if isinstance(query, IdLookup):
             params = id_page_params(query.ids, start, page_size)
@@ -244,8 +274,13 @@ class ArxivClient:
             )
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out after {self.settings.timeout:g} s") from exc
+        except httpx.ConnectError as exc:
+            if self.fail_fast and self.stats.answered == 0:
+                raise self._unreachable(exc) from exc
+            raise _Retryable(f"connection failed: {exc}") from exc
         except httpx.TransportError as exc:
             raise _Retryable(f"connection failed: {exc}") from exc
+        self.stats.answered += 1
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retryable(f"HTTP {status}", _retry_after(response, self.wall_clock()), status)

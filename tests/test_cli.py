@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +80,37 @@ def test_preview_writes_html_without_sending_or_recording(setup, capsys) -> None
     printed = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed.exists() and printed.read_text() == html
     printed.unlink()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["preview", "alice@example.org", "-o", "{d}/missing/x.html"],
+        ["archive", "-o", "{d}/missing/page.md"],
+        ["archive", "-o", "{d}"],
+        ["once", "--outbox", "{d}/digest.yaml-is-a-file"],
+    ],
+    ids=["preview-missing-folder", "archive-missing-folder", "archive-to-a-folder", "outbox-file"],
+)
+def test_an_output_that_cannot_be_written_fails_before_any_work(setup, capsys, argv) -> None:
+    cfg, arxiv, smtp = setup
+    d = str(cfg.parent)
+    (cfg.parent / "digest.yaml-is-a-file").write_text("x")
+    argv = [a.format(d=d) for a in argv]
+    assert run(cfg, *argv) == 73  # EX_CANTCREAT, not "unexpected error"
+    err = capsys.readouterr().err
+    assert "cannot be written" in err and argv[-1] in err and "Traceback" not in err
+    assert arxiv.state.requests == [] and smtp.received == []  # checked before the work
+
+
+def test_once_gives_up_at_once_when_arxiv_cannot_be_reached(write_config, capsys) -> None:
+    cfg = write_config(config_dict("http://127.0.0.1:9/api/query"))
+    started = time.monotonic()
+    assert run(cfg, "once") == 75
+    assert time.monotonic() - started < 10  # not minutes of back-off
+    err = capsys.readouterr().err
+    assert "cannot reach arXiv" in err and "refused the connection" in err
+    assert "Traceback" not in err
 
 
 def test_status_shows_last_cycle_and_pending(setup, capsys) -> None:

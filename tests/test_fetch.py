@@ -246,3 +246,45 @@ def test_contact_defaults_to_the_from_mailbox_and_can_be_set() -> None:
     assert cfg.settings.arxiv.contact == "mailto:papers@dept.example"
     cfg = parse(base, Path("s.yaml"), {"DIGEST_ARXIV_CONTACT": "https://dept.example/digest"})
     assert cfg.settings.arxiv.contact == "https://dept.example/digest"
+
+
+def test_interactive_refused_connection_gives_up_at_once_with_the_fix() -> None:
+    async def go():
+        sleep = FakeSleep()
+        s = settings("http://127.0.0.1:9/api/query")
+        async with ArxivClient(s, sleep=sleep, fail_fast=True) as client:
+            with pytest.raises(FetchError) as info:
+                await client.fetch_all(["q"])
+        return info.value, client.stats, sleep
+
+    err, stats, sleep = asyncio.run(go())
+    assert stats.requests == 1 and not [s for s in sleep.calls if s > 1]  # no back-off
+    assert "127.0.0.1 refused the connection" in str(err)
+    assert "DIGEST_ARXIV_API_URL" in str(err) and err.exit_code == 75
+
+
+def test_interactive_unresolvable_name_gives_up_at_once() -> None:
+    # DNS cannot be run here without leaving loopback: the resolver's answer is injected
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+
+    async def go():
+        s = settings("https://export.arxiv.org/api/query")
+        client = ArxivClient(
+            s, sleep=FakeSleep(), fail_fast=True, transport=httpx.MockTransport(refuse)
+        )
+        async with client:
+            with pytest.raises(FetchError) as info:
+                await client.fetch_all(["q"])
+        return info.value, client.stats
+
+    err, stats = asyncio.run(go())
+    assert stats.requests == 1
+    assert "the name export.arxiv.org does not resolve" in str(err)
+
+
+def test_the_daemon_keeps_retrying_a_refused_connection() -> None:
+    sleep = FakeSleep()
+    with pytest.raises(FetchError, match="connection failed"):
+        fetch(settings("http://127.0.0.1:9/api/query", max_retries=2), sleep=sleep)
+    assert len([s for s in sleep.calls if s >= 2.5]) == 2  # two back-offs, then it gives up

@@ -35,7 +35,7 @@ from digest.models import Config
 from digest.plan import plan_cycle
 from digest.report import CycleRecord, CycleReport, SubscriberReport
 from digest.store import Store
-from digest.timing import announcements_between, next_run
+from digest.timing import announcements_between, local_text, next_run
 
 log = logging.getLogger("digest")
 
@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         # journald stamps each line itself and reads <N> as the priority.
         handler.setFormatter(_JournalFormatter())
@@ -145,7 +145,18 @@ def _stderr_is_tty() -> bool:
 
 
 class _Progress:
-    """A one-line progress display on a terminal; silent otherwise."""
+    """A one-line progress display on a terminal; silent otherwise.
+
+    The line is drawn with a carriage return and no newline, so anything else
+    written to stderr must first erase it (``clear_all``), or the two run together.
+    """
+
+    shown_now: ClassVar[list[_Progress]] = []
+
+    @classmethod
+    def clear_all(cls) -> None:
+        for progress in list(cls.shown_now):
+            progress.clear()
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -157,11 +168,23 @@ class _Progress:
             sys.stderr.write(f"\r{self.label} {done}/{total}\x1b[K")
             sys.stderr.flush()
             self.shown = True
+            if self not in _Progress.shown_now:
+                _Progress.shown_now.append(self)
 
     def clear(self) -> None:
         if self.shown:
             sys.stderr.write("\r\x1b[K")
             self.shown = False
+        if self in _Progress.shown_now:
+            _Progress.shown_now.remove(self)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines on stderr that first erase a progress line in the way."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _Progress.clear_all()
+        super().emit(record)
 
 
 # --------------------------------------------------------------------------
@@ -297,14 +320,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = _now()
     if not cfg.settings.database.exists():
         print(f"no cycle has run yet (no database at {cfg.settings.database})")
-        print(f"next cycle: {next_run(now, cfg.settings):%Y-%m-%d %H:%M} UTC")
+        print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
         return EXIT_OK
     with Store.open(cfg.settings.database, readonly=True) as store:
         stored = store.last_cycle()
         if stored:
             last = CycleRecord.from_dict(stored)
             print(
-                f"last cycle: {last.finished:%Y-%m-%d %H:%M} UTC, {last.result}: "
+                f"last cycle: {local_text(last.finished, cfg.settings)}, {last.result}: "
                 f"{last.fetched} fetched, {last.new_papers} new, {last.counts_text()}"
                 + (f"; {last.error}" if last.error else "")
             )
@@ -313,7 +336,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"  {note}")
         else:
             print("last cycle: none recorded")
-        print(f"next cycle: {next_run(now, cfg.settings):%Y-%m-%d %H:%M} UTC")
+        print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
         # the planner the cycle uses, on the cache alone: status agrees with once
         before = snapshot(store, cfg.subscribers)
         plans = plan_cycle(cfg.subscribers, cfg.settings, before, (), now).plans
@@ -330,8 +353,19 @@ def cmd_archive(args: argparse.Namespace) -> int:
     cfg = _load(args)
     check_output(args.output, "-o")
     keywords = archive.keywords_in_order(cfg.subscribers)
+    if not cfg.settings.database.exists():
+        print(
+            f"nothing to show yet: no database at {cfg.settings.database} "
+            "(the page fills after the first cycle)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
     with Store.open(cfg.settings.database, readonly=True) as store:
-        page = archive.render(keywords, store.papers(), _now())
+        papers = store.papers()
+        if not papers:
+            print("nothing to show yet: no papers in the database", file=sys.stderr)
+            return EXIT_OK
+        page = archive.render(keywords, papers, _now())
     if args.output:
         archive.write_atomic(args.output, page)
     else:

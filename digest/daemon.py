@@ -40,7 +40,7 @@ from digest.errors import ConfigError, DigestError, FetchError
 from digest.models import WEEKDAYS, Config
 from digest.stop import Sleep, Stop
 from digest.store import Store
-from digest.timing import due_slot, next_run
+from digest.timing import clock_text, due_slot, local_text, next_run
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,9 @@ class Daemon:
         if self.config is None:
             return
         nxt = next_run(self.clock(), self.config.settings)
-        self.notify(f"STATUS=last: {self.last_summary}; next: {nxt:%Y-%m-%d %H:%M} UTC")
+        self.notify(
+            f"STATUS=last: {self.last_summary}; next: {local_text(nxt, self.config.settings)}"
+        )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -196,12 +198,14 @@ class Daemon:
         self.scheduler = build_scheduler(self.config, self.wake.set)
         self.notify("READY=1")
         self._status()
+        settings = self.config.settings
         log.info(
-            "digest daemon started: %d subscribers, cycles %s at %s %s",
+            "digest daemon started: %d subscribers, cycles %s at %s %s; next cycle %s",
             len(self.config.subscribers),
-            ",".join(self.config.settings.days),
-            self.config.settings.send_at.strftime("%H:%M"),
-            self.config.settings.timezone,
+            ",".join(settings.days),
+            clock_text(settings.send_at),
+            settings.timezone,
+            local_text(next_run(self.clock(), settings), settings),
         )
         watchdog = watchdog_interval(self.env)
         pinger = asyncio.create_task(self._watchdog(watchdog)) if watchdog else None

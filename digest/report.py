@@ -139,7 +139,10 @@ class CycleReport:
             f"fetched ({self.new_papers} new)",
             self.record().counts_text(),
         ]
-        if papers:
+        if papers and self.dry_run:
+            # --dry-run --outbox writes files but records nothing: not "delivered"
+            parts.append(f"{papers} papers written to the outbox, nothing recorded (dry run)")
+        elif papers:
             parts.append(f"{papers} papers delivered")
         if self.error:
             parts.append(self.error)

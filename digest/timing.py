@@ -6,7 +6,7 @@ DST changes move the UTC instant, not the local ``send_at``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from digest.models import WEEKDAYS, Settings
@@ -23,6 +23,21 @@ def slot_on(day: datetime, settings: Settings) -> datetime:
 def _weekday(when: datetime, settings: Settings) -> str:
     """``mon`` .. ``sun`` of ``when`` on the local calendar."""
     return WEEKDAYS[when.astimezone(ZoneInfo(settings.timezone)).weekday()]
+
+
+def clock_text(t: time) -> str:
+    """``07:00``, or ``07:00:30`` when ``send_at`` has seconds (dropping them misleads)."""
+    return t.strftime("%H:%M:%S" if t.second else "%H:%M")
+
+
+def local_text(when: datetime, settings: Settings) -> str:
+    """An instant as the operator configured it: local time and zone, with UTC beside it."""
+    fmt = "%Y-%m-%d %H:%M:%S" if when.second else "%Y-%m-%d %H:%M"
+    if settings.timezone == "UTC":
+        return f"{when.astimezone(UTC):{fmt}} UTC"
+    local = when.astimezone(ZoneInfo(settings.timezone))
+    utc_fmt = "%H:%M:%S" if when.second else "%H:%M"
+    return f"{local:{fmt}} {settings.timezone} ({when.astimezone(UTC):{utc_fmt}} UTC)"
 
 
 def next_run(now: datetime, settings: Settings) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -234,3 +235,45 @@ def test_verbose_is_honoured_before_and_after_the_command(
 def test_the_later_config_option_wins(two_configs: Path) -> None:
     argv = ["--config", "other.yaml", "check", "--config", "subscribers.yaml"]
     assert cli.main(argv) == 0
+
+
+# -- what an operator reads (issue 9.10) ---------------------------------------
+
+
+def test_status_reads_as_text_in_the_configured_time_zone(arxiv, smtp, write_config, capsys):
+    cfg = write_config(config_dict(arxiv.url, smtp.port, timezone="America/New_York"))
+    assert run(cfg, "once") == 0
+    capsys.readouterr()
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    assert "{" not in out and "'" not in out  # no Python dict
+    assert re.search(r"^last cycle: .* America/New_York \(\d\d:\d\d(:\d\d)? UTC\), ok: ", out, re.M)
+    assert re.search(r"2 sent", out)
+    assert re.search(r"^next cycle: \S+ 07:00 America/New_York \(1[12]:00 UTC\)$", out, re.M)
+
+
+def test_dry_run_into_an_outbox_does_not_claim_delivery(setup, capsys) -> None:
+    cfg, _, _ = setup
+    assert run(cfg, "once", "--dry-run", "--outbox", str(cfg.parent / "out")) == 0
+    (summary,) = [ln for ln in capsys.readouterr().err.splitlines() if " INFO cycle " in ln]
+    assert "delivered" not in summary
+    assert "written to the outbox, nothing recorded (dry run)" in summary
+
+
+def test_a_log_line_erases_the_progress_line_first(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    cli._setup_logging(False)
+    progress = cli._Progress("fetching arXiv")
+    progress(1, 3)
+    logging.getLogger("digest.test").info("fetched 3 papers")
+    err = capsys.readouterr().err
+    assert err.startswith("\rfetching arXiv 1/3\x1b[K\r\x1b[K")  # erased before the log line
+    assert err.splitlines()[-1].endswith("INFO fetched 3 papers")
+    assert not cli._Progress.shown_now
+
+
+def test_archive_without_a_database_says_there_is_nothing_yet(setup, capsys) -> None:
+    cfg, _, _ = setup
+    assert run(cfg, "archive") == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "nothing to show yet" in captured.err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -381,3 +382,16 @@ def test_a_rejected_query_is_not_retried_but_arxiv_trouble_is(arxiv, smtp, write
     fake = FakeTime(datetime.now(UTC))
     assert run_in_process(cfg, fake, lambda: False, limit=timedelta(hours=2)) == 0
     assert 7 <= len(arxiv.state.requests) <= 9  # every 15 minutes for two hours
+
+
+def test_the_start_line_keeps_seconds_and_says_when_the_next_cycle_is(
+    arxiv, smtp, write_config, caplog
+) -> None:
+    fake = FakeTime(datetime(2026, 11, 30, 5, 0, tzinfo=UTC))  # a Monday
+    data = config_dict(arxiv.url, smtp.port, send_at="23:30:15", timezone="Europe/Berlin")
+    cfg = write_config(data)
+    caplog.set_level(logging.INFO, logger="digest")
+    run_in_process(cfg, fake, lambda: True, limit=timedelta(seconds=1))
+    (line,) = [r.getMessage() for r in caplog.records if "daemon started" in r.getMessage()]
+    assert "at 23:30:15 Europe/Berlin" in line
+    assert "next cycle 2026-11-30 23:30:15 Europe/Berlin (22:30:15 UTC)" in line

@@ -31,11 +31,13 @@ from pydantic import (
     model_validator,
 )
 
+from digest import library
 from digest.errors import ConfigError
 from digest.models import (
     WEEKDAYS,
     ArxivSettings,
     Config,
+    Liked,
     Settings,
     SmtpSettings,
     Subscriber,
@@ -125,7 +127,17 @@ def _weekday(value: str) -> str:
     return day
 
 
+def _arxiv_id(value: str) -> str:
+    ident = library.parse_arxiv_id(value)
+    if ident is None:
+        raise ValueError(
+            f"{value!r} is not an arXiv id (like 2101.00001, 2101.00001v2 or hep-th/9901001)"
+        )
+    return ident
+
+
 Category = Annotated[str, AfterValidator(_category)]
+ArxivId = Annotated[str, AfterValidator(_arxiv_id)]
 Weekday = Annotated[str, AfterValidator(_weekday)]
 
 
@@ -218,6 +230,8 @@ class _SubscriberModel(_Strict):
     include_revisions: bool = False
     send_empty: bool = False
     max_papers_per_keyword: int | None = Field(default=None, ge=1, le=200)
+    likes: list[ArxivId] = Field(default_factory=list)
+    library: str | None = None
 
     @field_validator("email")
     @classmethod
@@ -349,9 +363,11 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
     except ValidationError as exc:
         raise ConfigError(source, _format_errors(exc, data, env_places)) from None
     problems = _duplicate_subscribers(model)
+    libraries, library_problems = _read_libraries(model, path.resolve().parent)
+    problems += library_problems
     if problems:
         raise ConfigError(source, problems)
-    return _to_config(model, path.resolve(), env)
+    return _to_config(model, path.resolve(), env, libraries)
 
 
 def _apply_env(
@@ -438,7 +454,30 @@ def _duplicate_subscribers(model: _FileModel) -> list[str]:
     return problems
 
 
-def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
+def _read_libraries(
+    model: _FileModel, base: Path
+) -> tuple[dict[int, tuple[Path, tuple[Liked, ...]]], list[str]]:
+    """Each subscriber's ``library:`` file, read now so a bad one stops start-up (exit 78)."""
+    found: dict[int, tuple[Path, tuple[Liked, ...]]] = {}
+    problems = []
+    for i, sub in enumerate(model.subscribers):
+        if sub.library is None:
+            continue
+        where = Path(sub.library).expanduser()
+        where = where if where.is_absolute() else base / where
+        try:
+            found[i] = (where, library.read_library(where))
+        except ConfigError as exc:
+            problems += [f"subscribers[{i}].library: {where}: {p}" for p in exc.problems]
+    return found, problems
+
+
+def _to_config(
+    model: _FileModel,
+    path: Path,
+    env: Mapping[str, str],
+    libraries: Mapping[int, tuple[Path, tuple[Liked, ...]]],
+) -> Config:
     s = model.settings
     base = path.parent
 
@@ -491,8 +530,10 @@ def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
             include_revisions=sub.include_revisions,
             send_empty=sub.send_empty,
             max_papers_per_keyword=sub.max_papers_per_keyword,
+            likes=library.merge_likes(sub.likes, libraries[i][1] if i in libraries else ()),
+            library=libraries[i][0] if i in libraries else None,
         )
-        for sub in model.subscribers
+        for i, sub in enumerate(model.subscribers)
     )
     return Config(settings=settings, subscribers=subscribers, path=path)
 

@@ -24,6 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -127,6 +128,20 @@ def _weekday(value: str) -> str:
     return day
 
 
+def _unquoted_id(value: Any) -> Any:
+    """An id YAML read as a number (``likes: [2101.00010]``) back to its digits.
+
+    YAML drops trailing zeros (2101.00010 -> 2101.0001); the year and month
+    tell how many digits the number had: five from 1501 on, four before.
+    """
+    if isinstance(value, float) and not isinstance(value, bool):
+        yymm, _, digits = repr(value).partition(".")
+        yymm = yymm.zfill(4)  # 0704.0001 -> 704.0001
+        width = 5 if yymm >= "1501" else 4
+        return f"{yymm}.{digits.ljust(width, '0')}"
+    return value
+
+
 def _arxiv_id(value: str) -> str:
     ident = library.parse_arxiv_id(value)
     if ident is None:
@@ -137,7 +152,7 @@ def _arxiv_id(value: str) -> str:
 
 
 Category = Annotated[str, AfterValidator(_category)]
-ArxivId = Annotated[str, AfterValidator(_arxiv_id)]
+ArxivId = Annotated[str, BeforeValidator(_unquoted_id), AfterValidator(_arxiv_id)]
 Weekday = Annotated[str, AfterValidator(_weekday)]
 
 

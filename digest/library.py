@@ -113,7 +113,8 @@ def _failed(block: ParsingFailedBlock) -> str:
     raw = (block.raw or "").strip()
     first = raw.splitlines()[0][:60] if raw else ""
     line = (block.start_line or 0) + 1
-    why = str(block.error).splitlines()[-1].strip() if block.error else "syntax error"
+    said = str(block.error or "").strip().splitlines()
+    why = said[-1].strip() if said else "syntax error"
     return f"line {line}: cannot parse the entry starting {first!r}: {why}"
 
 

@@ -13,20 +13,25 @@ match plus, when the reader likes papers, its similarity to them.
 
 The formula, for a paper p matched for a reader::
 
+    spec(k)   = max(0.1, ln((1 + N) / (1 + n(k))) / ln(1 + N))     in [0.1, 1]
+                (N papers in the corpus, n(k) of the reader's matches
+                contain keyword k: "model" matched by most of the day says
+                little about any one paper, "fluid antenna" says a lot)
     kw(p)     = sum over the reader's keywords k that p matched of
-                    1.0 * [k in the title] + 0.5 * min(n_k, 3) / 3
+                    spec(k) * (1.0 * [k in the title] + 0.5 * min(a_k, 3) / 3)
                 + 1.0 * (number of the reader's followed authors on p)
-                (n_k = occurrences of k in the abstract)
+                (a_k = occurrences of k in the abstract)
     K(p)      = 1 - exp(-kw(p))                      in [0, 1)
 
-    v(x)      = tf-idf vector of a text x, unit length:
+    v(x)      = tf-idf vector of a text x, its 40 heaviest words, unit length:
                 tf = 2 * (count in title) + (count in abstract),
-                weight = (1 + ln tf) * idf,  idf = ln((1 + N) / (1 + df)) + 1
-                (N papers in the corpus, df of them contain the word:
-                the cycle's papers are the background that makes a common
-                word weightless)
-    q         = mean(v(l) for liked l) - 0.5 * mean(v(d) for disliked d)
-                (Rocchio's relevance feedback, with no query vector: the
+                weight = (1 + ln tf) * idf,  idf = ln((1 + N) / (1 + df))
+                (df papers of the corpus contain the word: the cycle's
+                papers are the background, so a word in all of them, "the",
+                weighs nothing)
+    q         = mean(v(l) for liked l) - 0.5 * mean(v(d) for disliked d),
+                its 200 heaviest words, unit length
+                (Rocchio's relevance feedback without a query vector: the
                 keywords already chose the candidates)
     sim(p)    = cos(q, v(p))
     rel(p)    = sim(p) / max(max over the reader's matches m of sim(m), 0.15)
@@ -35,15 +40,19 @@ The formula, for a paper p matched for a reader::
 Scaling by the best match's similarity makes one unit of ``rel`` mean "as
 close as the closest paper today", whatever the breadth of the library; the
 floor of 0.15 (a cosine that unrelated abstracts rarely reach) keeps a day
-with nothing close from amplifying noise. A title hit (K 0.63) beats an
-abstract mention (K 0.15) unless the latter is markedly closer to the likes.
+with nothing close from amplifying noise. For a specific keyword a title
+hit still outweighs an abstract mention unless the latter is markedly
+closer to the likes; for a broad one the likes decide, which is what a
+reader drowning in "model" papers needs (benchmarks/README.md).
 
 Order: highest score first, then newest (published, id) first — the order
-digest used before ranking, so ties read as they always did. Scores are
-rounded to 1e-9 so the order cannot depend on float summation order.
+digest used before ranking, so ties read as they always did. Dot products
+run in each vector's sorted word order and scores are rounded to 1e-9, so
+the order never depends on string hashing.
 
-A paper whose cosine to one liked paper reaches ``LIKE_CLOSE`` says so:
-``like: <title of that liked paper>``.
+A paper the likes lifted (rel >= 0.5) whose cosine to one liked paper
+reaches ``LIKE_CLOSE`` (0.15; a day's papers against a liked one: 95th
+percentile about 0.10) says so: ``like: <title of that liked paper>``.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ TITLE_HIT = 1.0
 ABSTRACT_HIT = 0.5  # at three or more mentions
 ABSTRACT_SATURATION = 3
 AUTHOR_HIT = 1.0
+SPEC_FLOOR = 0.1  # a keyword every paper matches still tells title from abstract
 DISLIKE_WEIGHT = 0.5  # Rocchio's gamma against beta = 1
 LIKE_WEIGHT = 1.0
 SIM_FLOOR = 0.15
@@ -240,7 +250,10 @@ def specificity(matches: Sequence[Match], corpus_size: int) -> dict[str, float]:
     """
     df: Counter[str] = Counter(k for m in matches for k in m.keywords)
     n = max(corpus_size, len(matches), 1)
-    return {k: math.log((1 + n) / (1 + d)) / math.log(1 + n) for k, d in sorted(df.items())}
+    return {
+        k: max(SPEC_FLOOR, math.log((1 + n) / (1 + d)) / math.log(1 + n))
+        for k, d in sorted(df.items())
+    }
 
 
 def keyword_strength(

@@ -41,7 +41,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest import compose  # noqa: E402
 from digest import rank as rk  # noqa: E402
 from digest.errors import ArxivQueryError  # noqa: E402
 from digest.feed import MalformedPage, parse_page  # noqa: E402
@@ -246,6 +245,8 @@ def cost(n_readers: int) -> None:
         sub = Subscriber(f"u{i}@example.org", tuple(rng.sample(COST_KEYWORDS, rng.randint(1, 3))))
         likes = [Liked(None, p.title, p.abstract) for p in rng.sample(pool, 8)] if i % 2 else []
         readers.append((sub, likes))
+    from digest import compose  # here: --engine runs need only the ranking
+
     day = list(papers.values())
     # baseline: CPU the cycle spends on the same readers without ranking
     # (matching every reader, composing a sample of their mails)

@@ -74,14 +74,14 @@ AUTHOR_HIT = 1.0
 SPEC_FLOOR = 0.1  # a keyword every paper matches still tells title from abstract
 DISLIKE_WEIGHT = 0.5  # Rocchio's gamma against beta = 1
 LIKE_WEIGHT = 1.0
-SIM_FLOOR = 0.15
+SIM_FLOOR = 0.15  # a cosine to the likes that unrelated abstracts rarely reach
 LIKE_CLOSE = 0.15  # cosine to one liked paper for "like: <title>" (a day's 95th percentile: ~0.10)
 EXPLAIN_FROM = 0.5  # rel at which a paper looks for its closest liked paper
-MAX_LIKES = 500
+MAX_LIKES = 500  # a whole Zotero library is a profile, not 5,000 comparisons per paper
 # Only the heaviest words of each vector are kept: they carry the topic, the
 # rest are noise, and every dot product gets three times cheaper.
 TERMS_PER_PAPER = 40
-TERMS_PER_PROFILE = 200  # a whole Zotero library is a profile, not 5,000 comparisons per paper
+TERMS_PER_PROFILE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +297,7 @@ def rank(
         for m in matches:
             vec = corpus.vector(m.paper.title, m.paper.abstract, paper_id=m.paper.id)
             vectors.append(vec)
-            sims.append(_dot(profile.query, vec))
+            sims.append(_dot(vec, profile.query))  # 40 words looked up in 200
     scale = max([SIM_FLOOR, *sims])
     spec = specificity(matches, corpus.size)
     out = []

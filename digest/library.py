@@ -195,17 +195,19 @@ def ids_to_look_up(
     cached: Collection[str],
     *,
     api_url: str,
+    page_size: int = 200,
     not_found: Collection[str] = (),
 ) -> tuple[str, ...]:
     """The liked ids to ask arXiv for this cycle: at most one ``id_list`` request's worth.
 
     A liked paper needs a lookup when the reader gave only its id (no
-    abstract) and the paper cache does not hold it. ``not_found`` are ids
-    arXiv already answered without an entry; they are not asked again, so
-    they cannot hold the front of the queue for ever. The rest wait for the
-    next cycle: arXiv asks for one request every three seconds
-    (arxiv-api.md §6), and a reader's first digest is as good with the
-    likes that were found.
+    abstract) and the paper cache does not hold it. One request means one
+    URL (``query.id_batches``) and one page (``page_size``, the
+    ``max_results`` that ``ArxivClient.fetch_ids`` asks for). ``not_found``
+    are ids arXiv already answered without an entry; they are not asked
+    again, so they cannot hold the front of the queue for ever. The rest
+    wait for the next cycle (arXiv asks for one request every three
+    seconds, arxiv-api.md §6); meanwhile the likes found so far rank.
     """
     wanted = {
         liked.arxiv_id
@@ -216,4 +218,4 @@ def ids_to_look_up(
     todo = sorted(i for i in wanted if i not in cached and i not in not_found)
     if not todo:
         return ()
-    return tuple(id_batches(todo, api_url=api_url)[0].split(","))
+    return tuple(id_batches(todo[:page_size], api_url=api_url)[0].split(","))

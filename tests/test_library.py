@@ -142,8 +142,17 @@ def test_ids_arxiv_did_not_find_are_not_asked_again() -> None:
 def test_the_lookup_fits_in_one_request() -> None:
     many = tuple(Liked(f"2101.{i:05d}") for i in range(1000))
     ids = library.ids_to_look_up([reader("a@example.org", *many)], set(), api_url=API)
-    assert 100 < len(ids) < 1000
+    assert len(ids) == 200  # one page of the default page_size
     assert ids == tuple(sorted(ids))
+    assert len(library.id_batches(ids, api_url=API)) == 1
+
+
+def test_a_long_url_cuts_the_lookup_before_the_page_does() -> None:
+    many = tuple(Liked(f"hep-th/99{i:05d}") for i in range(1000))
+    ids = library.ids_to_look_up(
+        [reader("a@example.org", *many)], set(), api_url=API, page_size=2000
+    )
+    assert 100 < len(ids) < 1000
     assert len(library.id_batches(ids, api_url=API)) == 1
 
 

@@ -134,12 +134,12 @@ def _unquoted_id(value: Any) -> Any:
     YAML drops trailing zeros (2101.00010 -> 2101.0001); the year and month
     tell how many digits the number had: five from 1501 on, four before.
     """
-    if isinstance(value, float) and not isinstance(value, bool):
+    if isinstance(value, float):
         yymm, _, digits = repr(value).partition(".")
         yymm = yymm.zfill(4)  # 0704.0001 -> 704.0001
         width = 5 if yymm >= "1501" else 4
         return f"{yymm}.{digits.ljust(width, '0')}"
-    return value
+    return str(value) if isinstance(value, int) else value  # then refused as an id
 
 
 def _arxiv_id(value: str) -> str:
@@ -363,7 +363,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
 
 
 def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
-    """Validate the text of a config file found at ``path`` (pure but for the secret)."""
+    """Validate the text of a config file at ``path`` (pure but for the secret and libraries)."""
     source = str(path)
     data = _parse_yaml(text, source)
     if data is None:

@@ -221,3 +221,11 @@ def test_a_garbled_library_is_a_config_error_with_its_line(tmp_path: Path) -> No
 def test_a_subscriber_without_likes_has_none(tmp_path: Path) -> None:
     sub = config.load(write_config(tmp_path, ""), env={}).subscribers[0]
     assert sub.likes == () and sub.library is None
+
+
+def test_a_number_that_is_no_id_is_refused_as_an_id(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "    likes: [1234]\n")
+    (problem,) = load_problems(path)
+    assert problem.endswith(
+        "'1234' is not an arXiv id (like 2101.00001, 2101.00001v2 or hep-th/9901001)"
+    )

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from digest import library
 from digest.errors import ConfigError
 from digest.inbox import default_port
 from digest.models import (
@@ -39,6 +40,7 @@ from digest.models import (
     ArxivSettings,
     Config,
     InboxSettings,
+    Liked,
     Settings,
     SmtpSettings,
     Subscriber,
@@ -147,9 +149,31 @@ def _weekday(value: str) -> str:
 def _one_or_many(value: Any) -> Any:
     """``keywords: compiler`` means ``keywords: [compiler]``: one phrase, not its letters."""
     return [value] if isinstance(value, str) else value
+def _unquoted_id(value: Any) -> Any:
+    """An id YAML read as a number (``likes: [2101.00010]``) back to its digits.
+
+    YAML drops trailing zeros (2101.00010 -> 2101.0001); the year and month
+    tell how many digits the number had: five from 1501 on, four before.
+    """
+    if isinstance(value, float):
+        yymm, _, digits = repr(value).partition(".")
+        yymm = yymm.zfill(4)  # 0704.0001 -> 704.0001
+        width = 5 if yymm >= "1501" else 4
+        return f"{yymm}.{digits.ljust(width, '0')}"
+    return str(value) if isinstance(value, int) else value  # then refused as an id
+
+
+def _arxiv_id(value: str) -> str:
+    ident = library.parse_arxiv_id(value)
+    if ident is None:
+        raise ValueError(
+            f"{value!r} is not an arXiv id (like 2101.00001, 2101.00001v2 or hep-th/9901001)"
+        )
+    return ident
 
 
 Category = Annotated[str, AfterValidator(_category)]
+ArxivId = Annotated[str, BeforeValidator(_unquoted_id), AfterValidator(_arxiv_id)]
 Weekday = Annotated[str, AfterValidator(_weekday)]
 Phrases = Annotated[list[str], BeforeValidator(_one_or_many)]
 Categories = Annotated[list[Category], BeforeValidator(_one_or_many)]
@@ -291,6 +315,8 @@ class _SubscriberModel(_Strict):
     include_revisions: bool = False
     send_empty: bool = False
     max_papers_per_keyword: int | None = Field(default=None, ge=1, le=200)
+    likes: list[ArxivId] = Field(default_factory=list)
+    library: str | None = None
 
     @field_validator("email")
     @classmethod
@@ -418,7 +444,7 @@ def load(path: Path, env: Mapping[str, str] | None = None, *, origin: str = "def
 
 
 def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
-    """Validate the text of a config file found at ``path`` (pure but for the secret)."""
+    """Validate the text of a config file at ``path`` (pure but for the secret and libraries)."""
     source = str(path)
     data = _parse_yaml(text, source)
     if data is None:
@@ -433,9 +459,11 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
     except ValidationError as exc:
         raise ConfigError(source, _format_errors(exc, data, env_places)) from None
     problems = _duplicate_subscribers(model)
+    libraries, library_problems = _read_libraries(model, path.resolve().parent)
+    problems += library_problems
     if problems:
         raise ConfigError(source, problems)
-    return _to_config(model, path.resolve(), env)
+    return _to_config(model, path.resolve(), env, libraries)
 
 
 def _apply_env(
@@ -541,7 +569,30 @@ def _duplicate_subscribers(model: _FileModel) -> list[str]:
     return problems
 
 
-def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
+def _read_libraries(
+    model: _FileModel, base: Path
+) -> tuple[dict[int, tuple[Path, tuple[Liked, ...]]], list[str]]:
+    """Each subscriber's ``library:`` file, read now so a bad one stops start-up (exit 78)."""
+    found: dict[int, tuple[Path, tuple[Liked, ...]]] = {}
+    problems = []
+    for i, sub in enumerate(model.subscribers):
+        if sub.library is None:
+            continue
+        where = Path(sub.library).expanduser()
+        where = where if where.is_absolute() else base / where
+        try:
+            found[i] = (where, library.read_library(where))
+        except ConfigError as exc:
+            problems += [f"subscribers[{i}].library: {where}: {p}" for p in exc.problems]
+    return found, problems
+
+
+def _to_config(
+    model: _FileModel,
+    path: Path,
+    env: Mapping[str, str],
+    libraries: Mapping[int, tuple[Path, tuple[Liked, ...]]],
+) -> Config:
     s = model.settings
     base = path.parent
 
@@ -596,8 +647,10 @@ def _to_config(model: _FileModel, path: Path, env: Mapping[str, str]) -> Config:
             include_revisions=sub.include_revisions,
             send_empty=sub.send_empty,
             max_papers_per_keyword=sub.max_papers_per_keyword,
+            likes=library.merge_likes(sub.likes, libraries[i][1] if i in libraries else ()),
+            library=libraries[i][0] if i in libraries else None,
         )
-        for sub in model.subscribers
+        for i, sub in enumerate(model.subscribers)
     )
     return Config(settings=settings, subscribers=subscribers, path=path)
 

@@ -136,6 +136,20 @@ class Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class Liked:
+    """A paper the reader likes: its arXiv id, its text, or both.
+
+    From ``likes:`` only the id is known (the text comes from the paper
+    cache or an ``id_list`` lookup); a ``library:`` entry may bring its
+    title and abstract along, with or without an arXiv id.
+    """
+
+    arxiv_id: str | None = None  # versionless, like Paper.id
+    title: str = ""
+    abstract: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Subscriber:
     email: str
     keywords: tuple[str, ...]
@@ -148,6 +162,8 @@ class Subscriber:
     include_revisions: bool = False
     send_empty: bool = False
     max_papers_per_keyword: int | None = None
+    likes: tuple[Liked, ...] = ()  # from likes: and library:, one entry per paper
+    library: Path | None = None  # where some of the likes came from
 
 
 @dataclass(frozen=True, slots=True)

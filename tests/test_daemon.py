@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ import yaml
 
 from digest.daemon import build_scheduler, sd_notify, watchdog_interval
 from digest.models import Config, Settings
+from digest.store import Store
 from tests.conftest import config_dict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,8 +150,8 @@ def test_the_daemon_end_to_end(arxiv, smtp, write_config, notify, tmp_path: Path
     assert lines and all(ln[:3] in ("<3>", "<4>", "<6>", "<7>") for ln in lines), lines
     assert any("cycle ok:" in ln for ln in lines)
     # the store is readable and records both slots' deliveries
-    db = json.loads((cfg.parent / "digest.json").read_text())
-    delivered = {d["email"]: d["delivered"] for d in db["subscribers"].values()}
+    with Store.open(cfg.parent / "digest.json", readonly=True) as store:
+        delivered = {e: store.subscriber(e).delivered for e in store.subscriber_emails()}
     assert all(delivered[e] for e in ("alice@example.org", "bob@example.org", "carol@example.org"))
 
     # restarted on the same day: the slot is done, nothing is sent twice
@@ -187,8 +187,8 @@ def test_sigterm_during_a_slow_fetch_stops_quickly_and_records_nothing(
         assert proc.wait(10) == 0
         assert time.monotonic() - t0 < 10
     assert smtp.received == []
-    db = json.loads((cfg.parent / "digest.json").read_text())
-    assert all(not d["delivered"] for d in db.get("subscribers", {}).values())
+    with Store.open(cfg.parent / "digest.json", readonly=True) as store:
+        assert all(not store.subscriber(e).delivered for e in store.subscriber_emails())
 
 
 def test_sd_notify_without_systemd_is_a_no_op() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from digest.cli import main
 from digest.matching import contains_phrase
+from digest.store import Store
 from tests.conftest import CORPUS, config_dict
 from tests.support.arxiv_server import ArxivServer, make_entry, recent_entries
 from tests.support.smtp_server import SmtpServer
@@ -27,9 +28,12 @@ def run(cfg: Path, *args: str) -> int:
     return main([args[0], "--config", str(cfg), *args[1:]])
 
 
-def delivered(cfg: Path) -> dict[str, dict[str, list]]:
-    data = json.loads((cfg.parent / "digest.json").read_text())
-    return {d["email"]: d["delivered"] for d in data.get("subscribers", {}).values()}
+def delivered(cfg: Path) -> dict[str, dict[str, int]]:
+    db = cfg.parent / "digest.json"
+    if not db.exists():
+        return {}
+    with Store.open(db, readonly=True) as store:
+        return {e: dict(store.subscriber(e).delivered) for e in store.subscriber_emails()}
 
 
 def listed_ids(msg: email.message.EmailMessage) -> list[str]:

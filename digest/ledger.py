@@ -1,0 +1,252 @@
+"""The store's state in memory, and the one way it changes: ``Ledger.apply(op)``.
+
+Every change the store makes is an *op*, a small JSON list such as
+``["deliver", email, at, {id: version}, slot]``. The live store applies it
+here and appends it to the journal; a restart after a crash applies the
+journal's ops again, through the same code. Ops set values (a newer paper
+version, the higher delivered version, a watermark only where none exists),
+so applying one twice changes nothing: a journal already folded into the
+database can be replayed safely.
+
+Deliveries are kept per reader as batches, one timestamp per accepted
+message (``{"at": ..., "ids": {id: version}}``), and beside them a merged
+``delivered`` map for O(1) "was it sent" lookups. Both are replaced, never
+mutated, so a ``SubscriberState`` handed out earlier stays a true snapshot.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
+
+Batch = tuple[str, Mapping[str, int]]  # (ISO time, id -> version)
+
+
+class LedgerError(ValueError):
+    """An op or a stored document has the wrong shape."""
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat()
+
+
+def parse_time(s: str) -> datetime:
+    t = datetime.fromisoformat(s)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class Reader:
+    """One subscriber's record. ``fields`` holds the JSON-ready scalars."""
+
+    email: str
+    fields: dict[str, Any] = field(default_factory=lambda: {"watermarks": {}})
+    batches: tuple[Batch, ...] = ()
+    delivered: Mapping[str, int] = field(default_factory=dict)
+
+
+class DeliveredAt(Mapping[str, datetime]):
+    """id -> time of its latest delivery, built on first use (most callers never ask)."""
+
+    def __init__(self, batches: tuple[Batch, ...]) -> None:
+        self._batches = batches
+        self._map: dict[str, datetime] | None = None
+
+    def _built(self) -> dict[str, datetime]:
+        if self._map is None:
+            self._map = {}
+            for at, ids in self._batches:  # chronological: the latest wins
+                when = parse_time(at)
+                self._map.update(dict.fromkeys(ids, when))
+        return self._map
+
+    def __getitem__(self, key: str) -> datetime:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+
+def _merged(batches: Iterable[Batch]) -> dict[str, int]:
+    # chronological, so the latest batch wins; a paper's version only grows
+    out: dict[str, int] = {}
+    for _, ids in batches:
+        out.update(ids)
+    return out
+
+
+class Ledger:
+    """Meta, paper cache and readers, with ``apply`` as the only mutation besides pruning."""
+
+    def __init__(self) -> None:
+        self.meta: dict[str, Any] = {"schema": SCHEMA}
+        self.papers: dict[str, dict[str, Any]] = {}
+        self.readers: dict[str, Reader] = {}
+        self.version = 0  # bumped on every change, so caches know when to rebuild
+
+    # -- loading and saving --------------------------------------------------
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Mapping[str, Any]] | None) -> tuple[Ledger, bool]:
+        """Build from a TinyDB document tree; True when it was in an older format."""
+        ledger = cls()
+        if not data:
+            return ledger, False
+        meta = list(data.get("meta", {}).values())
+        ledger.meta = dict(meta[0]) if meta else {}
+        old = int(ledger.meta.get("schema", 1)) < SCHEMA
+        for doc in data.get("papers", {}).values():
+            have = ledger.papers.get(doc["id"])
+            if have is None or int(have["version"]) < int(doc["version"]):
+                ledger.papers[doc["id"]] = dict(doc)
+        for doc in data.get("subscribers", {}).values():
+            reader = _reader_from_doc(doc)
+            ledger.readers[reader.email] = reader
+        ledger.meta["schema"] = max(SCHEMA, int(ledger.meta.get("schema", SCHEMA)))
+        return ledger, old
+
+    def to_data(self) -> dict[str, dict[str, Any]]:
+        """The TinyDB document tree (tables of documents keyed by id) to write."""
+        return {
+            "meta": {"1": self.meta},
+            "papers": {str(i): d for i, d in enumerate(self.papers.values(), 1)},
+            "subscribers": {
+                str(i): {
+                    "email": r.email,
+                    **r.fields,
+                    "batches": [{"at": at, "ids": ids} for at, ids in r.batches],
+                }
+                for i, r in enumerate(self.readers.values(), 1)
+            },
+        }
+
+    # -- the one mutation path -------------------------------------------------
+
+    def apply(self, op: list[Any]) -> None:
+        """Apply one op (live or replayed); raises ``LedgerError`` on a malformed one."""
+        try:
+            kind, *args = op
+            handler = _OPS[kind]
+        except (TypeError, ValueError, KeyError):
+            raise LedgerError(f"unknown change {str(op)[:80]}") from None
+        try:
+            handler(self, *args)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise LedgerError(f"malformed change {str(op)[:80]}: {exc}") from exc
+        self.version += 1
+
+    def reader(self, email: str) -> Reader:
+        r = self.readers.get(email)
+        if r is None:
+            r = self.readers[email] = Reader(email)
+        return r
+
+    def _meta(self, values: Mapping[str, Any]) -> None:
+        self.meta.update(values)
+
+    def _paper(self, doc: Mapping[str, Any]) -> None:
+        have = self.papers.get(doc["id"])
+        if have is None:
+            self.papers[doc["id"]] = dict(doc)
+        elif int(have["version"]) < int(doc["version"]):
+            # a newer version keeps the date it was first cached
+            self.papers[doc["id"]] = {**doc, "first_seen": have.get("first_seen")}
+
+    def _deliver(
+        self, email: str, at: str, sent: Mapping[str, int], slot: str | None = None
+    ) -> None:
+        r = self.reader(email)
+        sent = {str(k): int(v) for k, v in sent.items()}
+        batches = list(r.batches)
+        for i in range(len(batches) - 1, -1, -1):
+            if batches[i][0] == at:  # a replay, or a second message in the same batch
+                merged = dict(batches[i][1])
+                for k, v in sent.items():
+                    merged[k] = max(v, merged.get(k, 0))
+                batches[i] = (at, merged)
+                break
+        else:
+            batches.append((at, sent))
+            if len(batches) > 1 and parse_time(batches[-2][0]) > parse_time(at):
+                batches.sort(key=lambda b: parse_time(b[0]))
+        r.batches = tuple(batches)
+        delivered = dict(r.delivered)
+        for k, v in sent.items():
+            if delivered.get(k, 0) < v:
+                delivered[k] = v
+        r.delivered = delivered
+        if r.fields.get("last_sent") is None or parse_time(r.fields["last_sent"]) < parse_time(at):
+            r.fields["last_sent"] = at
+        if slot is not None:
+            r.fields["served_slot"] = slot
+
+    def _marks(self, email: str, added: Mapping[str, str], first_seen: str | None = None) -> None:
+        r = self.reader(email)
+        marks = dict(r.fields.get("watermarks") or {})
+        for k, v in added.items():
+            marks.setdefault(k, v)  # an existing watermark is never moved
+        r.fields["watermarks"] = marks
+        if first_seen is not None:
+            r.fields.setdefault("first_seen", first_seen)
+
+    def _served(self, email: str, slot: str | None = None, empty: str | None = None) -> None:
+        r = self.reader(email)
+        if slot is not None:
+            r.fields["served_slot"] = slot
+        if empty is not None:
+            r.fields["last_empty"] = empty
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def prune(self, cutoff: datetime, keep: set[str]) -> tuple[int, int]:
+        """Drop papers and delivery batches older than ``cutoff``; returns the counts."""
+        old = [
+            pid
+            for pid, d in self.papers.items()
+            if pid not in keep
+            and parse_time(d["published"]) < cutoff
+            and parse_time(d.get("first_seen") or d["published"]) < cutoff
+        ]
+        for pid in old:
+            del self.papers[pid]
+        dropped = 0
+        for r in self.readers.values():
+            # batches are chronological: only a reader whose first is old has work
+            if r.batches and parse_time(r.batches[0][0]) < cutoff:
+                r.batches = tuple(b for b in r.batches if parse_time(b[0]) >= cutoff)
+                kept = _merged(r.batches)
+                dropped += len(r.delivered) - len(kept)
+                r.delivered = kept
+        if old or dropped:
+            self.version += 1
+        return len(old), dropped
+
+
+_OPS: dict[str, Any] = {
+    "meta": Ledger._meta,
+    "paper": Ledger._paper,
+    "deliver": Ledger._deliver,
+    "marks": Ledger._marks,
+    "served": Ledger._served,
+}
+
+
+def _reader_from_doc(doc: Mapping[str, Any]) -> Reader:
+    fields = {k: v for k, v in doc.items() if k not in ("email", "batches", "delivered")}
+    fields.setdefault("watermarks", {})
+    if "delivered" in doc:  # schema 1: {id: [version, at]}, one timestamp per paper
+        grouped: dict[str, dict[str, int]] = {}
+        for pid, (version, at) in doc["delivered"].items():
+            grouped.setdefault(at, {})[pid] = int(version)
+        batches = tuple(sorted(grouped.items(), key=lambda b: parse_time(b[0])))
+    else:
+        batches = tuple((b["at"], b["ids"]) for b in doc.get("batches", ()))
+    return Reader(email=doc["email"], fields=fields, batches=batches, delivered=_merged(batches))

@@ -349,8 +349,8 @@ class Store:
         storage: JournalStorage | None = None,
     ) -> Iterator[Store]:
         store = cls(path, readonly=readonly, storage=storage)
-        store._open(now or datetime.now(UTC))
         try:
+            store._open(now or datetime.now(UTC))
             yield store
             if not readonly:
                 store.flush()

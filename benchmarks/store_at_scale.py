@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import random
 import resource
 import subprocess
@@ -138,20 +139,22 @@ def cycle(impl: ModuleType, db: Path, readers: int, messages: int, sampled: bool
         out["cache_s"] = time.perf_counter() - t
         t = time.perf_counter()
         ids = [p.id for p in fetched]
+        fetched_ids = set(ids)
         pending = 0
         for e in emails:
-            delivered = store.subscriber(e).delivered
-            pending += sum(1 for i in ids if i not in delivered)
+            pending += len(fetched_ids - store.subscriber(e).delivered.keys())
         out["diff_s"] = time.perf_counter() - t
         out["pending"] = pending
         todo = emails[: SAMPLE if sampled else messages]
         before = store.writes
+        SYNCED[0] = 0.0
         t = time.perf_counter()
         for n, e in enumerate(todo):
             sent = {ids[(n * PER_MESSAGE + k) % len(ids)]: 1 for k in range(PER_MESSAGE)}
             store.record_delivery(e, sent, now)
             store.flush()
         elapsed = time.perf_counter() - t
+        out["fsync_share"] = SYNCED[0] / elapsed if elapsed else 0.0
         per_message = (store.writes - before) / len(todo)
         out["record_s"] = elapsed * messages / len(todo)
         out["record_estimated"] = sampled
@@ -166,7 +169,23 @@ def cycle(impl: ModuleType, db: Path, readers: int, messages: int, sampled: bool
     return out
 
 
+SYNCED = [0.0]  # seconds spent in fsync/fdatasync: the disk's share of recording
+
+
+def timed_syncs() -> None:
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def synced(fd: int, real: Any = real) -> None:
+            t = time.perf_counter()
+            real(fd)
+            SYNCED[0] += time.perf_counter() - t
+
+        setattr(os, name, synced)
+
+
 def child(args: argparse.Namespace) -> None:
+    timed_syncs()
     work = Path(args.work)
     impl = load_impl(args.impl, work)
     db = work / f"{args.impl}.json"
@@ -229,6 +248,7 @@ def main() -> None:
         ("cache fetch + watermarks (s)", "cache_s", "{:.2f}"),
         ("who got what, all readers (s)", "diff_s", "{:.2f}"),
         (f"record {args.messages} messages (s)", "record_s", "{:.2f}"),
+        ("  of which in fsync", "fsync_share", "{:.0%}"),
         ("prune + close (s)", "close_s", "{:.2f}"),
         ("main-file rewrites per cycle", "rewrites", "{}"),
         ("peak RSS during the cycle (MiB)", "rss_mb", "{:.0f}"),

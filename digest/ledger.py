@@ -109,10 +109,16 @@ class DeliveredAt(Mapping[str, datetime]):
 
 
 def _merged(batches: Iterable[Batch]) -> dict[str, int]:
-    # chronological, so the latest batch wins; a paper's version only grows
-    out: dict[str, int] = {}
+    """id -> highest version sent (a paper's version only grows)."""
+    batches = tuple(batches)
+    # most batches are all version 1: one split over all of them is the fast path
+    plain = [ids for _, ids in batches if isinstance(ids, str) and "v" not in ids]
+    out = dict.fromkeys(" ".join(plain).split(), 1)
     for _, ids in batches:
-        out.update(decode_ids(ids))
+        if not isinstance(ids, str) or "v" in ids:
+            for k, v in decode_ids(ids).items():
+                if out.get(k, 0) < v:
+                    out[k] = v
     return out
 
 

@@ -467,6 +467,10 @@ class Store:
         """
         if self._ledger is None or self.readonly or self._folded:
             return
+        # the journal must hold every op the file will: were the journal to lack the
+        # newest, replaying it over the new file (a crash before it is emptied)
+        # would set older values back
+        self.flush()
         self.storage.write(self._ledger.to_data())
         self._pending.clear()  # in the file now
         self.storage.clear_journal()

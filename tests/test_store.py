@@ -235,6 +235,21 @@ def test_replaying_a_journal_twice_changes_nothing(backend: Backend) -> None:
     assert everything(backend) == folded
 
 
+def test_a_checkpoint_journals_its_unflushed_changes_first(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with backend.open() as store:
+        store.set_last_fetch(NOW)
+        store.flush()
+        store.set_last_fetch(NOW + timedelta(days=1))  # not flushed
+        # killed after the file was written, before the journal was emptied
+        monkeypatch.setattr(type(store.storage), "clear_journal", lambda self: None)
+        store.checkpoint()
+        monkeypatch.undo()
+    with backend.open() as store:  # the replay must not set the older time back
+        assert store.last_fetch() == NOW + timedelta(days=1)
+
+
 def test_a_torn_last_line_is_ignored(backend: Backend) -> None:
     with backend.open() as store:
         store.record_delivery("a@x.org", {"2611.00001": 1}, NOW)

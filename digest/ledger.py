@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from digest.models import Paper
+
 SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
 
 # (ISO time, id -> version), the ids still encoded when read from the file
@@ -297,3 +299,59 @@ def _checked(ids: Any) -> str:
     if not isinstance(ids, str):
         raise LedgerError(f"a batch's ids must be a string, not {type(ids).__name__}")
     return ids
+
+
+# --------------------------------------------------------------------------
+# Documents
+
+
+def paper_to_doc(p: Paper) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "version": p.version,
+        "title": p.title,
+        "abstract": p.abstract,
+        "authors": list(p.authors),
+        "categories": list(p.categories),
+        "primary_category": p.primary_category,
+        "published": iso(p.published),
+        "updated": iso(p.updated),
+        "comment": p.comment,
+        "journal_ref": p.journal_ref,
+        "doi": p.doi,
+    }
+
+
+def paper_from_doc(d: Mapping[str, Any]) -> Paper:
+    return Paper(
+        id=d["id"],
+        version=int(d["version"]),
+        title=d["title"],
+        abstract=d["abstract"],
+        authors=tuple(d["authors"]),
+        categories=tuple(d["categories"]),
+        primary_category=d["primary_category"],
+        published=parse_time(d["published"]),
+        updated=parse_time(d["updated"]),
+        comment=d.get("comment"),
+        journal_ref=d.get("journal_ref"),
+        doi=d.get("doi"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberState:
+    """What the store knows of one subscriber (a snapshot: later changes do not show)."""
+
+    email: str
+    delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
+    delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
+    watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
+    last_sent: datetime | None = None
+    first_seen: datetime | None = None
+    served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
+    last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
+
+
+def maybe_time(v: Any) -> datetime | None:
+    return parse_time(v) if v else None

@@ -33,24 +33,25 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tinydb import TinyDB
-from tinydb.storages import MemoryStorage as TinyMemoryStorage
-from tinydb.storages import Storage
-
 from digest import atomic
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
-from digest.ledger import SCHEMA, DeliveredAt, Ledger, LedgerError, iso, parse_time
+from digest.ledger import SCHEMA as SCHEMA
+from digest.ledger import DeliveredAt, Ledger, LedgerError, iso, maybe_time, parse_time
+from digest.ledger import SubscriberState as SubscriberState
+from digest.ledger import paper_from_doc as paper_from_doc
+from digest.ledger import paper_to_doc as paper_to_doc
 from digest.models import Paper
+from digest.storage import AtomicJSONStorage as AtomicJSONStorage
+from digest.storage import JournalStorage as JournalStorage
+from digest.storage import MemoryStorage as MemoryStorage
+from digest.storage import TinyDB, backup_path, corrupt, parse_journal, snapshot_db
 
 log = logging.getLogger(__name__)
-
-__all__ = ["SCHEMA", "AtomicJSONStorage", "MemoryStorage", "Store", "SubscriberState"]
 
 # Delivery records and cached papers older than this are dropped. It must stay
 # well above the widest fetch window (query.MAX_WINDOW_DAYS, 60): a paper still
@@ -59,261 +60,6 @@ RETENTION_DAYS = 180
 BACKUP_EVERY = timedelta(days=1)
 # A store kept open across many cycles folds its journal once it is this big.
 JOURNAL_FOLD_BYTES = 64 * 2**20
-
-_iso, _dt = iso, parse_time  # the old private names, kept for callers
-
-
-# --------------------------------------------------------------------------
-# Storage: TinyDB's Storage (the main file) plus an append-only journal
-
-
-class JournalStorage(Storage):
-    """A TinyDB storage that also keeps the journal of changes since the last write."""
-
-    name = "memory"
-
-    def read_journal(self) -> bytes:
-        raise NotImplementedError
-
-    def append_journal(self, line: bytes) -> None:
-        raise NotImplementedError
-
-    def clear_journal(self) -> None:
-        raise NotImplementedError
-
-    def journal_size(self) -> int:
-        raise NotImplementedError
-
-
-class AtomicJSONStorage(JournalStorage):
-    """The database file, replaced atomically on every write, and ``<file>.journal``."""
-
-    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
-        self.path = Path(path)
-        self.journal_path = self.path.with_name(self.path.name + ".journal")
-        self.name = str(self.path)
-        self.readonly = readonly
-        self.writes = 0
-        self._jfd: int | None = None
-        self._jsize = 0
-
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        try:
-            text = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
-        if not text.strip():
-            raise _corrupt(self.path, "the file is empty")
-        try:
-            data = json.loads(text)
-        except UnicodeDecodeError as exc:
-            raise _corrupt(self.path, f"not UTF-8 text ({exc.reason})") from exc
-        except json.JSONDecodeError as exc:
-            raise _corrupt(
-                self.path, f"invalid JSON at line {exc.lineno}, column {exc.colno}"
-            ) from exc
-        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-            raise _corrupt(self.path, "not a TinyDB database (expected tables of documents)")
-        return data
-
-    def write(self, data: Mapping[str, Mapping[str, Any]]) -> None:
-        if self.readonly:
-            raise StoreError(f"the database {self.path} was opened read-only")
-        # dumps, not dump: json.dump streams through the pure-Python encoder
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        try:
-            atomic.write_atomic(self.path, payload)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot write the database {self.path}: {exc}. Nothing was lost: the old "
-                f"file and the journal {self.journal_path} still hold every change"
-            ) from exc
-        self.writes += 1
-
-    def read_journal(self) -> bytes:
-        try:
-            return self.journal_path.read_bytes()
-        except FileNotFoundError:
-            return b""
-        except OSError as exc:
-            raise StoreError(f"cannot read the journal {self.journal_path}: {exc}") from exc
-
-    def _journal_fd(self) -> int:
-        if self._jfd is None:
-            created = not self.journal_path.exists()
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-            self._jfd = os.open(self.journal_path, flags, 0o600)
-            self._jsize = os.fstat(self._jfd).st_size
-            if created:
-                atomic.fsync_dir(self.path.parent)  # the journal's name must survive too
-        return self._jfd
-
-    def append_journal(self, line: bytes) -> None:
-        if self.readonly:
-            raise StoreError(f"the database {self.path} was opened read-only")
-        try:
-            fd = self._journal_fd()
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fdatasync(fd)
-        except OSError as exc:
-            # leave no torn line behind: the next append must start on a line of its own
-            if self._jfd is not None:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._jfd, self._jsize)
-            raise StoreError(
-                f"cannot append to the journal {self.journal_path}: {exc}. The change is "
-                "kept in memory and will be written by the next flush or checkpoint"
-            ) from exc
-        self._jsize += len(line)
-
-    def clear_journal(self) -> None:
-        if self._jfd is None and not self.journal_path.exists():
-            return
-        try:
-            fd = self._journal_fd()
-            os.ftruncate(fd, 0)
-            os.fsync(fd)
-        except OSError as exc:
-            raise StoreError(f"cannot empty the journal {self.journal_path}: {exc}") from exc
-        self._jsize = 0
-
-    def journal_size(self) -> int:
-        return self._jsize
-
-    def close(self) -> None:
-        if self._jfd is not None:
-            os.close(self._jfd)
-            self._jfd = None
-
-
-class MemoryStorage(JournalStorage, TinyMemoryStorage):
-    """tinydb's MemoryStorage with a journal beside it; survives reopening the same object.
-
-    ``write`` stores a JSON round trip, as a file would, so later changes in
-    memory never leak into what was "written".
-    """
-
-    def __init__(self) -> None:
-        self.memory: dict[str, dict[str, Any]] | None = None
-        self.journal = bytearray()
-        self.writes = 0
-
-    def write(self, data: Mapping[str, Mapping[str, Any]]) -> None:
-        self.memory = json.loads(json.dumps(data))
-        self.writes += 1
-
-    def read_journal(self) -> bytes:
-        return bytes(self.journal)
-
-    def append_journal(self, line: bytes) -> None:
-        self.journal += line
-
-    def clear_journal(self) -> None:
-        self.journal.clear()
-
-    def journal_size(self) -> int:
-        return len(self.journal)
-
-
-def _corrupt(path: Path, why: str) -> StoreCorruptError:
-    backup = _backup_path(path)
-    hint = (
-        f"restore the backup ({backup}) with: cp {backup} {path}"
-        if backup.exists()
-        else f"move it aside (mv {path} {path}.broken) to start afresh; every "
-        "subscriber then starts again at lookback_days"
-    )
-    return StoreCorruptError(
-        f"the database {path} is unreadable ({why}); digest left it untouched. To recover, {hint}"
-    )
-
-
-def _backup_path(path: Path) -> Path:
-    return path.with_name(path.name + ".bak")
-
-
-def parse_journal(text: bytes, name: str) -> list[list[Any]]:
-    """The ops of every complete line; a torn last line (no newline) is dropped."""
-    *lines, torn = text.split(b"\n")
-    if torn:
-        log.warning("ignored a torn last line in the journal %s (a write cut short)", name)
-    ops: list[list[Any]] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            batch = json.loads(line)
-            if not isinstance(batch, list) or not all(isinstance(op, list) for op in batch):
-                raise ValueError("not a list of changes")
-        except ValueError as exc:
-            raise StoreCorruptError(
-                f"the journal {name} is unreadable (line {n}: {exc}); digest left it and the "
-                f"database untouched. To recover, move it aside (mv {name} {name}.broken): the "
-                "database then goes back to the end of the last completed cycle, and the "
-                "deliveries recorded since may be sent again"
-            ) from None
-        ops.extend(batch)
-    return ops
-
-
-# --------------------------------------------------------------------------
-# Serialisation
-
-
-def paper_to_doc(p: Paper) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "version": p.version,
-        "title": p.title,
-        "abstract": p.abstract,
-        "authors": list(p.authors),
-        "categories": list(p.categories),
-        "primary_category": p.primary_category,
-        "published": iso(p.published),
-        "updated": iso(p.updated),
-        "comment": p.comment,
-        "journal_ref": p.journal_ref,
-        "doi": p.doi,
-    }
-
-
-def paper_from_doc(d: Mapping[str, Any]) -> Paper:
-    return Paper(
-        id=d["id"],
-        version=int(d["version"]),
-        title=d["title"],
-        abstract=d["abstract"],
-        authors=tuple(d["authors"]),
-        categories=tuple(d["categories"]),
-        primary_category=d["primary_category"],
-        published=parse_time(d["published"]),
-        updated=parse_time(d["updated"]),
-        comment=d.get("comment"),
-        journal_ref=d.get("journal_ref"),
-        doi=d.get("doi"),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriberState:
-    """What the store knows of one subscriber (a snapshot: later changes do not show)."""
-
-    email: str
-    delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
-    delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
-    watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
-    last_sent: datetime | None = None
-    first_seen: datetime | None = None
-    served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
-    last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
-
-
-def _maybe_time(v: Any) -> datetime | None:
-    return parse_time(v) if v else None
 
 
 # --------------------------------------------------------------------------
@@ -378,7 +124,7 @@ class Store:
         try:
             ledger, migrated = Ledger.from_data(data)
         except (LedgerError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _corrupt(self.path, f"a document has the wrong shape: {exc}") from exc
+            raise corrupt(self.path, f"a document has the wrong shape: {exc}") from exc
         schema = int(ledger.meta.get("schema", SCHEMA))
         if schema > SCHEMA:
             raise StoreError(
@@ -435,7 +181,7 @@ class Store:
 
     def _backup(self, now: datetime) -> None:
         """Copy the database aside once per ``BACKUP_EVERY`` of the injected clock."""
-        backup = _backup_path(self.path)
+        backup = backup_path(self.path)
         try:
             if backup.exists() and 0 <= now.timestamp() - backup.stat().st_mtime < (
                 BACKUP_EVERY.total_seconds()
@@ -498,9 +244,7 @@ class Store:
     @property
     def db(self) -> TinyDB:
         """A TinyDB snapshot of the current state, for inspection (changes to it are not kept)."""
-        db = TinyDB(storage=TinyMemoryStorage)
-        db.storage.write(json.loads(json.dumps(self.ledger.to_data())))
-        return db
+        return snapshot_db(self.ledger.to_data())
 
     @property
     def writes(self) -> int:
@@ -518,14 +262,14 @@ class Store:
         return self.ledger.meta
 
     def last_fetch(self) -> datetime | None:
-        return _maybe_time(self._meta().get("last_fetch"))
+        return maybe_time(self._meta().get("last_fetch"))
 
     def set_last_fetch(self, when: datetime) -> None:
         self._change("meta", {"last_fetch": iso(when)})
 
     def last_slot(self) -> datetime | None:
         """The scheduled slot of the last cycle the daemon completed."""
-        return _maybe_time(self._meta().get("last_slot"))
+        return maybe_time(self._meta().get("last_slot"))
 
     def set_last_slot(self, slot: datetime) -> None:
         self._change("meta", {"last_slot": iso(slot)})
@@ -587,9 +331,9 @@ class Store:
             delivered=MappingProxyType(r.delivered),
             delivered_at=DeliveredAt(r.batches),
             watermarks={k: parse_time(v) for k, v in (f.get("watermarks") or {}).items()},
-            last_sent=_maybe_time(f.get("last_sent")),
-            first_seen=_maybe_time(f.get("first_seen")),
-            served_slot=_maybe_time(f.get("served_slot")),
+            last_sent=maybe_time(f.get("last_sent")),
+            first_seen=maybe_time(f.get("first_seen")),
+            served_slot=maybe_time(f.get("served_slot")),
             last_empty=f.get("last_empty"),
         )
 

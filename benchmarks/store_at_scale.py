@@ -1,8 +1,9 @@
 """The store at a year's scale: open, "who got what", record, rewrites, memory.
 
 Builds, through ``Store``'s own API, R readers x D delivered papers each (in
-20 batches, ids drawn from a year's ~90,000 announced papers) plus a paper
-cache, then runs the store's part of one cycle and prints each figure beside
+20 batches, one every 9 days over the 180-day retention, each of papers
+submitted in the 9 days before it, drawn from 90,000: 500 a day) plus the
+newest papers as the cache, then runs the store's part of one cycle and prints each figure beside
 the baseline measured in the same run: the store as it was before the
 journal (``digest/store.py`` at commit ``BASELINE``, loaded from git into a
 temporary module).
@@ -11,7 +12,10 @@ The cycle, as the daemon runs it: open (replay + fold), cache a 2,000-paper
 fetch, give every reader its watermarks, compute for every reader which of
 the 2,000 fetched papers it has not been sent ("who got what"), record M
 accepted messages (``record_delivery`` + ``flush`` each: the durability
-contract), save the cycle record, prune, close. Each phase runs in a fresh
+contract), save the cycle record, prune, close. "Who got what" asks digest's
+store only for the batches since the oldest fetched paper's submission
+(``delivered_since``); the baseline can only read each reader's whole
+history. Both must find the same pending pairs. Each phase runs in a fresh
 subprocess so that peak RSS is that phase's own.
 
 The baseline rewrites the whole file on every flush (1.5 s each at 1M
@@ -47,8 +51,9 @@ from digest.models import Paper  # noqa: E402
 
 BASELINE = "23904f1"  # main before the journal: one whole-file rewrite per flush
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
-BATCHES = 20  # deliveries per reader, spread over the retention period
-ID_POOL = 90_000  # about a year of arXiv announcements
+BATCHES = 20  # deliveries per reader, one every 9 days over the retention period
+SPAN = timedelta(days=180)  # the retention period
+ID_POOL = 90_000  # papers announced over it (500 a day), numbered oldest first
 FETCH = 2_000
 PER_MESSAGE = 20  # papers per recorded message
 SAMPLE = 3  # baseline messages actually recorded (each rewrites the file)
@@ -77,6 +82,10 @@ def pid(n: int) -> str:
     return f"26{n // 100_000:02d}.{n % 100_000:05d}"
 
 
+def published(n: int) -> datetime:
+    return NOW - SPAN * (ID_POOL - 1 - n) / ID_POOL
+
+
 def load_impl(name: str, work: Path) -> ModuleType:
     if name == "new":
         import digest.store
@@ -102,28 +111,28 @@ def build(impl: ModuleType, db: Path, readers: int, per_reader: int, cached: int
     rng = random.Random(1)
     t0 = time.perf_counter()
     with impl.Store.open(db, now=NOW) as store:
-        days = 180 / cached
-        store.add_papers(
-            [paper(ID_POOL - i, NOW - timedelta(days=i * days)) for i in range(cached)], NOW
-        )
+        newest = range(ID_POOL - cached, ID_POOL)
+        store.add_papers([paper(n, published(n)) for n in newest], NOW)
         per_batch = max(1, per_reader // BATCHES)
+        step = ID_POOL // BATCHES
         for r in range(readers):
             email = f"reader{r}@example.org"
             store.ensure_watermarks(
                 email, [f"k:term{r % 50}", "k:graph"], NOW - timedelta(days=180)
             )
-            ids = rng.sample(range(ID_POOL), per_reader)
-            for b in range(0, per_reader, per_batch):
-                when = NOW - timedelta(days=179 - 179 * b / per_reader)
-                store.record_delivery(email, {pid(n): 1 for n in ids[b : b + per_batch]}, when)
+            for b in range(BATCHES):
+                # the last batch is sent at NOW: papers go out within 9 days of submission
+                when = NOW - SPAN * (BATCHES - 1 - b) / BATCHES
+                ids = rng.sample(range(b * step, (b + 1) * step), per_batch)
+                store.record_delivery(email, {pid(n): 1 for n in ids}, when)
     return {"build_s": time.perf_counter() - t0, "file_mb": db.stat().st_size / 1e6}
 
 
 def cycle(impl: ModuleType, db: Path, readers: int, messages: int, sampled: bool) -> dict[str, Any]:
     now = NOW + timedelta(days=1)
     fetched = [paper(ID_POOL + i, now - timedelta(hours=i / 100)) for i in range(FETCH // 2)]
-    # half new, half already cached (and partly delivered): the fetch window overlaps
-    fetched += [paper(ID_POOL - i, NOW - timedelta(days=i * 180 / 8300)) for i in range(FETCH // 2)]
+    # half new, half submitted in the last two days (and partly delivered): windows overlap
+    fetched += [paper(n, published(n)) for n in range(ID_POOL - FETCH // 2, ID_POOL)]
     emails = [f"reader{r}@example.org" for r in range(readers)]
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -141,8 +150,13 @@ def cycle(impl: ModuleType, db: Path, readers: int, messages: int, sampled: bool
         ids = [p.id for p in fetched]
         fetched_ids = set(ids)
         pending = 0
+        # a paper is delivered after its submission: only batches since the oldest
+        # fetched one can hold it (the baseline has no such query: whole history)
+        since = min(p.published for p in fetched) - timedelta(days=1)
+        recent = getattr(store, "delivered_since", None)
         for e in emails:
-            pending += len(fetched_ids - store.subscriber(e).delivered.keys())
+            sent = recent(e, since) if recent else store.subscriber(e).delivered
+            pending += len(fetched_ids - sent.keys())
         out["diff_s"] = time.perf_counter() - t
         out["pending"] = pending
         todo = emails[: SAMPLE if sampled else messages]

@@ -78,6 +78,16 @@ class Reader:
     batches: tuple[Batch, ...] = ()
     _delivered: Mapping[str, int] | None = None
 
+    def delivered_since(self, since: str) -> dict[str, int]:
+        """id -> version over the batches at or after ``since`` (ISO), newest first."""
+        start = parse_time(since)
+        recent = []
+        for batch in reversed(self.batches):
+            if parse_time(batch[0]) < start:
+                break
+            recent.append(batch)
+        return _merged(reversed(recent))
+
     @property
     def delivered(self) -> Mapping[str, int]:
         """id -> version sent, merged over the batches on first use."""

@@ -340,15 +340,17 @@ class Store:
     def subscriber_emails(self) -> tuple[str, ...]:
         return tuple(self.ledger.readers)
 
-    def delivered_since(self, email: str, since: datetime) -> frozenset[str]:
-        """Ids delivered to ``email`` at or after ``since``: reads only the recent batches."""
+    def delivered_since(self, email: str, since: datetime) -> Mapping[str, int]:
+        """id -> version of what ``email`` was sent at or after ``since``; reads only those batches.
+
+        This is the O(new papers) diff: a paper is delivered after it is
+        published, so whether a fetched paper was sent is answered by the
+        batches since the oldest fetched paper's submission (less a day for
+        clocks), and the revision watch by those since the watch began. The
+        whole history (``subscriber().delivered``) is never decoded.
+        """
         r = self.ledger.readers.get(email)
-        out: set[str] = set()
-        for at, ids in reversed(r.batches if r else ()):
-            if parse_time(at) < since:
-                break
-            out.update(ids)
-        return frozenset(out)
+        return r.delivered_since(iso(since)) if r else {}
 
     def ensure_watermarks(
         self, email: str, keys: Iterable[str], start: datetime, now: datetime | None = None

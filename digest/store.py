@@ -119,18 +119,19 @@ class Store:
         data = self.storage.read()
         journal = self.storage.read_journal()
         ops = parse_journal(journal, self._journal_name())
-        if self._on_disk and not self.readonly and data is not None:
-            self._backup(now)
-        try:
-            ledger, migrated = Ledger.from_data(data)
-        except (LedgerError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise corrupt(self.path, f"a document has the wrong shape: {exc}") from exc
-        schema = int(ledger.meta.get("schema", SCHEMA))
-        if schema > SCHEMA:
+        metas = list((data or {}).get("meta", {}).values())
+        schema = metas[0].get("schema", SCHEMA) if metas and isinstance(metas[0], dict) else SCHEMA
+        if isinstance(schema, int) and schema > SCHEMA:
             raise StoreError(
                 f"the database {self.path} was written by a newer digest (schema {schema}); "
                 "upgrade digest"
             )
+        try:
+            ledger, migrated = Ledger.from_data(data)
+        except (LedgerError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise corrupt(self.path, f"a document has the wrong shape: {exc}") from exc
+        if self._on_disk and not self.readonly and data is not None:
+            self._backup(now)  # only a file that reads back whole is worth keeping
         for n, op in enumerate(ops, 1):
             try:
                 ledger.apply(op)

@@ -635,3 +635,11 @@ def test_wrong_shape_is_corrupt_too(tmp_path: Path) -> None:
     db.write_text("[1, 2, 3]")
     with pytest.raises(StoreCorruptError, match="not a TinyDB database"), Store.open(db):
         pass
+
+
+def test_a_document_of_the_wrong_shape_is_corrupt_and_not_backed_up(tmp_path: Path) -> None:
+    db = tmp_path / "digest.json"
+    db.write_text('{"meta": {"1": {"schema": 2}}, "subscribers": {"1": {"batches": []}}}')
+    with pytest.raises(StoreCorruptError, match="a document has the wrong shape"), Store.open(db):
+        pass
+    assert not db.with_name("digest.json.bak").exists()

@@ -1,0 +1,196 @@
+"""Reader commands as text: the one line a mailto link sends and a reply carries.
+
+A command line reads ``<action> [<paper id>] <reader address> <token>``, e.g.
+``unsubscribe alice@example.org KZ3M...`` or ``more 2202.12139
+alice@example.org QX7A...``. The same line goes into the subject and the
+body of each mailto link (RFC 6068), so the command survives a client that
+drops either; ``find_commands`` is the one parser of what ``command_line``
+writes. The address is spelled out because a reader may reply from another
+address than the one we mail (forwarding, aliases): the token, not the From
+header, says who the command is for.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.headerregistry import Address
+from typing import Literal, get_args
+from urllib.parse import quote
+
+from digest.tokens import (
+    TOKEN_LENGTH,
+    ReplySecret,
+    command_token,
+    normalise_address,
+    normalise_argument,
+)
+
+Action = Literal["unsubscribe", "pause", "resume", "daily", "weekly", "more", "less"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+PAPER_ACTIONS: frozenset[str] = frozenset({"more", "less"})  # the ones that name a paper
+
+# What a reader sees in the compose window a link opens, and what the
+# confirmation mail offers.
+DESCRIPTIONS: dict[Action, str] = {
+    "unsubscribe": "stop all mail to {address}",
+    "pause": "pause mail to {address} for a week",
+    "resume": "resume mail to {address}",
+    "daily": "send {address} a digest every day",
+    "weekly": "send {address} one digest a week",
+    "more": "show {address} more papers like {argument}",
+    "less": "show {address} fewer papers like {argument}",
+}
+
+_COMMAND_RE = re.compile(
+    r"(?<![\w.-])(?P<action>" + "|".join(ACTIONS) + r")"
+    r"(?:\s+(?P<argument>[\w.-]+(?:/[\w.-]+)?))?"  # an arXiv id, old style with a slash
+    r"\s+<?(?P<address>[^\s<>@\"]+@[^\s<>@\"]+?)>?"
+    r"\s+\[?(?P<token>[A-Za-z2-7]{" + str(TOKEN_LENGTH) + r"})\]?"
+    r"(?![\w])",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLine:
+    """A command as written in a message, not yet checked against its token."""
+
+    action: Action
+    address: str  # normalised
+    argument: str  # normalised; "" for actions without one
+    token: str  # upper case
+
+
+def command_line(secret: ReplySecret, address: str, action: Action, argument: str = "") -> str:
+    """The text that carries one command, token included."""
+    _check(action, argument)
+    token = command_token(secret, address, action, argument)
+    parts = [action, normalise_argument(argument), normalise_address(address), token]
+    return " ".join(p for p in parts if p)
+
+
+def find_commands(text: str) -> tuple[CommandLine, ...]:
+    """Every well-formed command line in ``text``, in order, duplicates dropped."""
+    found: list[CommandLine] = []
+    for m in _COMMAND_RE.finditer(text):
+        action = m["action"].lower()
+        argument = normalise_argument(m["argument"] or "")
+        # The optional argument group can swallow nothing it should not,
+        # but an action given the wrong arity is not a command we wrote.
+        if (action in PAPER_ACTIONS) != bool(argument):
+            continue
+        cmd = CommandLine(
+            action=_as_action(action),
+            address=normalise_address(m["address"]),
+            argument=argument,
+            token=m["token"].upper(),
+        )
+        if cmd not in found:
+            found.append(cmd)
+    return tuple(found)
+
+
+def mailto(to: Address | str, *, subject: str, body: str = "") -> str:
+    """An RFC 6068 ``mailto:`` URI: every character outside "unreserved" percent-encoded.
+
+    Spaces become ``%20`` (never ``+``, which RFC 6068 §5 reads as a plus
+    sign) and line breaks ``%0D%0A`` (§5: CRLF in a body).
+    """
+    addr = to.addr_spec if isinstance(to, Address) else to
+    local, _, domain = addr.rpartition("@")
+    # §2: "%", "?", "#", "&" and the like must be escaped in the address;
+    # RFC 3986 sub-delims may stay. "@" separates local part and domain.
+    safe = "!$'()*+,;:="
+    uri = f"mailto:{quote(local, safe=safe)}@{quote(domain, safe=safe)}?subject={_q(subject)}"
+    if body:
+        uri += f"&body={_q(body.replace(chr(13), '').replace(chr(10), chr(13) + chr(10)))}"
+    return uri
+
+
+def command_mailto(
+    secret: ReplySecret,
+    operator: Address | str,
+    address: str,
+    action: Action,
+    argument: str = "",
+    *,
+    list_name: str = "Daily Papers",
+) -> str:
+    """The link that, clicked and sent, performs ``action`` for ``address``."""
+    line = command_line(secret, address, action, argument)
+    what = DESCRIPTIONS[action].format(address=normalise_address(address), argument=argument)
+    body = f"Send this message as it is to {what} ({list_name}).\n\n{line}\n"
+    return mailto(operator, subject=line, body=body)
+
+
+@dataclass(frozen=True, slots=True)
+class PaperLinks:
+    more: str
+    less: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderLinks:
+    """Every link one digest carries for its reader, ready for a template.
+
+    ``list_unsubscribe`` is the whole ``List-Unsubscribe`` header value
+    (RFC 2369: the URI in angle brackets); Gmail's and Apple Mail's
+    unsubscribe buttons send that mailto's subject and body unchanged.
+    """
+
+    list_unsubscribe: str
+    unsubscribe: str
+    pause: str
+    resume: str
+    daily: str
+    weekly: str
+    papers: dict[str, PaperLinks]  # paper id -> its links
+
+    def paper(self, paper_id: str) -> PaperLinks:
+        return self.papers[paper_id]
+
+
+def reader_links(
+    secret: ReplySecret,
+    operator: Address | str,
+    address: str,
+    paper_ids: tuple[str, ...] = (),
+    *,
+    list_name: str = "Daily Papers",
+) -> ReaderLinks:
+    def link(action: Action, argument: str = "") -> str:
+        return command_mailto(secret, operator, address, action, argument, list_name=list_name)
+
+    unsubscribe = link("unsubscribe")
+    return ReaderLinks(
+        list_unsubscribe=f"<{unsubscribe}>",
+        unsubscribe=unsubscribe,
+        pause=link("pause"),
+        resume=link("resume"),
+        daily=link("daily"),
+        weekly=link("weekly"),
+        papers={
+            pid: PaperLinks(more=link("more", pid), less=link("less", pid)) for pid in paper_ids
+        },
+    )
+
+
+def _q(text: str) -> str:
+    return quote(text, safe="")  # UTF-8, then percent-encoded (RFC 6068 §2)
+
+
+def _check(action: str, argument: str) -> None:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown reader command {action!r}")
+    if (action in PAPER_ACTIONS) != bool(argument.strip()):
+        raise ValueError(f"{action!r} takes {'a paper id' if action in PAPER_ACTIONS else 'none'}")
+    if argument and not re.fullmatch(r"[\w.-]+(?:/[\w.-]+)?", argument.strip()):
+        raise ValueError(f"{argument!r} is not a paper id")
+
+
+def _as_action(word: str) -> Action:
+    for action in ACTIONS:
+        if action == word:
+            return action
+    raise ValueError(word)

@@ -1,0 +1,382 @@
+"""What a message sent to the operator's address means, and what to answer.
+
+``classify`` turns the raw bytes an MTA pipe or the IMAP poller hands over
+into one ``Outcome``; it never raises, whatever the bytes. The order of the
+checks is the safety argument:
+
+1. bounces (RFC 3464 reports, prose bounces, null senders) are read for the
+   failed recipient and never answered;
+2. auto-replies (RFC 3834 ``Auto-Submitted``, ``Precedence``, out-of-office
+   subjects) and our own mail coming back are ignored and never answered,
+   even when they quote a command: an out-of-office echo must not act;
+3. a command line whose token verifies acts, for the address the token
+   names, whoever the From is; a command line whose token does not verify
+   (forged, or for a changed address) is ignored and not answered;
+4. a bare command word ("unsubscribe", "stop", ...) from a From address is
+   spoofable, so it only earns a confirmation mail carrying the tokened link,
+   sent to that address (``confirmation_message``), a few per day at most.
+
+``respond`` then combines an outcome with the reader's stored state through
+``readers.apply``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.policy import default
+from email.utils import format_datetime, make_msgid, parseaddr
+
+from digest import bounces
+from digest.commands import DESCRIPTIONS, Action, command_line, command_mailto, find_commands
+from digest.readers import (
+    AskedByPlainReply,
+    Bounced,
+    Effects,
+    Event,
+    ReaderState,
+    Verified,
+    apply,
+)
+from digest.tokens import ReplySecret, normalise_address, token_matches
+
+# Larger messages are read only this far: headers, a DSN's report and a
+# command's subject all come first; a 5 MB attachment after them is not read.
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_BODY_CHARS = 64_000
+
+# Plain-reply words and the command each asks for.
+PLAIN_WORDS: dict[str, Action] = {
+    "unsubscribe": "unsubscribe",
+    "unsub": "unsubscribe",
+    "stop": "unsubscribe",
+    "remove": "unsubscribe",
+    "pause": "pause",
+    "resume": "resume",
+    "daily": "daily",
+    "weekly": "weekly",
+}
+_AUTO_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
+_AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-AutoReply-From")
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(?:automatic reply|auto(?:matic)?[ -]?(?:reply|response)|auto:|autoreply|"
+    r"out of (?:the )?office|ooo\b|abwesenheit|automatische antwort|r[ée]ponse automatique|"
+    r"respuesta autom[áa]tica|risposta automatica|vacation|on leave|away from)",
+    re.IGNORECASE,
+)
+_REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|vs|fwd?|wg|tr|antw)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
+_QUOTE_STARTS = re.compile(
+    r"^(?:-+ ?original message ?-+|on .+ wrote:|am .+ schrieb .+:|le .+ a écrit ?:|from: .+)$",
+    re.IGNORECASE,
+)
+
+
+# -- outcomes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command whose token verified for ``subscriber``."""
+
+    subscriber: str  # normalised
+    action: Action
+    argument: str = ""
+    sender: str = ""  # the From address, for the log only
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    recipient: str  # normalised
+    hard: bool
+    status: str = ""
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReply:
+    sender: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlainReply:
+    """A command word without a valid token: answer with a confirmation, never act."""
+
+    sender: str  # normalised From address; a confirmation goes only here
+    action: Action
+    message_id: str | None = None
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    reason: str
+
+
+Outcome = Command | Bounce | AutoReply | PlainReply | Ignore
+
+
+def reader_of(outcome: Outcome) -> str | None:
+    """The address whose state the outcome concerns (still to be checked against subscribers)."""
+    match outcome:
+        case Command(subscriber=address) | Bounce(recipient=address) | PlainReply(sender=address):
+            return address
+        case _:
+            return None
+
+
+def describe(outcome: Outcome) -> str:
+    """One log line: what the message was."""
+    match outcome:
+        case Command(subscriber, action, argument, sender, _):
+            arg = f" {argument}" if argument else ""
+            via = f" (sent from {sender})" if sender and sender != subscriber else ""
+            return f"command {action}{arg} for {subscriber}{via}"
+        case Bounce(recipient, hard, status, _):
+            return f"{'hard' if hard else 'soft'} bounce for {recipient} {status}".rstrip()
+        case AutoReply(sender, reason):
+            return f"auto-reply from {sender or '(no sender)'} ignored: {reason}"
+        case PlainReply(sender, action, _, _):
+            return f"plain reply from {sender} asking to {action}"
+        case Ignore(reason):
+            return f"ignored: {reason}"
+
+
+# -- classification ---------------------------------------------------------------------
+
+
+def classify(raw: bytes, *, secret: ReplySecret, own_addresses: Collection[str] = ()) -> Outcome:
+    """What ``raw`` (one RFC 5322 message) is; never raises.
+
+    ``own_addresses``: the operator's From/Reply-To addresses; mail from them
+    is our own coming back (a loop) and a prose bounce's mention of them is
+    not the failed recipient.
+    """
+    try:
+        msg = BytesParser(policy=default).parsebytes(raw[:MAX_MESSAGE_BYTES])
+        return _classify(msg, secret, {normalise_address(a) for a in own_addresses})
+    except Exception as exc:  # any input at all must end in an outcome
+        # The email package raises a zoo of errors on hostile headers (and
+        # some are bugs); a message we cannot read is ignored, never answered.
+        return Ignore(f"unreadable message ({type(exc).__name__})")
+
+
+def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
+    sender = _from_address(msg)
+    null_sender = _null_sender(msg)
+    message_id = _header(msg, "Message-ID") or None
+
+    if bounces.is_dsn(msg) or bounces.looks_like_bounce(msg, null_sender):
+        failures = (
+            bounces.dsn_failures(msg)
+            if bounces.is_dsn(msg)
+            else bounces.prose_failures(msg, own | {sender})
+        )
+        if not failures:
+            return Ignore("bounce or null-sender message naming no failed recipient")
+        first = next((f for f in failures if f.hard), failures[0])
+        return Bounce(first.recipient, first.hard, first.status, message_id)
+
+    auto = _auto_reply_reason(msg)
+    if auto:
+        return AutoReply(sender, auto)
+    if sender in own:
+        return Ignore("our own mail came back")
+
+    subject = _header(msg, "Subject")
+    body = _body_text(msg)
+    for text in (subject, body):
+        found = find_commands(text)
+        if not found:
+            continue
+        for cmd in found:
+            if token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token):
+                return Command(cmd.address, cmd.action, cmd.argument, sender, message_id)
+        return Ignore(f"command token does not match ({found[0].action} for {found[0].address})")
+
+    action = _plain_word(subject, body)
+    if action is None:
+        return Ignore("no command")
+    if not sender:
+        return Ignore(f"plain reply asking to {action} has no From address")
+    return PlainReply(sender, action, message_id, _references(msg))
+
+
+def _auto_reply_reason(msg: EmailMessage) -> str:
+    auto = _header(msg, "Auto-Submitted").split(";")[0].strip().lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"  # RFC 3834 §5
+    precedence = _header(msg, "Precedence").strip().lower()
+    if precedence in _AUTO_PRECEDENCE:
+        return f"Precedence: {precedence}"
+    for name in _AUTO_HEADERS:
+        if msg.get(name) is not None:
+            return f"{name} header"
+    if msg.get("List-Id") is not None:
+        return "mailing-list traffic (List-Id)"
+    subject = _REPLY_PREFIX.sub("", _header(msg, "Subject"))
+    if _AUTO_SUBJECT.match(subject):
+        return "out-of-office subject"
+    return ""
+
+
+def _plain_word(subject: str, body: str) -> Action | None:
+    """A command word standing alone: the whole subject, or the first line of the reply.
+
+    Deliberately narrow: "Re: Daily Papers" is not a request to go daily.
+    """
+    candidates = [_REPLY_PREFIX.sub("", subject)]
+    first_line = next((line for line in body.splitlines() if line.strip()), "")
+    candidates.append(first_line)
+    for text in candidates:
+        words = re.findall(r"[^\W\d_]+", text.lower())
+        if words and len(words) <= 4 and words[0] in PLAIN_WORDS:
+            return PLAIN_WORDS[words[0]]
+    return None
+
+
+def _body_text(msg: EmailMessage) -> str:
+    """The reader's own words: text parts, HTML reduced to text, quoted history dropped."""
+    chunks: list[str] = []
+    size = 0
+    for part in bounces.own_parts(msg):
+        if part.get_content_maintype() != "text" or part.get_content_disposition() == "attachment":
+            continue
+        text = bounces.part_text(part)
+        if part.get_content_subtype() == "html":
+            text = html.unescape(re.sub(r"<(?:br|/p|/div|/tr)[^>]*>", "\n", text, flags=re.I))
+            text = re.sub(r"<[^>]*>", " ", text)
+        chunks.append(_unquoted(text))
+        size += len(text)
+        if size > MAX_BODY_CHARS:
+            break
+    return "\n".join(chunks)[:MAX_BODY_CHARS]
+
+
+def _unquoted(text: str) -> str:
+    """Text above the quoted message: a reply that quotes a digest carries its links."""
+    kept: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if _QUOTE_STARTS.match(stripped):
+            break
+        if not stripped.startswith(">"):
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _header(msg: Message, name: str) -> str:
+    value = msg.get(name)
+    return "" if value is None else " ".join(str(value).split())
+
+
+def _from_address(msg: EmailMessage) -> str:
+    return normalise_address(parseaddr(_header(msg, "From"))[1])
+
+
+def _null_sender(msg: EmailMessage) -> bool:
+    """``Return-Path: <>`` (RFC 5321 §4.5.5), as the delivering MTA records the envelope."""
+    return any(str(v).strip() in ("<>", "") for v in msg.get_all("Return-Path", []))
+
+
+def _references(msg: EmailMessage) -> tuple[str, ...]:
+    return tuple(re.findall(r"<[^<>\s]+>", _header(msg, "References")))
+
+
+# -- answering ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    state: ReaderState
+    effects: Effects
+    reply: EmailMessage | None  # a confirmation to send, if any
+
+
+def event_of(outcome: Outcome) -> Event | None:
+    """The reader event an outcome amounts to; None for what changes no reader."""
+    match outcome:
+        case Command(_, action, argument, _, message_id):
+            return Verified(action, argument, message_id)
+        case Bounce(_, hard, status, message_id):
+            return Bounced(hard, status, message_id)
+        case PlainReply(_, action, message_id, _):
+            return AskedByPlainReply(action, message_id)
+        case _:
+            return None
+
+
+def respond(
+    outcome: Command | Bounce | PlainReply,
+    state: ReaderState,
+    now: datetime,
+    *,
+    secret: ReplySecret,
+    operator: Address,
+    list_name: str = "Daily Papers",
+) -> Response:
+    """The reader's new state, the effects, and the confirmation mail to send (if any)."""
+    event = event_of(outcome)
+    assert event is not None  # Command, Bounce and PlainReply all map to an event
+    new, effects = apply(state, event, now)
+    reply = None
+    if effects.confirm is not None and isinstance(outcome, PlainReply):
+        reply = confirmation_message(
+            outcome, secret=secret, operator=operator, now=now, list_name=list_name
+        )
+    return Response(new, effects, reply)
+
+
+def confirmation_message(
+    request: PlainReply,
+    *,
+    secret: ReplySecret,
+    operator: Address,
+    now: datetime,
+    list_name: str = "Daily Papers",
+) -> EmailMessage:
+    """The answer to a plain reply: the tokened link, mailed only to the From address.
+
+    The subject never carries the token: an out-of-office echo of it must
+    not be able to confirm. ``Auto-Submitted: auto-replied`` (RFC 3834 §5)
+    tells well-behaved responders not to answer, and our own ``classify``
+    ignores it should it come back.
+    """
+    address = request.sender
+    what = DESCRIPTIONS[request.action].format(address=address, argument="")
+    link = command_mailto(secret, operator, address, request.action, list_name=list_name)
+    line = command_line(secret, address, request.action)
+    msg = EmailMessage()
+    msg["From"] = operator
+    msg["To"] = Address(username=address.rpartition("@")[0], domain=address.rpartition("@")[2])
+    msg["Subject"] = f"{list_name}: confirm to {what}"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid(domain=operator.domain or None)
+    if request.message_id:
+        msg["In-Reply-To"] = request.message_id
+        msg["References"] = " ".join((*request.references, request.message_id))
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(
+        f"Someone, probably you, asked {list_name} by email to {what}.\n"
+        "\n"
+        "A From address is easy to forge, so nothing has changed yet. To confirm,\n"
+        "open this link and send the message it prepares, unchanged:\n"
+        "\n"
+        f"  {link}\n"
+        "\n"
+        "or send a message to "
+        f"{operator.addr_spec} with this line as its subject:\n"
+        "\n"
+        f"  {line}\n"
+        "\n"
+        "If you did not ask for this, ignore this message.\n"
+    )
+    return msg

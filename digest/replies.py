@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -72,7 +72,8 @@ _AUTO_SUBJECT = re.compile(
 )
 _REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|vs|fwd?|wg|tr|antw)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
 _QUOTE_STARTS = re.compile(
-    r"^(?:-+ ?original message ?-+|on .+ wrote:|am .+ schrieb .+:|le .+ a écrit ?:|from: .+)$",
+    r"^(?:_{10,}|-+ ?original message ?-+|on .+ wrote:|am .+ schrieb .+:|le .+ a écrit ?:"
+    r"|from: .+)$",
     re.IGNORECASE,
 )
 
@@ -332,6 +333,48 @@ def respond(
             outcome, secret=secret, operator=operator, now=now, list_name=list_name
         )
     return Response(new, effects, reply)
+
+
+@dataclass(frozen=True, slots=True)
+class Handling:
+    """What one incoming message did: the shell saves ``state`` and sends ``reply``."""
+
+    outcome: Outcome
+    reader: str | None = None  # the subscriber whose state changed or was consulted
+    response: Response | None = None
+
+    @property
+    def log(self) -> str:
+        what = describe(self.outcome)
+        return f"{what}: {self.response.effects.log}" if self.response else what
+
+
+def handle(
+    raw: bytes,
+    *,
+    secret: ReplySecret,
+    operator: Address,
+    state_of: Callable[[str], ReaderState | None],
+    now: datetime,
+    list_name: str = "Daily Papers",
+    also_ours: Collection[str] = (),
+) -> Handling:
+    """Everything ``digest ingest`` and the IMAP poller decide about one message; pure.
+
+    ``state_of(address)`` gives a subscriber's stored state (``ReaderState()``
+    when none is stored yet) and None for an address that is not a
+    subscriber: a bounce, command or plain reply for a stranger changes
+    nothing and is never answered.
+    """
+    outcome = classify(raw, secret=secret, own_addresses=(operator.addr_spec, *also_ours))
+    if not isinstance(outcome, Command | Bounce | PlainReply):
+        return Handling(outcome)
+    address = reader_of(outcome)
+    state = state_of(address) if address else None
+    if address is None or state is None:
+        return Handling(Ignore(f"{describe(outcome)}, who is not a subscriber"))
+    response = respond(outcome, state, now, secret=secret, operator=operator, list_name=list_name)
+    return Handling(outcome, address, response)
 
 
 def confirmation_message(

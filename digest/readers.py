@@ -103,9 +103,10 @@ def apply(state: ReaderState, event: Event, now: datetime) -> tuple[ReaderState,
                 state, unsubscribed_at=None, suspended_at=None, paused_until=None, hard_bounces=()
             )
             log = "suppression lifted by the operator"
-    if message_id:
-        new = replace(new, handled=(*state.handled, message_id)[-MAX_HANDLED:])
-    return new, Effects(new != state, log)
+    if new == state:
+        return state, Effects(False, log)
+    # Only a message that changed something is remembered: its replay is the danger.
+    return _remember(new, message_id), Effects(True, log)
 
 
 def _command(
@@ -168,19 +169,22 @@ def _bounce(state: ReaderState, hard: bool, status: str, now: datetime) -> tuple
 def _plain_reply(
     state: ReaderState, action: Action, now: datetime, message_id: str | None
 ) -> tuple[ReaderState, Effects]:
-    handled = (*state.handled, message_id)[-MAX_HANDLED:] if message_id else state.handled
     if action == "unsubscribe" and state.unsubscribed_at is not None:
-        new = replace(state, handled=handled)
-        return new, Effects(new != state, "plain reply asks to unsubscribe: already unsubscribed")
+        return state, Effects(False, "plain reply asks to unsubscribe: already unsubscribed")
     if len(state.confirmations) >= CONFIRMATIONS_PER_WINDOW:
-        new = replace(state, handled=handled)
-        return new, Effects(
-            new != state,
+        return state, Effects(
+            False,
             f"plain reply asks to {action}: {CONFIRMATIONS_PER_WINDOW} confirmations "
             "sent in the last day already; not answered",
         )
-    new = replace(state, handled=handled, confirmations=(*state.confirmations, now))
+    new = _remember(replace(state, confirmations=(*state.confirmations, now)), message_id)
     return new, Effects(True, f"plain reply asks to {action}: confirmation sent", confirm=action)
+
+
+def _remember(state: ReaderState, message_id: str | None) -> ReaderState:
+    if not message_id:
+        return state
+    return replace(state, handled=(*state.handled, message_id)[-MAX_HANDLED:])
 
 
 def _forget_old(state: ReaderState, now: datetime) -> ReaderState:

@@ -62,6 +62,31 @@ PLAIN_WORDS: dict[str, Action] = {
     "daily": "daily",
     "weekly": "weekly",
 }
+_COURTESY = frozenset(
+    [
+        "please",
+        "pls",
+        "me",
+        "now",
+        "thanks",
+        "thank",
+        "you",
+        "from",
+        "this",
+        "the",
+        "list",
+        "mail",
+        "mails",
+        "emails",
+        "digest",
+        "for",
+        "a",
+        "week",
+        "of",
+        "to",
+        "it",
+    ]
+)
 _AUTO_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 _AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-AutoReply-From")
 _AUTO_SUBJECT = re.compile(
@@ -229,16 +254,15 @@ def _auto_reply_reason(msg: EmailMessage) -> str:
 
 
 def _plain_word(subject: str, body: str) -> Action | None:
-    """A command word standing alone: the whole subject, or the first line of the reply.
+    """A command word standing alone: the whole subject, or the whole first line of the reply.
 
-    Deliberately narrow: "Re: Daily Papers" is not a request to go daily.
+    Deliberately narrow: only courtesy words may stand beside the command, so
+    "Re: Daily Papers" or "Daily is great" is not a request to go daily.
     """
-    candidates = [_REPLY_PREFIX.sub("", subject)]
     first_line = next((line for line in body.splitlines() if line.strip()), "")
-    candidates.append(first_line)
-    for text in candidates:
-        words = re.findall(r"[^\W\d_]+", text.lower())
-        if words and len(words) <= 4 and words[0] in PLAIN_WORDS:
+    for text in (_REPLY_PREFIX.sub("", subject), first_line):
+        words = [w for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in _COURTESY]
+        if len(words) == 1 and words[0] in PLAIN_WORDS:
             return PLAIN_WORDS[words[0]]
     return None
 

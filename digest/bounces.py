@@ -139,6 +139,22 @@ def _prose_status(text: str) -> tuple[str, bool]:
     return "", bool(_PERMANENT.search(text))
 
 
+def returned_text(msg: Message) -> str:
+    """All a bounce returns of the original: nested headers and every text part, uncut.
+
+    The digest's ``List-Unsubscribe`` header (returned as a ``message/rfc822``
+    part, a ``text/rfc822-headers`` part or inline prose) carries the
+    reader's tokened unsubscribe link: the proof that the bounce answers a
+    mail we sent to that reader.
+    """
+    chunks: list[str] = []
+    for part in msg.walk():
+        chunks.extend(str(v) for v in part.get_all("List-Unsubscribe", []))
+        if part.get_content_maintype() == "text":
+            chunks.append(part_text(part))
+    return "\n".join(chunks)[: MAX_SCAN_CHARS * 4]
+
+
 def _bounce_text(msg: Message) -> str:
     """The human-readable explanation: text parts outside any returned message."""
     chunks: list[str] = []

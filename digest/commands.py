@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.headerregistry import Address
+from email.policy import Policy
 from typing import Literal, get_args
 from urllib.parse import quote
 
@@ -124,6 +125,31 @@ def command_mailto(
     return mailto(operator, subject=line, body=body)
 
 
+class UnfoldedHeader(str):
+    """A header value written on one line, never folded or RFC 2047-encoded.
+
+    A tokened mailto is one long word. ``email.policy.SMTP`` (which
+    aiosmtplib flattens every message with) folds at 78 characters, and a
+    word longer than that becomes ``=?utf-8?q?...?=`` encoded words, which no
+    client reads as a URI (RFC 2369 wants the bare ``<mailto:...>``). The
+    email package writes a value that has a ``name`` by calling its ``fold``
+    (``EmailPolicy.header_store_parse`` and ``fold``); RFC 5322 §2.1.1 allows
+    lines up to 998 characters.
+    """
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> UnfoldedHeader:
+        if any(c in value for c in "\r\n\0") or len(name) + len(value) + 2 > 998:
+            raise ValueError(f"{name} cannot be written on one header line")
+        self = super().__new__(cls, value)
+        self.name = name
+        return self
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
 @dataclass(frozen=True, slots=True)
 class PaperLinks:
     more: str
@@ -135,11 +161,13 @@ class ReaderLinks:
     """Every link one digest carries for its reader, ready for a template.
 
     ``list_unsubscribe`` is the whole ``List-Unsubscribe`` header value
-    (RFC 2369: the URI in angle brackets); Gmail's and Apple Mail's
-    unsubscribe buttons send that mailto's subject and body unchanged.
+    (RFC 2369: the URI in angle brackets), to be set as it is:
+    ``msg["List-Unsubscribe"] = links.list_unsubscribe``. It carries the
+    command in its subject only, to stay short; Gmail's and Apple Mail's
+    unsubscribe buttons send that subject unchanged.
     """
 
-    list_unsubscribe: str
+    list_unsubscribe: UnfoldedHeader
     unsubscribe: str
     pause: str
     resume: str
@@ -162,10 +190,10 @@ def reader_links(
     def link(action: Action, argument: str = "") -> str:
         return command_mailto(secret, operator, address, action, argument, list_name=list_name)
 
-    unsubscribe = link("unsubscribe")
+    header_uri = mailto(operator, subject=command_line(secret, address, "unsubscribe"))
     return ReaderLinks(
-        list_unsubscribe=f"<{unsubscribe}>",
-        unsubscribe=unsubscribe,
+        list_unsubscribe=UnfoldedHeader("List-Unsubscribe", f"<{header_uri}>"),
+        unsubscribe=link("unsubscribe"),
         pause=link("pause"),
         resume=link("resume"),
         daily=link("daily"),

@@ -57,9 +57,18 @@ class Verified:
 
 @dataclass(frozen=True, slots=True)
 class Bounced:
+    """A failed delivery to this reader.
+
+    ``verified``: we know we sent the mail that failed, because the bounce
+    returned the reader's tokened link, or because our own SMTP relay
+    refused the recipient during the cycle. Only verified hard bounces count:
+    a forged bounce must not be able to suspend anyone.
+    """
+
     hard: bool
     status: str = ""
     message_id: str | None = None
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +103,10 @@ def apply(state: ReaderState, event: Event, now: datetime) -> tuple[ReaderState,
     match event:
         case Verified(action, argument):
             new, log = _command(state, action, argument, now)
-        case Bounced(hard, status):
-            new, log = _bounce(state, hard, status, now)
+        case Bounced(hard, status, _, verified):
+            new, log = _bounce(state, hard and verified, status, now)
+            if hard and not verified:
+                log = f"unverified hard bounce {status} (no returned digest); not counted"
         case AskedByPlainReply(action):
             return _plain_reply(state, action, now, message_id)
         case Lifted():

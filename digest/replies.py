@@ -32,6 +32,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import default
 from email.utils import format_datetime, make_msgid, parseaddr
+from urllib.parse import unquote
 
 from digest import bounces
 from digest.commands import DESCRIPTIONS, Action, command_line, command_mailto, find_commands
@@ -97,8 +98,8 @@ _AUTO_SUBJECT = re.compile(
 )
 _REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|vs|fwd?|wg|tr|antw)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
 _QUOTE_STARTS = re.compile(
-    r"^(?:_{10,}|-+ ?original message ?-+|on .+ wrote:|am .+ schrieb .+:|le .+ a écrit ?:"
-    r"|from: .+)$",
+    r"^(?:_{10,}|-+ ?(?:original|forwarded) message ?-+|on .+ wrote:|am .+ schrieb .+:"
+    r"|le .+ a écrit ?:|from: .+)$",
     re.IGNORECASE,
 )
 
@@ -119,10 +120,17 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Bounce:
+    """A failed delivery. ``verified``: the bounce returns the digest we sent this reader.
+
+    Anyone can send us a fake bounce; only a verified one may count towards
+    suspension (``readers.apply``).
+    """
+
     recipient: str  # normalised
     hard: bool
     status: str = ""
     message_id: str | None = None
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +173,9 @@ def describe(outcome: Outcome) -> str:
             arg = f" {argument}" if argument else ""
             via = f" (sent from {sender})" if sender and sender != subscriber else ""
             return f"command {action}{arg} for {subscriber}{via}"
-        case Bounce(recipient, hard, status, _):
-            return f"{'hard' if hard else 'soft'} bounce for {recipient} {status}".rstrip()
+        case Bounce(recipient, hard, status, _, verified):
+            kind = f"{'hard' if hard else 'soft'} {'' if verified else 'unverified '}bounce"
+            return f"{kind} for {recipient} {status}".rstrip()
         case AutoReply(sender, reason):
             return f"auto-reply from {sender or '(no sender)'} ignored: {reason}"
         case PlainReply(sender, action, _, _):
@@ -205,10 +214,17 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
             if bounces.is_dsn(msg)
             else bounces.prose_failures(msg, own | {sender})
         )
+        proven = _proven_readers(msg, secret)
         if not failures:
             return Ignore("bounce or null-sender message naming no failed recipient")
         first = next((f for f in failures if f.hard), failures[0])
-        return Bounce(first.recipient, first.hard, first.status, message_id)
+        recipient, verified = first.recipient, first.recipient in proven
+        if not verified and len(proven) == 1:
+            # Forwarded mail: the failure names the forwarding target, the
+            # returned digest names our reader.
+            (recipient,) = proven
+            verified = True
+        return Bounce(recipient, first.hard, first.status, message_id, verified)
 
     auto = _auto_reply_reason(msg)
     if auto:
@@ -233,6 +249,17 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
     if not sender:
         return Ignore(f"plain reply asking to {action} has no From address")
     return PlainReply(sender, action, message_id, _references(msg))
+
+
+def _proven_readers(msg: EmailMessage, secret: ReplySecret) -> frozenset[str]:
+    """Readers whose tokened unsubscribe link the bounce returns: a bounce nobody can forge."""
+    text = unquote(bounces.returned_text(msg))
+    return frozenset(
+        cmd.address
+        for cmd in find_commands(text)
+        if cmd.action == "unsubscribe"
+        and token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token)
+    )
 
 
 def _auto_reply_reason(msg: EmailMessage) -> str:
@@ -330,8 +357,8 @@ def event_of(outcome: Outcome) -> Event | None:
     match outcome:
         case Command(_, action, argument, _, message_id):
             return Verified(action, argument, message_id)
-        case Bounce(_, hard, status, message_id):
-            return Bounced(hard, status, message_id)
+        case Bounce(_, hard, status, message_id, verified):
+            return Bounced(hard, status, message_id, verified)
         case PlainReply(_, action, message_id, _):
             return AskedByPlainReply(action, message_id)
         case _:

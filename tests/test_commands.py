@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTP, default
 from urllib.parse import quote
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from digest.commands import (
     CommandLine,
+    UnfoldedHeader,
     command_line,
     command_mailto,
     find_commands,
@@ -50,11 +53,26 @@ def test_a_client_decoding_the_mailto_gets_subject_and_body_back(subject: str, b
 
 def test_list_unsubscribe_is_a_bracketed_mailto_to_the_operator() -> None:
     links = reader_links(SECRET, OPERATOR, "alice@example.org")
-    assert links.list_unsubscribe.startswith("<mailto:papers@digest.example.org?subject=")
-    assert links.list_unsubscribe.endswith(">")
+    token = command_token(SECRET, "alice@example.org", "unsubscribe")
+    assert links.list_unsubscribe == (
+        f"<mailto:papers@digest.example.org?subject=unsubscribe%20alice%40example.org%20{token}>"
+    )
+
+
+def test_list_unsubscribe_survives_smtp_flattening_unfolded_and_unencoded() -> None:
+    # aiosmtplib flattens every EmailMessage with email.policy.SMTP (78-column folding).
+    header = reader_links(SECRET, OPERATOR, "a.rather.long.name@department.example.org")
     msg = EmailMessage()
-    msg["List-Unsubscribe"] = links.list_unsubscribe  # ASCII only, no line breaks
-    assert links.list_unsubscribe.isascii()
+    msg["List-Unsubscribe"] = header.list_unsubscribe
+    msg.set_content("x")
+    raw = msg.as_bytes(policy=SMTP)
+    assert f"List-Unsubscribe: {header.list_unsubscribe}\r\n".encode() in raw
+    assert message_from_bytes(raw, policy=default)["List-Unsubscribe"] == header.list_unsubscribe
+
+
+def test_an_unfolded_header_refuses_line_breaks() -> None:
+    with pytest.raises(ValueError):
+        UnfoldedHeader("List-Unsubscribe", "<mailto:x@example.org>\r\nBcc: victim@example.org")
 
 
 def test_the_unsubscribe_link_carries_the_command_line_in_subject_and_body() -> None:

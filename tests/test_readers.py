@@ -82,7 +82,9 @@ def test_less_like_this_moves_a_liked_paper_to_the_dislikes() -> None:
 def test_three_hard_bounces_within_30_days_suspend() -> None:
     state = FRESH
     for day in (0, 10, 20):
-        state, effects = apply(state, Bounced(True, "5.1.1"), NOW + timedelta(days=day))
+        state, effects = apply(
+            state, Bounced(True, "5.1.1", verified=True), NOW + timedelta(days=day)
+        )
     assert state.suspended_at == NOW + timedelta(days=20)
     assert "suspended" in effects.log
 
@@ -90,7 +92,7 @@ def test_three_hard_bounces_within_30_days_suspend() -> None:
 def test_three_hard_bounces_spread_over_more_than_30_days_do_not_suspend() -> None:
     state = FRESH
     for day in (0, 20, 40):
-        state, _ = apply(state, Bounced(True, "5.1.1"), NOW + timedelta(days=day))
+        state, _ = apply(state, Bounced(True, "5.1.1", verified=True), NOW + timedelta(days=day))
     assert state.suspended_at is None and len(state.hard_bounces) == 2
 
 
@@ -104,7 +106,7 @@ def test_soft_bounces_only_log() -> None:
 def test_the_same_bounce_delivered_three_times_counts_once() -> None:
     state = FRESH
     for _ in range(3):
-        state, _ = apply(state, Bounced(True, "5.1.1", "<dsn1@mx>"), NOW)
+        state, _ = apply(state, Bounced(True, "5.1.1", "<dsn1@mx>", verified=True), NOW)
     assert len(state.hard_bounces) == 1 and state.suspended_at is None
 
 
@@ -185,3 +187,10 @@ def test_an_empty_stored_record_is_a_fresh_reader() -> None:
 def test_a_damaged_stored_record_is_reported_with_the_reader() -> None:
     with pytest.raises(StoreCorruptError, match=r"alice@example\.org"):
         from_dict({"unsubscribed_at": 17}, who="alice@example.org")
+
+
+def test_unverified_hard_bounces_are_logged_but_never_counted() -> None:
+    state = FRESH
+    for day in range(5):
+        state, effects = apply(state, Bounced(True, "5.1.1"), NOW + timedelta(days=day))
+    assert state == FRESH and "not counted" in effects.log

@@ -229,6 +229,56 @@ def test_bounce_names_the_failed_recipient_and_its_severity(
     assert (outcome.recipient, outcome.hard, outcome.status) == (recipient, hard, status)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "postfix_dsn_user_unknown.eml",
+        "postfix_dsn_delayed.eml",
+        "gmail_dsn_no_such_user.eml",
+        "exim_bounce_plain.eml",
+        "qmail_bounce.eml",
+        "qmail_bounce_remote_550.eml",
+    ],
+)
+def test_a_bounce_returning_the_digests_tokened_header_is_verified(name: str) -> None:
+    outcome = outcome_of(fixture(name))
+    assert isinstance(outcome, Bounce) and outcome.verified
+
+
+def forged(raw: bytes) -> bytes:
+    """The same bounce without the returned List-Unsubscribe: what a forger can write."""
+    return b"\n".join(line for line in raw.split(b"\n") if b"List-Unsubscribe" not in line)
+
+
+def test_a_bounce_without_the_returned_digest_is_unverified() -> None:
+    outcome = outcome_of(forged(fixture("postfix_dsn_user_unknown.eml")))
+    assert isinstance(outcome, Bounce) and not outcome.verified
+
+
+def test_forged_bounces_never_suspend_a_reader() -> None:
+    inbox = Inbox()
+    for day in range(5):
+        raw = forged(fixture("postfix_dsn_user_unknown.eml"))
+        inbox.deliver(
+            raw.replace(b"4F1A2C0A1B@", f"FORGED{day:02d}@".encode()), NOW + timedelta(days=day)
+        )
+    assert inbox.untouched_except() and inbox.sent == []
+
+
+def test_a_bounce_from_a_forwarding_target_is_counted_for_the_reader_we_mailed() -> None:
+    # bob@example.com forwards to bob.new@example.net, which no longer exists.
+    raw = fixture("postfix_dsn_user_unknown.eml")
+    raw = raw.replace(
+        b"Final-Recipient: rfc822; bob@example.com", b"Final-Recipient: rfc822; bob.new@example.net"
+    )
+    raw = raw.replace(b"Original-Recipient: rfc822;bob@example.com\n", b"")
+    outcome = outcome_of(raw)
+    assert isinstance(outcome, Bounce) and (outcome.recipient, outcome.verified) == (
+        "bob@example.com",
+        True,
+    )
+
+
 def test_three_hard_bounces_in_a_month_suspend_the_reader_and_are_never_answered() -> None:
     inbox = Inbox()
     raw = fixture("postfix_dsn_user_unknown.eml")
@@ -246,9 +296,18 @@ def test_a_soft_bounce_changes_nothing() -> None:
     assert inbox.untouched_except() and inbox.sent == []
 
 
-def test_a_bounce_for_an_address_that_is_not_a_subscriber_changes_nothing() -> None:
+def test_a_bounce_for_a_former_subscriber_changes_nothing() -> None:
     inbox = Inbox()
-    raw = fixture("exim_bounce_plain.eml").replace(b"carol@example.net", b"nobody@example.net")
+    del inbox.states["carol@example.net"]  # removed from subscribers.yaml since
+    handling = inbox.deliver(fixture("exim_bounce_plain.eml"))
+    assert isinstance(handling.outcome, Ignore) and "not a subscriber" in handling.outcome.reason
+    assert inbox.untouched_except() and inbox.sent == []
+
+
+def test_backscatter_for_an_address_we_never_mailed_changes_nothing() -> None:
+    # Spam sent with our address as sender bounces back to us.
+    inbox = Inbox()
+    raw = forged(fixture("exim_bounce_plain.eml")).replace(b"carol@", b"nobody@")
     handling = inbox.deliver(raw)
     assert isinstance(handling.outcome, Ignore)
     assert inbox.untouched_except() and inbox.sent == []

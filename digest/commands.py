@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.policy import Policy
+from functools import lru_cache
 from typing import Literal, get_args
 from urllib.parse import quote
 
@@ -98,14 +99,9 @@ def mailto(to: Address | str, *, subject: str, body: str = "") -> str:
     Spaces become ``%20`` (never ``+``, which RFC 6068 §5 reads as a plus
     sign) and line breaks ``%0D%0A`` (§5: CRLF in a body).
     """
-    addr = to.addr_spec if isinstance(to, Address) else to
-    local, _, domain = addr.rpartition("@")
-    # §2: "%", "?", "#", "&" and the like must be escaped in the address;
-    # RFC 3986 sub-delims may stay. "@" separates local part and domain.
-    safe = "!$'()*+,;:="
-    uri = f"mailto:{quote(local, safe=safe)}@{quote(domain, safe=safe)}?subject={_q(subject)}"
+    uri = f"{_mailto_to(to)}?subject={_q(subject)}"
     if body:
-        uri += f"&body={_q(body.replace(chr(13), '').replace(chr(10), chr(13) + chr(10)))}"
+        uri += f"&body={_q(_crlf(body))}"
     return uri
 
 
@@ -118,11 +114,41 @@ def command_mailto(
     *,
     list_name: str = "Daily Papers",
 ) -> str:
-    """The link that, clicked and sent, performs ``action`` for ``address``."""
-    line = command_line(secret, address, action, argument)
-    what = DESCRIPTIONS[action].format(address=normalise_address(address), argument=argument)
-    body = f"Send this message as it is to {what} ({list_name}).\n\n{line}\n"
-    return mailto(operator, subject=line, body=body)
+    """The link that, clicked and sent, performs ``action`` for ``address``.
+
+    Equal to ``mailto(operator, subject=line, body=...)``, assembled from
+    pieces quoted once each: percent-encoding works character by character,
+    and a digest for 10,000 readers carries over half a million links.
+    """
+    _check(action, argument)
+    address, argument = normalise_address(address), normalise_argument(argument)
+    token = command_token(secret, address, action, argument)
+    values = {"address": _q(address), "argument": _q(argument), "list_name": _q(list_name)}
+    values["line"] = "%20".join(
+        p for p in (action, values["argument"], values["address"], token) if p
+    )
+    body = "".join([values[p[1:]] if p[0] == "\0" else p for p in _body_pieces(action)])
+    return f"{_mailto_to(operator)}?subject={values['line']}&body={body}"
+
+
+@lru_cache(maxsize=len(ACTIONS))
+def _body_pieces(action: Action) -> tuple[str, ...]:
+    """The body template: literal text already quoted, placeholders as NUL + name.
+
+    Quoted text never contains a NUL (it would be ``%00``), so the two cannot mix.
+    """
+    return tuple(
+        "\0" + piece[1:-1] if _PLACEHOLDER.fullmatch(piece) else _q(_crlf(piece))
+        for piece in _PLACEHOLDER.split(_BODIES[action])
+        if piece
+    )
+
+
+_BODIES = {
+    action: f"Send this message as it is to {what} ({{list_name}}).\n\n{{line}}\n"
+    for action, what in DESCRIPTIONS.items()
+}
+_PLACEHOLDER = re.compile(r"(\{(?:address|argument|list_name|line)\})")
 
 
 class UnfoldedHeader(str):
@@ -204,8 +230,26 @@ def reader_links(
     )
 
 
+@lru_cache(maxsize=4096)
 def _q(text: str) -> str:
     return quote(text, safe="")  # UTF-8, then percent-encoded (RFC 6068 §2)
+
+
+def _mailto_to(to: Address | str) -> str:
+    return _quoted_to(to.addr_spec if isinstance(to, Address) else to)
+
+
+@lru_cache(maxsize=64)
+def _quoted_to(addr: str) -> str:
+    local, _, domain = addr.rpartition("@")
+    # §2: "%", "?", "#", "&" and the like must be escaped in the address;
+    # RFC 3986 sub-delims may stay. "@" separates local part and domain.
+    safe = "!$'()*+,;:="
+    return f"mailto:{quote(local, safe=safe)}@{quote(domain, safe=safe)}"
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r", "").replace("\n", "\r\n")
 
 
 def _check(action: str, argument: str) -> None:

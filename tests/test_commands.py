@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digest.commands import (
+    DESCRIPTIONS,
     CommandLine,
     UnfoldedHeader,
     command_line,
@@ -126,3 +127,20 @@ def test_command_line_refuses_a_paper_id_with_spaces() -> None:
 def test_command_mailto_body_says_what_sending_it_does() -> None:
     uri = command_mailto(SECRET, OPERATOR, "alice@example.org", "pause")
     assert "pause mail to alice@example.org for a week" in open_mailto(uri).body
+
+
+@pytest.mark.parametrize(
+    ("address", "action", "argument"),
+    [
+        ("Alice@Example.org", "unsubscribe", ""),
+        ("o'brien+papers@example.org", "more", "astro-ph/9904306"),
+        ("jürgen@universität.example", "less", "2202.12139"),
+    ],
+)
+def test_command_mailto_equals_the_general_mailto(address: str, action: str, argument: str) -> None:
+    line = command_line(SECRET, address, action, argument)  # type: ignore[arg-type]
+    what = DESCRIPTIONS[action].format(address=address.lower(), argument=argument)  # type: ignore[index]
+    body = f"Send this message as it is to {what} (Lab Papers).\n\n{line}\n"
+    expected = mailto(OPERATOR, subject=line, body=body)
+    got = command_mailto(SECRET, OPERATOR, address, action, argument, list_name="Lab Papers")  # type: ignore[arg-type]
+    assert got == expected

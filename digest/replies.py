@@ -208,6 +208,10 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
     null_sender = _null_sender(msg)
     message_id = _header(msg, "Message-ID") or None
 
+    report = str(msg.get_param("report-type", "")).lower()
+    if msg.get_content_type() == "multipart/report" and report != "delivery-status":
+        # Read receipts (RFC 8098) and feedback reports (RFC 5965) change no reader here.
+        return Ignore(f"a {report or 'untyped'} report")
     if bounces.is_dsn(msg) or bounces.looks_like_bounce(msg, null_sender):
         failures = (
             bounces.dsn_failures(msg)
@@ -246,8 +250,8 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
     action = _plain_word(subject, body)
     if action is None:
         return Ignore("no command")
-    if not sender:
-        return Ignore(f"plain reply asking to {action} has no From address")
+    if not sender or _automated_sender(sender):
+        return Ignore(f"plain reply asking to {action} from an automated sender {sender!r}")
     return PlainReply(sender, action, message_id, _references(msg))
 
 
@@ -259,6 +263,17 @@ def _proven_readers(msg: EmailMessage, secret: ReplySecret) -> frozenset[str]:
         for cmd in find_commands(text)
         if cmd.action == "unsubscribe"
         and token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token)
+    )
+
+
+def _automated_sender(address: str) -> bool:
+    """RFC 3834 §2: never answer list owners, request addresses or daemons."""
+    local = address.partition("@")[0]
+    return (
+        local in bounces.BOUNCE_SENDERS
+        or local.startswith("owner-")
+        or local.endswith("-request")
+        or local.replace("-", "").replace("_", "") in ("noreply", "donotreply")
     )
 
 

@@ -376,6 +376,32 @@ def test_a_confirmation_mail_coming_back_is_not_answered() -> None:
     assert len(inbox.sent) == 1 and not is_suppressed(inbox.states["grace@example.edu"], NOW)
 
 
+def test_a_read_receipt_is_ignored() -> None:
+    raw = (
+        b"From: alice@example.org\nTo: papers@digest.example.org\nSubject: Read: 3 new papers\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/report; report-type=disposition-notification; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nStop. Your message was displayed.\n"
+        b"--b\nContent-Type: message/disposition-notification\n\n"
+        b"Final-Recipient: rfc822; alice@example.org\n"
+        b"Disposition: manual-action/MDN-sent-manually; displayed\n--b--\n"
+    )
+    assert outcome_of(raw) == Ignore("a disposition-notification report")
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "owner-physics@lists.example.org",
+        "physics-request@lists.example.org",
+        "no-reply@example.org",
+        "postmaster@example.org",
+    ],
+)
+def test_automated_senders_are_never_answered(sender: str) -> None:
+    assert isinstance(outcome_of(plain(sender, "unsubscribe", "")), Ignore)
+
+
 def test_our_own_digest_coming_back_is_not_answered() -> None:
     raw = plain("Daily Papers <papers@digest.example.org>", "Stop", "")
     assert outcome_of(raw) == Ignore("our own mail came back")

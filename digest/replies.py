@@ -486,6 +486,7 @@ def confirmation_message(
         "\n"
         f"  {line}\n"
         "\n"
-        "If you did not ask for this, ignore this message.\n"
+        "Replying to this message does not confirm anything. If you did not ask\n"
+        "for this, ignore this message.\n"
     )
     return msg

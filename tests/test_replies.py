@@ -542,3 +542,14 @@ def test_classify_never_raises_on_damaged_real_shapes(name: str, data: st.DataOb
             raw[at:at] = data.draw(st.binary(min_size=1, max_size=40))
     outcome = outcome_of(bytes(raw))
     assert not isinstance(outcome, Command)  # no fixture carries a valid token
+
+
+def test_replying_to_the_confirmation_does_not_confirm() -> None:
+    inbox = Inbox()
+    inbox.deliver(fixture("apple_mail_plain_reply_stop.eml"))
+    (confirmation,) = inbox.sent
+    quoted = "\n".join(f"> {line}" for line in confirmation.get_content().splitlines())
+    raw = plain("heidi@icloud.example", f"Re: {confirmation['Subject']}", f"no!\n\n{quoted}\n")
+    handling = inbox.deliver(raw.replace(b"<plain.0001@", b"<reply.0001@"), NOW)
+    assert isinstance(handling.outcome, Ignore)
+    assert not is_suppressed(inbox.states["heidi@icloud.example"], NOW)

@@ -23,9 +23,13 @@ _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
 # A basic SMTP reply code opening a line or following "said:"/"error:".
 _REPLY_CODE = re.compile(r"(?:^|said:|error:|\s)\s*([45])\d\d(?=[\s-])", re.MULTILINE)
 _ADDRESS = re.compile(r"<?([\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+)>?")
+# Checked after the temporary phrases: a delay warning also says "could not
+# be delivered", then "will be retried".
 _PERMANENT = re.compile(
-    r"permanent(?:ly)? (?:error|failure|fatal)|user unknown|no such user|does not exist|"
-    r"mailbox unavailable|address rejected|unknown user|invalid recipient",
+    r"permanent(?:ly)? (?:error|failure|fatal)|failed permanently|user unknown|no such user|"
+    r"does not exist|doesn't exist|mailbox unavailable|address rejected|unknown user|"
+    r"invalid (?:recipient|address|final delivery)|could(?: not|n't) be delivered|"
+    r"unable to deliver|delivery (?:has )?failed|undeliverable|doesn't have an? .{0,40}account",
     re.IGNORECASE,
 )
 _TEMPORARY = re.compile(
@@ -57,9 +61,12 @@ class Failure:
 
 
 def is_dsn(msg: Message) -> bool:
-    return (
-        msg.get_content_type() == "multipart/report"
-        and str(msg.get_param("report-type", "")).lower() == "delivery-status"
+    """An RFC 3464 report, also as real MTAs bend it: no ``report-type``, or nested in a mixed."""
+    report = str(msg.get_param("report-type", "")).lower()
+    if msg.get_content_type() == "multipart/report" and report:
+        return report == "delivery-status"
+    return msg.is_multipart() and any(
+        p.get_content_type() == "message/delivery-status" for p in msg.walk()
     )
 
 
@@ -82,22 +89,24 @@ def dsn_failures(msg: Message) -> tuple[Failure, ...]:
         blocks = part.get_payload()
         if not isinstance(blocks, list):
             continue
-        for block in blocks[1:]:  # the first block describes the message, the rest recipients
+        # The first block describes the message and the rest one recipient each;
+        # some MTAs leave out the blank line between, so look at every block.
+        for block in blocks:
             if not isinstance(block, Message):
                 continue
-            action = str(block.get("Action", "")).strip().lower()
-            if action not in ("failed", "delayed"):
+            # "failed (Bad destination mailbox address)", "failure": seen in the wild.
+            action = (str(block.get("Action", "")).lower().split() or [""])[0]
+            if action not in ("failed", "failure", "delayed"):
                 continue  # delivered, relayed, expanded
             recipient = _dsn_address(block.get("Original-Recipient")) or _dsn_address(
                 block.get("Final-Recipient")
             )
             if not recipient:
                 continue
-            m = _ENHANCED.search(str(block.get("Status", "")))
-            status = ".".join(m.groups()) if m else ""
+            status = _status_code(str(block.get("Status", "")))
             # RFC 3464 §2.3.3: "failed" with a 5.x.x status is permanent;
             # "delayed" is by definition still being retried.
-            out.append(Failure(recipient, action == "failed" and status.startswith("5"), status))
+            out.append(Failure(recipient, action != "delayed" and status.startswith("5"), status))
     return tuple(out)
 
 
@@ -115,14 +124,28 @@ def prose_failures(msg: Message, ignore: Collection[str]) -> tuple[Failure, ...]
     skip = {a.lower() for a in ignore}
     recipients: list[str] = []
     for address in named:
-        addr = address.strip().lower()
+        addr = address.strip().strip("'`").lower()
         if addr in skip or addr.partition("@")[0] in BOUNCE_SENDERS or addr in recipients:
             continue
         recipients.append(addr)
     if not recipients:
         return ()
-    status, hard = _prose_status(text)
+    status, hard = prose_status(msg)
     return tuple(Failure(r, hard, status) for r in recipients)
+
+
+def prose_status(msg: Message) -> tuple[str, bool]:
+    """The status a bounce's explanation gives, and whether it is permanent."""
+    return _prose_status(_bounce_text(msg))
+
+
+def _status_code(field: str) -> str:
+    """``5.1.1``; some MTAs put a basic reply code (``553 ...``) in the Status field."""
+    m = _ENHANCED.search(field)
+    if m:
+        return ".".join(m.groups())
+    basic = re.match(r"\s*([245]\d\d)\b", field)
+    return basic.group(1) if basic else ""
 
 
 def _prose_status(text: str) -> tuple[str, bool]:
@@ -202,7 +225,9 @@ def _dsn_address(value: object) -> str:
     if value is None:
         return ""
     kind, sep, address = str(value).partition(";")
-    if not sep or kind.strip().lower() != "rfc822":
+    if not sep:
+        kind, address = "rfc822", kind  # "Final-Recipient: <bob@example.com>", seen in the wild
+    if kind.strip().lower() != "rfc822":
         return ""
     address = address.strip().strip("<>").strip().lower()
     return address if "@" in address else ""

@@ -209,9 +209,9 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
     message_id = _header(msg, "Message-ID") or None
 
     report = str(msg.get_param("report-type", "")).lower()
-    if msg.get_content_type() == "multipart/report" and report != "delivery-status":
+    if msg.get_content_type() == "multipart/report" and report not in ("", "delivery-status"):
         # Read receipts (RFC 8098) and feedback reports (RFC 5965) change no reader here.
-        return Ignore(f"a {report or 'untyped'} report")
+        return Ignore(f"a {report} report")
     if bounces.is_dsn(msg) or bounces.looks_like_bounce(msg, null_sender):
         failures = (
             bounces.dsn_failures(msg)
@@ -219,6 +219,10 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
             else bounces.prose_failures(msg, own | {sender})
         )
         proven = _proven_readers(msg, secret)
+        if not failures and len(proven) == 1:
+            # A format we cannot read, returning the digest we sent: that names the reader.
+            status, hard = bounces.prose_status(msg)
+            failures = (bounces.Failure(next(iter(proven)), hard, status),)
         if not failures:
             return Ignore("bounce or null-sender message naming no failed recipient")
         first = next((f for f in failures if f.hard), failures[0])

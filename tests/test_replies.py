@@ -326,8 +326,15 @@ def test_a_null_sender_message_that_names_no_recipient_is_ignored() -> None:
 def test_a_bounce_never_reads_the_returned_messages_headers_as_the_failure() -> None:
     # The returned digest names the operator (From) and the reader (To);
     # only the explanation above it counts.
-    raw = fixture("qmail_bounce.eml").replace(b"<dave@example.com>:\n", b"")
+    raw = forged(fixture("qmail_bounce.eml")).replace(b"<dave@example.com>:\n", b"")
     assert isinstance(outcome_of(raw), Ignore)
+
+
+def test_a_bounce_we_cannot_read_counts_for_the_reader_whose_digest_it_returns() -> None:
+    raw = fixture("qmail_bounce.eml").replace(b"<dave@example.com>:\n", b"")
+    outcome = outcome_of(raw)
+    assert isinstance(outcome, Bounce)
+    assert (outcome.recipient, outcome.hard, outcome.verified) == ("dave@example.com", True, True)
 
 
 # -- auto-replies and loops --------------------------------------------------------------

@@ -414,6 +414,16 @@ class Handling:
     response: Response | None = None
 
     @property
+    def understood(self) -> bool:
+        """Whether a mailbox may file the message away as handled.
+
+        An ignored message (no command, a forged token, unreadable) may be a
+        person writing to the operator: the IMAP poller leaves it where the
+        operator will see it.
+        """
+        return not isinstance(self.outcome, Ignore)
+
+    @property
     def log(self) -> str:
         what = describe(self.outcome)
         return f"{what}: {self.response.effects.log}" if self.response else what

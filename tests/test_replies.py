@@ -560,3 +560,12 @@ def test_replying_to_the_confirmation_does_not_confirm() -> None:
     handling = inbox.deliver(raw.replace(b"<plain.0001@", b"<reply.0001@"), NOW)
     assert isinstance(handling.outcome, Ignore)
     assert not is_suppressed(inbox.states["heidi@icloud.example"], NOW)
+
+
+def test_a_question_to_the_operator_is_left_for_the_operator() -> None:
+    handling = Inbox().deliver(fixture("plain_question_no_command.eml"))
+    assert not handling.understood
+
+
+def test_a_handled_command_may_be_filed_away() -> None:
+    assert Inbox().deliver(gmail(links().unsubscribe, "alice@example.org")).understood

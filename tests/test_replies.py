@@ -20,18 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digest.commands import ReaderLinks, reader_links
+from digest.ingest import Handling, handle
 from digest.readers import ReaderState, is_suppressed
 from digest.replies import (
     MAX_MESSAGE_BYTES,
     AutoReply,
     Bounce,
     Command,
-    Handling,
     Ignore,
     Outcome,
     PlainReply,
     classify,
-    handle,
 )
 from digest.tokens import ReplySecret
 from tests.support.mail_clients import apple_mail, gmail, open_mailto, outlook, plain

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from digest.tokens import (
     TOKEN_LENGTH,
     ReplySecret,
+    Signer,
     command_token,
     normalise_address,
     normalise_argument,
@@ -120,15 +121,30 @@ def command_mailto(
     pieces quoted once each: percent-encoding works character by character,
     and a digest for 10,000 readers carries over half a million links.
     """
-    _check(action, argument)
-    address, argument = normalise_address(address), normalise_argument(argument)
-    token = command_token(secret, address, action, argument)
-    values = {"address": _q(address), "argument": _q(argument), "list_name": _q(list_name)}
-    values["line"] = "%20".join(
-        p for p in (action, values["argument"], values["address"], token) if p
-    )
-    body = "".join([values[p[1:]] if p[0] == "\0" else p for p in _body_pieces(action)])
-    return f"{_mailto_to(operator)}?subject={values['line']}&body={body}"
+    return _Links(secret, operator, address, list_name).link(action, argument)
+
+
+class _Links:
+    """One reader's links: what is the same in all of them is computed once."""
+
+    def __init__(
+        self, secret: ReplySecret, operator: Address | str, address: str, list_name: str
+    ) -> None:
+        self.signer = Signer(secret, address)
+        self.to = _mailto_to(operator)
+        self.address = _q(normalise_address(address))
+        self.list_name = _q(list_name)
+
+    def link(self, action: Action, argument: str = "") -> str:
+        _check(action, argument)
+        argument = normalise_argument(argument)
+        token = self.signer.token(action, argument)
+        values = {"address": self.address, "argument": _q(argument), "list_name": self.list_name}
+        values["line"] = "%20".join(
+            p for p in (action, values["argument"], self.address, token) if p
+        )
+        body = "".join([values[p[1:]] if p[0] == "\0" else p for p in _body_pieces(action)])
+        return f"{self.to}?subject={values['line']}&body={body}"
 
 
 @lru_cache(maxsize=len(ACTIONS))
@@ -213,9 +229,7 @@ def reader_links(
     *,
     list_name: str = "Daily Papers",
 ) -> ReaderLinks:
-    def link(action: Action, argument: str = "") -> str:
-        return command_mailto(secret, operator, address, action, argument, list_name=list_name)
-
+    link = _Links(secret, operator, address, list_name).link
     header_uri = mailto(operator, subject=command_line(secret, address, "unsubscribe"))
     return ReaderLinks(
         list_unsubscribe=UnfoldedHeader("List-Unsubscribe", f"<{header_uri}>"),

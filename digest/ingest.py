@@ -215,7 +215,10 @@ class ReaderStore(Protocol):
 class Ingested:
     exit_code: int
     handling: Handling | None  # None when the message could not be handled at all
-    sent: bool = False  # a confirmation mail went out
+    # A confirmation for the caller to send, already counted in the saved state.
+    # RFC 3834 §3.3: send it with a null envelope sender (MAIL FROM:<>), so
+    # that its own bounce can never start a loop.
+    reply: EmailMessage | None = None
 
 
 def read_message(stream: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> bytes:
@@ -237,11 +240,17 @@ def ingest_message(
     secret: ReplySecret,
     operator: Address,
     store: ReaderStore,
-    send: Callable[[EmailMessage], None],
     now: datetime,
     list_name: str = "Daily Papers",
+    also_ours: Collection[str] = (),
 ) -> Ingested:
-    """Classify, apply, save, answer; the exit code for the MTA."""
+    """Classify, apply and save; the exit code for the MTA and the answer to send.
+
+    The caller sends ``reply`` (synchronously from ``digest ingest``, on its
+    event loop from the daemon's poller). If it fails to go out, log that and
+    keep exit code 0: a retry would be refused as a replay, and the reader can
+    simply ask again.
+    """
 
     def state_of(address: str) -> ReaderState | None:
         doc = store.reader_state(address)
@@ -255,6 +264,7 @@ def ingest_message(
             state_of=state_of,
             now=now,
             list_name=list_name,
+            also_ours=also_ours,
         )
         response = handling.response
         if response is not None and handling.reader is not None and response.effects.changed:
@@ -264,11 +274,4 @@ def ingest_message(
         log.warning("reply not handled, will be retried: %s", exc)
         return Ingested(EXIT_TEMPFAIL, None)
     log.info("reply: %s", handling.log)
-    if response is None or response.reply is None:
-        return Ingested(EXIT_OK, handling)
-    try:
-        send(response.reply)
-    except Exception as exc:  # the state is saved; a lost confirmation is asked for again
-        log.warning("confirmation to %s not sent: %s", handling.reader, exc)
-        return Ingested(EXIT_OK, handling)
-    return Ingested(EXIT_OK, handling, sent=True)
+    return Ingested(EXIT_OK, handling, response.reply if response else None)

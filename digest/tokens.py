@@ -14,7 +14,6 @@ mailed (readers then get a confirmation mail instead), nothing worse.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -80,7 +79,21 @@ class Signer:
         mac = self._mac.copy()
         mac.update(action.strip().lower().encode("utf-8"))
         mac.update(b"\0" + normalise_argument(argument).encode("utf-8"))
-        return base64.b32encode(mac.digest()[:TOKEN_BYTES]).decode("ascii").rstrip("=")
+        return _base32(mac.digest()[:TOKEN_BYTES])
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 §6
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)  # 10 bits -> 2 characters
+
+
+def _base32(digest: bytes) -> str:
+    """RFC 4648 base32 of 16 bytes, unpadded: ``base64.b32encode`` without its Python loop.
+
+    128 bits padded with two zero bits are 13 groups of 10 bits; links for
+    10,000 readers need over half a million of these.
+    """
+    n = int.from_bytes(digest, "big") << 2
+    return "".join([_PAIRS[(n >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def command_token(secret: ReplySecret, address: str, action: str, argument: str = "") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import stat
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from digest.tokens import (
     SECRET_NAME,
     TOKEN_LENGTH,
     ReplySecret,
+    _base32,
     command_token,
     load_secret,
     token_matches,
@@ -130,3 +132,8 @@ def test_a_truncated_secret_file_is_refused(tmp_path: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(ConfigError, match="shorter"):
         load_secret(tmp_path, {})
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_the_fast_base32_is_rfc_4648_base32(digest: bytes) -> None:
+    assert _base32(digest) == base64.b32encode(digest).decode("ascii").rstrip("=")

@@ -30,8 +30,8 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import functools
 import email.policy
+import functools
 import os
 import pstats
 import shutil

@@ -508,6 +508,32 @@ def bench_relay(args: argparse.Namespace, messages: list[EmailMessage], raw: lis
                     f"{m.rate / naive.rate:.1f}× naive, {m.rate / per_msg.rate:.1f}× "
                     f"conn/message",
                 )
+    # The same relay answering at once: what the client's and the relay's CPU
+    # allow on this machine right now, whatever the latency. A rate above is
+    # bounded by this as much as by the latency bound.
+    c = max(args.connections)
+    n = args.per_connection * c
+    print(f"(a0) the same relay answering at once, {c} connections: this machine's ceiling")
+    with Relay(0.0) as fast:
+        row(
+            f"Mailer (EmailMessage), {c} conn",
+            [
+                timed(
+                    functools.partial(send_mailer, fast.port, batch_of(messages, n), c),
+                    n,
+                    fast.cpu,
+                )
+                for _ in range(args.runs)
+            ],
+        )
+        items = [(f"reader{i}@example.org", raw[i % len(raw)]) for i in range(n)]
+        row(
+            f"bytes once (aiosmtplib), {c} conn",
+            [
+                timed(functools.partial(send_bytes, fast.port, items, c), n, fast.cpu)
+                for _ in range(args.runs)
+            ],
+        )
 
 
 def bench_postfix(args: argparse.Namespace, messages: list[EmailMessage], raw: list[bytes]) -> None:

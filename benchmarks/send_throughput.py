@@ -544,7 +544,13 @@ def bench_postfix(args: argparse.Namespace, messages: list[EmailMessage], raw: l
             print(f"  skipped: {pf.why_not}")
             return
         version = subprocess.run(
-            ["postconf", "-c", str(pf.etc), "-h", "mail_version"],
+            [
+                str(Path(pf.exe or "postfix").with_name("postconf")),
+                "-c",
+                str(pf.etc),
+                "-h",
+                "mail_version",
+            ],
             capture_output=True,
             text=True,
         ).stdout.strip()

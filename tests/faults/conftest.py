@@ -21,7 +21,7 @@ Scenario = Callable[[Path], Any]
 
 
 def run_side_by_side(
-    scenarios: Mapping[str, Scenario], tmp: pytest.TempPathFactory, workers: int = 8
+    scenarios: Mapping[str, Scenario], tmp: pytest.TempPathFactory, workers: int = 32
 ) -> dict[str, Future[Any]]:
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenario")
     futures = {name: pool.submit(fn, tmp.mktemp(name)) for name, fn in scenarios.items()}

@@ -34,8 +34,10 @@ def papers_in(header: bytes, entries: Iterable[bytes]) -> dict[str, Paper]:
     return out
 
 
-def expected(config: Config, papers: Mapping[str, Paper], first_run: datetime) -> dict[str, set[str]]:
-    """Per reader: the ids that match and were submitted at most lookback_days before the first run."""
+def expected(
+    config: Config, papers: Mapping[str, Paper], first_run: datetime
+) -> dict[str, set[str]]:
+    """Per reader: the matching ids submitted at most lookback_days before the first run."""
     since = first_run - timedelta(days=config.settings.lookback_days)
     cats = config.settings.arxiv.categories
     return {
@@ -61,7 +63,11 @@ def ids_in(accepted: Accepted) -> set[str]:
 
 @dataclass(frozen=True)
 class Verdict:
-    repeated_messages: int  # messages that repeated papers already delivered (the in-flight bound)
+    repeated: tuple[int, ...]  # numbers of the messages that repeated earlier ones
+
+    @property
+    def repeated_messages(self) -> int:
+        return len(self.repeated)
 
 
 def check_deliveries(
@@ -81,7 +87,7 @@ def check_deliveries(
     """
     problems: list[str] = []
     seen: dict[str, list[set[str]]] = {}
-    repeated = 0
+    repeated: list[int] = []
     for a in accepted:
         if len(a.rcpt_tos) != 1 or a.rcpt_tos[0] not in want:
             problems.append(f"message {a.number} went to {a.rcpt_tos}")
@@ -92,7 +98,7 @@ def check_deliveries(
         before = set().union(*earlier) if earlier else set()
         again = ids & before
         if again:
-            repeated += 1
+            repeated.append(a.number)
             if not any(ids == old for old in earlier):
                 problems.append(
                     f"{reader}: message {a.number} repeats {sorted(again)} but is not a whole "
@@ -100,10 +106,10 @@ def check_deliveries(
                 )
         unwanted = ids - want[reader]
         if unwanted:
-            problems.append(f"{reader}: message {a.number} delivered non-matching {sorted(unwanted)}")
+            problems.append(f"{reader}: message {a.number} delivered {sorted(unwanted)}")
         earlier.append(ids)
-    if repeated > max_repeated:
-        problems.append(f"{repeated} messages repeated papers (at most {max_repeated} allowed)")
+    if len(repeated) > max_repeated:
+        problems.append(f"messages {repeated} repeated papers (at most {max_repeated} allowed)")
     if complete:
         for reader, ids in want.items():
             got = set().union(*seen.get(reader, [set()]))
@@ -111,7 +117,7 @@ def check_deliveries(
             if missing:
                 problems.append(f"{reader}: never received {sorted(missing)}")
     assert not problems, "delivery promise broken:\n  " + "\n  ".join(problems)
-    return Verdict(repeated)
+    return Verdict(tuple(repeated))
 
 
 def status_counts(status_output: str) -> dict[str, tuple[int, int]]:

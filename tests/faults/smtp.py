@@ -176,9 +176,11 @@ class FaultSmtp:
     ) -> AuthResult:
         self.script.auth_attempts += 1
         logins = self.script.logins or {}
-        if isinstance(auth_data, LoginPassword):
-            if logins.get(auth_data.login.decode()) == auth_data.password.decode():
-                return AuthResult(success=True)
+        if (
+            isinstance(auth_data, LoginPassword)
+            and logins.get(auth_data.login.decode()) == auth_data.password.decode()
+        ):
+            return AuthResult(success=True)
         return AuthResult(success=False, handled=False)  # handled=False: answer 535
 
     def _factory(self) -> SMTP:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,7 +53,8 @@ def corpus(now: datetime | None = None) -> tuple[bytes, list[bytes]]:
     """The recorded entries re-dated 1 h, 3 h, ... 59 h ago (no paper near the lookback edge)."""
     now = now or datetime.now(UTC)
     header, entries = load_entries(CORPUS)
-    return header, [redate(e, now - timedelta(hours=1) - SPACING * i) for i, e in enumerate(entries)]
+    first = now - timedelta(hours=1)
+    return header, [redate(e, first - SPACING * i) for i, e in enumerate(entries)]
 
 
 def fresh_entries(now: datetime | None = None) -> list[bytes]:
@@ -101,19 +102,19 @@ class World:
     smtp_tls: Any = None
     runs: list[Run] = field(default_factory=list)
     first_run: datetime | None = None
+    settled: Run | None = None  # `digest status` after the scenario, taken in its thread
 
     def __post_init__(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
         header, entries = corpus()
-        self.script = ArxivScript(
-            header, entries, foreign=foreign_entries(), fresh=fresh_entries()
-        )
+        self.script = ArxivScript(header, entries, foreign=foreign_entries(), fresh=fresh_entries())
         self.arxiv = FaultArxiv(self.script)
         self.smtp_script = SmtpScript()
         self.smtp = FaultSmtp(self.smtp_script, tls_context=self.smtp_tls)
         self.db = self.tmp / "state" / "digest.json"
         self.cfg = self.tmp / "subscribers.yaml"
         self.proc: subprocess.Popen[str] | None = None
+        self.on_start: Callable[[], None] | None = None  # called once the process runs
         self._lock = threading.Lock()
 
     # -- set-up ----------------------------------------------------------------
@@ -179,6 +180,8 @@ class World:
         )
         with self._lock:
             self.proc = proc
+        if self.on_start is not None:
+            self.on_start()
         return proc
 
     def run(self, *args: str, timeout: float = 90) -> Run:
@@ -213,6 +216,11 @@ class World:
     def status(self) -> Run:
         return self.run("status", timeout=60)
 
+    def settle(self) -> World:
+        """Read the database back once the scenario is over (``check`` then uses it)."""
+        self.settled = self.status()
+        return self
+
     # -- the promise ---------------------------------------------------------------
 
     def expected(self) -> dict[str, set[str]]:
@@ -229,7 +237,7 @@ class World:
         )
         if self.db.exists():
             json.loads(self.db.read_text(encoding="utf-8"))  # readable, whatever happened
-        status = self.status()
+        status = self.settled or self.status()
         assert status.code == 0, str(status)
         counts = invariants.status_counts(status.stdout)
         if complete:
@@ -237,9 +245,7 @@ class World:
         return verdict
 
     def messages_to(self, reader: str) -> list[set[str]]:
-        return [
-            invariants.ids_in(a) for a in self.smtp_script.accepted if a.rcpt_tos == [reader]
-        ]
+        return [invariants.ids_in(a) for a in self.smtp_script.accepted if a.rcpt_tos == [reader]]
 
 
 @contextlib.contextmanager

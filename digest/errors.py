@@ -67,6 +67,12 @@ class StoreLockedError(StoreError):
     exit_code = EXIT_TEMPFAIL
 
 
+class StoreUnreadableError(StoreError):
+    """The database exists but cannot be read (permissions, a folder): the operator must act."""
+
+    exit_code = EXIT_CONFIG
+
+
 class StoreCorruptError(StoreError):
     """The database file does not parse; it is left untouched for the operator."""
 

@@ -35,7 +35,7 @@ from tinydb import TinyDB
 from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
 
-from digest.errors import StoreCorruptError, StoreError, StoreLockedError
+from digest.errors import StoreCorruptError, StoreError, StoreLockedError, StoreUnreadableError
 from digest.models import Paper
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,15 @@ class AtomicJSONStorage(Storage):
                 text = f.read()
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise _corrupt(self.path, f"not UTF-8 text at byte {exc.start}") from exc
+        except (PermissionError, IsADirectoryError) as exc:
+            # not transient: exit 78 so systemd does not restart-loop on it
+            raise StoreUnreadableError(
+                f"cannot read the database {self.path} ({exc.strerror}); digest left it "
+                "untouched. Give the user digest runs as read and write access to it"
+            ) from exc
+        except OSError as exc:
             raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
         if not text.strip():
             raise _corrupt(self.path, "the file is empty")

@@ -25,6 +25,7 @@ FAULTS = (
     "503-retry-after",  # ... with Retry-After: 1
     "429",  # Too Many Requests, no Retry-After
     "429-retry-after",  # ... with Retry-After: 1
+    "503-retry-after-60",  # 503 with Retry-After: 60 (a long back-off)
     "reset",  # the connection is closed without an answer
     "timeout",  # nothing at all until long after the client's timeout
     "stall",  # headers and half the body, then silence
@@ -101,8 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = script.page(script.entries, start, size)
         if fault in ("503", "429"):
             return self._send(int(fault), b"busy", "text/plain")
-        if fault in ("503-retry-after", "429-retry-after"):
-            return self._send(int(fault[:3]), b"busy", "text/plain", {"Retry-After": "1"})
+        if fault in ("503-retry-after", "429-retry-after", "503-retry-after-60"):
+            wait = fault.rsplit("-", 1)[1] if fault.endswith("60") else "1"
+            return self._send(int(fault[:3]), b"busy", "text/plain", {"Retry-After": wait})
         if fault == "reset":
             self.close_connection = True
             with contextlib.suppress(OSError):

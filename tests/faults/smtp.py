@@ -13,6 +13,7 @@ server:
   closes the connection);
 * ``"drop"``: the connection is closed without a word;
 * ``"hang"``: no answer at all (the client must time out);
+* ``"pause"``: wait ``pause_seconds``, then carry on normally;
 * ``"mid-data"`` (at DATA): "354", a few lines of the message read, then the
   connection is closed;
 * ``"tls-abort"`` (at STARTTLS): "220 go ahead", then the connection closes.
@@ -95,6 +96,9 @@ class _FaultSMTP(SMTP):
         if action == "drop":
             if transport is not None:
                 transport.close()
+        elif action == "pause":
+            await asyncio.sleep(self.owner.pause_seconds)
+            return False
         elif action == "hang":
             await asyncio.sleep(60)  # cancelled when the server stops
         elif action == "mid-data":
@@ -157,6 +161,7 @@ class FaultSmtp:
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.script = script or SmtpScript()
+        self.pause_seconds = 3.0
         self._tls = tls_context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

@@ -115,6 +115,7 @@ class World:
         self.cfg = self.tmp / "subscribers.yaml"
         self.proc: subprocess.Popen[str] | None = None
         self.on_start: Callable[[], None] | None = None  # called once the process runs
+        self.prefix: list[str] = []  # e.g. setpriv, to run digest with fewer privileges
         self._lock = threading.Lock()
 
     # -- set-up ----------------------------------------------------------------
@@ -169,7 +170,16 @@ class World:
     def popen(self, *args: str, stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
         if self.first_run is None:
             self.first_run = datetime.now(UTC)
-        cmd = [sys.executable, "-m", "digest", args[0], "--config", str(self.cfg), *args[1:]]
+        cmd = [
+            *self.prefix,
+            sys.executable,
+            "-m",
+            "digest",
+            args[0],
+            "--config",
+            str(self.cfg),
+            *args[1:],
+        ]
         proc = subprocess.Popen(
             cmd,
             cwd=self.tmp,
@@ -213,6 +223,24 @@ class World:
         os.kill(proc.pid, sig)
         return True
 
+    def daemon(self, log: Path | None = None) -> subprocess.Popen[str]:
+        """``digest run``, its log in ``log`` (it catches up the owed slot at once)."""
+        log = log or self.tmp / "daemon.log"
+        with log.open("w") as f:
+            return self.popen("run", stderr=f)
+
+    def stop(self, proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, float]:
+        """Signal a daemon; its exit code and how long it took (killed after 10 s)."""
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        try:
+            code = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = -1
+        return code, time.monotonic() - t0
+
     def status(self) -> Run:
         return self.run("status", timeout=60)
 
@@ -252,3 +280,12 @@ class World:
 def world(tmp: Path, **kwargs: Any) -> Iterator[World]:
     with World(tmp, **kwargs) as w:
         yield w
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

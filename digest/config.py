@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 import unicodedata
 from collections.abc import Mapping
 from datetime import time
@@ -63,6 +64,18 @@ _QUERY_BREAKING = re.compile(r'["()\[\]{}:\\]')
 _OPERATORS = {"AND", "OR", "ANDNOT"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+# Values quoted in error messages are cut short: a 10 MB string or a YAML
+# alias bomb (a list of lists nine deep, 9**9 leaves) must give a short
+# message, not a repr that never ends.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlist = _REPR.maxdict = 5
+_REPR.maxlevel = 1
+
+
+def _show(value: object) -> str:
+    return _REPR.repr(value)
+
 
 # --------------------------------------------------------------------------
 # Schema
@@ -79,21 +92,21 @@ class _Strict(BaseModel):
 
 def _phrase(value: str, what: str) -> str:
     if _CONTROL.search(value):
-        raise ValueError(f"{what} {value!r} contains a control character (newline or tab)")
+        raise ValueError(f"{what} {_show(value)} contains a control character (newline or tab)")
     bad = _QUERY_BREAKING.search(value)
     if bad:
         raise ValueError(
-            f"{what} {value!r} contains {bad.group()!r}, which would break the arXiv query; "
+            f"{what} {_show(value)} contains {bad.group()!r}, which would break the arXiv query; "
             "write the plain words only"
         )
     ops = [w for w in value.split() if w in _OPERATORS]
     if ops:
         raise ValueError(
-            f"{what} {value!r} contains the arXiv operator {ops[0]!r}; "
+            f"{what} {_show(value)} contains the arXiv operator {ops[0]!r}; "
             "list alternatives as separate keywords instead"
         )
     if not any(ch.isalnum() for ch in value):
-        raise ValueError(f"{what} {value!r} has no letters or digits")
+        raise ValueError(f"{what} {_show(value)} has no letters or digits")
     return " ".join(value.split())
 
 
@@ -103,7 +116,7 @@ def _unique_phrases(values: list[str], what: str) -> tuple[str, ...]:
         cleaned = _phrase(v, what)
         key = cleaned.casefold()
         if key in seen:
-            raise ValueError(f"{what} {cleaned!r} is listed twice")
+            raise ValueError(f"{what} {_show(cleaned)} is listed twice")
         seen[key] = cleaned
     return tuple(seen.values())
 
@@ -111,7 +124,7 @@ def _unique_phrases(values: list[str], what: str) -> tuple[str, ...]:
 def _category(value: str) -> str:
     if not re.fullmatch(r"[a-z][a-z\-]*(\.[A-Za-z\-]+)?", value):
         raise ValueError(
-            f"category {value!r} is not an arXiv category or archive "
+            f"category {_show(value)} is not an arXiv category or archive "
             "(e.g. cs.LG, or cs for all cs.*)"
         )
     return value
@@ -121,7 +134,7 @@ def _weekday(value: str) -> str:
     """ "Monday", "mon" and "MON" all mean ``mon``."""
     day = value.strip().lower()[:3]
     if day not in WEEKDAYS:
-        raise ValueError(f"{value!r} is not a weekday (mon, tue, ... sun)")
+        raise ValueError(f"{_show(value)} is not a weekday (mon, tue, ... sun)")
     return day
 
 
@@ -141,7 +154,7 @@ class _ArxivModel(_Strict):
     @classmethod
     def _url(cls, v: str) -> str:
         if not re.match(r"https?://[^\s/]+", v):
-            raise ValueError(f"{v!r} is not an http(s) URL")
+            raise ValueError(f"{_show(v)} is not an http(s) URL")
         return v
 
 
@@ -165,7 +178,9 @@ class _SmtpModel(_Strict):
         _, addr = parseaddr(v)
         local, _, domain = addr.rpartition("@")
         if not local or not domain or " " in addr:
-            raise ValueError(f"{v!r} is not an address like 'Daily Papers <papers@example.org>'")
+            raise ValueError(
+                f"{_show(v)} is not an address like 'Daily Papers <papers@example.org>'"
+            )
         return v
 
 
@@ -186,7 +201,7 @@ class _SettingsModel(_Strict):
     def _send_at(cls, v: str) -> str:
         # HH:MM, or HH:MM:SS (handy for tests that need a cycle within seconds)
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", v):
-            raise ValueError(f'{v!r} is not a time of day like "07:00"')
+            raise ValueError(f'{_show(v)} is not a time of day like "07:00"')
         return v
 
     @field_validator("timezone")
@@ -195,7 +210,7 @@ class _SettingsModel(_Strict):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+            raise ValueError(f"{_show(v)} is not an IANA time zone (e.g. Europe/Berlin)") from None
         return v
 
     @field_validator("days")
@@ -227,7 +242,7 @@ class _SubscriberModel(_Strict):
         try:
             return validate_email(v, check_deliverability=False).normalized
         except EmailNotValidError as exc:
-            raise ValueError(f"{v!r} is not an email address: {exc}") from None
+            raise ValueError(f"{_show(v)} is not an email address: {exc}") from None
 
     @field_validator("name")
     @classmethod
@@ -280,7 +295,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
         key = loader.construct_object(key_node, deep=True)
         if key in result:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                None, None, f"duplicate key {_show(key)}", key_node.start_mark
             )
         result[key] = loader.construct_object(value_node, deep=True)
     return result
@@ -399,7 +414,7 @@ def _format_errors(
                 "unknown key (check the spelling; subscribers.yaml in the project lists every key)"
             )
         elif err["type"] == "literal_error":
-            msg = f"{err.get('input')!r}: {msg}"
+            msg = f"{_show(err.get('input'))}: {msg}"
         elif err["type"] == "too_short" and loc and loc[-1] == "keywords":
             msg = "needs at least one keyword"
         elif err["type"] == "too_short" and loc == ("subscribers",):

@@ -293,6 +293,12 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     result: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:  # "? [a, b]: c" makes a list key
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value, not a list", key_node.start_mark
+            ) from None
         if key in result:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {_show(key)}", key_node.start_mark
@@ -314,6 +320,8 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(source, [f"{where}: YAML syntax error: {what}"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"YAML error: {exc}"]) from exc
+    except RecursionError:  # "[[[[..." thousands deep: PyYAML recurses per level
+        raise ConfigError(source, ["the YAML is nested too deeply"]) from None
 
 
 # --------------------------------------------------------------------------

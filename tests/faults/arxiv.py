@@ -174,8 +174,8 @@ class FaultArxiv:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/api/query"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/api/query"
 
     @property
     def requests(self) -> int:

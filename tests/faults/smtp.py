@@ -50,7 +50,9 @@ class Accepted:
 
     @property
     def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.raw, policy=policy.default)  # type: ignore[return-value]
+        msg = email.message_from_bytes(self.raw, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
 
 
 @dataclass

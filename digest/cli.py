@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from digest import __version__, archive, config
+from digest import __version__, archive, atomic, config
 from digest.cycle import Hooks, Options, collaborators, run_cycle, snapshot
 from digest.daemon import Daemon
 from digest.errors import (
@@ -311,7 +311,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.output:
         out = args.output
-        out.write_text(rendered[0], encoding="utf-8")
+        try:
+            # the reader's name, address and papers: owner-only, like the temporary file
+            atomic.write_atomic(out, rendered[0], mode=0o600)
+        except OSError as exc:
+            raise CannotCreateError(f"-o {out} cannot be written: {exc}", path=str(out)) from exc
     else:
         fd, name = tempfile.mkstemp(prefix="digest-preview-", suffix=".html")
         with os.fdopen(fd, "w", encoding="utf-8") as f:

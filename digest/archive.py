@@ -8,14 +8,11 @@ unrelated papers under every keyword). Rendering is pure; writing is atomic
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from digest import latex
+from digest import atomic, latex
 from digest.errors import DigestError
 from digest.matching import keyword_matches, unique_phrases
 from digest.models import Paper, Subscriber, newest_first
@@ -96,20 +93,8 @@ def render_selection(selection: Mapping[str, Sequence[Paper]], today: datetime) 
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one step; raises ``DigestError`` on failure."""
-    folder = path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # a page is meant to be read (mkstemp makes 0600)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_atomic(path, text, mode=0o644)  # a page is meant to be read
     except OSError as exc:
         raise DigestError(f"cannot write the Daily Papers page {path}: {exc}") from exc

@@ -203,7 +203,7 @@ def _writable_folder(folder: Path) -> str | None:
     return None
 
 
-def _cannot_write(path: Path, *, folder: bool = False) -> str | None:
+def _cannot_write(path: Path, *, folder: bool, parents: bool) -> str | None:
     """Why ``path`` (a file, or a folder to create) cannot be written, or None."""
     if path.exists():
         if path.is_dir() != folder:
@@ -211,16 +211,22 @@ def _cannot_write(path: Path, *, folder: bool = False) -> str | None:
         if not os.access(path, os.W_OK):
             return f"{path} is read-only"
         return None
-    if not folder and not path.parent.is_dir():
+    if not parents and not path.parent.is_dir():
         return f"the folder {path.parent} does not exist"
     return _writable_folder(path.parent)
 
 
-def check_output(path: Path | None, option: str, *, folder: bool = False) -> None:
-    """Before any work: an output named on the command line can be created (exit 73)."""
+def check_output(
+    path: Path | None, option: str, *, folder: bool = False, parents: bool = False
+) -> None:
+    """Before any work: an output named on the command line can be created (exit 73).
+
+    ``parents``: missing folders on the way will be created (the archive page and
+    the outbox do that); else the file's folder must exist.
+    """
     if path is None:
         return
-    why = _cannot_write(path, folder=folder)
+    why = _cannot_write(path, folder=folder, parents=parents)
     if why:
         raise CannotCreateError(f"{option} {path} cannot be written: {why}", path=str(path))
 
@@ -268,7 +274,7 @@ def _cycle(cfg: Config, store: Store, options: Options, hooks: Hooks) -> CycleRe
 
 def cmd_once(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    check_output(args.outbox, "--outbox", folder=True)
+    check_output(args.outbox, "--outbox", folder=True, parents=True)
     options = Options(
         dry_run=args.dry_run, outbox=args.outbox, only=args.subscriber, interactive=True
     )
@@ -351,7 +357,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    check_output(args.output, "-o")
+    check_output(args.output, "-o", parents=True)
     keywords = archive.keywords_in_order(cfg.subscribers)
     if not cfg.settings.database.exists():
         print(

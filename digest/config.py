@@ -149,6 +149,8 @@ def _weekday(value: str) -> str:
 def _one_or_many(value: Any) -> Any:
     """``keywords: compiler`` means ``keywords: [compiler]``: one phrase, not its letters."""
     return [value] if isinstance(value, str) else value
+
+
 def _unquoted_id(value: Any) -> Any:
     """An id YAML read as a number (``likes: [2101.00010]``) back to its digits.
 

@@ -26,7 +26,10 @@ def tidy(config: Config, store: Store, now: datetime) -> bool:
         keywords = archive.keywords_in_order(config.subscribers)
         selection = archive.select(keywords, store.papers())
         store.prune(now, keep=archive.kept_ids(selection))
-        store.flush()
+        # fold the cycle's delivery journal into the database file: one rewrite
+        # per cycle, whatever the number of messages (the journal kept each
+        # acceptance durable as it happened)
+        store.checkpoint()
         if config.settings.archive is not None:
             archive.write_atomic(config.settings.archive, archive.render_selection(selection, now))
     except DigestError as exc:

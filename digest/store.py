@@ -1,18 +1,27 @@
 """The TinyDB database: paper cache, deliveries, watermarks, the cycle record.
 
-TinyDB's own JSONStorage rewrites the file in place, so a SIGKILL mid-write
-leaves invalid JSON (tinydb #301, #383, #461), and it is neither thread- nor
-process-safe. Hence:
+A delivery is recorded only after the server accepted the message, and must
+be durable before the next message goes out. Rewriting the whole database
+for that costs O(database) per message, so:
 
-* ``AtomicJSONStorage`` writes a temporary file, fsyncs it, ``os.replace``s
-  it over the database and fsyncs the folder: a crash at any moment leaves
-  either the old or the new file, never a torn one.
-* ``CachingMiddleware`` keeps the data in memory and writes only on
-  ``flush()``, so a cycle writes a handful of times, not once per paper.
+* every change is also an op (see ``digest.ledger``); ``flush()`` appends the
+  ops since the last flush as ONE fsynced line to ``<db>.journal``: O(1) per
+  message whatever the database's size;
+* ``checkpoint()`` folds the journal into the TinyDB file once per cycle
+  (``close()`` does it too): the file is written to a temporary file,
+  fsynced and renamed over the old one (``digest.atomic``), then the journal
+  is emptied. A crash between the two only means the next open replays ops
+  already folded in, which changes nothing;
+* opening replays the journal after a crash. A torn last line (killed
+  mid-write) was never acknowledged and is ignored; any other line that does
+  not parse stops the open with the file named and left untouched;
+* the data lives in memory (``Ledger``) with per-reader maps, so a lookup
+  is O(1) and a new reader is a dict insert, not a TinyDB table rebuild;
 * ``fcntl.flock`` on a separate ``.lock`` file (``os.replace`` swaps the
   data file's inode) makes a second process fail at once with a clear error.
-* A file that does not parse is never replaced: the operator is told which
-  file and what to do.
+
+Tests inject ``storage=MemoryStorage()``, tinydb's own pattern, to run
+without files; the journal then lives in that object too.
 """
 
 from __future__ import annotations
@@ -23,178 +32,34 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from tinydb import TinyDB
-from tinydb.middlewares import CachingMiddleware
-from tinydb.storages import Storage
-
+from digest import atomic
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
+from digest.ledger import SCHEMA as SCHEMA
+from digest.ledger import DeliveredAt, Ledger, LedgerError, iso, maybe_time, parse_time
+from digest.ledger import SubscriberState as SubscriberState
+from digest.ledger import paper_from_doc as paper_from_doc
+from digest.ledger import paper_to_doc as paper_to_doc
 from digest.models import Paper
+from digest.storage import AtomicJSONStorage as AtomicJSONStorage
+from digest.storage import JournalStorage as JournalStorage
+from digest.storage import MemoryStorage as MemoryStorage
+from digest.storage import TinyDB, backup_path, corrupt, parse_journal, snapshot_db
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
-# Delivery records older than this are dropped. It must stay well above the
-# widest fetch window (query.MAX_WINDOW_DAYS): a paper still fetchable must
-# still be known as sent.
+# Delivery records and cached papers older than this are dropped. It must stay
+# well above the widest fetch window (query.MAX_WINDOW_DAYS, 60): a paper still
+# fetchable must still be known as sent.
 RETENTION_DAYS = 180
 BACKUP_EVERY = timedelta(days=1)
-_TMP_PREFIX = ".tmp-"
-
-
-# --------------------------------------------------------------------------
-# Storage
-
-
-class AtomicJSONStorage(Storage):
-    """JSON storage that replaces the file atomically on every write."""
-
-    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
-        self.path = Path(path)
-        self.readonly = readonly
-        self.writes = 0
-
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
-        if not text.strip():
-            raise _corrupt(self.path, "the file is empty")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _corrupt(
-                self.path, f"invalid JSON at line {exc.lineno}, column {exc.colno}"
-            ) from exc
-        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-            raise _corrupt(self.path, "not a TinyDB database (expected tables of documents)")
-        return data
-
-    def write(self, data: Mapping[str, Mapping[str, Any]]) -> None:
-        if self.readonly:
-            raise StoreError(f"the database {self.path} was opened read-only")
-        folder = self.path.parent
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_TMP_PREFIX + self.path.name + ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                # dumps, not dump: json.dump streams through the pure-Python
-                # encoder, about ten times slower on a large database
-                f.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(folder)  # make the rename itself durable
-        self.writes += 1
-
-    def close(self) -> None:
-        pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _corrupt(path: Path, why: str) -> StoreCorruptError:
-    backup = _backup_path(path)
-    hint = (
-        f"restore the backup ({backup}) with: cp {backup} {path}"
-        if backup.exists()
-        else f"move it aside (mv {path} {path}.broken) to start afresh; every "
-        "subscriber then starts again at lookback_days"
-    )
-    return StoreCorruptError(
-        f"the database {path} is unreadable ({why}); digest left it untouched. To recover, {hint}"
-    )
-
-
-def _backup_path(path: Path) -> Path:
-    return path.with_name(path.name + ".bak")
-
-
-class _FlushOnDemand(CachingMiddleware):
-    """CachingMiddleware that writes only when told to (never "every 1000 writes")."""
-
-    WRITE_CACHE_SIZE = 2**62
-
-
-# --------------------------------------------------------------------------
-# Serialisation
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat()
-
-
-def _dt(s: str) -> datetime:
-    t = datetime.fromisoformat(s)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def paper_to_doc(p: Paper) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "version": p.version,
-        "title": p.title,
-        "abstract": p.abstract,
-        "authors": list(p.authors),
-        "categories": list(p.categories),
-        "primary_category": p.primary_category,
-        "published": _iso(p.published),
-        "updated": _iso(p.updated),
-        "comment": p.comment,
-        "journal_ref": p.journal_ref,
-        "doi": p.doi,
-    }
-
-
-def paper_from_doc(d: Mapping[str, Any]) -> Paper:
-    return Paper(
-        id=d["id"],
-        version=int(d["version"]),
-        title=d["title"],
-        abstract=d["abstract"],
-        authors=tuple(d["authors"]),
-        categories=tuple(d["categories"]),
-        primary_category=d["primary_category"],
-        published=_dt(d["published"]),
-        updated=_dt(d["updated"]),
-        comment=d.get("comment"),
-        journal_ref=d.get("journal_ref"),
-        doi=d.get("doi"),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriberState:
-    """What the store knows of one subscriber."""
-
-    email: str
-    delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
-    delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
-    watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
-    last_sent: datetime | None = None
-    first_seen: datetime | None = None
-    served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
-    last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
+# A store kept open across many cycles folds its journal once it is this big.
+JOURNAL_FOLD_BYTES = 64 * 2**20
 
 
 # --------------------------------------------------------------------------
@@ -204,58 +69,90 @@ class SubscriberState:
 class Store:
     """The open database of one process. Use ``Store.open`` as a context manager."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, readonly: bool = False, storage: JournalStorage | None = None
+    ) -> None:
         self.path = path
         self.readonly = readonly
         self._lock_fd: int | None = None
-        self.storage: AtomicJSONStorage | None = None
-        self._db: TinyDB | None = None
-        self._paper_ids: dict[str, int] = {}
-        self._sub_ids: dict[str, int] = {}
+        self.storage: JournalStorage = storage or AtomicJSONStorage(path, readonly=readonly)
+        self._on_disk = isinstance(self.storage, AtomicJSONStorage)
+        self._ledger: Ledger | None = None
+        self._pending: list[list[Any]] = []  # ops not yet in the journal
+        self._folded = True  # False while the main file lags the ledger
+        self.journal_lines = 0
+        self._papers_cache: tuple[int, tuple[Paper, ...]] | None = None
+        self._paper_objs: dict[str, Paper] = {}
 
     @classmethod
     @contextlib.contextmanager
     def open(
-        cls, path: Path, *, readonly: bool = False, now: datetime | None = None
+        cls,
+        path: Path,
+        *,
+        readonly: bool = False,
+        now: datetime | None = None,
+        storage: JournalStorage | None = None,
     ) -> Iterator[Store]:
-        store = cls(path, readonly=readonly)
-        store._open(now or datetime.now(UTC))
+        store = cls(path, readonly=readonly, storage=storage)
         try:
+            store._open(now or datetime.now(UTC))
             yield store
             if not readonly:
                 store.flush()
+                store.checkpoint()
         finally:
             store.close()
 
     # -- life cycle --------------------------------------------------------
 
     def _open(self, now: datetime) -> None:
-        folder = self.path.parent
-        if not self.readonly:
+        if self._on_disk and not self.readonly:
+            folder = self.path.parent
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the database folder {folder}: {exc}") from exc
             self._lock()
             self._remove_stale_temps()
-        storage = AtomicJSONStorage(self.path, readonly=self.readonly)
-        data = storage.read()  # raises StoreCorruptError before anything is written
-        if not self.readonly and data is not None:
-            self._backup(now)
-        self._cache = _FlushOnDemand(lambda: storage)
-        self._db = TinyDB(storage=self._cache)
-        self.storage = storage
-        meta = self._meta()
-        schema = meta.get("schema", SCHEMA)
-        if schema > SCHEMA:
+        # both are read, and both must parse, before anything is written
+        data = self.storage.read()
+        journal = self.storage.read_journal()
+        ops = parse_journal(journal, self._journal_name())
+        metas = list((data or {}).get("meta", {}).values())
+        schema = metas[0].get("schema", SCHEMA) if metas and isinstance(metas[0], dict) else SCHEMA
+        if isinstance(schema, int) and schema > SCHEMA:
             raise StoreError(
                 f"the database {self.path} was written by a newer digest (schema {schema}); "
                 "upgrade digest"
             )
-        if not meta:
-            self._db.table("meta").insert({"schema": SCHEMA})
-        self._paper_ids = {d["id"]: d.doc_id for d in self._db.table("papers").all()}
-        self._sub_ids = {d["email"]: d.doc_id for d in self._db.table("subscribers").all()}
+        try:
+            ledger, migrated = Ledger.from_data(data)
+        except (LedgerError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise corrupt(self.path, f"a document has the wrong shape: {exc}") from exc
+        if self._on_disk and not self.readonly and data is not None:
+            self._backup(now)  # only a file that reads back whole is worth keeping
+        for n, op in enumerate(ops, 1):
+            try:
+                ledger.apply(op)
+            except LedgerError as exc:
+                name = self._journal_name()
+                raise StoreCorruptError(
+                    f"the journal {name} is unreadable (change {n}: {exc}); digest left it and "
+                    f"the database untouched. To recover, move it aside (mv {name} "
+                    f"{name}.broken): deliveries recorded since the last cycle may be sent again"
+                ) from exc
+        self._ledger = ledger
+        if ops:
+            log.info("replayed %d changes from the journal %s", len(ops), self._journal_name())
+        if (migrated or journal) and not self.readonly:
+            self._folded = False
+            self.checkpoint()  # fold now: the journal starts every run empty and whole
+
+    def _journal_name(self) -> str:
+        if isinstance(self.storage, AtomicJSONStorage):
+            return str(self.storage.journal_path)
+        return "in memory"
 
     def _lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -278,154 +175,186 @@ class Store:
 
     def _remove_stale_temps(self) -> None:
         # left behind by a process killed between mkstemp and os.replace
-        for tmp in self.path.parent.glob(_TMP_PREFIX + self.path.name + ".*"):
+        for tmp in self.path.parent.glob(atomic.temp_glob(self.path)):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 log.info("removed stale temporary file %s", tmp)
 
     def _backup(self, now: datetime) -> None:
-        backup = _backup_path(self.path)
+        """Copy the database aside once per ``BACKUP_EVERY`` of the injected clock."""
+        backup = backup_path(self.path)
         try:
-            if (
-                backup.exists()
-                and time.time() - backup.stat().st_mtime < BACKUP_EVERY.total_seconds()
+            if backup.exists() and 0 <= now.timestamp() - backup.stat().st_mtime < (
+                BACKUP_EVERY.total_seconds()
             ):
                 return
-            tmp = backup.with_name(_TMP_PREFIX + backup.name)
-            shutil.copy2(self.path, tmp)
+            tmp = backup.with_name(atomic.TMP_PREFIX + backup.name)
+            shutil.copyfile(self.path, tmp)
+            os.utime(tmp, (now.timestamp(), now.timestamp()))  # the backup's age, by `now`
             os.replace(tmp, backup)
         except OSError as exc:
             log.warning("could not back up %s: %s", self.path, exc)
 
     def flush(self) -> None:
-        """Write pending changes to disk (atomically), if there are any."""
-        if self._db is not None and not self.readonly:
-            self._cache.flush()
+        """Make every change so far durable: one fsynced journal line, O(size of the changes)."""
+        if self._ledger is None or self.readonly or not self._pending:
+            return
+        line = json.dumps(self._pending, ensure_ascii=False, separators=(",", ":")) + "\n"
+        self.storage.append_journal(line.encode("utf-8"))
+        self._pending.clear()
+        self.journal_lines += 1
+        if self.storage.journal_size() > JOURNAL_FOLD_BYTES:
+            try:
+                self.checkpoint()
+            except StoreError as exc:  # the line above is durable: this flush succeeded
+                log.warning("could not fold the journal yet: %s", exc)
+
+    def checkpoint(self) -> None:
+        """Fold everything into the database file (one rewrite) and empty the journal.
+
+        Call once per cycle, at its end; ``close()`` does it too. Does nothing
+        when the file is already up to date.
+        """
+        if self._ledger is None or self.readonly or self._folded:
+            return
+        # the journal must hold every op the file will: were the journal to lack the
+        # newest, replaying it over the new file (a crash before it is emptied)
+        # would set older values back
+        self.flush()
+        self.storage.write(self._ledger.to_data())
+        self._pending.clear()  # in the file now
+        self.storage.clear_journal()
+        self._folded = True
 
     def close(self) -> None:
-        if self._db is not None:
-            if not self.readonly:
-                with contextlib.suppress(StoreError):
-                    self._cache.flush()
-            self._db = None
+        if self._ledger is not None and not self.readonly:
+            try:
+                self.flush()
+                self.checkpoint()
+            except StoreError as exc:
+                log.error("%s", exc)
+        self._ledger = None
+        self.storage.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
 
     @property
-    def db(self) -> TinyDB:
-        if self._db is None:
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
             raise StoreError("the database is closed")
-        return self._db
+        return self._ledger
+
+    @property
+    def db(self) -> TinyDB:
+        """A TinyDB snapshot of the current state, for inspection (changes to it are not kept)."""
+        return snapshot_db(self.ledger.to_data())
 
     @property
     def writes(self) -> int:
-        return self.storage.writes if self.storage else 0
+        """How many times the main database file was rewritten."""
+        return int(getattr(self.storage, "writes", 0))
+
+    def _change(self, *op: Any) -> None:
+        self.ledger.apply(list(op))
+        self._pending.append(list(op))
+        self._folded = False
 
     # -- meta ----------------------------------------------------------------
 
     def _meta(self) -> dict[str, Any]:
-        docs = self.db.table("meta").all()
-        return dict(docs[0]) if docs else {}
-
-    def _set_meta(self, **values: Any) -> None:
-        table = self.db.table("meta")
-        docs = table.all()
-        if docs:
-            table.update(values, doc_ids=[docs[0].doc_id])
-        else:
-            table.insert({"schema": SCHEMA, **values})
+        return self.ledger.meta
 
     def last_fetch(self) -> datetime | None:
-        v = self._meta().get("last_fetch")
-        return _dt(v) if v else None
+        return maybe_time(self._meta().get("last_fetch"))
 
     def set_last_fetch(self, when: datetime) -> None:
-        self._set_meta(last_fetch=_iso(when))
+        self._change("meta", {"last_fetch": iso(when)})
 
     def last_slot(self) -> datetime | None:
         """The scheduled slot of the last cycle the daemon completed."""
-        v = self._meta().get("last_slot")
-        return _dt(v) if v else None
+        return maybe_time(self._meta().get("last_slot"))
 
     def set_last_slot(self, slot: datetime) -> None:
-        self._set_meta(last_slot=_iso(slot))
+        self._change("meta", {"last_slot": iso(slot)})
 
     def last_cycle(self) -> dict[str, Any] | None:
-        return self._meta().get("last_cycle")
+        record = self._meta().get("last_cycle")
+        return dict(record) if record is not None else None
 
     def set_last_cycle(self, record: Mapping[str, Any]) -> None:
-        self._set_meta(last_cycle=dict(record))
+        # a JSON round trip: what is kept is what a reopened store would read
+        self._change("meta", {"last_cycle": json.loads(json.dumps(dict(record)))})
 
     # -- papers --------------------------------------------------------------
 
     def add_papers(self, papers: Iterable[Paper], now: datetime) -> int:
         """Cache papers (a newer version replaces an older one); returns how many were new."""
-        table = self.db.table("papers")
-        new: list[dict[str, Any]] = []
+        cached = self.ledger.papers
+        new = 0
         for p in papers:
-            doc_id = self._paper_ids.get(p.id)
-            if doc_id is None:
-                new.append({**paper_to_doc(p), "first_seen": _iso(now)})
+            have = cached.get(p.id)
+            if have is None:
+                new += 1
+                self._change("paper", {**paper_to_doc(p), "first_seen": iso(now)})
+            elif int(have["version"]) < p.version:
+                self._change("paper", paper_to_doc(p))
+            else:
                 continue
-            old = table.get(doc_id=doc_id)
-            if old is not None and int(old["version"]) < p.version:
-                table.update(paper_to_doc(p), doc_ids=[doc_id])
-        if new:
-            ids = table.insert_multiple(new)
-            self._paper_ids.update({d["id"]: i for d, i in zip(new, ids, strict=True)})
-        return len(new)
+            self._paper_objs.pop(p.id, None)
+        return new
 
     def papers(self) -> tuple[Paper, ...]:
         """Every cached paper, newest submission first."""
-        docs = self.db.table("papers").all()
-        return tuple(
-            sorted(
-                (paper_from_doc(d) for d in docs), key=lambda p: (p.published, p.id), reverse=True
-            )
-        )
+        version = self.ledger.version
+        if self._papers_cache is None or self._papers_cache[0] != version:
+            ps = (self._paper_obj(pid) for pid in self.ledger.papers)
+            ordered = tuple(sorted(ps, key=lambda p: (p.published, p.id), reverse=True))
+            self._papers_cache = (version, ordered)
+        return self._papers_cache[1]
 
     def paper(self, paper_id: str) -> Paper | None:
-        doc_id = self._paper_ids.get(paper_id)
-        doc = self.db.table("papers").get(doc_id=doc_id) if doc_id is not None else None
-        return paper_from_doc(doc) if doc else None
+        return self._paper_obj(paper_id) if paper_id in self.ledger.papers else None
+
+    def _paper_obj(self, paper_id: str) -> Paper:
+        p = self._paper_objs.get(paper_id)
+        if p is None:
+            p = self._paper_objs[paper_id] = paper_from_doc(self.ledger.papers[paper_id])
+        return p
 
     # -- subscribers -----------------------------------------------------------
 
     def subscriber(self, email: str) -> SubscriberState:
-        doc_id = self._sub_ids.get(email)
-        doc = self.db.table("subscribers").get(doc_id=doc_id) if doc_id is not None else None
-        if doc is None:
+        """A snapshot of ``email``'s record, in O(1) of its delivery history."""
+        r = self.ledger.readers.get(email)
+        if r is None:
             return SubscriberState(email=email)
-        delivered = doc.get("delivered", {})
+        f = r.fields
         return SubscriberState(
             email=email,
-            delivered={k: int(v[0]) for k, v in delivered.items()},
-            delivered_at={k: _dt(v[1]) for k, v in delivered.items()},
-            watermarks={k: _dt(v) for k, v in doc.get("watermarks", {}).items()},
-            last_sent=_dt(doc["last_sent"]) if doc.get("last_sent") else None,
-            first_seen=_dt(doc["first_seen"]) if doc.get("first_seen") else None,
-            served_slot=_dt(doc["served_slot"]) if doc.get("served_slot") else None,
-            last_empty=doc.get("last_empty"),
+            delivered=MappingProxyType(r.delivered),
+            delivered_at=DeliveredAt(r.batches),
+            watermarks={k: parse_time(v) for k, v in (f.get("watermarks") or {}).items()},
+            last_sent=maybe_time(f.get("last_sent")),
+            first_seen=maybe_time(f.get("first_seen")),
+            served_slot=maybe_time(f.get("served_slot")),
+            last_empty=f.get("last_empty"),
         )
 
     def subscriber_emails(self) -> tuple[str, ...]:
-        return tuple(self._sub_ids)
+        return tuple(self.ledger.readers)
 
-    def _update_subscriber(self, email: str, change: dict[str, Any]) -> None:
-        table = self.db.table("subscribers")
-        doc_id = self._sub_ids.get(email)
-        if doc_id is None:
-            self._sub_ids[email] = table.insert(
-                {"email": email, "delivered": {}, "watermarks": {}, **change}
-            )
-        else:
-            table.update(change, doc_ids=[doc_id])
+    def delivered_since(self, email: str, since: datetime) -> Mapping[str, int]:
+        """id -> version of what ``email`` was sent at or after ``since``; reads only those batches.
 
-    def _doc(self, email: str) -> dict[str, Any]:
-        doc_id = self._sub_ids.get(email)
-        doc = self.db.table("subscribers").get(doc_id=doc_id) if doc_id is not None else None
-        return dict(doc) if doc else {}
+        This is the O(new papers) diff: a paper is delivered after it is
+        published, so whether a fetched paper was sent is answered by the
+        batches since the oldest fetched paper's submission (less a day for
+        clocks), and the revision watch by those since the watch began. The
+        whole history (``subscriber().delivered``) is never decoded.
+        """
+        r = self.ledger.readers.get(email)
+        return r.delivered_since(iso(since)) if r else {}
 
     def ensure_watermarks(
         self, email: str, keys: Iterable[str], start: datetime, now: datetime | None = None
@@ -434,16 +363,13 @@ class Store:
 
         A subscriber seen for the first time also gets ``first_seen`` (``now``).
         """
-        doc = self._doc(email)
-        marks = dict(doc.get("watermarks", {}))
-        added = {k: _iso(start) for k in keys if k not in marks}
-        if added or not doc:
-            marks.update(added)
-            change: dict[str, Any] = {"watermarks": marks}
-            if not doc:
-                change["first_seen"] = _iso(now or start)
-            self._update_subscriber(email, change)
-        return {k: _dt(v) for k, v in marks.items()}
+        r = self.ledger.readers.get(email)
+        marks = (r.fields.get("watermarks") or {}) if r else {}
+        added = {k: iso(start) for k in keys if k not in marks}
+        if added or r is None:
+            self._change("marks", email, added, None if r else iso(now or start))
+            marks = self.ledger.readers[email].fields["watermarks"]
+        return {k: parse_time(v) for k, v in marks.items()}
 
     def record_delivery(
         self,
@@ -454,28 +380,19 @@ class Store:
     ) -> None:
         """Mark ``sent`` (id -> version) as delivered to ``email`` (call after SMTP said yes).
 
-        A paper sent again as a revision gets its new version recorded.
+        A paper sent again as a revision gets its new version recorded. Durable
+        once ``flush()`` returns.
         """
-        doc = self._doc(email)
-        delivered = dict(doc.get("delivered", {}))
-        for paper_id, version in sent.items():
-            delivered[paper_id] = [version, _iso(when)]
-        change: dict[str, Any] = {"delivered": delivered, "last_sent": _iso(when)}
-        if served_slot is not None:
-            change["served_slot"] = _iso(served_slot)
-        self._update_subscriber(email, change)
+        slot = iso(served_slot) if served_slot is not None else None
+        self._change("deliver", email, iso(when), dict(sent), slot)
 
     def mark_served(
         self, email: str, served_slot: datetime | None = None, empty_day: str | None = None
     ) -> None:
         """Remember a weekly slot served without a delivery, or the day of a "nothing new" mail."""
-        change: dict[str, Any] = {}
-        if served_slot is not None:
-            change["served_slot"] = _iso(served_slot)
-        if empty_day is not None:
-            change["last_empty"] = empty_day
-        if change:
-            self._update_subscriber(email, change)
+        if served_slot is not None or empty_day is not None:
+            slot = iso(served_slot) if served_slot is not None else None
+            self._change("served", email, slot, empty_day)
 
     # -- housekeeping ------------------------------------------------------------
 
@@ -487,27 +404,14 @@ class Store:
     ) -> tuple[int, int]:
         """Drop papers and delivery records older than the retention; returns the counts.
 
-        Papers in ``keep`` (those the Daily Papers page shows) stay whatever their age.
+        Papers in ``keep`` (those the Daily Papers page shows) stay whatever their
+        age. Not journaled: it reaches the file at the next checkpoint, and if a
+        crash comes first the next cycle simply prunes again.
         """
-        cutoff = now - timedelta(days=retention_days)
-        keep = set(keep)
-        papers = self.db.table("papers")
-        old = [
-            d.doc_id
-            for d in papers.all()
-            if d["id"] not in keep
-            and _dt(d["published"]) < cutoff
-            and _dt(d.get("first_seen", d["published"])) < cutoff
-        ]
-        if old:
-            papers.remove(doc_ids=old)
-            self._paper_ids = {d["id"]: d.doc_id for d in papers.all()}
-        dropped = 0
-        for email in list(self._sub_ids):
-            doc = self._doc(email)
-            delivered = doc.get("delivered", {})
-            keep = {k: v for k, v in delivered.items() if _dt(v[1]) >= cutoff}
-            if len(keep) != len(delivered):
-                dropped += len(delivered) - len(keep)
-                self._update_subscriber(email, {"delivered": keep})
-        return len(old), dropped
+        counts = self.ledger.prune(now - timedelta(days=retention_days), set(keep))
+        if counts != (0, 0):
+            self._folded = False
+            self._paper_objs = {
+                k: v for k, v in self._paper_objs.items() if k in self.ledger.papers
+            }
+        return counts

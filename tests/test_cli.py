@@ -87,11 +87,11 @@ def test_preview_writes_html_without_sending_or_recording(setup, capsys) -> None
     "argv",
     [
         ["preview", "alice@example.org", "-o", "{d}/missing/x.html"],
-        ["archive", "-o", "{d}/missing/page.md"],
+        ["archive", "-o", "{d}/digest.yaml-is-a-file/page.md"],
         ["archive", "-o", "{d}"],
         ["once", "--outbox", "{d}/digest.yaml-is-a-file"],
     ],
-    ids=["preview-missing-folder", "archive-missing-folder", "archive-to-a-folder", "outbox-file"],
+    ids=["preview-missing-folder", "archive-under-a-file", "archive-to-a-folder", "outbox-file"],
 )
 def test_an_output_that_cannot_be_written_fails_before_any_work(setup, capsys, argv) -> None:
     cfg, arxiv, smtp = setup

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ import yaml
 
 from digest.daemon import Daemon, build_scheduler, sd_notify, watchdog_interval
 from digest.models import Config, Settings
+from digest.store import Store
 from tests.conftest import config_dict
 from tests.support.arxiv_server import make_entry
 
@@ -129,8 +129,8 @@ def test_ready_and_the_missed_slot_is_caught_up_at_once(caught_up, smtp, notify)
         "bob@example.org",
     ]
     assert wait_for(lambda: "cycle ok:" in log.read_text()), log.read_text()
-    db = json.loads((cfg.parent / "digest.json").read_text())
-    assert db["meta"]["1"]["last_slot"]  # the slot is recorded as done
+    with Store.open(cfg.parent / "digest.json", readonly=True) as store:
+        assert store.last_slot()  # the slot is recorded as done
 
 
 def test_the_watchdog_is_fed_and_the_status_told(caught_up, notify) -> None:
@@ -214,8 +214,7 @@ def test_sigterm_during_a_slow_fetch_stops_quickly_and_records_nothing(
         assert proc.wait(10) == 0
         assert time.monotonic() - t0 < 10
     assert smtp.received == []
-    db = json.loads((cfg.parent / "digest.json").read_text())
-    assert all(not d["delivered"] for d in db.get("subscribers", {}).values())
+    assert nothing_delivered(cfg)
 
 
 def stop_in_phase(proc: subprocess.Popen) -> float:
@@ -226,8 +225,8 @@ def stop_in_phase(proc: subprocess.Popen) -> float:
 
 
 def nothing_delivered(cfg: Path) -> bool:
-    db = json.loads((cfg.parent / "digest.json").read_text())
-    return all(not d["delivered"] for d in db.get("subscribers", {}).values())
+    with Store.open(cfg.parent / "digest.json", readonly=True) as store:
+        return all(not store.subscriber(e).delivered for e in store.subscriber_emails())
 
 
 def test_sigterm_during_the_arxiv_back_off_exits_at_once_and_records_nothing(
@@ -363,8 +362,9 @@ def test_on_a_fake_clock_the_next_slot_is_served_when_it_comes(arxiv, smtp, writ
     # the missed slot at once, then the new paper at the next slot, to alice only
     assert sorted(rcpts[:2]) == ["alice@example.org", "bob@example.org"]
     assert rcpts[2:] == ["alice@example.org"]
-    db = json.loads((cfg.parent / "digest.json").read_text())
-    assert db["meta"]["1"]["last_slot"].startswith(f"{slot:%Y-%m-%dT%H:%M:%S}")
+    with Store.open(cfg.parent / "digest.json", readonly=True) as store:
+        last_slot = store.last_slot()
+    assert last_slot is not None and last_slot.replace(microsecond=0) == slot.replace(microsecond=0)
 
 
 def test_a_rejected_query_is_not_retried_but_arxiv_trouble_is(arxiv, smtp, write_config) -> None:

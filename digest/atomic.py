@@ -1,0 +1,60 @@
+"""Replace a file in one step: the one atomic-write helper (store and archive).
+
+A reader, or the next start after a crash or power loss, sees either the old
+file or the new one, never a torn mix: the new content goes to a temporary
+file in the same folder (``os.replace`` is atomic only within one file
+system), is fsynced, renamed over the target, and then the folder itself is
+fsynced so that the rename survives a power loss too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+TMP_PREFIX = ".tmp-"
+
+
+def temp_glob(path: Path) -> str:
+    """The pattern of the temporary files ``write_atomic`` makes for ``path``."""
+    return f"{TMP_PREFIX}{path.name}.*"
+
+
+def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` (str is written as UTF-8); raises ``OSError``.
+
+    ``mode`` sets the file's permissions (``mkstemp`` creates 0600, right for a
+    database but not for a page meant to be read). On failure the temporary
+    file is removed and ``path`` is left as it was.
+    """
+    folder = path.parent
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{TMP_PREFIX}{path.name}.")
+    try:
+        try:
+            view = memoryview(payload)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if mode is not None:
+                os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(folder)  # make the rename itself durable
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename, a new file) to disk."""
+    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

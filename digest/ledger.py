@@ -1,0 +1,369 @@
+"""The store's state in memory, and the one way it changes: ``Ledger.apply(op)``.
+
+Every change the store makes is an *op*, a small JSON list such as
+``["deliver", email, at, {id: version}, slot]``. The live store applies it
+here and appends it to the journal; a restart after a crash applies the
+journal's ops again, through the same code. Ops set values (a newer paper
+version, the higher delivered version, a watermark only where none exists),
+so applying one twice changes nothing: a journal already folded into the
+database can be replayed safely.
+
+Deliveries are kept per reader as batches, one timestamp per accepted
+message: ``{"at": ..., "ids": "2611.00001 2611.00002v2"}``, arXiv's own
+"id, and vN when N > 1" notation in one string. A JSON object per paper
+parses ten times slower (1.2 s against 0.1 s for a million records) and
+takes half as much space again. A batch read from the file stays encoded
+until someone asks; the merged ``delivered`` map (O(1) "was it sent") is
+built on first use. Maps and batches are replaced, never mutated, so a
+``SubscriberState`` handed out earlier stays a true snapshot. Pure: no I/O,
+no clock.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from digest.models import Paper
+
+SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
+
+# (ISO time, id -> version), the ids still encoded when read from the file
+Batch = tuple[str, "str | Mapping[str, int]"]
+
+
+class LedgerError(ValueError):
+    """An op or a stored document has the wrong shape."""
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat()
+
+
+def parse_time(s: str) -> datetime:
+    t = datetime.fromisoformat(s)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def encode_ids(ids: str | Mapping[str, int]) -> str:
+    if isinstance(ids, str):
+        return ids
+    return " ".join(k if v == 1 else f"{k}v{v}" for k, v in ids.items())
+
+
+def decode_ids(ids: str | Mapping[str, int]) -> Mapping[str, int]:
+    if not isinstance(ids, str):
+        return ids
+    if "v" not in ids:
+        return dict.fromkeys(ids.split(), 1)
+    out: dict[str, int] = {}
+    for token in ids.split():
+        head, v, tail = token.rpartition("v")
+        if v and head and tail.isdigit():
+            out[head] = int(tail)
+        else:  # an old-style id with a "v" in its archive name (solv-int/9901001)
+            out[token] = 1
+    return out
+
+
+@dataclass(slots=True)
+class Reader:
+    """One subscriber's record. ``fields`` holds the JSON-ready scalars."""
+
+    email: str
+    fields: dict[str, Any] = field(default_factory=lambda: {"watermarks": {}})
+    batches: tuple[Batch, ...] = ()
+    _delivered: Mapping[str, int] | None = None
+
+    def delivered_since(self, since: str) -> dict[str, int]:
+        """id -> version over the batches at or after ``since`` (ISO), newest first."""
+        start = parse_time(since)
+        recent = []
+        for batch in reversed(self.batches):
+            if parse_time(batch[0]) < start:
+                break
+            recent.append(batch)
+        return _merged(reversed(recent))
+
+    @property
+    def delivered(self) -> Mapping[str, int]:
+        """id -> version sent, merged over the batches on first use."""
+        if self._delivered is None:
+            self._delivered = _merged(self.batches)
+        return self._delivered
+
+
+class DeliveredAt(Mapping[str, datetime]):
+    """id -> time of its latest delivery, built on first use (most callers never ask)."""
+
+    def __init__(self, batches: tuple[Batch, ...]) -> None:
+        self._batches = batches
+        self._map: dict[str, datetime] | None = None
+
+    def _built(self) -> dict[str, datetime]:
+        if self._map is None:
+            self._map = {}
+            for at, ids in self._batches:  # chronological: the latest wins
+                when = parse_time(at)
+                self._map.update(dict.fromkeys(decode_ids(ids), when))
+        return self._map
+
+    def __getitem__(self, key: str) -> datetime:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+
+def _merged(batches: Iterable[Batch]) -> dict[str, int]:
+    """id -> highest version sent (a paper's version only grows)."""
+    batches = tuple(batches)
+    # most batches are all version 1: one split over all of them is the fast path
+    plain = [ids for _, ids in batches if isinstance(ids, str) and "v" not in ids]
+    # interned: readers share papers, so 10M records hold ~100k distinct strings
+    out = dict.fromkeys(map(sys.intern, " ".join(plain).split()), 1)
+    for _, ids in batches:
+        if not isinstance(ids, str) or "v" in ids:
+            for k, v in decode_ids(ids).items():
+                if out.get(k, 0) < v:
+                    out[k] = v
+    return out
+
+
+class Ledger:
+    """Meta, paper cache and readers, with ``apply`` as the only mutation besides pruning."""
+
+    def __init__(self) -> None:
+        self.meta: dict[str, Any] = {"schema": SCHEMA}
+        self.papers: dict[str, dict[str, Any]] = {}
+        self.readers: dict[str, Reader] = {}
+        self.version = 0  # bumped on every change, so caches know when to rebuild
+
+    # -- loading and saving --------------------------------------------------
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Mapping[str, Any]] | None) -> tuple[Ledger, bool]:
+        """Build from a TinyDB document tree; True when it was in an older format."""
+        ledger = cls()
+        if not data:
+            return ledger, False
+        meta = list(data.get("meta", {}).values())
+        ledger.meta = dict(meta[0]) if meta else {}
+        old = int(ledger.meta.get("schema", 1)) < SCHEMA
+        for doc in data.get("papers", {}).values():
+            have = ledger.papers.get(doc["id"])
+            if have is None or int(have["version"]) < int(doc["version"]):
+                ledger.papers[doc["id"]] = dict(doc)
+        for doc in data.get("subscribers", {}).values():
+            reader = _reader_from_doc(doc)
+            ledger.readers[reader.email] = reader
+        ledger.meta["schema"] = max(SCHEMA, int(ledger.meta.get("schema", SCHEMA)))
+        return ledger, old
+
+    def to_data(self) -> dict[str, dict[str, Any]]:
+        """The TinyDB document tree (tables of documents keyed by id) to write."""
+        return {
+            "meta": {"1": self.meta},
+            "papers": {str(i): d for i, d in enumerate(self.papers.values(), 1)},
+            "subscribers": {
+                str(i): {
+                    "email": r.email,
+                    **r.fields,
+                    "batches": [{"at": at, "ids": encode_ids(ids)} for at, ids in r.batches],
+                }
+                for i, r in enumerate(self.readers.values(), 1)
+            },
+        }
+
+    # -- the one mutation path -------------------------------------------------
+
+    def apply(self, op: list[Any]) -> None:
+        """Apply one op (live or replayed); raises ``LedgerError`` on a malformed one."""
+        try:
+            kind, *args = op
+            handler = _OPS[kind]
+        except (TypeError, ValueError, KeyError):
+            raise LedgerError(f"unknown change {str(op)[:80]}") from None
+        try:
+            handler(self, *args)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise LedgerError(f"malformed change {str(op)[:80]}: {exc}") from exc
+        self.version += 1
+
+    def reader(self, email: str) -> Reader:
+        r = self.readers.get(email)
+        if r is None:
+            r = self.readers[email] = Reader(email)
+        return r
+
+    def _meta(self, values: Mapping[str, Any]) -> None:
+        self.meta.update(values)
+
+    def _paper(self, doc: Mapping[str, Any]) -> None:
+        have = self.papers.get(doc["id"])
+        if have is None:
+            self.papers[doc["id"]] = dict(doc)
+        elif int(have["version"]) < int(doc["version"]):
+            # a newer version keeps the date it was first cached
+            self.papers[doc["id"]] = {**doc, "first_seen": have.get("first_seen")}
+
+    def _deliver(
+        self, email: str, at: str, sent: Mapping[str, int], slot: str | None = None
+    ) -> None:
+        r = self.reader(email)
+        sent = {str(k): int(v) for k, v in sent.items()}
+        batches = list(r.batches)
+        for i in range(len(batches) - 1, -1, -1):
+            if batches[i][0] == at:  # a replay, or a second message in the same batch
+                merged = dict(decode_ids(batches[i][1]))
+                for k, v in sent.items():
+                    merged[k] = max(v, merged.get(k, 0))
+                batches[i] = (at, merged)
+                break
+        else:
+            batches.append((at, sent))
+            if len(batches) > 1 and parse_time(batches[-2][0]) > parse_time(at):
+                batches.sort(key=lambda b: parse_time(b[0]))
+        r.batches = tuple(batches)
+        if r._delivered is not None:  # else it is built from the batches when asked for
+            delivered = dict(r._delivered)
+            for k, v in sent.items():
+                if delivered.get(k, 0) < v:
+                    delivered[k] = v
+            r._delivered = delivered
+        if r.fields.get("last_sent") is None or parse_time(r.fields["last_sent"]) < parse_time(at):
+            r.fields["last_sent"] = at
+        if slot is not None:
+            r.fields["served_slot"] = slot
+
+    def _marks(self, email: str, added: Mapping[str, str], first_seen: str | None = None) -> None:
+        r = self.reader(email)
+        marks = dict(r.fields.get("watermarks") or {})
+        for k, v in added.items():
+            marks.setdefault(k, v)  # an existing watermark is never moved
+        r.fields["watermarks"] = marks
+        if first_seen is not None:
+            r.fields.setdefault("first_seen", first_seen)
+
+    def _served(self, email: str, slot: str | None = None, empty: str | None = None) -> None:
+        r = self.reader(email)
+        if slot is not None:
+            r.fields["served_slot"] = slot
+        if empty is not None:
+            r.fields["last_empty"] = empty
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def prune(self, cutoff: datetime, keep: set[str]) -> tuple[int, int]:
+        """Drop papers and delivery batches older than ``cutoff``; returns the counts."""
+        old = [
+            pid
+            for pid, d in self.papers.items()
+            if pid not in keep
+            and parse_time(d["published"]) < cutoff
+            and parse_time(d.get("first_seen") or d["published"]) < cutoff
+        ]
+        for pid in old:
+            del self.papers[pid]
+        dropped = 0
+        for r in self.readers.values():
+            # batches are chronological: only a reader whose first is old has work
+            if r.batches and parse_time(r.batches[0][0]) < cutoff:
+                before = len(r.delivered)
+                r.batches = tuple(b for b in r.batches if parse_time(b[0]) >= cutoff)
+                r._delivered = None
+                dropped += before - len(r.delivered)
+        if old or dropped:
+            self.version += 1
+        return len(old), dropped
+
+
+_OPS: dict[str, Any] = {
+    "meta": Ledger._meta,
+    "paper": Ledger._paper,
+    "deliver": Ledger._deliver,
+    "marks": Ledger._marks,
+    "served": Ledger._served,
+}
+
+
+def _reader_from_doc(doc: Mapping[str, Any]) -> Reader:
+    fields = {k: v for k, v in doc.items() if k not in ("email", "batches", "delivered")}
+    fields.setdefault("watermarks", {})
+    batches: tuple[Batch, ...]
+    if "delivered" in doc:  # schema 1: {id: [version, at]}, one timestamp per paper
+        grouped: dict[str, dict[str, int]] = {}
+        for pid, (version, at) in doc["delivered"].items():
+            grouped.setdefault(at, {})[pid] = int(version)
+        batches = tuple(sorted(grouped.items(), key=lambda b: parse_time(b[0])))
+    else:
+        batches = tuple((str(b["at"]), _checked(b["ids"])) for b in doc.get("batches", ()))
+    return Reader(email=doc["email"], fields=fields, batches=batches)
+
+
+def _checked(ids: Any) -> str:
+    if not isinstance(ids, str):
+        raise LedgerError(f"a batch's ids must be a string, not {type(ids).__name__}")
+    return ids
+
+
+# --------------------------------------------------------------------------
+# Documents
+
+
+def paper_to_doc(p: Paper) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "version": p.version,
+        "title": p.title,
+        "abstract": p.abstract,
+        "authors": list(p.authors),
+        "categories": list(p.categories),
+        "primary_category": p.primary_category,
+        "published": iso(p.published),
+        "updated": iso(p.updated),
+        "comment": p.comment,
+        "journal_ref": p.journal_ref,
+        "doi": p.doi,
+    }
+
+
+def paper_from_doc(d: Mapping[str, Any]) -> Paper:
+    return Paper(
+        id=d["id"],
+        version=int(d["version"]),
+        title=d["title"],
+        abstract=d["abstract"],
+        authors=tuple(d["authors"]),
+        categories=tuple(d["categories"]),
+        primary_category=d["primary_category"],
+        published=parse_time(d["published"]),
+        updated=parse_time(d["updated"]),
+        comment=d.get("comment"),
+        journal_ref=d.get("journal_ref"),
+        doi=d.get("doi"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberState:
+    """What the store knows of one subscriber (a snapshot: later changes do not show)."""
+
+    email: str
+    delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
+    delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
+    watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
+    last_sent: datetime | None = None
+    first_seen: datetime | None = None
+    served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
+    last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
+
+
+def maybe_time(v: Any) -> datetime | None:
+    return parse_time(v) if v else None

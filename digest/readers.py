@@ -1,0 +1,315 @@
+"""What a reader chose by mail, and the pure rules that change it.
+
+``ReaderState`` lives in the store beside the deliveries (as the plain dict
+``to_dict`` gives); ``subscribers.yaml`` stays the operator's file and a
+reader's choice overrides it for that reader only. ``apply`` is the only
+place a state changes: it takes an event (a verified command, a bounce, a
+plain reply, the operator lifting a suppression) and returns the new state
+and the effects the shell carries out (a log line, maybe a confirmation
+mail). Replaying a message changes nothing: the Message-IDs of handled
+messages are remembered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from digest.commands import Action
+from digest.errors import StoreCorruptError
+from digest.models import Frequency
+
+PAUSE = timedelta(days=7)
+BOUNCE_WINDOW = timedelta(days=30)
+HARD_BOUNCES_TO_SUSPEND = 3
+CONFIRMATION_WINDOW = timedelta(days=1)
+CONFIRMATIONS_PER_WINDOW = 3  # per address: a forged From can cost a reader at most this
+MAX_PREFERENCES = 500  # likes and dislikes each, newest kept
+MAX_HANDLED = 50  # Message-IDs remembered against replays
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderState:
+    unsubscribed_at: datetime | None = None
+    suspended_at: datetime | None = None
+    paused_until: datetime | None = None
+    hard_bounces: tuple[datetime, ...] = ()  # within BOUNCE_WINDOW
+    likes: tuple[str, ...] = ()  # arXiv ids, oldest first
+    dislikes: tuple[str, ...] = ()
+    frequency: Frequency | None = None  # None: what subscribers.yaml says
+    confirmations: tuple[datetime, ...] = ()  # sent within CONFIRMATION_WINDOW
+    handled: tuple[str, ...] = ()  # Message-IDs already applied
+
+
+# -- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A command whose token matched this reader."""
+
+    action: Action
+    argument: str = ""
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bounced:
+    """A failed delivery to this reader.
+
+    ``verified``: we know we sent the mail that failed, because the bounce
+    returned the reader's tokened link, or because our own SMTP relay
+    refused the recipient during the cycle. Only verified hard bounces count:
+    a forged bounce must not be able to suspend anyone.
+    """
+
+    hard: bool
+    status: str = ""
+    message_id: str | None = None
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AskedByPlainReply:
+    """The reader's From address asked for ``action`` without a token."""
+
+    action: Action
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lifted:
+    """The operator lifted every suppression (``digest readers EMAIL --resume``)."""
+
+
+Event = Verified | Bounced | AskedByPlainReply | Lifted
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    changed: bool  # the state differs: save it
+    log: str  # one fact for the log
+    confirm: Action | None = None  # send a confirmation mail offering this action
+
+
+def apply(state: ReaderState, event: Event, now: datetime) -> tuple[ReaderState, Effects]:
+    """The state after ``event`` at ``now``, and what to do about it."""
+    message_id = getattr(event, "message_id", None)
+    if message_id and message_id in state.handled:
+        return state, Effects(False, f"message {message_id} was handled before; ignored")
+    state = _forget_old(state, now)
+    match event:
+        case Verified(action, argument):
+            new, log = _command(state, action, argument, now)
+        case Bounced(hard, status, _, verified):
+            new, log = _bounce(state, hard and verified, status, now)
+            if hard and not verified:
+                log = f"unverified hard bounce {status} (no returned digest); not counted"
+        case AskedByPlainReply(action):
+            return _plain_reply(state, action, now, message_id)
+        case Lifted():
+            new = replace(
+                state, unsubscribed_at=None, suspended_at=None, paused_until=None, hard_bounces=()
+            )
+            log = "suppression lifted by the operator"
+    if new == state:
+        return state, Effects(False, log)
+    # Only a message that changed something is remembered: its replay is the danger.
+    return _remember(new, message_id), Effects(True, log)
+
+
+def _command(
+    state: ReaderState, action: Action, argument: str, now: datetime
+) -> tuple[ReaderState, str]:
+    match action:
+        case "unsubscribe":
+            if state.unsubscribed_at is not None:
+                return state, "already unsubscribed"
+            return replace(state, unsubscribed_at=now), "unsubscribed by reply"
+        case "pause":
+            until = max(state.paused_until or now, now + PAUSE)
+            return replace(state, paused_until=until), f"paused until {until:%Y-%m-%d}"
+        case "resume":
+            # A tokened resume proves the mailbox works: bounces are forgiven too.
+            return (
+                replace(
+                    state,
+                    unsubscribed_at=None,
+                    suspended_at=None,
+                    paused_until=None,
+                    hard_bounces=(),
+                ),
+                "resumed by reply",
+            )
+        case "daily" | "weekly":
+            return replace(state, frequency=action), f"frequency set to {action} by reply"
+        case "more":
+            return (
+                replace(
+                    state,
+                    likes=_added(state.likes, argument),
+                    dislikes=_removed(state.dislikes, argument),
+                ),
+                f"more like {argument}",
+            )
+        case "less":
+            return (
+                replace(
+                    state,
+                    dislikes=_added(state.dislikes, argument),
+                    likes=_removed(state.likes, argument),
+                ),
+                f"less like {argument}",
+            )
+
+
+def _bounce(state: ReaderState, hard: bool, status: str, now: datetime) -> tuple[ReaderState, str]:
+    if not hard:
+        return state, f"soft bounce {status or '(no status)'}; nothing changes"
+    bounces = (*state.hard_bounces, now)
+    if state.suspended_at is None and len(bounces) >= HARD_BOUNCES_TO_SUSPEND:
+        return (
+            replace(state, hard_bounces=bounces, suspended_at=now),
+            f"hard bounce {status}: {len(bounces)} in {BOUNCE_WINDOW.days} days, suspended",
+        )
+    return replace(state, hard_bounces=bounces), f"hard bounce {status} ({len(bounces)} counted)"
+
+
+def _plain_reply(
+    state: ReaderState, action: Action, now: datetime, message_id: str | None
+) -> tuple[ReaderState, Effects]:
+    if action == "unsubscribe" and state.unsubscribed_at is not None:
+        return state, Effects(False, "plain reply asks to unsubscribe: already unsubscribed")
+    if len(state.confirmations) >= CONFIRMATIONS_PER_WINDOW:
+        return state, Effects(
+            False,
+            f"plain reply asks to {action}: {CONFIRMATIONS_PER_WINDOW} confirmations "
+            "sent in the last day already; not answered",
+        )
+    new = _remember(replace(state, confirmations=(*state.confirmations, now)), message_id)
+    return new, Effects(True, f"plain reply asks to {action}: confirmation sent", confirm=action)
+
+
+def _remember(state: ReaderState, message_id: str | None) -> ReaderState:
+    if not message_id:
+        return state
+    return replace(state, handled=(*state.handled, message_id)[-MAX_HANDLED:])
+
+
+def _forget_old(state: ReaderState, now: datetime) -> ReaderState:
+    bounces = tuple(t for t in state.hard_bounces if now - t < BOUNCE_WINDOW)
+    sent = tuple(t for t in state.confirmations if now - t < CONFIRMATION_WINDOW)
+    paused = state.paused_until if state.paused_until and state.paused_until > now else None
+    return replace(state, hard_bounces=bounces, confirmations=sent, paused_until=paused)
+
+
+def _added(ids: tuple[str, ...], paper_id: str) -> tuple[str, ...]:
+    return (*_removed(ids, paper_id), paper_id)[-MAX_PREFERENCES:]
+
+
+def _removed(ids: tuple[str, ...], paper_id: str) -> tuple[str, ...]:
+    return tuple(i for i in ids if i != paper_id)
+
+
+# -- questions the planner and `digest status` ask -----------------------------
+
+
+def suppression(state: ReaderState, now: datetime) -> str | None:
+    """Why no mail goes to this reader now, as a phrase for ``digest status``; None: mail."""
+    if state.unsubscribed_at is not None:
+        return f"unsubscribed by reply on {state.unsubscribed_at:%Y-%m-%d}"
+    if state.suspended_at is not None:
+        return (
+            f"suspended on {state.suspended_at:%Y-%m-%d} after "
+            f"{HARD_BOUNCES_TO_SUSPEND} hard bounces in {BOUNCE_WINDOW.days} days"
+        )
+    if state.paused_until is not None and state.paused_until > now:
+        return f"paused by reply until {state.paused_until:%Y-%m-%d}"
+    return None
+
+
+def is_suppressed(state: ReaderState, now: datetime) -> bool:
+    return suppression(state, now) is not None
+
+
+def effective_frequency(state: ReaderState, configured: Frequency) -> Frequency:
+    return state.frequency or configured
+
+
+def describe(state: ReaderState, now: datetime) -> str:
+    """Everything a reader chose, in one line for ``digest status``; "" when nothing."""
+    parts = [p for p in (suppression(state, now),) if p]
+    if state.frequency:
+        parts.append(f"{state.frequency} by reply")
+    if state.likes or state.dislikes:
+        parts.append(f"{len(state.likes)} liked, {len(state.dislikes)} disliked")
+    if state.hard_bounces and state.suspended_at is None:
+        parts.append(f"{len(state.hard_bounces)} hard bounce(s) in {BOUNCE_WINDOW.days} days")
+    return "; ".join(parts)
+
+
+# -- storage form ----------------------------------------------------------------
+
+
+def to_dict(state: ReaderState) -> dict[str, Any]:
+    """A JSON-able dict (ISO 8601 UTC times, lists); only fields that hold something."""
+    out: dict[str, Any] = {}
+    for name in ("unsubscribed_at", "suspended_at", "paused_until"):
+        value = getattr(state, name)
+        if value is not None:
+            out[name] = _iso(value)
+    for name in ("hard_bounces", "confirmations"):
+        values = getattr(state, name)
+        if values:
+            out[name] = [_iso(t) for t in values]
+    for name in ("likes", "dislikes", "handled"):
+        values = getattr(state, name)
+        if values:
+            out[name] = list(values)
+    if state.frequency:
+        out["frequency"] = state.frequency
+    return out
+
+
+def from_dict(doc: Mapping[str, Any], *, who: str = "reader") -> ReaderState:
+    """The inverse of ``to_dict``; a damaged record is an operator-readable StoreCorruptError."""
+    try:
+        frequency = doc.get("frequency")
+        if frequency not in (None, "daily", "weekly"):
+            raise ValueError(f"frequency {frequency!r}")
+        return ReaderState(
+            unsubscribed_at=_opt_dt(doc.get("unsubscribed_at")),
+            suspended_at=_opt_dt(doc.get("suspended_at")),
+            paused_until=_opt_dt(doc.get("paused_until")),
+            hard_bounces=tuple(_dt(v) for v in doc.get("hard_bounces", ())),
+            likes=_strings(doc.get("likes", ())),
+            dislikes=_strings(doc.get("dislikes", ())),
+            frequency=frequency,
+            confirmations=tuple(_dt(v) for v in doc.get("confirmations", ())),
+            handled=_strings(doc.get("handled", ())),
+        )
+    except (TypeError, ValueError) as exc:
+        raise StoreCorruptError(f"the stored reply state of {who} is damaged: {exc}") from exc
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat()
+
+
+def _dt(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a time, got {value!r}")
+    t = datetime.fromisoformat(value)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _opt_dt(value: object) -> datetime | None:
+    return None if value is None else _dt(value)
+
+
+def _strings(values: object) -> tuple[str, ...]:
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise TypeError(f"expected a list of strings, got {values!r}")
+    return tuple(values)

@@ -1,0 +1,349 @@
+"""What a message sent to the operator's address means, and what to answer.
+
+``classify`` turns the raw bytes an MTA pipe or the IMAP poller hands over
+into one ``Outcome``; it never raises, whatever the bytes. The order of the
+checks is the safety argument:
+
+1. bounces (RFC 3464 reports, prose bounces, null senders) are read for the
+   failed recipient and never answered;
+2. auto-replies (RFC 3834 ``Auto-Submitted``, ``Precedence``, out-of-office
+   subjects) and our own mail coming back are ignored and never answered,
+   even when they quote a command: an out-of-office echo must not act;
+3. a command line whose token verifies acts, for the address the token
+   names, whoever the From is; a command line whose token does not verify
+   (forged, or for a changed address) is ignored and not answered;
+4. a bare command word ("unsubscribe", "stop", ...) from a From address is
+   spoofable, so it only earns a confirmation mail carrying the tokened link,
+   sent to that address (``confirmation_message``), a few per day at most.
+
+``digest.ingest`` then decides what the outcome does to the reader's state.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.policy import default
+from email.utils import parseaddr
+from urllib.parse import unquote
+
+from digest import bounces
+from digest.commands import Action, find_commands
+from digest.tokens import ReplySecret, normalise_address, token_matches
+
+# Larger messages are read only this far: headers, a DSN's report and a
+# command's subject all come first; a 5 MB attachment after them is not read.
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_BODY_CHARS = 64_000
+
+# Plain-reply words and the command each asks for.
+PLAIN_WORDS: dict[str, Action] = {
+    "unsubscribe": "unsubscribe",
+    "unsub": "unsubscribe",
+    "stop": "unsubscribe",
+    "remove": "unsubscribe",
+    "pause": "pause",
+    "resume": "resume",
+    "daily": "daily",
+    "weekly": "weekly",
+}
+_COURTESY = frozenset(
+    [
+        "please",
+        "pls",
+        "me",
+        "now",
+        "thanks",
+        "thank",
+        "you",
+        "from",
+        "this",
+        "the",
+        "list",
+        "mail",
+        "mails",
+        "emails",
+        "digest",
+        "for",
+        "a",
+        "week",
+        "of",
+        "to",
+        "it",
+    ]
+)
+_AUTO_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
+_AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-AutoReply-From")
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(?:automatic reply|auto(?:matic)?[ -]?(?:reply|response)|auto:|autoreply|"
+    r"out of (?:the )?office|ooo\b|abwesenheit|automatische antwort|r[ée]ponse automatique|"
+    r"respuesta autom[áa]tica|risposta automatica|vacation|on leave|away from)",
+    re.IGNORECASE,
+)
+_REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|vs|fwd?|wg|tr|antw)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
+_QUOTE_STARTS = re.compile(
+    r"^(?:_{10,}|-+ ?(?:original|forwarded) message ?-+|on .+ wrote:|am .+ schrieb .+:"
+    r"|le .+ a écrit ?:|from: .+)$",
+    re.IGNORECASE,
+)
+
+
+# -- outcomes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command whose token verified for ``subscriber``."""
+
+    subscriber: str  # normalised
+    action: Action
+    argument: str = ""
+    sender: str = ""  # the From address, for the log only
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """A failed delivery. ``verified``: the bounce returns the digest we sent this reader.
+
+    Anyone can send us a fake bounce; only a verified one may count towards
+    suspension (``readers.apply``).
+    """
+
+    recipient: str  # normalised
+    hard: bool
+    status: str = ""
+    message_id: str | None = None
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReply:
+    sender: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlainReply:
+    """A command word without a valid token: answer with a confirmation, never act."""
+
+    sender: str  # normalised From address; a confirmation goes only here
+    action: Action
+    message_id: str | None = None
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    reason: str
+
+
+Outcome = Command | Bounce | AutoReply | PlainReply | Ignore
+
+
+def reader_of(outcome: Outcome) -> str | None:
+    """The address whose state the outcome concerns (still to be checked against subscribers)."""
+    match outcome:
+        case Command(subscriber=address) | Bounce(recipient=address) | PlainReply(sender=address):
+            return address
+        case _:
+            return None
+
+
+def describe(outcome: Outcome) -> str:
+    """One log line: what the message was."""
+    match outcome:
+        case Command(subscriber, action, argument, sender, _):
+            arg = f" {argument}" if argument else ""
+            via = f" (sent from {sender})" if sender and sender != subscriber else ""
+            return f"command {action}{arg} for {subscriber}{via}"
+        case Bounce(recipient, hard, status, _, verified):
+            kind = f"{'hard' if hard else 'soft'} {'' if verified else 'unverified '}bounce"
+            return f"{kind} for {recipient} {status}".rstrip()
+        case AutoReply(sender, reason):
+            return f"auto-reply from {sender or '(no sender)'} ignored: {reason}"
+        case PlainReply(sender, action, _, _):
+            return f"plain reply from {sender} asking to {action}"
+        case Ignore(reason):
+            return f"ignored: {reason}"
+
+
+# -- classification ---------------------------------------------------------------------
+
+
+def classify(raw: bytes, *, secret: ReplySecret, own_addresses: Collection[str] = ()) -> Outcome:
+    """What ``raw`` (one RFC 5322 message) is; never raises.
+
+    ``own_addresses``: the operator's From/Reply-To addresses; mail from them
+    is our own coming back (a loop) and a prose bounce's mention of them is
+    not the failed recipient.
+    """
+    try:
+        msg = BytesParser(policy=default).parsebytes(raw[:MAX_MESSAGE_BYTES])
+        return _classify(msg, secret, {normalise_address(a) for a in own_addresses})
+    except Exception as exc:  # any input at all must end in an outcome
+        # The email package raises a zoo of errors on hostile headers (and
+        # some are bugs); a message we cannot read is ignored, never answered.
+        return Ignore(f"unreadable message ({type(exc).__name__})")
+
+
+def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
+    sender = _from_address(msg)
+    null_sender = _null_sender(msg)
+    message_id = _header(msg, "Message-ID") or None
+
+    report = str(msg.get_param("report-type", "")).lower()
+    if msg.get_content_type() == "multipart/report" and report not in ("", "delivery-status"):
+        # Read receipts (RFC 8098) and feedback reports (RFC 5965) change no reader here.
+        return Ignore(f"a {report} report")
+    if bounces.is_dsn(msg) or bounces.looks_like_bounce(msg, null_sender):
+        failures = (
+            bounces.dsn_failures(msg)
+            if bounces.is_dsn(msg)
+            else bounces.prose_failures(msg, own | {sender})
+        )
+        proven = _proven_readers(msg, secret)
+        if not failures and len(proven) == 1:
+            # A format we cannot read, returning the digest we sent: that names the reader.
+            status, hard = bounces.prose_status(msg)
+            failures = (bounces.Failure(next(iter(proven)), hard, status),)
+        if not failures:
+            return Ignore("bounce or null-sender message naming no failed recipient")
+        first = next((f for f in failures if f.hard), failures[0])
+        recipient, verified = first.recipient, first.recipient in proven
+        if not verified and len(proven) == 1:
+            # Forwarded mail: the failure names the forwarding target, the
+            # returned digest names our reader.
+            (recipient,) = proven
+            verified = True
+        return Bounce(recipient, first.hard, first.status, message_id, verified)
+
+    auto = _auto_reply_reason(msg)
+    if auto:
+        return AutoReply(sender, auto)
+    if sender in own:
+        return Ignore("our own mail came back")
+
+    subject = _header(msg, "Subject")
+    body = _body_text(msg)
+    for text in (subject, body):
+        found = find_commands(text)
+        if not found:
+            continue
+        for cmd in found:
+            if token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token):
+                return Command(cmd.address, cmd.action, cmd.argument, sender, message_id)
+        return Ignore(f"command token does not match ({found[0].action} for {found[0].address})")
+
+    action = _plain_word(subject, body)
+    if action is None:
+        return Ignore("no command")
+    if not sender or _automated_sender(sender):
+        return Ignore(f"plain reply asking to {action} from an automated sender {sender!r}")
+    return PlainReply(sender, action, message_id, _references(msg))
+
+
+def _proven_readers(msg: EmailMessage, secret: ReplySecret) -> frozenset[str]:
+    """Readers whose tokened unsubscribe link the bounce returns: a bounce nobody can forge."""
+    text = unquote(bounces.returned_text(msg))
+    return frozenset(
+        cmd.address
+        for cmd in find_commands(text)
+        if cmd.action == "unsubscribe"
+        and token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token)
+    )
+
+
+def _automated_sender(address: str) -> bool:
+    """RFC 3834 §2: never answer list owners, request addresses or daemons."""
+    local = address.partition("@")[0]
+    return (
+        local in bounces.BOUNCE_SENDERS
+        or local.startswith("owner-")
+        or local.endswith("-request")
+        or local.replace("-", "").replace("_", "") in ("noreply", "donotreply")
+    )
+
+
+def _auto_reply_reason(msg: EmailMessage) -> str:
+    auto = _header(msg, "Auto-Submitted").split(";")[0].strip().lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"  # RFC 3834 §5
+    precedence = _header(msg, "Precedence").strip().lower()
+    if precedence in _AUTO_PRECEDENCE:
+        return f"Precedence: {precedence}"
+    for name in _AUTO_HEADERS:
+        if msg.get(name) is not None:
+            return f"{name} header"
+    if msg.get("List-Id") is not None:
+        return "mailing-list traffic (List-Id)"
+    subject = _REPLY_PREFIX.sub("", _header(msg, "Subject"))
+    if _AUTO_SUBJECT.match(subject):
+        return "out-of-office subject"
+    return ""
+
+
+def _plain_word(subject: str, body: str) -> Action | None:
+    """A command word standing alone: the whole subject, or the whole first line of the reply.
+
+    Deliberately narrow: only courtesy words may stand beside the command, so
+    "Re: Daily Papers" or "Daily is great" is not a request to go daily.
+    """
+    first_line = next((line for line in body.splitlines() if line.strip()), "")
+    for text in (_REPLY_PREFIX.sub("", subject), first_line):
+        words = [w for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in _COURTESY]
+        if len(words) == 1 and words[0] in PLAIN_WORDS:
+            return PLAIN_WORDS[words[0]]
+    return None
+
+
+def _body_text(msg: EmailMessage) -> str:
+    """The reader's own words: text parts, HTML reduced to text, quoted history dropped."""
+    chunks: list[str] = []
+    size = 0
+    for part in bounces.own_parts(msg):
+        if part.get_content_maintype() != "text" or part.get_content_disposition() == "attachment":
+            continue
+        text = bounces.part_text(part)
+        if part.get_content_subtype() == "html":
+            text = html.unescape(re.sub(r"<(?:br|/p|/div|/tr)[^>]*>", "\n", text, flags=re.I))
+            text = re.sub(r"<[^>]*>", " ", text)
+        chunks.append(_unquoted(text))
+        size += len(text)
+        if size > MAX_BODY_CHARS:
+            break
+    return "\n".join(chunks)[:MAX_BODY_CHARS]
+
+
+def _unquoted(text: str) -> str:
+    """Text above the quoted message: a reply that quotes a digest carries its links."""
+    kept: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if _QUOTE_STARTS.match(stripped):
+            break
+        if not stripped.startswith(">"):
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _header(msg: Message, name: str) -> str:
+    value = msg.get(name)
+    return "" if value is None else " ".join(str(value).split())
+
+
+def _from_address(msg: EmailMessage) -> str:
+    return normalise_address(parseaddr(_header(msg, "From"))[1])
+
+
+def _null_sender(msg: EmailMessage) -> bool:
+    """``Return-Path: <>`` (RFC 5321 §4.5.5), as the delivering MTA records the envelope."""
+    return any(str(v).strip() in ("<>", "") for v in msg.get_all("Return-Path", []))
+
+
+def _references(msg: EmailMessage) -> tuple[str, ...]:
+    return tuple(re.findall(r"<[^<>\s]+>", _header(msg, "References")))

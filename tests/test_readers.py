@@ -1,0 +1,196 @@
+"""Reader state: the pure rules for unsubscribes, pauses, preferences and bounces."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digest.errors import StoreCorruptError
+from digest.readers import (
+    AskedByPlainReply,
+    Bounced,
+    Lifted,
+    ReaderState,
+    Verified,
+    apply,
+    describe,
+    effective_frequency,
+    from_dict,
+    is_suppressed,
+    suppression,
+    to_dict,
+)
+
+NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+FRESH = ReaderState()
+
+
+def test_unsubscribe_suppresses_the_reader() -> None:
+    state, effects = apply(FRESH, Verified("unsubscribe", message_id="<m1@x>"), NOW)
+    assert effects.changed and is_suppressed(state, NOW + timedelta(days=365))
+
+
+def test_unsubscribe_is_shown_as_a_dated_phrase() -> None:
+    state, _ = apply(FRESH, Verified("unsubscribe"), NOW)
+    assert suppression(state, NOW) == "unsubscribed by reply on 2026-12-03"
+
+
+def test_a_replayed_message_changes_nothing() -> None:
+    once, _ = apply(FRESH, Verified("pause", message_id="<m1@x>"), NOW)
+    twice, effects = apply(once, Verified("pause", message_id="<m1@x>"), NOW + timedelta(days=3))
+    assert twice == once and not effects.changed
+
+
+def test_a_second_unsubscribe_keeps_the_first_date() -> None:
+    once, _ = apply(FRESH, Verified("unsubscribe", message_id="<m1@x>"), NOW)
+    later = NOW + timedelta(days=2)
+    twice, _ = apply(once, Verified("unsubscribe", message_id="<m2@x>"), later)
+    assert twice.unsubscribed_at == NOW
+
+
+def test_pause_lasts_a_week() -> None:
+    state, _ = apply(FRESH, Verified("pause"), NOW)
+    assert is_suppressed(state, NOW + timedelta(days=6, hours=23))
+    assert not is_suppressed(state, NOW + timedelta(days=7))
+
+
+def test_resume_lifts_unsubscribe_pause_and_suspension() -> None:
+    state = ReaderState(unsubscribed_at=NOW, suspended_at=NOW, paused_until=NOW + timedelta(days=3))
+    resumed, _ = apply(state, Verified("resume"), NOW + timedelta(hours=1))
+    assert not is_suppressed(resumed, NOW + timedelta(hours=1))
+
+
+def test_weekly_overrides_the_configured_frequency() -> None:
+    state, _ = apply(FRESH, Verified("weekly"), NOW)
+    assert effective_frequency(state, "daily") == "weekly"
+    assert effective_frequency(FRESH, "daily") == "daily"
+
+
+def test_less_like_this_moves_a_liked_paper_to_the_dislikes() -> None:
+    liked, _ = apply(FRESH, Verified("more", "2202.12139"), NOW)
+    disliked, _ = apply(liked, Verified("less", "2202.12139"), NOW)
+    assert (liked.likes, disliked.likes, disliked.dislikes) == (
+        ("2202.12139",),
+        (),
+        ("2202.12139",),
+    )
+
+
+def test_three_hard_bounces_within_30_days_suspend() -> None:
+    state = FRESH
+    for day in (0, 10, 20):
+        state, effects = apply(
+            state, Bounced(True, "5.1.1", verified=True), NOW + timedelta(days=day)
+        )
+    assert state.suspended_at == NOW + timedelta(days=20)
+    assert "suspended" in effects.log
+
+
+def test_three_hard_bounces_spread_over_more_than_30_days_do_not_suspend() -> None:
+    state = FRESH
+    for day in (0, 20, 40):
+        state, _ = apply(state, Bounced(True, "5.1.1", verified=True), NOW + timedelta(days=day))
+    assert state.suspended_at is None and len(state.hard_bounces) == 2
+
+
+def test_soft_bounces_only_log() -> None:
+    state = FRESH
+    for day in range(5):
+        state, effects = apply(state, Bounced(False, "4.4.1"), NOW + timedelta(days=day))
+    assert state == FRESH and not effects.changed
+
+
+def test_the_same_bounce_delivered_three_times_counts_once() -> None:
+    state = FRESH
+    for _ in range(3):
+        state, _ = apply(state, Bounced(True, "5.1.1", "<dsn1@mx>", verified=True), NOW)
+    assert len(state.hard_bounces) == 1 and state.suspended_at is None
+
+
+def test_a_plain_reply_asks_for_a_confirmation() -> None:
+    state, effects = apply(FRESH, AskedByPlainReply("unsubscribe", "<p1@x>"), NOW)
+    assert effects.confirm == "unsubscribe"
+    assert not is_suppressed(state, NOW)  # a From address proves nothing
+
+
+def test_at_most_three_confirmations_a_day_go_to_one_address() -> None:
+    state, sent = FRESH, 0
+    for i in range(10):
+        state, effects = apply(state, AskedByPlainReply("pause", f"<p{i}@x>"), NOW)
+        sent += effects.confirm is not None
+    assert sent == 3
+
+
+def test_confirmations_are_allowed_again_a_day_later() -> None:
+    state = FRESH
+    for i in range(3):
+        state, _ = apply(state, AskedByPlainReply("pause", f"<p{i}@x>"), NOW)
+    _, effects = apply(state, AskedByPlainReply("pause", "<p9@x>"), NOW + timedelta(days=1))
+    assert effects.confirm == "pause"
+
+
+def test_a_plain_unsubscribe_from_an_unsubscribed_reader_is_not_answered() -> None:
+    state = ReaderState(unsubscribed_at=NOW)
+    _, effects = apply(state, AskedByPlainReply("unsubscribe"), NOW)
+    assert effects.confirm is None
+
+
+def test_the_operator_can_lift_every_suppression() -> None:
+    state = ReaderState(unsubscribed_at=NOW, suspended_at=NOW, hard_bounces=(NOW,) * 3)
+    lifted, effects = apply(state, Lifted(), NOW)
+    assert not is_suppressed(lifted, NOW) and lifted.hard_bounces == () and effects.changed
+
+
+def test_describe_lists_every_choice() -> None:
+    state = ReaderState(paused_until=NOW + timedelta(days=7), frequency="weekly", likes=("a",))
+    assert (
+        describe(state, NOW)
+        == "paused by reply until 2026-12-10; weekly by reply; 1 liked, 0 disliked"
+    )
+
+
+def test_describe_of_a_reader_who_chose_nothing_is_empty() -> None:
+    assert describe(FRESH, NOW) == ""
+
+
+_times = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)
+)
+_ids = st.lists(st.from_regex(r"\d{4}\.\d{5}", fullmatch=True), max_size=5).map(tuple)
+
+
+@given(
+    st.builds(
+        ReaderState,
+        unsubscribed_at=st.none() | _times,
+        suspended_at=st.none() | _times,
+        paused_until=st.none() | _times,
+        hard_bounces=st.lists(_times, max_size=3).map(tuple),
+        likes=_ids,
+        dislikes=_ids,
+        frequency=st.sampled_from([None, "daily", "weekly"]),
+        confirmations=st.lists(_times, max_size=3).map(tuple),
+        handled=st.lists(st.text(max_size=20), max_size=3).map(tuple),
+    )
+)
+def test_state_survives_the_round_trip_through_its_stored_form(state: ReaderState) -> None:
+    assert from_dict(to_dict(state)) == state
+
+
+def test_an_empty_stored_record_is_a_fresh_reader() -> None:
+    assert from_dict({}) == FRESH
+
+
+def test_a_damaged_stored_record_is_reported_with_the_reader() -> None:
+    with pytest.raises(StoreCorruptError, match=r"alice@example\.org"):
+        from_dict({"unsubscribed_at": 17}, who="alice@example.org")
+
+
+def test_unverified_hard_bounces_are_logged_but_never_counted() -> None:
+    state = FRESH
+    for day in range(5):
+        state, effects = apply(state, Bounced(True, "5.1.1"), NOW + timedelta(days=day))
+    assert state == FRESH and "not counted" in effects.log

@@ -1,0 +1,139 @@
+"""Command tokens and the reply secret: who may act for whom."""
+
+from __future__ import annotations
+
+import base64
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digest.errors import ConfigError
+from digest.tokens import (
+    SECRET_NAME,
+    TOKEN_LENGTH,
+    ReplySecret,
+    _base32,
+    command_token,
+    load_secret,
+    token_matches,
+)
+
+SECRET = ReplySecret(b"test-secret-0123456789abcdef")
+OTHER = ReplySecret(b"another-secret-0123456789abcd")
+
+
+def test_token_is_128_bits_of_base32_without_padding() -> None:
+    token = command_token(SECRET, "alice@example.org", "unsubscribe")
+    assert len(token) == TOKEN_LENGTH == 26
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+
+
+def test_token_matches_what_it_was_made_for() -> None:
+    token = command_token(SECRET, "alice@example.org", "more", "2202.12139")
+    assert token_matches(SECRET, "alice@example.org", "more", "2202.12139", token)
+
+
+def test_token_survives_a_client_that_folds_case() -> None:
+    token = command_token(SECRET, "Alice@Example.org", "unsubscribe")
+    assert token_matches(SECRET, "ALICE@EXAMPLE.ORG", "UNSUBSCRIBE", "", token.lower())
+
+
+def test_token_for_another_address_does_not_match() -> None:
+    token = command_token(SECRET, "alice@example.org", "unsubscribe")
+    assert not token_matches(SECRET, "bob@example.org", "unsubscribe", "", token)
+
+
+def test_token_for_another_action_does_not_match() -> None:
+    token = command_token(SECRET, "alice@example.org", "pause")
+    assert not token_matches(SECRET, "alice@example.org", "unsubscribe", "", token)
+
+
+def test_token_for_another_paper_does_not_match() -> None:
+    token = command_token(SECRET, "alice@example.org", "less", "2202.12139")
+    assert not token_matches(SECRET, "alice@example.org", "less", "2202.12140", token)
+
+
+def test_token_from_another_secret_does_not_match() -> None:
+    token = command_token(OTHER, "alice@example.org", "unsubscribe")
+    assert not token_matches(SECRET, "alice@example.org", "unsubscribe", "", token)
+
+
+@given(st.text(max_size=40))
+def test_arbitrary_token_text_never_raises_and_never_matches(token: str) -> None:
+    assert not token_matches(SECRET, "alice@example.org", "unsubscribe", "", token)
+
+
+def test_secret_shorter_than_16_bytes_is_refused() -> None:
+    with pytest.raises(ValueError):
+        ReplySecret(b"short")
+
+
+def test_secret_is_not_in_its_repr() -> None:
+    assert "test-secret" not in repr(SECRET)
+
+
+def test_first_use_creates_a_secret_file_readable_by_the_owner_only(tmp_path: Path) -> None:
+    secret = load_secret(tmp_path, {})
+    path = tmp_path / SECRET_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes().strip() == secret.key
+    assert len(secret.key) == 64  # 32 random bytes, hex
+
+
+def test_later_uses_read_the_same_secret(tmp_path: Path) -> None:
+    assert load_secret(tmp_path, {}) == load_secret(tmp_path, {})
+
+
+def test_creating_the_secret_leaves_no_temporary_file(tmp_path: Path) -> None:
+    load_secret(tmp_path, {})
+    assert [p.name for p in tmp_path.iterdir()] == [SECRET_NAME]
+
+
+def test_processes_racing_to_create_the_secret_all_get_the_same_one(tmp_path: Path) -> None:
+    results: list[bytes] = []
+    barrier = threading.Barrier(8)
+
+    def load() -> None:
+        barrier.wait()
+        results.append(load_secret(tmp_path, {}).key)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and len(set(results)) == 1
+
+
+def test_a_systemd_credential_wins_over_the_state_file(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / SECRET_NAME).write_bytes(b"credential-secret-0123456789\n")
+    secret = load_secret(tmp_path / "state", {"CREDENTIALS_DIRECTORY": str(creds)})
+    assert secret.key == b"credential-secret-0123456789"
+    assert not (tmp_path / "state" / SECRET_NAME).exists()
+
+
+def test_a_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / SECRET_NAME
+    path.write_bytes(b"0123456789abcdef0123456789abcdef")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_secret(tmp_path, {})
+
+
+def test_a_truncated_secret_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / SECRET_NAME
+    path.write_bytes(b"abc\n")
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match="shorter"):
+        load_secret(tmp_path, {})
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_the_fast_base32_is_rfc_4648_base32(digest: bytes) -> None:
+    assert _base32(digest) == base64.b32encode(digest).decode("ascii").rstrip("=")

@@ -150,4 +150,3 @@ def build_queries(
     if batch:
         queries.append(_assemble(batch, terms.categories, start, end))
     return tuple(queries)
-

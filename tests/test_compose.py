@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from digest import rank
 from digest.compose import (
     ACKNOWLEDGEMENT,
     HTML_LIMIT,
@@ -21,7 +22,6 @@ from digest.compose import (
     highlight,
     render,
 )
-from digest import rank
 from digest.errors import TemplateError
 from digest.matching import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber

@@ -122,11 +122,12 @@ class _Run:
     reports: list[SubscriberReport] = field(default_factory=list)
     # what ranking reads: the cache, the fetch and the liked papers looked up
     papers: dict[str, Paper] = field(default_factory=dict)
+    background: tuple[Paper, ...] = ()  # the corpus's papers
 
     @cached_property
     def corpus(self) -> rank.Corpus:
-        """Every paper of the cycle as tf-idf vectors: built once, on first need."""
-        return rank.build_corpus(self.papers.values())
+        """The cycle's recent papers as tf-idf vectors: built once, on first need."""
+        return rank.build_corpus(self.background)
 
     @property
     def records(self) -> bool:
@@ -165,6 +166,10 @@ async def run_cycle(
             store.flush()
         pool = candidates(before.cached, fetched)
         run.papers = {**pool.by_id, **{p.id: p for p in liked if p.id not in pool.by_id}}
+        # the background that word weights are measured against: the papers of
+        # the fetch window (the cache keeps half a year; ranking needs today's)
+        since, _ = window(now, before.last_fetch, config.settings.lookback_days)
+        run.background = tuple(p for p in pool.ordered if p.published >= since) or pool.ordered
         outgoing = await _plan_and_compose(run, subs, before, pool)
         if outgoing:
             await collab.delivery.deliver(outgoing, lambda item, s, d: _on_fate(run, item, s, d))

@@ -182,7 +182,7 @@ def print_day(label: str, result: dict[str, Any]) -> float:
         f"{full} of {len(rows)} readers see all theirs; worst: {worst[1]!r} "
         f"{worst[3]} of {worst[2]}"
     )
-    return shown / matches
+    return float(shown / matches)
 
 
 def one_reader(n: int) -> None:
@@ -280,7 +280,7 @@ def cost(n: int) -> None:
 
     def run(ranked: bool) -> tuple[float, int, int]:
         inside[0] = 0.0
-        cycle._rank = timed if ranked else date_order  # type: ignore[assignment]
+        cycle._rank = timed if ranked else date_order
         with (
             tempfile.TemporaryDirectory() as tmp,
             ArxivServer(header, entries) as arxiv,
@@ -317,7 +317,7 @@ def cost(n: int) -> None:
         label = "ranked" if ranked else "ranking off (date order)"
         spent = f"  ({inside[0]:.1f} s of it ranking)" if ranked else ""
         print(f"  {label:<25} {elapsed:7.1f} s  {msgs} mails, {shown} papers shown{spent}")
-    cycle._rank = unranked  # type: ignore[assignment]
+    cycle._rank = unranked
     without, with_ = (sum(times[k]) / 2 for k in (False, True))
     print(
         f"  mean: off {without:.1f} s, ranked {with_:.1f} s: ranking adds "

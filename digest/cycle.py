@@ -11,6 +11,13 @@ cannot change the cycle's outcome.
 
 "Record" means one thing here: writing to the store what a side effect made
 true (papers cached, a digest delivered, a slot served, the cycle's summary).
+A digest delivers only the papers its mail shows; the matches it left out
+for size are recorded as skipped with it, never as delivered.
+
+Ranking sits between plan and compose: the corpus is built once per cycle
+(on first need) from the fetch window's papers, each reader's profile from
+their likes (liked papers not cached are looked up in one ``id_list``
+request at most, and cached), and ``compose`` gets the ranked matches.
 """
 
 from __future__ import annotations

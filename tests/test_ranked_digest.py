@@ -9,6 +9,7 @@ recorded as delivered; what did not fit is recorded skipped.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -49,7 +50,7 @@ LIKED = (
 OTHERS = [
     ("A model of proton scattering", "We measure the proton radius with electron beams."),
     ("A model of the monsoon", "Rainfall over the ocean follows a seasonal cycle."),
-    ("A model of bird migration", "Flocks choose routes along coastlines and rivers."),
+    ("A model of bird migration", "Flocks choose routes along coastlines, rivers, valleys."),
 ]
 
 
@@ -344,3 +345,14 @@ def test_skipped_records_age_out_like_deliveries(tmp_path: Path) -> None:
         store.record_skipped("r@example.org", {"2611.00003": 1}, NOW)
         store.prune(NOW)
         assert dict(store.subscriber("r@example.org").skipped) == {"2611.00003": 1}
+
+
+def test_golden_text_part_with_rows_and_a_like_line() -> None:
+    """Full entries, then compact rows, one with "like:"; UPDATE_GOLDEN=1 rewrites it for review."""
+    sub = Subscriber(email="r@example.org", keywords=("model",), max_papers_per_keyword=1)
+    ps = [paper(i + 1, t, a) for i, (t, a) in enumerate(OTHERS)] + [paper(9, *GNN)]
+    _, rendered = composed(sub, ps, likes=(Liked(None, *LIKED),))
+    golden = Path(__file__).parent / "golden" / "digest_ranked.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(rendered.text, encoding="utf-8")
+    assert rendered.text == golden.read_text(encoding="utf-8")

@@ -286,8 +286,12 @@ def cmd_once(args: argparse.Namespace) -> int:
         send_progress.clear()
         print(r.line(), file=sys.stderr)
         if r.status == "dry-run":
-            for title in r.titles:
-                print(f"  - {title}")
+            # in the mail's order: most relevant first within each keyword
+            for i, title in enumerate(r.titles):
+                if args.verbose and i < len(r.scores):
+                    print(f"  - {r.scores[i]:5.2f}  {title}")
+                else:
+                    print(f"  - {title}")
 
     hooks = Hooks(fetch_progress=fetch_progress, send_progress=send_progress, report_line=line)
     with Store.open(cfg.settings.database, readonly=args.dry_run) as store:
@@ -352,9 +356,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         plans = plan_cycle(cfg.subscribers, cfg.settings, before, (), now).plans
         for plan in plans:
             state = before.state(plan.subscriber.email)
+            skipped = (
+                f", {len(state.skipped)} skipped (left out for size, not offered again)"
+                if state.skipped
+                else ""
+            )
             print(
                 f"  {plan.subscriber.email}: {len(state.delivered)} delivered, "
-                f"{len(plan.matches)} pending"
+                f"{len(plan.matches)} pending{skipped}"
             )
     return EXIT_OK
 

@@ -44,6 +44,9 @@ from digest.schema import (
 
 DEFAULT_CONFIG = "subscribers.yaml"
 
+# A subscriber's library: file, and the papers it lists as liked.
+LibraryFile = tuple[Path, tuple[Liked, ...]]
+
 # name of the environment variable -> (path in the YAML, type)
 ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], type]] = {
     "DIGEST_DATABASE": (("settings", "database"), str),
@@ -173,6 +176,10 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
     return _to_config(model, path.resolve(), env, libraries)
 
 
+# --------------------------------------------------------------------------
+# Environment overrides and checks across entries
+
+
 def _apply_env(
     data: dict[str, Any], env: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -210,11 +217,9 @@ def _duplicate_subscribers(model: FileModel) -> list[str]:
     return problems
 
 
-def _read_libraries(
-    model: FileModel, base: Path
-) -> tuple[dict[int, tuple[Path, tuple[Liked, ...]]], list[str]]:
+def _read_libraries(model: FileModel, base: Path) -> tuple[dict[int, LibraryFile], list[str]]:
     """Each subscriber's ``library:`` file, read now so a bad one stops start-up (exit 78)."""
-    found: dict[int, tuple[Path, tuple[Liked, ...]]] = {}
+    found: dict[int, LibraryFile] = {}
     problems = []
     for i, sub in enumerate(model.subscribers):
         if sub.library is None:
@@ -231,11 +236,9 @@ def _read_libraries(
 # --------------------------------------------------------------------------
 # Building the frozen Config
 
-Libraries = Mapping[int, tuple[Path, tuple[Liked, ...]]]
-
 
 def _to_config(
-    model: FileModel, path: Path, env: Mapping[str, str], libraries: Libraries
+    model: FileModel, path: Path, env: Mapping[str, str], libraries: Mapping[int, LibraryFile]
 ) -> Config:
     subscribers = tuple(
         _subscriber(sub, libraries.get(i)) for i, sub in enumerate(model.subscribers)
@@ -303,9 +306,7 @@ def _inbox(m: InboxModel, base: Path, env: Mapping[str, str]) -> InboxSettings:
     )
 
 
-def _subscriber(
-    sub: SubscriberModel, library_file: tuple[Path, tuple[Liked, ...]] | None
-) -> Subscriber:
+def _subscriber(sub: SubscriberModel, library_file: LibraryFile | None) -> Subscriber:
     return Subscriber(
         email=sub.email,
         name=unicodedata.normalize("NFC", sub.name) if sub.name else None,

@@ -23,6 +23,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from digest import mime
 from digest.errors import TemplateError
 from digest.latex import name as latex_name
 from digest.latex import text as latex_text
@@ -308,7 +309,8 @@ def build_message(
     rendered: Rendered,
     settings: Settings,
     extra_headers: Mapping[str, str] | None = None,
-) -> EmailMessage:
+) -> bytes:
+    """The message as sent, serialised once (every send attempt reuses these bytes)."""
     sender = format_sender(settings.smtp.sender)
     sub = digest.subscriber
     local, domain = split_address(sub.email)
@@ -317,7 +319,7 @@ def build_message(
     msg["To"] = Address(display_name=sub.name or "", username=local, domain=domain)
     msg["Subject"] = rendered.subject
     msg["Date"] = format_datetime(digest.created)
-    msg["Message-ID"] = message_id(digest, sender.domain)
+    msg["Message-ID"] = ident = message_id(digest, sender.domain)
     # RFC 2919: the list identifier is a domain-like label under the sender's domain.
     msg["List-Id"] = f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>"
     msg["List-Unsubscribe"] = f"<mailto:{sender.addr_spec}?subject=unsubscribe>"
@@ -326,10 +328,10 @@ def build_message(
     msg["Precedence"] = "bulk"
     for k, v in (extra_headers or {}).items():
         msg[k] = v
-    # quoted-printable: inlined HTML has long lines, base64 would add a third.
-    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg
+    # quoted-printable (inlined HTML has long lines, base64 would add a third),
+    # base64 where that is smaller; the boundary is derived from the Message-ID
+    boundary = "=_" + hashlib.sha256(ident.encode()).hexdigest()[:24]
+    return mime.alternative(msg, (("plain", rendered.text), ("html", rendered.html)), boundary)
 
 
 def compose(

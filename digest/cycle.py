@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +119,17 @@ class _Run:
     options: Options
     hooks: Hooks
     reports: list[SubscriberReport] = field(default_factory=list)
+    # seconds per phase (fetch, match, plan, compose, send, record, housekeeping)
+    timings: dict[str, float] = field(default_factory=dict)
+    timer: Callable[[], float] = time.perf_counter
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = self.timer()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + self.timer() - started
 
     @property
     def records(self) -> bool:
@@ -141,20 +153,35 @@ async def run_cycle(
     """Run one cycle; never raises for a single subscriber's failure."""
     subs = select_subscribers(config, options.only)
     run = _Run(config, store, collab, now, options, hooks)
-    before = snapshot(store, subs)
+    with run.timed("record"):
+        before = snapshot(store, subs)
     fetched: tuple[Paper, ...] = ()
     error: str | None = None
     try:
-        fetched = await _fetch(run, subs, before)
+        with run.timed("fetch"):
+            fetched = await _fetch(run, subs, before)
         if run.records:
-            store.add_papers(fetched, now)
-            store.set_last_fetch(now)
-            store.flush()
-        outgoing = await _plan_and_compose(run, subs, before, candidates(before.cached, fetched))
-        if outgoing:
-            await collab.delivery.deliver(outgoing, lambda item, s, d: _on_fate(run, item, s, d))
+            with run.timed("record"):
+                store.add_papers(fetched, now)
+                store.set_last_fetch(now)
+                store.flush()
+        with run.timed("match"):
+            pool = candidates(before.cached, fetched)
+            _index_terms(pool, subs)
+        sending = await _plan(run, subs, before, pool)
+        if sending:
+            # composing and recording happen inside delivery: "send" is the rest
+            before_send = run.timer() - run.timings.get("record", 0.0)
+            await collab.delivery.deliver(
+                _compose_each(run, sending),
+                lambda item, s, d: _on_fate(run, item, s, d),
+                total=len(sending),
+            )
+            inside = run.timings.get("compose", 0.0) + run.timings.get("record", 0.0)
+            run.timings["send"] = run.timer() - before_send - inside
         if run.records:
-            housekeeping.tidy(config, store, now)
+            with run.timed("housekeeping"):
+                housekeeping.tidy(config, store, now, pool.index)
     except DigestError as exc:
         error = str(exc)
         raise
@@ -169,11 +196,23 @@ async def run_cycle(
             error=error,
             dry_run=options.dry_run,
             previous_fetch=before.last_fetch,
+            timings=dict(run.timings),
         )
         if run.records:
-            store.set_last_cycle(report.record().to_dict())
-            store.flush()
+            with run.timed("record"):
+                store.set_last_cycle(report.record().to_dict())
+                store.flush()
+        log.debug("cycle timings: %s", ", ".join(f"{k} {v:.3f} s" for k, v in run.timings.items()))
     return report
+
+
+def _index_terms(pool: Candidates, subs: Sequence[Subscriber]) -> None:
+    """Match every distinct keyword and author once, up front (the index remembers)."""
+    for sub in subs:
+        for phrase in (*sub.keywords, *sub.exclude):
+            pool.index.phrase(phrase)
+        for name in sub.authors:
+            pool.index.author(name)
 
 
 async def _fetch(run: _Run, subs: Sequence[Subscriber], before: Snapshot) -> tuple[Paper, ...]:
@@ -200,37 +239,60 @@ async def _fetch(run: _Run, subs: Sequence[Subscriber], before: Snapshot) -> tup
     return papers
 
 
-async def _plan_and_compose(
+async def _plan(
     run: _Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
-) -> list[Outgoing]:
+) -> list[Plan]:
+    """Everybody's plan (pure and cheap); the watermarks are saved before anything is sent."""
     settings = run.config.settings
-    out: list[Outgoing] = []
+    sending: list[Plan] = []
     for sub in subs:
-        # Matching and composing are CPU work: let the event loop run between
-        # subscribers so SIGTERM and the watchdog are served, and stop once told to.
+        # let the event loop run between subscribers so SIGTERM and the
+        # watchdog are served, and stop once told to
         await asyncio.sleep(0)
         if run.collab.stop.is_set():
             break
         try:
-            state = before.state(sub.email)
-            plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch)
+            with run.timed("plan"):
+                state = before.state(sub.email)
+                plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch)
             if run.records:
-                run.store.ensure_watermarks(
-                    sub.email, plan.term_keys, plan.watermark_start or run.now, now=run.now
-                )
-            if not plan.sends:
+                with run.timed("record"):
+                    run.store.ensure_watermarks(
+                        sub.email, plan.term_keys, plan.watermark_start or run.now, now=run.now
+                    )
+            if plan.sends:
+                sending.append(plan)
+            else:
                 _record_unsent(run, plan)
-                continue
-            item = _compose(run, plan)
-            if run.options.dry_run and run.options.outbox is None:
-                run.emit(item.report("dry-run"))
-                continue
-            out.append(item)
         except DigestError as exc:
             run.emit(SubscriberReport(sub.email, "failed", detail=str(exc)))
     if run.records:
-        run.store.flush()
-    return out
+        with run.timed("record"):
+            run.store.flush()
+    return sending
+
+
+async def _compose_each(run: _Run, plans: list[Plan]) -> AsyncIterator[Outgoing]:
+    """Each plan's message, composed when the senders are ready for it.
+
+    Composing is CPU work: between messages the event loop serves the
+    connections, SIGTERM and the watchdog; on a stop nothing more is composed.
+    """
+    for plan in plans:
+        if run.collab.stop.is_set():
+            return
+        try:
+            with run.timed("compose"):
+                item = _compose(run, plan)
+        except DigestError as exc:
+            run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=str(exc)))
+            continue
+        if run.options.dry_run and run.options.outbox is None:
+            run.emit(item.report("dry-run"))
+            continue
+        yield item
+        del item
+        await asyncio.sleep(0)
 
 
 def _record_unsent(run: _Run, plan: Plan) -> None:

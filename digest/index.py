@@ -67,6 +67,10 @@ class PaperIndex:
             self._authors[want] = ids
         return ids
 
+    def paper(self, paper_id: str) -> Paper | None:
+        at = self.position.get(paper_id)
+        return None if at is None else self.papers[at]
+
     def in_order(self, ids: Iterable[str]) -> list[str]:
         """``ids`` in the order of ``papers``."""
         return sorted(ids, key=self.position.__getitem__)

@@ -11,6 +11,7 @@ the SMTP client turns them into CRLF and dot-stuffs on the wire.
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Sequence
 from email import policy
 from email.message import EmailMessage
@@ -19,29 +20,32 @@ _POLICY = policy.default
 MAX_LINE = 76  # RFC 2045 §6.7 for quoted-printable and base64 lines
 
 
-def _from_safe(line: bytes) -> bytes:
-    """Spell a leading "From " as "=46rom ": an mbox-storing MTA would prefix a ">".
+def _fix_line(line: bytes) -> bytes:
+    """One encoded line made safe: no leading "From ", at most 76 characters.
 
-    The two extra characters may take the line past 76: split it with a
-    soft break where no ``=XX`` escape is cut.
+    An mbox-storing MTA prefixes a ">" to a line starting "From ": it is
+    spelt "=46rom ". ``b2a_qp`` itself sometimes ends a line with an escape
+    at column 77. A long line gets a soft break where no ``=XX`` is cut.
     """
-    line = b"=46" + line[1:]
+    if line.startswith(b"From "):
+        line = b"=46" + line[1:]
     if len(line) <= MAX_LINE:
         return line
     cut = MAX_LINE - 1
     while b"=" in line[cut - 2 : cut]:
         cut -= 1
-    return line[:cut] + b"=\n" + line[cut:]
+    return line[:cut] + b"=\n" + _fix_line(line[cut:])
+
+
+_NEEDS_FIX = re.compile(rb"(?:^|\n)From |[^\n]{77}")
 
 
 def quoted_printable(text: str) -> bytes:
     """``text`` as UTF-8 quoted-printable, LF line ends, lines of at most 76 characters."""
     data = text.replace("\r\n", "\n").encode("utf-8")
     encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    if encoded.startswith(b"From ") or b"\nFrom " in encoded:
-        encoded = b"\n".join(
-            _from_safe(line) if line.startswith(b"From ") else line for line in encoded.split(b"\n")
-        )
+    if _NEEDS_FIX.search(encoded):
+        encoded = b"\n".join(_fix_line(line) for line in encoded.split(b"\n"))
     return encoded
 
 
@@ -56,8 +60,11 @@ def encode_text(text: str) -> tuple[str, bytes]:
 
     Mostly-ASCII text (inlined HTML, English abstracts) grows a few percent
     in quoted-printable and a third in base64; text in other scripts is the
-    other way round.
+    other way round. Like ``EmailMessage.set_content``, the text is given a
+    final line break.
     """
+    if not text.endswith("\n"):
+        text += "\n"
     qp = quoted_printable(text)
     if len(qp) <= len(text) * 4 // 3 + 4:
         return "quoted-printable", qp

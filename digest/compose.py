@@ -276,17 +276,26 @@ def _render_one(env: jinja2.Environment, name: str, context: Mapping[str, Any]) 
         ) from exc
 
 
-def render_html(digest: Digest, settings: Settings) -> str:
-    """The HTML part, CSS inlined."""
+def render_html(
+    digest: Digest, settings: Settings, context: Mapping[str, Any] | None = None
+) -> str:
+    """The HTML part, CSS inlined (``context``: ``render_context``'s, if made already)."""
     env = _environment(settings.templates)
-    context = render_context(digest, settings.smtp.sender)
+    if context is None:
+        context = render_context(digest, settings.smtp.sender)
     return _INLINER.inline(_render_one(env, "digest.html", context))
 
 
-def render(digest: Digest, settings: Settings, html: str | None = None) -> Rendered:
+def render(
+    digest: Digest,
+    settings: Settings,
+    html: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Rendered:
     """Render subject, text and HTML; raises ``TemplateError`` naming the template."""
     env = _environment(settings.templates)
-    context = render_context(digest, settings.smtp.sender)
+    if context is None:
+        context = render_context(digest, settings.smtp.sender)
     subject = " ".join(_render_one(env, "subject.txt", context).split())
     text = _render_one(env, "digest.txt", context)
     if html is None:
@@ -362,10 +371,12 @@ def compose(
             revisions=revisions,
             empty_reason=empty_reason,
         )
-        html = render_html(digest, settings)
+        # the context is built once per rendering, for the HTML and the rest
+        context = render_context(digest, settings.smtp.sender)
+        html = render_html(digest, settings, context)
         size = len(html.encode())
         if size <= HTML_LIMIT or limit == 1:
-            return digest, render(digest, settings, html)
+            return digest, render(digest, settings, html, context)
         shown_max = max(
             [len(s.matches) for s in digest.sections] + [len(digest.revisions)], default=1
         )

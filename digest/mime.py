@@ -11,7 +11,6 @@ the SMTP client turns them into CRLF and dot-stuffs on the wire.
 from __future__ import annotations
 
 import binascii
-import re
 from collections.abc import Sequence
 from email import policy
 from email.message import EmailMessage
@@ -37,15 +36,13 @@ def _fix_line(line: bytes) -> bytes:
     return line[:cut] + b"=\n" + _fix_line(line[cut:])
 
 
-_NEEDS_FIX = re.compile(rb"(?:^|\n)From |[^\n]{77}")
-
-
 def quoted_printable(text: str) -> bytes:
     """``text`` as UTF-8 quoted-printable, LF line ends, lines of at most 76 characters."""
     data = text.replace("\r\n", "\n").encode("utf-8")
     encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    if _NEEDS_FIX.search(encoded):
-        encoded = b"\n".join(_fix_line(line) for line in encoded.split(b"\n"))
+    lines = encoded.split(b"\n")
+    if encoded.startswith(b"From ") or b"\nFrom " in encoded or max(map(len, lines)) > MAX_LINE:
+        encoded = b"\n".join(_fix_line(line) for line in lines)
     return encoded
 
 

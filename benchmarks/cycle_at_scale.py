@@ -14,7 +14,7 @@ Also the daemon's memory: RSS after start, after a cycle, and its growth
 over many in-process cycles.
 
     python benchmarks/cycle_at_scale.py           # 1,000 and 10,000 readers, 200 cycles
-    python benchmarks/cycle_at_scale.py --quick   # seconds: 100 readers, 20 cycles, no baseline
+    python benchmarks/cycle_at_scale.py --quick   # seconds: 30 readers, 5 cycles, no baseline
     python benchmarks/cycle_at_scale.py --readers 1000 --baseline main
 """
 
@@ -265,7 +265,9 @@ def scenario(code: Path, readers: int, cycles: int, small: int, addr: dict[str, 
         counts: dict[str, int] = {}
         for r in report.subscribers:
             counts[r.status] = counts.get(r.status, 0) + 1
+        sent = [r.papers for r in report.subscribers if r.status == "sent"]
         return {
+            "papers_per_digest": sum(sent) / max(1, len(sent)),
             "wall": wall,
             "requests": report.requests,
             "fetched": report.fetched,
@@ -283,7 +285,7 @@ def scenario(code: Path, readers: int, cycles: int, small: int, addr: dict[str, 
         rss = []
         for i in range(cycles):
             cycle(small)
-            if i in (cycles // 10, cycles - 1):
+            if i in (max(1, cycles // 10), cycles - 1):
                 gc.collect()
                 rss.append(_rss_mib())
         out["small_rss"] = rss
@@ -329,7 +331,8 @@ def print_big(label: str, n: int, r: dict[str, Any], base: dict[str, Any] | None
     big = r["big"]
     line = (
         f"{label:>9} {n:>6} readers: {big['wall']:7.2f} s wall, peak RSS {r['peak_rss']:6.0f} MiB,"
-        f" {big['requests']} arXiv requests, {big['fetched']} papers, {big['counts']}"
+        f" {big['requests']} arXiv requests, {big['fetched']} papers, {big['counts']},"
+        f" {big['papers_per_digest']:.0f} papers per digest"
     )
     print(line)
     print(f"{'':>9} split (s): {_split(big['timings'])}")
@@ -369,12 +372,12 @@ def main() -> None:
         addr = json.loads(os.environ["BENCH_ADDR"])
         return scenario(Path(code), int(readers), int(cycles), int(small), addr)
 
-    readers = args.readers or ([100] if args.quick else [1000, 10000])
-    cycles = args.cycles if args.cycles is not None else (20 if args.quick else 200)
+    readers = args.readers or ([30] if args.quick else [1000, 10000])
+    cycles = args.cycles if args.cycles is not None else (5 if args.quick else 200)
     baseline = args.baseline or (None if args.quick else "main")
     if baseline == "none":
         baseline = None
-    copies = 3 if args.quick else 9
+    copies = 1 if args.quick else 9
     print(
         f"full cycles: 50 keywords (3-5 per reader), {copies * 100} papers, loopback arXiv "
         f"(interval 0) and SMTP ({args.smtp}, 2 connections), each in a fresh process"
@@ -388,15 +391,20 @@ def main() -> None:
             if base_code is not None and n <= args.baseline_max:
                 b = run_child(base_code, n, 0, 0, addr)
             print_big("this tree", n, r, b)
+        if not cycles:
+            return
         print()
-        small = 10
+        small = 5 if args.quick else 10
         print(f"daemon memory: RSS after start, after a {readers[0]}-reader cycle, and over")
-        print(f"{cycles} in-process cycles of {small} readers (after cycle {cycles // 10} -> last)")
+        print(
+            f"{cycles} in-process cycles of {small} readers "
+            f"(after cycle {max(1, cycles // 10)} -> last)"
+        )
         for label, code in (("this tree", ROOT), ("baseline", base_code)):
             if code is None:
                 continue
             m = run_child(code, readers[0], cycles, small, addr)
-            a, z = m["small_rss"]
+            a, z = m["small_rss"][0], m["small_rss"][-1]
             print(
                 f"{label:>9}: start {m['start_rss']:.0f} MiB, after the big cycle "
                 f"{m['after_rss']:.0f} MiB, cycles {a:.1f} -> {z:.1f} MiB "

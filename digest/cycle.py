@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest import compose, housekeeping
+from digest import compose, composer, housekeeping
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
 from digest.errors import DigestError
 from digest.fetch import ArxivClient, Progress
@@ -277,7 +277,31 @@ async def _compose_each(run: _Run, plans: list[Plan]) -> AsyncIterator[Outgoing]
 
     Composing is CPU work: between messages the event loop serves the
     connections, SIGTERM and the watchdog; on a stop nothing more is composed.
+    Many messages are composed by a pool of processes (``digest.composer``).
     """
+    workers = 0 if run.hooks.on_composed is not None else composer.workers_for(len(plans))
+    if workers:
+        stopped = run.collab.stop.is_set
+        settings = run.config.settings
+        pooled = composer.pooled(plans, settings, run.now, workers, stopped)
+        try:
+            while True:
+                with run.timed("compose"):  # the wait for the pool, not its CPU
+                    got = await anext(pooled, None)
+                if got is None or stopped():
+                    return
+                plan, result = got
+                if isinstance(result, str):
+                    run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
+                    continue
+                item = Outgoing(plan, result[1], result[0])
+                if run.options.dry_run and run.options.outbox is None:
+                    run.emit(item.report("dry-run"))
+                    continue
+                yield item
+        finally:
+            await pooled.aclose()
+        return
     for plan in plans:
         if run.collab.stop.is_set():
             return
@@ -308,6 +332,9 @@ def _record_unsent(run: _Run, plan: Plan) -> None:
 
 def _compose(run: _Run, plan: Plan) -> Outgoing:
     settings = run.config.settings
+    if run.hooks.on_composed is None:
+        digest, message = composer.message(plan, settings, run.now)
+        return Outgoing(plan, message, digest)
     digest, rendered = compose.compose(
         plan.subscriber,
         plan.matches,
@@ -317,8 +344,7 @@ def _compose(run: _Run, plan: Plan) -> Outgoing:
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
     )
-    if run.hooks.on_composed is not None:
-        run.hooks.on_composed(digest, rendered)
+    run.hooks.on_composed(digest, rendered)
     return Outgoing(plan, compose.build_message(digest, rendered, settings), digest)
 
 

@@ -25,7 +25,8 @@ def plan(i: int, keywords: tuple[str, ...]) -> Plan:
 
 async def collect(plans: list[Plan], stop_after: int | None = None) -> list[tuple[Plan, object]]:
     out: list[tuple[Plan, object]] = []
-    gen = composer.pooled(plans, SETTINGS, NOW, 2, lambda: stop_after is not None and len(out) >= stop_after)
+    limit = len(plans) if stop_after is None else stop_after
+    gen = composer.pooled(plans, SETTINGS, NOW, 2, lambda: len(out) >= limit)
     async for got in gen:
         out.append(got)
     return out

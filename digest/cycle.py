@@ -351,7 +351,8 @@ def _compose(run: _Run, plan: Plan) -> Outgoing:
 def _on_fate(run: _Run, item: Outgoing, status: Status, detail: str) -> None:
     if status in ("sent", "outbox") and run.records:
         # side effect first, bookkeeping second: record only what was accepted
-        _record_delivery(run.store, item, run.now)
+        with run.timed("record"):
+            _record_delivery(run.store, item, run.now)
     run.emit(item.report(status, detail))
 
 

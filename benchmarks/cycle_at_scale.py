@@ -262,12 +262,14 @@ def scenario(code: Path, readers: int, cycles: int, small: int, addr: dict[str, 
             with Store.open(cfg.settings.database) as store:
                 report = asyncio.run(go(store))
             wall = time.perf_counter() - t0
+            db_mib = cfg.settings.database.stat().st_size / 2**20
         counts: dict[str, int] = {}
         for r in report.subscribers:
             counts[r.status] = counts.get(r.status, 0) + 1
         sent = [r.papers for r in report.subscribers if r.status == "sent"]
         return {
             "papers_per_digest": sum(sent) / max(1, len(sent)),
+            "db_mib": db_mib,
             "wall": wall,
             "requests": report.requests,
             "fetched": report.fetched,
@@ -332,7 +334,7 @@ def print_big(label: str, n: int, r: dict[str, Any], base: dict[str, Any] | None
     line = (
         f"{label:>9} {n:>6} readers: {big['wall']:7.2f} s wall, peak RSS {r['peak_rss']:6.0f} MiB,"
         f" {big['requests']} arXiv requests, {big['fetched']} papers, {big['counts']},"
-        f" {big['papers_per_digest']:.0f} papers per digest"
+        f" {big['papers_per_digest']:.0f} papers per digest, store {big['db_mib']:.0f} MiB"
     )
     print(line)
     print(f"{'':>9} split (s): {_split(big['timings'])}")
@@ -340,7 +342,8 @@ def print_big(label: str, n: int, r: dict[str, Any], base: dict[str, Any] | None
         b = base["big"]
         print(
             f"{'baseline':>9} {n:>6} readers: {b['wall']:7.2f} s wall, peak RSS "
-            f"{base['peak_rss']:6.0f} MiB, {b['requests']} arXiv requests, {b['counts']}"
+            f"{base['peak_rss']:6.0f} MiB, {b['requests']} arXiv requests, {b['counts']},"
+            f" {b['papers_per_digest']:.0f} papers per digest, store {b['db_mib']:.0f} MiB"
         )
         print(f"{'':>9} split (s): {_split(b['timings'])}")
         print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -26,8 +27,8 @@ from digest.plan import Plan
 POOL_READERS = 200  # fewer messages than this are composed in-process
 AHEAD = 2  # messages composed ahead per worker
 
-# (digest, message bytes), or the operator-readable error of a DigestError
-Composed = tuple[Digest, bytes] | str
+# (digest, message bytes, seconds it took), or the operator-readable error of a DigestError
+Composed = tuple[Digest, bytes, float] | str
 
 
 def message(plan: Plan, settings: Settings, created: datetime) -> tuple[Digest, bytes]:
@@ -46,8 +47,10 @@ def message(plan: Plan, settings: Settings, created: datetime) -> tuple[Digest, 
 
 def _in_worker(plan: Plan, settings: Settings, created: datetime) -> Composed:
     # errors cross the process boundary as text: DigestError's fields need not pickle
+    started = time.perf_counter()
     try:
-        return message(plan, settings, created)
+        digest, data = message(plan, settings, created)
+        return digest, data, time.perf_counter() - started
     except DigestError as exc:
         return str(exc)
 

@@ -171,14 +171,15 @@ async def run_cycle(
             _index_terms(pool, subs)
         sending = await _plan(run, subs, before, pool)
         if sending:
-            # composing and recording happen inside delivery: "send" is the rest
-            before_send = run.timer() - run.timings.get("record", 0.0)
+            plans = _replan(run, sending, before, pool)
+            # planning, composing and recording happen inside delivery: "send" is the rest
+            before_send = run.timer() - run.timings.get("record", 0.0) - run.timings["plan"]
             await collab.delivery.deliver(
-                _compose_each(run, sending),
+                _compose_each(run, plans, len(sending)),
                 lambda item, s, d: _on_fate(run, item, s, d),
                 total=len(sending),
             )
-            inside = run.timings.get("record", 0.0)
+            inside = run.timings.get("record", 0.0) + run.timings["plan"]
             if not run.pooled:
                 inside += run.timings.get("compose", 0.0)
             run.timings["send"] = run.timer() - before_send - inside
@@ -244,10 +245,16 @@ async def _fetch(run: _Run, subs: Sequence[Subscriber], before: Snapshot) -> tup
 
 async def _plan(
     run: _Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
-) -> list[Plan]:
-    """Everybody's plan (pure and cheap); the watermarks are saved before anything is sent."""
+) -> list[Subscriber]:
+    """Everybody's plan; the watermarks are saved before anything is sent.
+
+    Returns the subscribers who get a message, not their plans: 10,000
+    plans of a few hundred matches each would hold memory in proportion to
+    the readers; ``_replan`` makes each again (pure, a millisecond) when its
+    message is composed.
+    """
     settings = run.config.settings
-    sending: list[Plan] = []
+    sending: list[Subscriber] = []
     for sub in subs:
         # let the event loop run between subscribers so SIGTERM and the
         # watchdog are served, and stop once told to
@@ -264,7 +271,7 @@ async def _plan(
                         sub.email, plan.term_keys, plan.watermark_start or run.now, now=run.now
                     )
             if plan.sends:
-                sending.append(plan)
+                sending.append(sub)
             else:
                 _record_unsent(run, plan)
         except DigestError as exc:
@@ -275,14 +282,27 @@ async def _plan(
     return sending
 
 
-async def _compose_each(run: _Run, plans: list[Plan]) -> AsyncIterator[Outgoing]:
+def _replan(
+    run: _Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
+) -> Iterator[Plan]:
+    """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
+    settings = run.config.settings
+    for sub in subs:
+        with run.timed("plan"):
+            plan = plan_subscriber(
+                sub, before.state(sub.email), pool, settings, run.now, before.last_fetch
+            )
+        yield plan
+
+
+async def _compose_each(run: _Run, plans: Iterator[Plan], count: int) -> AsyncIterator[Outgoing]:
     """Each plan's message, composed when the senders are ready for it.
 
     Composing is CPU work: between messages the event loop serves the
     connections, SIGTERM and the watchdog; on a stop nothing more is composed.
     Many messages are composed by a pool of processes (``digest.composer``).
     """
-    workers = 0 if run.hooks.on_composed is not None else composer.workers_for(len(plans))
+    workers = 0 if run.hooks.on_composed is not None else composer.workers_for(count)
     if workers:
         stopped = run.collab.stop.is_set
         settings = run.config.settings

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from digest import atomic, latex
 from digest.errors import DigestError
-from digest.matching import keyword_matches, unique_phrases
+from digest.index import PaperIndex
+from digest.matching import unique_phrases
 from digest.models import Paper, Subscriber, newest_first
 
 ROWS_PER_KEYWORD = 100
@@ -33,10 +34,18 @@ def keywords_in_order(subscribers: Iterable[Subscriber]) -> tuple[str, ...]:
     return unique_phrases(k for sub in subscribers for k in sub.keywords)
 
 
-def select(keywords: Sequence[str], papers: Iterable[Paper]) -> dict[str, list[Paper]]:
-    """Per keyword, the newest ``ROWS_PER_KEYWORD`` papers that truly match it."""
+def select(
+    keywords: Sequence[str], papers: Iterable[Paper], index: PaperIndex | None = None
+) -> dict[str, list[Paper]]:
+    """Per keyword, the newest ``ROWS_PER_KEYWORD`` papers that truly match it.
+
+    ``index`` is the cycle's, over the same papers: each paper is then
+    normalised once per cycle, not once per keyword.
+    """
     newest = sorted(papers, key=newest_first, reverse=True)
-    return {k: [p for p in newest if keyword_matches(p, k)][:ROWS_PER_KEYWORD] for k in keywords}
+    if index is None or any(index.paper(p.id) != p for p in newest):
+        index = PaperIndex(newest)
+    return {k: [p for p in newest if p.id in index.phrase(k)][:ROWS_PER_KEYWORD] for k in keywords}
 
 
 def kept_ids(selection: Mapping[str, Sequence[Paper]]) -> set[str]:

@@ -23,6 +23,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from digest import mime
 from digest.errors import TemplateError
 from digest.latex import name as latex_name
 from digest.latex import text as latex_text
@@ -311,17 +312,26 @@ def _render_one(env: jinja2.Environment, name: str, context: Mapping[str, Any]) 
         ) from exc
 
 
-def render_html(digest: Digest, settings: Settings) -> str:
-    """The HTML part, CSS inlined."""
+def render_html(
+    digest: Digest, settings: Settings, context: Mapping[str, Any] | None = None
+) -> str:
+    """The HTML part, CSS inlined (``context``: ``render_context``'s, if made already)."""
     env = _environment(settings.templates)
-    context = render_context(digest, settings.smtp.sender)
+    if context is None:
+        context = render_context(digest, settings.smtp.sender)
     return _INLINER.inline(_render_one(env, "digest.html", context))
 
 
-def render(digest: Digest, settings: Settings, html: str | None = None) -> Rendered:
+def render(
+    digest: Digest,
+    settings: Settings,
+    html: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Rendered:
     """Render subject, text and HTML; raises ``TemplateError`` naming the template."""
     env = _environment(settings.templates)
-    context = render_context(digest, settings.smtp.sender)
+    if context is None:
+        context = render_context(digest, settings.smtp.sender)
     subject = " ".join(_render_one(env, "subject.txt", context).split())
     text = _render_one(env, "digest.txt", context)
     if html is None:
@@ -344,7 +354,8 @@ def build_message(
     rendered: Rendered,
     settings: Settings,
     extra_headers: Mapping[str, str] | None = None,
-) -> EmailMessage:
+) -> bytes:
+    """The message as sent, serialised once (every send attempt reuses these bytes)."""
     sender = format_sender(settings.smtp.sender)
     sub = digest.subscriber
     local, domain = split_address(sub.email)
@@ -353,7 +364,7 @@ def build_message(
     msg["To"] = Address(display_name=sub.name or "", username=local, domain=domain)
     msg["Subject"] = rendered.subject
     msg["Date"] = format_datetime(digest.created)
-    msg["Message-ID"] = message_id(digest, sender.domain)
+    msg["Message-ID"] = ident = message_id(digest, sender.domain)
     # RFC 2919: the list identifier is a domain-like label under the sender's domain.
     msg["List-Id"] = f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>"
     msg["List-Unsubscribe"] = f"<mailto:{sender.addr_spec}?subject=unsubscribe>"
@@ -362,10 +373,10 @@ def build_message(
     msg["Precedence"] = "bulk"
     for k, v in (extra_headers or {}).items():
         msg[k] = v
-    # quoted-printable: inlined HTML has long lines, base64 would add a third.
-    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg
+    # quoted-printable (inlined HTML has long lines, base64 would add a third),
+    # base64 where that is smaller; the boundary is derived from the Message-ID
+    boundary = "=_" + hashlib.sha256(ident.encode()).hexdigest()[:24]
+    return mime.alternative(msg, (("plain", rendered.text), ("html", rendered.html)), boundary)
 
 
 def compose(
@@ -404,9 +415,11 @@ def compose(
         )
 
     digest = build()
-    html = render_html(digest, settings)
+    # the context is built once per rendering, for the HTML and the rest
+    context = render_context(digest, settings.smtp.sender)
+    html = render_html(digest, settings, context)
     if _fits(html):
-        return digest, render(digest, settings, html)
+        return digest, render(digest, settings, html, context)
     lengths = [len(s.full) + len(s.compact) for s in digest.sections]
     rows = build(full=0)
     rows_html = render_html(rows, settings)

@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from digest import compose, housekeeping, library, rank
+from digest import compose, composer, housekeeping, library, rank
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
 from digest.errors import DigestError, FetchError
 from digest.fetch import ArxivClient, Progress
@@ -130,11 +131,23 @@ class _Run:
     # what ranking reads: the cache, the fetch and the liked papers looked up
     papers: dict[str, Paper] = field(default_factory=dict)
     background: tuple[Paper, ...] = ()  # the corpus's papers
+    # seconds per phase (fetch, match, plan, compose, send, record, housekeeping)
+    timings: dict[str, float] = field(default_factory=dict)
+    timer: Callable[[], float] = time.perf_counter
+    pooled: bool = False  # composed by other processes, beside sending
 
     @cached_property
     def corpus(self) -> rank.Corpus:
         """The cycle's recent papers as tf-idf vectors: built once, on first need."""
         return rank.build_corpus(self.background)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = self.timer()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + self.timer() - started
 
     @property
     def records(self) -> bool:
@@ -158,30 +171,47 @@ async def run_cycle(
     """Run one cycle; never raises for a single subscriber's failure."""
     subs = select_subscribers(config, options.only)
     run = _Run(config, store, collab, now, options, hooks)
-    before = snapshot(store, subs)
+    with run.timed("record"):
+        before = snapshot(store, subs)
     fetched: tuple[Paper, ...] = ()
     error: str | None = None
     try:
-        fetched = await _fetch(run, subs, before)
+        with run.timed("fetch"):
+            fetched = await _fetch(run, subs, before)
         if run.records:
-            store.add_papers(fetched, now)
-            store.set_last_fetch(now)
-            store.flush()
+            with run.timed("record"):
+                store.add_papers(fetched, now)
+                store.set_last_fetch(now)
+                store.flush()
         liked = await _look_up_likes(run, subs, before, fetched)
         if run.records and liked:
             store.add_papers(liked, now)  # cached like any paper; pruning keeps them
             store.flush()
-        pool = candidates(before.cached, fetched)
+        with run.timed("match"):
+            pool = candidates(before.cached, fetched)
+            _index_terms(pool, subs)
         run.papers = {**pool.by_id, **{p.id: p for p in liked if p.id not in pool.by_id}}
         # the background that word weights are measured against: the papers of
         # the fetch window (the cache keeps half a year; ranking needs today's)
         since, _ = window(now, before.last_fetch, config.settings.lookback_days)
         run.background = tuple(p for p in pool.ordered if p.published >= since) or pool.ordered
-        outgoing = await _plan_and_compose(run, subs, before, pool)
-        if outgoing:
-            await collab.delivery.deliver(outgoing, lambda item, s, d: _on_fate(run, item, s, d))
+        sending = await _plan(run, subs, before, pool)
+        if sending:
+            plans = _replan(run, sending, before, pool)
+            # planning, composing and recording happen inside delivery: "send" is the rest
+            before_send = run.timer() - run.timings.get("record", 0.0) - run.timings["plan"]
+            await collab.delivery.deliver(
+                _compose_each(run, plans, len(sending)),
+                lambda item, s, d: _on_fate(run, item, s, d),
+                total=len(sending),
+            )
+            inside = run.timings.get("record", 0.0) + run.timings["plan"]
+            if not run.pooled:
+                inside += run.timings.get("compose", 0.0)
+            run.timings["send"] = run.timer() - before_send - inside
         if run.records:
-            housekeeping.tidy(config, store, now)
+            with run.timed("housekeeping"):
+                housekeeping.tidy(config, store, now, pool.index)
     except DigestError as exc:
         error = str(exc)
         raise
@@ -196,11 +226,23 @@ async def run_cycle(
             error=error,
             dry_run=options.dry_run,
             previous_fetch=before.last_fetch,
+            timings=dict(run.timings),
         )
         if run.records:
-            store.set_last_cycle(report.record().to_dict())
-            store.flush()
+            with run.timed("record"):
+                store.set_last_cycle(report.record().to_dict())
+                store.flush()
+        log.debug("cycle timings: %s", ", ".join(f"{k} {v:.3f} s" for k, v in run.timings.items()))
     return report
+
+
+def _index_terms(pool: Candidates, subs: Sequence[Subscriber]) -> None:
+    """Match every distinct keyword and author once, up front (the index remembers)."""
+    for sub in subs:
+        for phrase in (*sub.keywords, *sub.exclude):
+            pool.index.phrase(phrase)
+        for name in sub.authors:
+            pool.index.author(name)
 
 
 async def _fetch(run: _Run, subs: Sequence[Subscriber], before: Snapshot) -> tuple[Paper, ...]:
@@ -249,37 +291,107 @@ async def _look_up_likes(
     return papers
 
 
-async def _plan_and_compose(
+async def _plan(
     run: _Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
-) -> list[Outgoing]:
+) -> list[Subscriber]:
+    """Everybody's plan; the watermarks are saved before anything is sent.
+
+    Returns the subscribers who get a message, not their plans: 10,000
+    plans of a few hundred matches each would hold memory in proportion to
+    the readers; ``_replan`` makes each again (pure, a millisecond) when its
+    message is composed.
+    """
     settings = run.config.settings
-    out: list[Outgoing] = []
+    sending: list[Subscriber] = []
     for sub in subs:
-        # Matching and composing are CPU work: let the event loop run between
-        # subscribers so SIGTERM and the watchdog are served, and stop once told to.
+        # let the event loop run between subscribers so SIGTERM and the
+        # watchdog are served, and stop once told to
         await asyncio.sleep(0)
         if run.collab.stop.is_set():
             break
         try:
-            state = before.state(sub.email)
-            plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch)
+            with run.timed("plan"):
+                state = before.state(sub.email)
+                plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch)
             if run.records:
-                run.store.ensure_watermarks(
-                    sub.email, plan.term_keys, plan.watermark_start or run.now, now=run.now
-                )
-            if not plan.sends:
+                with run.timed("record"):
+                    run.store.ensure_watermarks(
+                        sub.email, plan.term_keys, plan.watermark_start or run.now, now=run.now
+                    )
+            if plan.sends:
+                sending.append(sub)
+            else:
                 _record_unsent(run, plan)
-                continue
-            item = _compose(run, plan)
-            if run.options.dry_run and run.options.outbox is None:
-                run.emit(_report(item, "dry-run"))
-                continue
-            out.append(item)
         except DigestError as exc:
             run.emit(SubscriberReport(sub.email, "failed", detail=str(exc)))
     if run.records:
-        run.store.flush()
-    return out
+        with run.timed("record"):
+            run.store.flush()
+    return sending
+
+
+def _replan(
+    run: _Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
+) -> Iterator[Plan]:
+    """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
+    settings = run.config.settings
+    for sub in subs:
+        with run.timed("plan"):
+            plan = plan_subscriber(
+                sub, before.state(sub.email), pool, settings, run.now, before.last_fetch
+            )
+        yield plan
+
+
+async def _compose_each(run: _Run, plans: Iterator[Plan], count: int) -> AsyncIterator[Outgoing]:
+    """Each plan's message, composed when the senders are ready for it.
+
+    Composing is CPU work: between messages the event loop serves the
+    connections, SIGTERM and the watchdog; on a stop nothing more is composed.
+    Many messages are composed by a pool of processes (``digest.composer``).
+    """
+    workers = 0 if run.hooks.on_composed is not None else composer.workers_for(count)
+    if workers:
+        stopped = run.collab.stop.is_set
+        settings = run.config.settings
+        ranked = ((plan, _rank(run, plan)) for plan in plans)
+        pooled = composer.pooled(ranked, settings, run.now, workers, stopped)
+        try:
+            while True:
+                got = await anext(pooled, None)
+                if got is None or stopped():
+                    return
+                plan, result = got
+                if isinstance(result, str):
+                    run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
+                    continue
+                digest, message, seconds = result
+                # the workers' time: it overlaps sending, so the split sums to more than the wall
+                run.timings["compose"] = run.timings.get("compose", 0.0) + seconds
+                run.pooled = True
+                item = Outgoing(plan, message, digest)
+                if run.options.dry_run and run.options.outbox is None:
+                    run.emit(_report(item, "dry-run"))
+                    continue
+                yield item
+        finally:
+            await pooled.aclose()
+        return
+    for plan in plans:
+        if run.collab.stop.is_set():
+            return
+        try:
+            with run.timed("compose"):
+                item = _compose(run, plan)
+        except DigestError as exc:
+            run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=str(exc)))
+            continue
+        if run.options.dry_run and run.options.outbox is None:
+            run.emit(_report(item, "dry-run"))
+            continue
+        yield item
+        del item
+        await asyncio.sleep(0)
 
 
 def _record_unsent(run: _Run, plan: Plan) -> None:
@@ -302,6 +414,9 @@ def _rank(run: _Run, plan: Plan) -> tuple[Ranked, ...]:
 
 def _compose(run: _Run, plan: Plan) -> Outgoing:
     settings = run.config.settings
+    if run.hooks.on_composed is None:
+        digest, message = composer.message(plan, _rank(run, plan), settings, run.now)
+        return Outgoing(plan, message, digest)
     digest, rendered = compose.compose(
         plan.subscriber,
         _rank(run, plan),
@@ -311,15 +426,15 @@ def _compose(run: _Run, plan: Plan) -> Outgoing:
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
     )
-    if run.hooks.on_composed is not None:
-        run.hooks.on_composed(digest, rendered)
+    run.hooks.on_composed(digest, rendered)
     return Outgoing(plan, compose.build_message(digest, rendered, settings), digest)
 
 
 def _on_fate(run: _Run, item: Outgoing, status: Status, detail: str) -> None:
     if status in ("sent", "outbox") and run.records:
         # side effect first, bookkeeping second: record only what was accepted
-        _record_delivery(run.store, item, run.now)
+        with run.timed("record"):
+            _record_delivery(run.store, item, run.now)
     run.emit(_report(item, status, detail))
 
 

@@ -1,7 +1,9 @@
 """Handing composed digests over: to the SMTP server, or as .eml files to an outbox.
 
-Both report each message's fate through one callback as soon as it is known,
-so the cycle records an accepted delivery before the next one is attempted.
+Both take the messages as they are composed (an async iterable: composing
+and sending overlap, and only a few messages are held at a time) and report
+each message's fate through one callback as soon as it is known, so the
+cycle records an accepted delivery before the next one is attempted.
 Neither touches the store: what a fate means for the database is the cycle's.
 """
 
@@ -9,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
 from digest.errors import OutputError
-from digest.mailer import Mailer, Outcome
+from digest.mailer import Item, Mailer, Outcome
 from digest.models import Digest
 from digest.plan import Plan
 from digest.report import Status, SubscriberReport
@@ -32,7 +33,7 @@ class Outgoing:
     """A composed message, the plan it carries out, and what it delivers."""
 
     plan: Plan
-    message: EmailMessage
+    message: bytes  # serialised once, as sent
     digest: Digest
 
     @property
@@ -56,7 +57,9 @@ OnFate = Callable[[Outgoing, Status, str], None]
 
 
 class Delivery(Protocol):
-    async def deliver(self, items: Sequence[Outgoing], on_fate: OnFate) -> None: ...
+    async def deliver(
+        self, items: AsyncIterable[Outgoing], on_fate: OnFate, total: int = 0
+    ) -> None: ...
 
 
 def _safe_name(email: str) -> str:
@@ -70,19 +73,22 @@ class Outbox:
     folder: Path
     today: datetime
 
-    async def deliver(self, items: Sequence[Outgoing], on_fate: OnFate) -> None:
-        if not items:
-            return
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot create the outbox {self.folder}: {exc}", path=str(self.folder)
-            ) from exc
-        for item in items:
+    async def deliver(
+        self, items: AsyncIterable[Outgoing], on_fate: OnFate, total: int = 0
+    ) -> None:
+        made = False
+        async for item in items:
+            if not made:
+                try:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise OutputError(
+                        f"cannot create the outbox {self.folder}: {exc}", path=str(self.folder)
+                    ) from exc
+                made = True
             path = self.folder / f"{self.today:%Y-%m-%d}-{_safe_name(item.email)}.eml"
             try:
-                path.write_bytes(bytes(item.message))
+                path.write_bytes(item.message)
             except OSError as exc:
                 on_fate(item, "failed", f"cannot write {path}: {exc}")
                 continue
@@ -96,15 +102,21 @@ class SmtpDelivery:
     mailer: Mailer
     progress: Progress | None = None
 
-    async def deliver(self, items: Sequence[Outgoing], on_fate: OnFate) -> None:
-        if not items:
-            return
-        by_email = {item.email: item for item in items}
+    async def deliver(
+        self, items: AsyncIterable[Outgoing], on_fate: OnFate, total: int = 0
+    ) -> None:
+        # the items in flight, by key: each is dropped as soon as its fate is known
+        in_flight: dict[str, Outgoing] = {}
         done = 0
+
+        async def batch() -> AsyncIterator[Item]:
+            async for item in items:
+                in_flight[item.email] = item
+                yield item.email, item.email, item.message
 
         def on_outcome(outcome: Outcome) -> None:
             nonlocal done
-            item = by_email[outcome.key]
+            item = in_flight.pop(outcome.key)
             if outcome.status == "accepted":
                 on_fate(item, "sent", "")
             else:
@@ -112,7 +124,6 @@ class SmtpDelivery:
                 on_fate(item, outcome.status, outcome.detail)
             done += 1
             if self.progress:
-                self.progress(done, len(items))
+                self.progress(done, max(total, done + len(in_flight)))
 
-        batch = [(item.email, item.email, item.message) for item in items]
-        await self.mailer.send_all(batch, on_outcome)
+        await self.mailer.send_all(batch(), on_outcome)

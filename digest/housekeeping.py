@@ -13,18 +13,22 @@ from datetime import datetime
 
 from digest import archive
 from digest.errors import DigestError
+from digest.index import PaperIndex
 from digest.models import Config
 from digest.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def tidy(config: Config, store: Store, now: datetime) -> bool:
-    """Prune, then write the page; False (and a logged error) when either failed."""
+def tidy(config: Config, store: Store, now: datetime, index: PaperIndex | None = None) -> bool:
+    """Prune, then write the page; False (and a logged error) when either failed.
+
+    ``index`` is the cycle's (its papers normalised once), reused for the page.
+    """
     try:
         # one selection serves both: pruning keeps exactly what the page shows
         keywords = archive.keywords_in_order(config.subscribers)
-        selection = archive.select(keywords, store.papers())
+        selection = archive.select(keywords, store.papers(), index)
         liked = {x.arxiv_id for s in config.subscribers for x in s.likes if x.arxiv_id}
         store.prune(now, keep=archive.kept_ids(selection) | liked)
         # fold the cycle's delivery journal into the database file: one rewrite

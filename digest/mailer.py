@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal
@@ -33,12 +33,18 @@ log = logging.getLogger(__name__)
 Status = Literal["accepted", "refused", "deferred"]
 Sleep = Callable[[float], Awaitable[None]]
 OnOutcome = Callable[["Outcome"], None]
+# (key, recipient, message): the message as bytes, serialised once by the
+# composer; an EmailMessage is flattened once here (tests, ad-hoc callers)
+Item = tuple[str, str, "bytes | EmailMessage"]
 
 ATTEMPTS = 3  # per message, within one cycle
 RETRY_DELAY = 1.0  # seconds, doubled per attempt; the next cycle is the real retry
 # On a stop, the message in flight gets this long to be accepted before the
 # session is cut (an interrupted message is not recorded and goes out later).
 STOP_GRACE = 3.0
+# Messages composed ahead of the senders, per connection: enough that a
+# connection never waits for the composer, few enough that memory stays flat.
+AHEAD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +161,12 @@ class Mailer:
                 f"cannot connect to {s.host}:{s.port}: {exc or type(exc).__name__}"
             ) from exc
 
-    async def _send_one(self, smtp: aiosmtplib.SMTP, recipient: str, msg: EmailMessage) -> str:
+    async def _send_one(self, smtp: aiosmtplib.SMTP, recipient: str, msg: bytes) -> str:
         if not smtp.is_connected:
             await self._connect(smtp)
         try:
             async with asyncio.timeout(self.settings.timeout * 3):
-                send = smtp.send_message(msg, sender=self.envelope_sender, recipients=[recipient])
+                send = smtp.sendmail(self.envelope_sender, [recipient], msg)
                 errors, reply = await self.stop.run(send, "sending", grace=self.stop_grace)
         except Stopped:
             smtp.close()  # cut mid-message: the server discards it
@@ -193,7 +199,7 @@ class Mailer:
         return str(reply).strip()  # aiosmtplib returns the final reply as text
 
     async def _deliver(
-        self, smtp: aiosmtplib.SMTP, key: str, recipient: str, msg: EmailMessage
+        self, smtp: aiosmtplib.SMTP, key: str, recipient: str, msg: bytes
     ) -> Outcome:
         if self._unusable:
             return Outcome(recipient, "deferred", self._unusable, key)
@@ -230,33 +236,50 @@ class Mailer:
 
     async def send_all(
         self,
-        batch: Sequence[tuple[str, str, EmailMessage]],
+        batch: Iterable[Item] | AsyncIterable[Item],
         on_outcome: OnOutcome | None = None,
     ) -> tuple[Outcome, ...]:
         """Send ``(key, recipient, message)`` items; report each outcome as it happens.
 
-        ``on_outcome`` runs right after each message's fate is known, so the
-        caller can record an accepted delivery before the next send. On a stop
-        request the message in flight gets ``STOP_GRACE`` seconds to be
-        accepted and the rest are deferred (their papers stay pending).
+        ``batch`` may be produced while it is sent (an async iterable: the
+        cycle composes as the connections send): at most ``AHEAD`` messages
+        per connection wait in memory, and each is dropped once its fate is
+        known. ``on_outcome`` runs right after each message's fate is known,
+        so the caller can record an accepted delivery before the next send.
+        On a stop request the message in flight gets ``STOP_GRACE`` seconds
+        to be accepted and the rest are deferred (their papers stay pending).
         """
-        queue: asyncio.Queue[tuple[int, tuple[str, str, EmailMessage]]] = asyncio.Queue()
-        for item in enumerate(batch):
-            queue.put_nowait(item)
+        queue: asyncio.Queue[tuple[int, Item] | None] = asyncio.Queue(AHEAD * self.connections)
         results: dict[int, Outcome] = {}
 
-        async def worker() -> None:
-            smtp = self._client()
+        async def feed() -> None:
+            index = 0
             try:
-                while True:
-                    try:
-                        index, (key, recipient, msg) = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
+                if isinstance(batch, AsyncIterable):
+                    async for item in batch:
+                        await queue.put((index, item))
+                        index += 1
+                else:
+                    for item in batch:
+                        await queue.put((index, item))
+                        index += 1
+            finally:
+                for _ in range(self.connections):
+                    await queue.put(None)
+
+        async def worker() -> None:
+            smtp = self._client()  # connects on its first message only
+            try:
+                while (got := await queue.get()) is not None:
+                    index, (key, recipient, msg) = got
+                    del got
                     if self.stop.is_set():
                         outcome = Outcome(recipient, "deferred", "stopping before sending", key)
                     else:
-                        outcome = await self._deliver(smtp, key, recipient, msg)
+                        data = msg if isinstance(msg, bytes) else msg.as_bytes()
+                        outcome = await self._deliver(smtp, key, recipient, data)
+                        del data
+                    del msg
                     results[index] = outcome
                     if on_outcome is not None:
                         on_outcome(outcome)
@@ -269,9 +292,19 @@ class Mailer:
                     except (aiosmtplib.SMTPException, OSError, TimeoutError):
                         smtp.close()
 
-        workers = min(self.connections, len(batch))
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        return tuple(results[i] for i in range(len(batch)))
+        tasks = [asyncio.ensure_future(feed())]
+        tasks += [asyncio.ensure_future(worker()) for _ in range(self.connections)]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            # one failing (the composer, or recording an outcome) ends them all
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return tuple(results[i] for i in range(len(results)))
 
     async def check(self) -> str:
         """Connect and log in once (``digest check --smtp``); raise ``DeliveryError`` if not."""

@@ -159,8 +159,19 @@ def in_categories(paper: Paper, wanted: Sequence[str]) -> bool:
     return False
 
 
-def _name_key(name: str) -> tuple[str, ...]:
+def author_key(name: str) -> tuple[str, ...]:
+    """A name's normalised words, initials split off ("Y.LeCun" -> ("y", "lecun"))."""
     return normalize_words(name.replace(".", ". "))
+
+
+def same_author(want: tuple[str, ...], have: tuple[str, ...]) -> bool:
+    """``author_key``s of a followed name and a paper's author: the same person?"""
+    if not want or not have or have[-1] != want[-1]:
+        return False
+    return all(
+        a[0] == b[0] and (len(a) == 1 or len(b) == 1 or a == b)
+        for a, b in zip(want[:-1], have[:-1], strict=False)
+    )
 
 
 def by_author(paper: Paper, followed: str) -> bool:
@@ -169,20 +180,8 @@ def by_author(paper: Paper, followed: str) -> bool:
     Same surname, and the given names agree as far as both are spelt out:
     "Yann LeCun", "Y. LeCun" and "LeCun" all follow "Yann LeCun".
     """
-    want = _name_key(followed)
-    if not want:
-        return False
-    for author in paper.authors:
-        have = _name_key(author)
-        if not have or have[-1] != want[-1]:
-            continue
-        given_w, given_h = want[:-1], have[:-1]
-        if all(
-            a[0] == b[0] and (len(a) == 1 or len(b) == 1 or a == b)
-            for a, b in zip(given_w, given_h, strict=False)
-        ):
-            return True
-    return False
+    want = author_key(followed)
+    return any(same_author(want, author_key(author)) for author in paper.authors)
 
 
 def match_paper(

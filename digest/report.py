@@ -117,6 +117,9 @@ class CycleReport:
     error: str | None = None
     dry_run: bool = False
     previous_fetch: datetime | None = None
+    # seconds per phase: fetch, match, plan, compose, send, record, housekeeping
+    # (compose and send overlap in time; "send" is delivery's wall time without them)
+    timings: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:

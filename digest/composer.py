@@ -1,0 +1,104 @@
+"""Composing a cycle's messages, on every core when there are many.
+
+A digest takes tens of milliseconds of CPU to render (Jinja, highlighting,
+CSS inlining) and a few to send, so with many readers composing is the
+bound; a pool of processes uses the machine's other cores. Below
+``POOL_READERS`` messages starting the pool costs more than it saves and
+composing stays in the cycle's process. Results come back in plan order,
+at most ``AHEAD`` per worker ahead of the senders, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime
+
+from digest import compose
+from digest.errors import DigestError
+from digest.models import Digest, Ranked, Settings
+from digest.plan import Plan
+
+POOL_READERS = 200  # fewer messages than this are composed in-process
+AHEAD = 2  # messages composed ahead per worker
+
+# (digest, message bytes, seconds it took), or the operator-readable error of a DigestError
+Composed = tuple[Digest, bytes, float] | str
+
+
+def message(
+    plan: Plan, ranked: Sequence[Ranked], settings: Settings, created: datetime
+) -> tuple[Digest, bytes]:
+    """``plan``'s digest, its matches in ``ranked`` order, and its message, serialised once."""
+    digest, rendered = compose.compose(
+        plan.subscriber,
+        ranked,
+        settings,
+        cycle_id=plan.cycle_id,
+        created=created,
+        revisions=plan.revisions,
+        empty_reason=plan.empty_reason,
+    )
+    return digest, compose.build_message(digest, rendered, settings)
+
+
+def _in_worker(
+    plan: Plan, ranked: Sequence[Ranked], settings: Settings, created: datetime
+) -> Composed:
+    # errors cross the process boundary as text: DigestError's fields need not pickle
+    started = time.perf_counter()
+    try:
+        digest, data = message(plan, ranked, settings, created)
+        return digest, data, time.perf_counter() - started
+    except DigestError as exc:
+        return str(exc)
+
+
+def workers_for(messages: int) -> int:
+    """How many composing processes ``messages`` are worth (0: compose in-process)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if messages < POOL_READERS or (cores or 1) < 2:
+        return 0
+    return cores or 1
+
+
+async def pooled(
+    plans: Iterable[tuple[Plan, Sequence[Ranked]]],
+    settings: Settings,
+    created: datetime,
+    workers: int,
+    stopped: Callable[[], bool],
+) -> AsyncGenerator[tuple[Plan, Composed], None]:
+    """Each plan with its composed message, in order, from ``workers`` processes.
+
+    The plans come ranked: the cycle's corpus stays in the cycle's process and
+    only each reader's ordered matches cross to a worker.
+    """
+    # forkserver: the cycle's process has threads (the event loop's), fork is unsafe
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["digest.composer"])
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    queued: deque[tuple[Plan, Future[Composed]]] = deque()
+    todo = iter(plans)
+
+    def submit() -> None:
+        item = next(todo, None)
+        if item is not None and not stopped():
+            plan, ranked = item
+            queued.append((plan, pool.submit(_in_worker, plan, ranked, settings, created)))
+
+    try:
+        for _ in range(workers * AHEAD):
+            submit()
+        while queued:
+            plan, future = queued.popleft()
+            result = await asyncio.wrap_future(future)
+            submit()
+            yield plan, result
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest import compose, housekeeping
+from digest import compose, housekeeping, mailroom
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
 from digest.errors import DigestError
 from digest.fetch import ArxivClient, Progress
@@ -41,6 +41,7 @@ from digest.plan import (
     select_subscribers,
 )
 from digest.query import build_queries, window
+from digest.readers import ReaderState, from_dict
 from digest.report import CycleReport, Status, SubscriberReport
 from digest.stop import Stop
 from digest.store import Store
@@ -100,11 +101,21 @@ async def collaborators(
 
 
 def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:
-    """What the planner may know of the store, read once."""
+    """What the planner may know of the store, read once.
+
+    A damaged reply state stops the cycle (StoreCorruptError, naming the
+    reader): mailing someone who may have unsubscribed is the worse mistake.
+    """
+    readers: dict[str, ReaderState] = {}
+    for s in subs:
+        doc = store.reader_state(s.email)
+        if doc:
+            readers[s.email] = from_dict(doc, who=s.email)
     return Snapshot(
         states={s.email: store.subscriber(s.email) for s in subs},
         cached=store.papers(),
         last_fetch=store.last_fetch(),
+        readers=readers,
     )
 
 
@@ -214,7 +225,8 @@ async def _plan_and_compose(
             break
         try:
             state = before.state(sub.email)
-            plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch)
+            reader = before.reader(sub.email)
+            plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch, reader)
             if run.records:
                 run.store.ensure_watermarks(
                     sub.email, plan.term_keys, plan.watermark_start or run.now, now=run.now
@@ -236,6 +248,9 @@ async def _plan_and_compose(
 
 def _record_unsent(run: _Run, plan: Plan) -> None:
     sub = plan.subscriber
+    if plan.reason == "suppressed":
+        run.emit(SubscriberReport(sub.email, "suppressed", detail=plan.suppressed or ""))
+        return
     if plan.reason == "waiting":
         run.emit(SubscriberReport(sub.email, "waiting", detail=f"weekly on {sub.weekday}"))
         return
@@ -265,6 +280,13 @@ def _on_fate(run: _Run, item: Outgoing, status: Status, detail: str) -> None:
     if status in ("sent", "outbox") and run.records:
         # side effect first, bookkeeping second: record only what was accepted
         _record_delivery(run.store, item, run.now)
+    elif (
+        status == "refused"
+        and run.records
+        # our relay refused the reader for good: a verified hard bounce
+        and mailroom.record_refusal(run.store, item.email, detail, run.now)
+    ):
+        run.store.flush()
     run.emit(item.report(status, detail))
 
 

@@ -35,8 +35,9 @@ from pathlib import Path
 import schedule
 
 from digest import config as config_mod
+from digest import mailroom
 from digest.cycle import Options, collaborators, run_cycle
-from digest.errors import ConfigError, DigestError, FetchError
+from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
 from digest.models import WEEKDAYS, Config
 from digest.stop import Sleep, Stop
 from digest.store import Store
@@ -131,6 +132,7 @@ class Daemon:
         self.given_up: datetime | None = None  # a slot whose cycle cannot succeed as configured
         self.retry_at: datetime | None = None
         self.last_summary = "no cycle yet"
+        self.next_poll: datetime | None = None  # of settings.inbox; None: at once
 
     # -- set-up --------------------------------------------------------------
 
@@ -218,6 +220,9 @@ class Daemon:
                 await self._maybe_cycle()
                 if self.stop.is_set():
                     break
+                await self._maybe_poll()
+                if self.stop.is_set():
+                    break
                 await self._sleep()
         finally:
             self.notify("STOPPING=1")
@@ -239,8 +244,9 @@ class Daemon:
         self.scheduler.run_pending()
         idle = self.scheduler.idle_seconds
         timeout = SLICE if idle is None else min(max(idle, 0.0), SLICE)
-        if self.retry_at is not None:
-            timeout = min(timeout, max(0.0, (self.retry_at - self.clock()).total_seconds()))
+        for at in (self.retry_at, self._poll_due()):
+            if at is not None:
+                timeout = min(timeout, max(0.0, (at - self.clock()).total_seconds()))
         # whichever comes first: the timeout, a scheduled job, a signal
         sleeper = asyncio.ensure_future(self.sleep(timeout + 0.05))
         waker = asyncio.ensure_future(self.wake.wait())
@@ -250,6 +256,41 @@ class Daemon:
             for task in (sleeper, waker):
                 task.cancel()
             await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    def _poll_due(self) -> datetime | None:
+        if self.config is None or self.config.settings.inbox is None:
+            return None
+        return self.next_poll or self.clock()
+
+    async def _maybe_poll(self) -> None:
+        """Between cycles, every ``inbox.poll_interval`` minutes: read replies from IMAP.
+
+        The poll runs in a thread (imaplib blocks); its handler opens the
+        store at the first message, and the loop starts no cycle meanwhile.
+        Confirmations go out after the poll, on this loop.
+        """
+        cfg = self.config
+        due = self._poll_due()
+        if cfg is None or cfg.settings.inbox is None or due is None or self.clock() < due:
+            return
+        self.next_poll = self.clock() + timedelta(minutes=cfg.settings.inbox.poll_interval)
+        try:
+            ctx = mailroom.context(cfg.settings, self.env)
+            _, replies = await asyncio.to_thread(
+                mailroom.poll_inbox, cfg, ctx, self.clock, self.stop.is_set
+            )
+        except (InboxConfigError, ConfigError) as exc:
+            log.error("inbox: %s; replies are not read until it is fixed", exc)
+            return
+        except DigestError as exc:
+            log.warning("inbox: %s; trying again at the next poll", exc)
+            return
+        except Exception:  # a bug must not kill the service
+            log.exception("inbox poll crashed; trying again at the next poll")
+            return
+        if replies and not self.stop.is_set():
+            stop = Stop(self.stop, sleep=self.sleep)
+            await mailroom.send_replies(cfg.settings.smtp, replies, stop=stop)
 
     async def _maybe_cycle(self) -> None:
         assert self.config is not None

@@ -424,7 +424,7 @@ def cmd_readers(args: argparse.Namespace) -> int:
         stored = store.reader_states()
         if args.email is None:
             for who, doc in sorted(stored.items()):
-                what = readers.describe(_reader(doc, who), now) or "nothing chosen"
+                what = readers.describe(readers.from_dict(doc, who=who), now) or "nothing chosen"
                 gone = "" if who.casefold() in configured else " (not in the configuration)"
                 print(f"{who}: {what}{gone}")
             if not stored:
@@ -435,26 +435,22 @@ def cmd_readers(args: argparse.Namespace) -> int:
         if found is None:
             raise UsageError(f"no subscriber {args.email} in {cfg.path} and no reply state stored")
         email = found
-        state = _reader(stored.get(email) or {}, email, lenient=args.resume)
+        try:
+            state = readers.from_dict(stored.get(email) or {}, who=email)
+            damaged = False
+        except StoreCorruptError:
+            if not args.resume:
+                raise
+            log.warning("%s: the stored reply state was damaged and starts afresh", email)
+            state, damaged = readers.ReaderState(), True
         if args.resume:
             state, effects = readers.apply(state, readers.Lifted(), now)
-            if effects.changed:
+            if effects.changed or damaged:
                 store.set_reader_state(email, readers.to_dict(state))
                 store.flush()
             log.info("%s: %s", email, effects.log if effects.changed else "nothing to lift")
         print(f"{email}: {readers.describe(state, now) or 'receives mail as configured'}")
     return EXIT_OK
-
-
-def _reader(doc: Any, email: str, *, lenient: bool = False) -> readers.ReaderState:
-    """The stored state; with ``lenient`` a damaged one starts afresh (the operator lifts it)."""
-    try:
-        return readers.from_dict(doc, who=email)
-    except StoreCorruptError:
-        if not lenient:
-            raise
-        log.warning("%s: the stored reply state was damaged and starts afresh", email)
-        return readers.ReaderState()
 
 
 def cmd_archive(args: argparse.Namespace) -> int:

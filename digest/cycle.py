@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +47,7 @@ from digest.readers import ReaderState, from_dict
 from digest.report import CycleReport, Status, SubscriberReport
 from digest.stop import Stop
 from digest.store import Store
+from digest.tokens import ReplySecret
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,8 @@ class Collaborators:
     delivery: Delivery
     clock: WallClock = field(default=lambda: datetime.now(UTC))
     stop: Stop = field(default_factory=Stop)
+    # signs the reply links in each digest; None: digests carry none (tests of other parts)
+    secret: ReplySecret | None = None
 
 
 @contextlib.asynccontextmanager
@@ -87,9 +92,15 @@ async def collaborators(
     now: datetime,
     stop: Stop | None = None,
     hooks: Hooks = Hooks(),
+    secret: ReplySecret | None = None,
 ) -> AsyncIterator[Collaborators]:
-    """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``."""
+    """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``.
+
+    ``secret`` signs the reply links; by default the credential or the file
+    beside the database (``mailroom.load_secret``).
+    """
     stop = stop if stop is not None else Stop()
+    secret = secret or _reply_secret(settings, options)
     async with ArxivClient(settings.arxiv, stop=stop, fail_fast=options.interactive) as client:
         delivery: Delivery
         if options.outbox is not None:
@@ -97,7 +108,18 @@ async def collaborators(
         else:
             mailer = Mailer(settings.smtp, connections=settings.smtp.connections, stop=stop)
             delivery = SmtpDelivery(mailer, hooks.send_progress)
-        yield Collaborators(client, delivery, stop=stop)
+        yield Collaborators(client, delivery, stop=stop, secret=secret)
+
+
+def _reply_secret(settings: Settings, options: Options) -> ReplySecret:
+    try:
+        return mailroom.load_secret(settings, os.environ)
+    except DigestError:
+        if not options.dry_run:
+            raise
+        # a preview by someone who cannot read the state folder: its links
+        # are for looking at, and are never mailed
+        return ReplySecret(secrets.token_bytes(32))
 
 
 def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:

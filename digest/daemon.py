@@ -317,7 +317,10 @@ class Daemon:
     async def _cycle(self, cfg: Config, now: datetime, slot: datetime) -> None:
         stop = Stop(self.stop, sleep=self.sleep)
         with Store.open(cfg.settings.database, now=now) as store:
-            async with collaborators(cfg.settings, Options(), now=now, stop=stop) as collab:
+            secret = mailroom.load_secret(cfg.settings, self.env)
+            async with collaborators(
+                cfg.settings, Options(), now=now, stop=stop, secret=secret
+            ) as collab:
                 report = await run_cycle(cfg, store, replace(collab, clock=self.clock), now=now)
             if self.stop.is_set() and report.exit_code != 0:
                 # stopped part-way: what went out is recorded; the rest is owed

@@ -33,6 +33,7 @@ from tests.support.arxiv_server import ArxivServer, make_entry
 from tests.support.dovecot import BINARY, Dovecot
 from tests.support.mail_clients import gmail, outlook, plain
 from tests.support.smtp_server import SmtpServer
+from tests.test_daemon import ALL_DAYS, FakeTime
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIL = Path(__file__).parent / "fixtures" / "mail"
@@ -362,11 +363,28 @@ def test_the_reply_secret_can_come_from_a_systemd_credential(site: Site, tmp_pat
 needs_dovecot = pytest.mark.skipif(not BINARY.exists(), reason=f"{BINARY} is missing")
 
 
-@needs_dovecot
-def test_an_unsubscribe_in_the_imap_inbox_stops_the_next_cycles_mail_to_that_reader(
-    arxiv: ArxivServer, smtp: SmtpServer, write_config, dovecot: Dovecot, monkeypatch
-) -> None:
-    folder = "wired-replies"
+def run_daemon(cfg: Path, fake: FakeTime, until: Any, limit: timedelta, env: dict[str, str]) -> int:
+    """The daemon in-process on a fake clock until ``until()`` or ``limit`` (test_daemon's way)."""
+
+    async def go() -> int:
+        daemon = Daemon(cfg, env=env, clock=fake.clock, sleep=fake.sleep, notify=bool)
+        start = fake.now
+
+        def on_sleep() -> None:
+            if until() or fake.now - start > limit:
+                daemon.stop.set()
+                daemon.wake.set()
+
+        fake.on_sleep = on_sleep
+        return await daemon.run()
+
+    return asyncio.run(go())
+
+
+def imap_site(
+    arxiv: ArxivServer, smtp: SmtpServer, write_config, dovecot: Dovecot, **settings: Any
+) -> tuple[Site, str]:
+    folder = f"wired-{len(dovecot.contents('INBOX'))}-{os.urandom(3).hex()}"
     dovecot.create(folder)
     inbox = {
         "host": "127.0.0.1",
@@ -378,18 +396,53 @@ def test_an_unsubscribe_in_the_imap_inbox_stops_the_next_cycles_mail_to_that_rea
         "timeout": 5,
         "ca_file": str(dovecot.certificate),
     }
-    site = Site(write_config(config_dict(arxiv.url, smtp.port, inbox=inbox)), arxiv, smtp)
-    # digest once reads the config with the process environment
+    cfg = write_config(config_dict(arxiv.url, smtp.port, inbox=inbox, **settings))
+    return Site(cfg, arxiv, smtp), folder
+
+
+@needs_dovecot
+def test_an_unsubscribe_in_the_imap_inbox_stops_the_next_cycles_mail_to_that_reader(
+    arxiv: ArxivServer, smtp: SmtpServer, write_config, dovecot: Dovecot, monkeypatch
+) -> None:
+    fake = FakeTime(datetime.now(UTC))
+    slot = fake.now + timedelta(hours=1)
+    site, folder = imap_site(
+        arxiv, smtp, write_config, dovecot, send_at=f"{slot:%H:%M:%S}", days=ALL_DAYS
+    )
     monkeypatch.setenv("DIGEST_IMAP_PASSWORD", dovecot.password)
     first = site.cycle()
     dovecot.append(folder, gmail(list_unsubscribe(first[ALICE]), ALICE))
-    daemon = Daemon(site.cfg, env={"DIGEST_IMAP_PASSWORD": dovecot.password}, notify=lambda s: True)
+    sent = len(smtp.received)
+    added: list[bool] = []
+
+    def until() -> bool:
+        # once the poll has handled the unsubscribe, a paper both readers follow appears
+        if not added and "unsubscribed_at" in site.state(ALICE):
+            both_keywords(site)
+            added.append(True)
+        return fake.now > slot + timedelta(minutes=10)
+
+    env = {"DIGEST_IMAP_PASSWORD": dovecot.password}
+    assert run_daemon(site.cfg, fake, until, timedelta(hours=2), env) == 0
+    assert added, "the daemon never polled the inbox"
+    assert [r.rcpt_tos for r in smtp.received[sent:]] == [[BOB]]
+    assert dovecot.contents(folder) == [] and len(dovecot.contents(f"{folder}-done")) == 1
+
+
+@needs_dovecot
+def test_the_daemon_answers_a_plain_reply_in_the_inbox_with_the_null_sender(
+    arxiv: ArxivServer, smtp: SmtpServer, write_config, dovecot: Dovecot, monkeypatch
+) -> None:
+    site, folder = imap_site(arxiv, smtp, write_config, dovecot)
+    monkeypatch.setenv("DIGEST_IMAP_PASSWORD", dovecot.password)
+    site.cycle()
+    sent = len(smtp.received)
+    dovecot.append(folder, plain(ALICE, "pause", "pause", to="papers@digest.test"))
+    daemon = Daemon(site.cfg, env={"DIGEST_IMAP_PASSWORD": dovecot.password}, notify=bool)
     daemon.config = config_mod.load(site.cfg, daemon.env)
     asyncio.run(daemon._maybe_poll())
-    assert "unsubscribed_at" in site.state(ALICE)
-    assert dovecot.contents(folder) == [] and len(dovecot.contents(f"{folder}-done")) == 1
-    both_keywords(site)
-    assert list(site.cycle()) == [BOB]
+    assert [(r.mail_from, r.rcpt_tos) for r in smtp.received[sent:]] == [("<>", [ALICE])]
+    assert daemon.next_poll is not None  # the next poll is poll_interval away
 
 
 def test_the_confirmation_is_not_a_digest_and_parses(site: Site) -> None:

@@ -7,17 +7,34 @@ vocabulary, how many query strings digest builds and how many a naive client
 (one query per distinct keyword) would send, with the seconds each costs at
 3 s per request. Pages beyond the first are the same for both and left out.
 
+Then an ordinary day, measured: digest's real arXiv client against the
+loopback arXiv server holding 1,700 papers submitted over the last 7 days
+(about what arXiv returns for 50 broad keywords, issue 12), with the old
+page size (200) against the new default (1,000): requests, and whether both
+fetched exactly the same papers (same recall).
+
     python benchmarks/requests_per_cycle.py
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import re
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from digest.models import Subscriber
-from digest.plan import fetch_terms
-from digest.query import build_queries
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest.fetch import ArxivClient  # noqa: E402
+from digest.models import ArxivSettings, Subscriber  # noqa: E402
+from digest.plan import fetch_terms  # noqa: E402
+from digest.query import build_queries, window  # noqa: E402
+from tests.support.arxiv_server import ArxivServer, load_entries, redate  # noqa: E402
+
+DAY_PAPERS = 1700
 
 VOCAB = [
     "reinforcement learning",
@@ -97,5 +114,49 @@ def main() -> None:
         )
 
 
+def week_of_papers(n: int = DAY_PAPERS) -> tuple[bytes, list[bytes]]:
+    """``n`` recorded entries re-numbered and spread over the last 7 days, newest first."""
+    header, entries = load_entries(["api_new_2026-04_all-testing_start-0_max-100.xml"])
+    now = datetime.now(UTC)
+    step = timedelta(days=7) / n
+    out = []
+    for i in range(n):
+        e = re.sub(rb"abs/(\d{4}\.\d{4,5})", b"abs/2611.%05d" % i, entries[i % len(entries)])
+        out.append(redate(e, now - step * (i + 1)))
+    return header, out
+
+
+def ordinary_day(page_size: int) -> tuple[int, frozenset[str]]:
+    header, entries = week_of_papers()
+    subs = [Subscriber(f"u{i}@example.org", (k,)) for i, k in enumerate(VOCAB)]
+    now = datetime.now(UTC)
+    start, end = window(now, now - timedelta(days=1), lookback_days=2)
+    with ArxivServer(header, entries) as arxiv:
+        settings = ArxivSettings(api_url=arxiv.url, request_interval=0.0, page_size=page_size)
+        queries = build_queries(
+            fetch_terms(subs), start, end, api_url=arxiv.url, page_size=page_size
+        )
+
+        async def go() -> frozenset[str]:
+            async with ArxivClient(settings) as client:
+                return frozenset(p.id for p in await client.fetch_all(queries))
+
+        ids = asyncio.run(go())
+        return len(arxiv.state.requests), ids
+
+
+def ordinary_day_table() -> None:
+    print(f"\nan ordinary day: {len(VOCAB)} keywords, {DAY_PAPERS} papers in the 7-day window")
+    print(
+        f"{'page size':>9} {'requests':>8} {'politeness s':>12} {'papers':>7} {'same papers':>11}"
+    )
+    base_requests, base_ids = ordinary_day(200)
+    for size in (200, 1000):
+        requests, ids = (base_requests, base_ids) if size == 200 else ordinary_day(size)
+        label = "baseline" if size == 200 else ("yes" if ids == base_ids else "NO")
+        print(f"{size:>9} {requests:>8} {(requests - 1) * 3:>12} {len(ids):>7} {label:>11}")
+
+
 if __name__ == "__main__":
     main()
+    ordinary_day_table()

@@ -82,7 +82,10 @@ class Paper:
 class ArxivSettings:
     api_url: str = "https://export.arxiv.org/api/query"
     request_interval: float = 3.0
-    page_size: int = 200
+    # arXiv allows up to 2000 per call (arxiv-api.md §2); 1000 keeps an ordinary
+    # day (about 1,700 papers in the 7-day window for 50 keywords) to 2 requests
+    # while a page stays about 1.5 MB and a few seconds to serve
+    page_size: int = 1000
     timeout: float = 30.0
     categories: tuple[str, ...] = ()
     max_retries: int = 4

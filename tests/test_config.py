@@ -32,7 +32,7 @@ def test_example_subscribers_yaml_is_valid_and_documents_the_defaults() -> None:
     assert s.send_at == time(7, 0) and s.timezone == "UTC"
     assert s.days == ("mon", "tue", "wed", "thu", "fri")
     assert s.lookback_days == 2 and s.max_papers_per_keyword == 25
-    assert s.arxiv.request_interval == 3.0 and s.arxiv.page_size == 200
+    assert s.arxiv.request_interval == 3.0 and s.arxiv.page_size == 1000
     assert s.smtp.security == "none"
     assert cfg.subscribers[0].keywords == ("reinforcement learning", "compiler")
     assert s.database == ROOT / "digest.json"

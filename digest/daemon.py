@@ -209,6 +209,14 @@ class Daemon:
             settings.timezone,
             local_text(next_run(self.clock(), settings), settings),
         )
+        if settings.inbox is not None:
+            log.info(
+                "replies: reading %s on %s:%d every %g minutes between cycles",
+                settings.inbox.folder,
+                settings.inbox.host,
+                settings.inbox.port,
+                settings.inbox.poll_interval,
+            )
         watchdog = watchdog_interval(self.env)
         pinger = asyncio.create_task(self._watchdog(watchdog)) if watchdog else None
         try:

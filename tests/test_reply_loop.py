@@ -451,3 +451,13 @@ def test_the_confirmation_is_not_a_digest_and_parses(site: Site) -> None:
     site.ingest(plain(ALICE, "pause", "pause"))
     msg = email.message_from_bytes(site.smtp.received[sent].raw, policy=policy.default)
     assert msg["Auto-Submitted"] == "auto-replied" and "confirm" in str(msg["Subject"])
+
+
+def test_a_confirmation_looped_back_to_us_is_not_answered(site: Site) -> None:
+    site.cycle()
+    sent = len(site.smtp.received)
+    site.ingest(plain(ALICE, "pause", "pause", to="papers@digest.test"))
+    (confirmation,) = site.smtp.received[sent:]
+    # an auto-forward or a misconfigured alias sends it straight back
+    assert site.ingest(confirmation.raw).returncode == 0
+    assert len(site.smtp.received) == sent + 1

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from digest import __version__, archive, config, inbox, ingest, mailroom, readers
+from digest import __version__, archive, atomic, config, inbox, ingest, mailroom, readers
 from digest.cycle import Hooks, Options, collaborators, run_cycle, snapshot
 from digest.daemon import Daemon
 from digest.errors import (
@@ -312,8 +312,12 @@ def cmd_once(args: argparse.Namespace) -> int:
         send_progress.clear()
         print(r.line(), file=sys.stderr)
         if r.status == "dry-run":
-            for title in r.titles:
-                print(f"  - {title}")
+            # in the mail's order: most relevant first within each keyword
+            for i, title in enumerate(r.titles):
+                if args.verbose and i < len(r.scores):
+                    print(f"  - {r.scores[i]:5.2f}  {title}")
+                else:
+                    print(f"  - {title}")
 
     hooks = Hooks(fetch_progress=fetch_progress, send_progress=send_progress, report_line=line)
     with Store.open(cfg.settings.database, readonly=args.dry_run) as store:
@@ -337,7 +341,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.output:
         out = args.output
-        out.write_text(rendered[0], encoding="utf-8")
+        try:
+            # the reader's name, address and papers: owner-only, like the temporary file
+            atomic.write_atomic(out, rendered[0], mode=0o600)
+        except OSError as exc:
+            raise CannotCreateError(f"-o {out} cannot be written: {exc}", path=str(out)) from exc
     else:
         fd, name = tempfile.mkstemp(prefix="digest-preview-", suffix=".html")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -375,10 +383,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         for plan in plans:
             email = plan.subscriber.email
             state = before.state(email)
+            skipped = (
+                f", {len(state.skipped)} skipped (left out for size, not offered again)"
+                if state.skipped
+                else ""
+            )
             chosen = readers.describe(before.reader(email), now)
             print(
-                f"  {email}: {len(state.delivered)} delivered, {len(plan.matches)} pending"
-                + (f"; {chosen}" if chosen else "")
+                f"  {email}: {len(state.delivered)} delivered, "
+                f"{len(plan.matches)} pending{skipped}" + (f"; {chosen}" if chosen else "")
             )
     return EXIT_OK
 

@@ -10,7 +10,7 @@ are built by the ``email`` package (``policy.default`` refuses CR/LF).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -32,19 +32,20 @@ from digest.models import (
     Digest,
     Match,
     Paper,
+    Ranked,
     Section,
     Settings,
     Subscriber,
     format_sender,
-    newest_first,
     split_address,
 )
-from digest.query import search_url
+from digest.rank import order_section
 
 # Gmail clips HTML over ~102 KB, which hides the footer (delivery §3).
 HTML_LIMIT = 100_000
 ABSTRACT_LIMIT = 1200  # characters shown before "read more"
 AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last
+ROW_AUTHORS = 2  # a compact row names the first two, then "et al."
 AUTHORS_SECTION = "Authors you follow"
 ACKNOWLEDGEMENT = "Thank you to arXiv for use of its open access interoperability."
 TEMPLATE_NAMES = ("digest.html", "digest.txt", "subject.txt")
@@ -61,41 +62,49 @@ def shipped_templates() -> Path:
 # Selection (pure)
 
 
+def _by_section(subscriber: Subscriber, ranked: Sequence[Ranked]) -> dict[str, tuple[Ranked, ...]]:
+    """Each match under the first of its keywords (author-only matches last), best first."""
+    groups: dict[str, list[Ranked]] = {k: [] for k in subscriber.keywords}
+    groups[AUTHORS_SECTION] = []
+    for r in ranked:
+        keywords = r.match.keywords
+        groups[keywords[0] if keywords else AUTHORS_SECTION].append(r)
+    return {key: order_section(rs) for key, rs in groups.items() if rs}
+
+
 def build_digest(
     subscriber: Subscriber,
-    matches: Sequence[Match],
+    ranked: Sequence[Ranked],
     *,
     max_per_keyword: int,
     cycle_id: str,
     created: datetime,
     revisions: Sequence[Match] = (),
     empty_reason: str | None = None,
+    full: int | None = None,
+    shown: int | None = None,
 ) -> Digest:
-    """Group matches into sections, in the subscriber's keyword order.
+    """Group ranked matches into sections, in the subscriber's keyword order.
 
-    Each paper appears once, under the first of its keywords; author-only
-    matches get a section of their own at the end. Beyond
-    ``max_per_keyword`` papers a section shows "and N more" (those count as
-    delivered: the reader was told where to find them). ``revisions`` are
-    papers sent before that have a newer version, newest update first, held to
-    the same limit (those left out are not recorded and come in a later digest).
+    Each paper appears once, under the first of its keywords, most relevant
+    first (``rank.order_section``); author-only matches get a section of
+    their own at the end. In each section the first ``full`` papers (default
+    ``max_per_keyword``) are shown in full, the rest as compact rows; with
+    ``shown`` set, papers past that many are left out (the size limit's last
+    resort: ``compose``). ``revisions`` are papers sent before that have a
+    newer version, newest update first, held to ``max_per_keyword`` (those
+    left out are not recorded and come in a later digest).
     """
-    by_section: dict[str, list[Match]] = {k: [] for k in subscriber.keywords}
-    by_section[AUTHORS_SECTION] = []
-    for m in matches:
-        key = m.keywords[0] if m.keywords else AUTHORS_SECTION
-        by_section[key].append(m)
+    full = max_per_keyword if full is None else full
     sections = []
-    for key, ms in by_section.items():
-        if not ms:
-            continue
-        ms.sort(key=lambda m: newest_first(m.paper), reverse=True)
+    for key, rs in _by_section(subscriber, ranked).items():
+        keep = rs if shown is None else rs[:shown]
         sections.append(
             Section(
                 keyword=key,
-                matches=tuple(ms[:max_per_keyword]),
-                hidden=tuple(ms[max_per_keyword:]),
-                search_url=search_url(key) if key != AUTHORS_SECTION else "https://arxiv.org/",
+                full=keep[:full],
+                compact=keep[full:],
+                left_out=rs[len(keep) :],
             )
         )
     return Digest(
@@ -163,7 +172,7 @@ def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
     return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:") + " …", True
 
 
-def _paper_view(m: Match, all_keywords: Sequence[str]) -> dict[str, Any]:
+def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) -> dict[str, Any]:
     p: Paper = m.paper
     title = latex_text(p.title)
     abstract, trimmed = trim(latex_text(p.abstract))
@@ -178,9 +187,7 @@ def _paper_view(m: Match, all_keywords: Sequence[str]) -> dict[str, Any]:
         "authors": shorten_authors([latex_name(a) for a in p.authors]),
         "followed_authors": list(m.authors),
         "primary_category": p.primary_category,
-        "other_categories": [
-            c for c in p.categories if c != p.primary_category and CATEGORY_RE.fullmatch(c)
-        ],
+        "other_categories": _other_categories(p),
         "submitted": p.published.strftime("%Y-%m-%d"),
         "updated": p.updated.strftime("%Y-%m-%d"),
         "comment": latex_text(p.comment) if p.comment else None,
@@ -188,9 +195,36 @@ def _paper_view(m: Match, all_keywords: Sequence[str]) -> dict[str, Any]:
         "doi": p.doi,
         "matched": list(m.keywords),
         "also_matched": [k for k in m.keywords[1:] if k in all_keywords],
+        "like": like,
         "abs_url": p.abs_url,
         "pdf_url": p.pdf_url,
         "html_url": p.html_url,
+    }
+
+
+def _other_categories(p: Paper) -> list[str]:
+    return [c for c in p.categories if c != p.primary_category and CATEGORY_RE.fullmatch(c)]
+
+
+def first_authors(authors: Sequence[str]) -> str:
+    """A compact row's authors: the first ones, "et al." for the rest."""
+    if len(authors) <= ROW_AUTHORS:
+        return ", ".join(authors)
+    return ", ".join(authors[:ROW_AUTHORS]) + " et al."
+
+
+def _row_view(r: Ranked) -> dict[str, Any]:
+    """A compact row: linked title, first authors, categories, PDF link, what matched."""
+    m, p = r.match, r.match.paper
+    return {
+        "id": p.id,
+        "title": latex_text(p.title),
+        "authors": first_authors([latex_name(a) for a in p.authors]),
+        "categories": [p.primary_category, *_other_categories(p)],
+        "matched": [*m.keywords, *(f"by {a}" for a in m.authors)],
+        "like": r.like,
+        "abs_url": p.abs_url,
+        "pdf_url": p.pdf_url,
     }
 
 
@@ -202,10 +236,10 @@ def render_context(digest: Digest, sender: str) -> dict[str, Any]:
             "keyword": s.keyword,
             "is_authors": s.keyword == AUTHORS_SECTION,
             "anchor": f"k{i}",
-            "count": len(s.matches) + len(s.hidden),
-            "papers": [_paper_view(m, sub.keywords) for m in s.matches],
-            "more": len(s.hidden),
-            "search_url": s.search_url,
+            "count": len(s.shown),
+            "papers": [_paper_view(r.match, sub.keywords, r.like) for r in s.full],
+            "rows": [_row_view(r) for r in s.compact],
+            "left_out": len(s.left_out),
         }
         for i, s in enumerate(digest.sections)
     ]
@@ -221,6 +255,8 @@ def render_context(digest: Digest, sender: str) -> dict[str, Any]:
         "date": digest.created.strftime("%A, %d %B %Y"),
         "iso_date": digest.created.strftime("%Y-%m-%d"),
         "count": digest.count,
+        "left_out": digest.left_out,
+        "size_limit_kb": HTML_LIMIT // 1000,
         "sections": sections,
         "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
         "empty_reason": digest.empty_reason,
@@ -334,7 +370,7 @@ def build_message(
 
 def compose(
     subscriber: Subscriber,
-    matches: Sequence[Match],
+    ranked: Sequence[Ranked],
     settings: Settings,
     *,
     cycle_id: str,
@@ -342,30 +378,90 @@ def compose(
     revisions: Sequence[Match] = (),
     empty_reason: str | None = None,
 ) -> tuple[Digest, Rendered]:
-    """Select and render, lowering the per-keyword limit until the HTML fits ``HTML_LIMIT``.
+    """Select and render so that the HTML fits ``HTML_LIMIT``, hiding nothing if it can.
 
-    Only the HTML is re-rendered while searching; the next limit is
-    estimated from the size per shown paper, so one or two renders suffice.
-    The revision section is held to the same limit; revisions left out are
-    not recorded and come in a later digest.
+    The subscriber's ``max_papers_per_keyword`` papers of each section are
+    shown in full, the rest as compact rows. Over the limit, full entries
+    become rows, the lowest-ranked of every section first (the per-section
+    number shown in full goes down); only if every paper as a row is still
+    too much are the lowest-ranked rows of every section left out (the
+    mail says how many and why; the cycle records them as skipped).
+    Sizes are estimated from the renders so far, so a few renders suffice.
     """
     limit = subscriber.max_papers_per_keyword or settings.max_papers_per_keyword
-    while True:
-        digest = build_digest(
+
+    def build(full: int | None = None, shown: int | None = None) -> Digest:
+        return build_digest(
             subscriber,
-            matches,
+            ranked,
             max_per_keyword=limit,
             cycle_id=cycle_id,
             created=created,
             revisions=revisions,
             empty_reason=empty_reason,
+            full=full,
+            shown=shown,
         )
-        html = render_html(digest, settings)
-        size = len(html.encode())
-        if size <= HTML_LIMIT or limit == 1:
-            return digest, render(digest, settings, html)
-        shown_max = max(
-            [len(s.matches) for s in digest.sections] + [len(digest.revisions)], default=1
+
+    digest = build()
+    html = render_html(digest, settings)
+    if _fits(html):
+        return digest, render(digest, settings, html)
+    lengths = [len(s.full) + len(s.compact) for s in digest.sections]
+    rows = build(full=0)
+    rows_html = render_html(rows, settings)
+    if _fits(rows_html):
+        # full entries become rows, lowest-ranked first in every section
+        fitted = _fit(lambda k: build(full=k), settings, lengths, (0, rows, rows_html), limit, html)
+    else:
+        # even one row per paper is too much: leave the lowest-ranked rows out
+        bare = build(full=0, shown=0)
+        fitted = _fit(
+            lambda n: build(full=0, shown=n),
+            settings,
+            lengths,
+            (0, bare, render_html(bare, settings)),
+            max(lengths),
+            rows_html,
         )
-        estimate = int(shown_max * HTML_LIMIT * 0.9 / size)
-        limit = max(1, min(limit - 1, estimate, shown_max - 1))
+    return fitted[0], render(fitted[0], settings, fitted[1])
+
+
+def _fits(html: str) -> bool:
+    return len(html.encode()) <= HTML_LIMIT
+
+
+def _fit(
+    build: Callable[[int], Digest],
+    settings: Settings,
+    lengths: Sequence[int],
+    low: tuple[int, Digest, str],
+    high: int,
+    high_html: str,
+) -> tuple[Digest, str]:
+    """The digest of the largest ``x`` in [low, high) whose HTML fits (or ``low``, the floor).
+
+    ``x`` caps every section (papers in full, or papers shown); the size is
+    taken as linear in the number of papers the cap lets through, each guess
+    checked by a render and the line refitted through it when it is over.
+    """
+
+    def through(x: int) -> int:
+        return sum(min(x, n) for n in lengths)
+
+    x0, digest, html = low
+    size0, size1 = len(html.encode()), len(high_html.encode())
+    while True:
+        per_paper = (size1 - size0) / max(through(high) - through(x0), 1)
+        room = HTML_LIMIT * 0.98 - size0  # aim a little low: rows differ in length
+        x = max(
+            (x for x in range(x0 + 1, high) if per_paper * (through(x) - through(x0)) <= room),
+            default=x0,
+        )
+        if x == x0:
+            return digest, html
+        guess = build(x)
+        guess_html = render_html(guess, settings)
+        if _fits(guess_html):
+            return guess, guess_html
+        high, size1 = x, len(guess_html.encode())

@@ -11,6 +11,13 @@ cannot change the cycle's outcome.
 
 "Record" means one thing here: writing to the store what a side effect made
 true (papers cached, a digest delivered, a slot served, the cycle's summary).
+A digest delivers only the papers its mail shows; the matches it left out
+for size are recorded as skipped with it, never as delivered.
+
+Ranking sits between plan and compose: the corpus is built once per cycle
+(on first need) from the fetch window's papers, each reader's profile from
+their likes (liked papers not cached are looked up in one ``id_list``
+request at most, and cached), and ``compose`` gets the ranked matches.
 """
 
 from __future__ import annotations
@@ -21,16 +28,17 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
-from digest import compose, housekeeping, mailroom
+from digest import compose, housekeeping, library, mailroom, rank
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
-from digest.errors import DigestError
+from digest.errors import DigestError, FetchError
 from digest.fetch import ArxivClient, Progress
 from digest.mailer import Mailer
-from digest.models import Config, Digest, Paper, Settings, Subscriber, newest_versions
+from digest.models import Config, Digest, Paper, Ranked, Settings, Subscriber, newest_versions
 from digest.plan import (
     Candidates,
     Plan,
@@ -152,6 +160,14 @@ class _Run:
     options: Options
     hooks: Hooks
     reports: list[SubscriberReport] = field(default_factory=list)
+    # what ranking reads: the cache, the fetch and the liked papers looked up
+    papers: dict[str, Paper] = field(default_factory=dict)
+    background: tuple[Paper, ...] = ()  # the corpus's papers
+
+    @cached_property
+    def corpus(self) -> rank.Corpus:
+        """The cycle's recent papers as tf-idf vectors: built once, on first need."""
+        return rank.build_corpus(self.background)
 
     @property
     def records(self) -> bool:
@@ -184,7 +200,17 @@ async def run_cycle(
             store.add_papers(fetched, now)
             store.set_last_fetch(now)
             store.flush()
-        outgoing = await _plan_and_compose(run, subs, before, candidates(before.cached, fetched))
+        liked = await _look_up_likes(run, subs, before, fetched)
+        if run.records and liked:
+            store.add_papers(liked, now)  # cached like any paper; pruning keeps them
+            store.flush()
+        pool = candidates(before.cached, fetched)
+        run.papers = {**pool.by_id, **{p.id: p for p in liked if p.id not in pool.by_id}}
+        # the background that word weights are measured against: the papers of
+        # the fetch window (the cache keeps half a year; ranking needs today's)
+        since, _ = window(now, before.last_fetch, config.settings.lookback_days)
+        run.background = tuple(p for p in pool.ordered if p.published >= since) or pool.ordered
+        outgoing = await _plan_and_compose(run, subs, before, pool)
         if outgoing:
             await collab.delivery.deliver(outgoing, lambda item, s, d: _on_fate(run, item, s, d))
         if run.records:
@@ -234,6 +260,28 @@ async def _fetch(run: _Run, subs: Sequence[Subscriber], before: Snapshot) -> tup
     return papers
 
 
+async def _look_up_likes(
+    run: _Run, subs: Sequence[Subscriber], before: Snapshot, fetched: Sequence[Paper]
+) -> tuple[Paper, ...]:
+    """Liked papers known only by id and not cached: one ``id_list`` request at most."""
+    settings = run.config.settings
+    known = {p.id for p in before.cached} | {p.id for p in fetched}
+    ids = library.ids_to_look_up(
+        subs, known, api_url=settings.arxiv.api_url, page_size=settings.arxiv.page_size
+    )
+    if not ids:
+        return ()
+    try:
+        papers = await run.collab.arxiv.fetch_ids(ids)
+    except FetchError as exc:
+        # the mail does not wait for it: ranking uses the likes it has, and
+        # the lookup is tried again next cycle
+        log.warning("could not look up %d liked papers (tried next cycle): %s", len(ids), exc)
+        return ()
+    log.info("looked up %d of %d liked papers", len(papers), len(ids))
+    return papers
+
+
 async def _plan_and_compose(
     run: _Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
 ) -> list[Outgoing]:
@@ -258,7 +306,7 @@ async def _plan_and_compose(
                 continue
             item = _compose(run, plan)
             if run.options.dry_run and run.options.outbox is None:
-                run.emit(item.report("dry-run"))
+                run.emit(_report(item, "dry-run"))
                 continue
             out.append(item)
         except DigestError as exc:
@@ -282,11 +330,24 @@ def _record_unsent(run: _Run, plan: Plan) -> None:
         run.store.mark_served(sub.email, served_slot=plan.served_slot)
 
 
+def _rank(run: _Run, plan: Plan) -> tuple[Ranked, ...]:
+    """``plan``'s matches scored for its reader: keywords, and closeness to their likes."""
+    # likes: from subscribers.yaml and from "more like this" replies; dislikes:
+    # "less like this" (plan.as_chosen merged them into the plan's subscriber)
+    likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
+    profile = (
+        rank.build_profile(run.corpus, likes, dislikes=dislikes, papers=run.papers)
+        if likes or dislikes
+        else None
+    )
+    return rank.rank(plan.matches, run.corpus, profile or rank.NO_PROFILE)
+
+
 def _compose(run: _Run, plan: Plan) -> Outgoing:
     settings = run.config.settings
     digest, rendered = compose.compose(
         plan.subscriber,
-        plan.matches,
+        _rank(run, plan),
         settings,
         cycle_id=plan.cycle_id,
         created=run.now,
@@ -309,7 +370,22 @@ def _on_fate(run: _Run, item: Outgoing, status: Status, detail: str) -> None:
         and mailroom.record_refusal(run.store, item.email, detail, run.now)
     ):
         run.store.flush()
-    run.emit(item.report(status, detail))
+    run.emit(_report(item, status, detail))
+
+
+def _report(item: Outgoing, status: Status, detail: str = "") -> SubscriberReport:
+    """The item's report; once the mail went out, what it showed, in its order, with scores."""
+    report = item.report(status, detail)
+    if status not in ("sent", "outbox", "dry-run"):
+        return report  # nothing recorded: every match stays pending
+    shown = item.digest.shown
+    return replace(
+        report,
+        papers=len(shown),
+        titles=tuple(r.match.paper.title for r in shown),
+        scores=tuple(r.score for r in shown),
+        skipped=item.digest.left_out,
+    )
 
 
 def _record_delivery(store: Store, item: Outgoing, now: datetime) -> None:
@@ -317,6 +393,8 @@ def _record_delivery(store: Store, item: Outgoing, now: datetime) -> None:
     plan = item.plan
     if delivers:
         store.record_delivery(item.email, delivers, now, served_slot=plan.served_slot)
+    # left out for size: the mail said so; not delivered, and not offered again
+    store.record_skipped(item.email, item.digest.skips, now)
     store.mark_served(
         item.email,
         served_slot=None if delivers else plan.served_slot,

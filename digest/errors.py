@@ -100,6 +100,13 @@ class StoreLockedError(StoreError):
     """Another digest process owns the database."""
 
 
+class StoreUnreadableError(StoreError):
+    """The database exists but cannot be read (permissions, a folder): the operator must act."""
+
+    exit_code = EXIT_CONFIG
+    retryable = False
+
+
 class StoreCorruptError(StoreError):
     """The database file does not parse; it is left untouched for the operator."""
 

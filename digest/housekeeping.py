@@ -25,7 +25,8 @@ def tidy(config: Config, store: Store, now: datetime) -> bool:
         # one selection serves both: pruning keeps exactly what the page shows
         keywords = archive.keywords_in_order(config.subscribers)
         selection = archive.select(keywords, store.papers())
-        store.prune(now, keep=archive.kept_ids(selection))
+        liked = {x.arxiv_id for s in config.subscribers for x in s.likes if x.arxiv_id}
+        store.prune(now, keep=archive.kept_ids(selection) | liked)
         # fold the cycle's delivery journal into the database file: one rewrite
         # per cycle, whatever the number of messages (the journal kept each
         # acceptance durable as it happened)

@@ -242,6 +242,18 @@ class Ledger:
         if slot is not None:
             r.fields["served_slot"] = slot
 
+    def _skip(self, email: str, at: str, skipped: Mapping[str, int]) -> None:
+        # kept as (at, encoded ids) pairs in the reader's fields: a reader who
+        # follows a broad keyword can have hundreds a day, like deliveries
+        r = self.reader(email)
+        pairs = [tuple(p) for p in r.fields.get("skipped") or ()]
+        if pairs and pairs[-1][0] == at:  # a replay: the same ids again
+            merged = {**decode_ids(pairs[-1][1]), **{str(k): int(v) for k, v in skipped.items()}}
+            pairs[-1] = (at, encode_ids(merged))
+        else:
+            pairs.append((at, encode_ids({str(k): int(v) for k, v in skipped.items()})))
+        r.fields["skipped"] = [list(p) for p in pairs]
+
     def _marks(self, email: str, added: Mapping[str, str], first_seen: str | None = None) -> None:
         r = self.reader(email)
         marks = dict(r.fields.get("watermarks") or {})
@@ -281,7 +293,7 @@ class Ledger:
         ]
         for pid in old:
             del self.papers[pid]
-        dropped = 0
+        dropped, changed = 0, False
         for r in self.readers.values():
             # batches are chronological: only a reader whose first is old has work
             if r.batches and parse_time(r.batches[0][0]) < cutoff:
@@ -289,15 +301,26 @@ class Ledger:
                 r.batches = tuple(b for b in r.batches if parse_time(b[0]) >= cutoff)
                 r._delivered = None
                 dropped += before - len(r.delivered)
-        if old or dropped:
+            # skipped records age like deliveries (not counted: they were never sent)
+            skipped = r.fields.get("skipped")
+            if skipped and parse_time(skipped[0][0]) < cutoff:
+                r.fields["skipped"] = [p for p in skipped if parse_time(p[0]) >= cutoff]
+                changed = True
+        if old or dropped or changed:
             self.version += 1
         return len(old), dropped
+
+
+def skipped_ids(reader: Reader) -> dict[str, int]:
+    """id -> version of the matches left out of ``reader``'s mails for size."""
+    return _merged((str(at), str(ids)) for at, ids in reader.fields.get("skipped") or ())
 
 
 _OPS: dict[str, Any] = {
     "meta": Ledger._meta,
     "paper": Ledger._paper,
     "deliver": Ledger._deliver,
+    "skip": Ledger._skip,
     "marks": Ledger._marks,
     "served": Ledger._served,
     "replies": Ledger._replies,
@@ -369,6 +392,8 @@ class SubscriberState:
     email: str
     delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
     delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
+    # id -> version: left out of a mail for its size, never to be offered again
+    skipped: Mapping[str, int] = field(default_factory=dict)
     watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
     last_sent: datetime | None = None
     first_seen: datetime | None = None

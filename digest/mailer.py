@@ -138,7 +138,9 @@ class Mailer:
         except aiosmtplib.SMTPAuthenticationError as exc:
             smtp.close()
             raise _Unusable(
-                f"the SMTP server refused the login for {s.username!r}: {exc.code} {exc.message}"
+                f"the SMTP server refused the login for {s.username!r}: {exc.code} {exc.message}; "
+                "check smtp.username and the password (DIGEST_SMTP_PASSWORD or the "
+                "credential smtp-password)"
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             smtp.close()

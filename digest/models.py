@@ -187,13 +187,34 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class Ranked:
+    """A match with its score for one reader, and why it is up there (``digest.rank``)."""
+
+    match: Match
+    score: float
+    like: str | None = None  # title of the liked paper it is close to
+
+    @property
+    def explanation(self) -> str | None:
+        return f"like: {self.like}" if self.like else None
+
+
+@dataclass(frozen=True, slots=True)
 class Section:
-    """A keyword's part of a digest: the papers shown and the ones only counted."""
+    """A keyword's part of a digest, most relevant first.
+
+    Every match is in exactly one of the three: shown in full, shown as a
+    compact row, or left out because not even a row fitted the size limit.
+    """
 
     keyword: str
-    matches: tuple[Match, ...]  # shown in full
-    hidden: tuple[Match, ...]  # matched but left out for size: "and N more"
-    search_url: str  # where the reader finds the hidden ones
+    full: tuple[Ranked, ...]  # with abstract: the first ``max_papers_per_keyword``
+    compact: tuple[Ranked, ...] = ()  # one row each: title, authors, links
+    left_out: tuple[Ranked, ...] = ()  # lowest-ranked, past the size limit: recorded skipped
+
+    @property
+    def shown(self) -> tuple[Ranked, ...]:
+        return (*self.full, *self.compact)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,20 +229,36 @@ class Digest:
     empty_reason: str | None = None  # a "nothing new" mail says why
 
     @property
+    def shown(self) -> tuple[Ranked, ...]:
+        """Every paper the mail shows (in full or as a row), in the mail's order."""
+        return tuple(r for s in self.sections for r in s.shown)
+
+    @property
     def paper_ids(self) -> tuple[str, ...]:
-        """Every paper this digest delivers: shown, or counted in "and N more"."""
-        return tuple(m.paper.id for s in self.sections for m in (*s.matches, *s.hidden))
+        return tuple(r.match.paper.id for r in self.shown)
 
     @property
     def count(self) -> int:
         return len(self.paper_ids)
 
     @property
+    def left_out(self) -> int:
+        return sum(len(s.left_out) for s in self.sections)
+
+    @property
     def delivers(self) -> dict[str, int]:
-        """What recording this digest as delivered means: id -> version (revisions included)."""
-        out = {m.paper.id: m.paper.version for s in self.sections for m in (*s.matches, *s.hidden)}
+        """What recording this digest as delivered means: id -> version (revisions included).
+
+        Only what the mail shows: a paper left out for size is ``skips``, never delivered.
+        """
+        out = {r.match.paper.id: r.match.paper.version for r in self.shown}
         out.update({m.paper.id: m.paper.version for m in self.revisions})
         return out
+
+    @property
+    def skips(self) -> dict[str, int]:
+        """The matches left out for size (id -> version): recorded as skipped, not offered again."""
+        return {r.match.paper.id: r.match.paper.version for s in self.sections for r in s.left_out}
 
     @property
     def keywords(self) -> tuple[str, ...]:

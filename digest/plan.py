@@ -262,7 +262,9 @@ def plan_subscriber(
     keys = term_keys(sub)
     marks = {k: state.watermarks.get(k, start) for k in keys}
     cats = settings.arxiv.categories
-    matches = pending_matches(sub, pool.ordered, state.delivered, marks, cats, pool.texts)
+    # a match left out of an earlier mail for size is not offered again
+    handled = {**state.skipped, **state.delivered} if state.skipped else state.delivered
+    matches = pending_matches(sub, pool.ordered, handled, marks, cats, pool.texts)
     revisions = (
         revised_matches(sub, state.delivered, pool.by_id, cats) if sub.include_revisions else ()
     )

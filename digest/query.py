@@ -150,14 +150,3 @@ def build_queries(
     if batch:
         queries.append(_assemble(batch, terms.categories, start, end))
     return tuple(queries)
-
-
-def search_url(keyword: str) -> str:
-    """arXiv's web search for a keyword: where "and N more" points the reader."""
-    params = {
-        "query": f'"{keyword}"',
-        "searchtype": "all",
-        "order": "-submitted_date",
-        "abstracts": "show",
-    }
-    return "https://arxiv.org/search/?" + urlencode(params)

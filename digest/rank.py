@@ -63,7 +63,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from digest.matching import normalize, normalize_words
-from digest.models import Liked, Match, Paper
+from digest.models import Liked, Match, Paper, Ranked
 
 Vector = dict[str, float]
 
@@ -132,19 +132,6 @@ class Profile:
 
 
 NO_PROFILE = Profile(query={})
-
-
-@dataclass(frozen=True, slots=True)
-class Ranked:
-    """A match with its score for one reader, and why it is up there."""
-
-    match: Match
-    score: float
-    like: str | None = None  # title of the liked paper it is close to
-
-    @property
-    def explanation(self) -> str | None:
-        return f"like: {self.like}" if self.like else None
 
 
 def _words(text: str) -> list[str]:

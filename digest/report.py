@@ -35,9 +35,13 @@ class SubscriberReport:
     detail: str = ""
     revisions: int = 0
     empty: bool = False  # a "nothing new" note
+    scores: tuple[float, ...] = ()  # beside ``titles``: the rank order's scores
+    skipped: int = 0  # lower-ranked matches left out for the size limit
 
     def line(self) -> str:
         n = _plural(self.papers, "paper")
+        if self.skipped:
+            n += f" ({self.skipped} lower-ranked left out for size)"
         if self.revisions:
             n += f" and {_plural(self.revisions, 'update')}"
         if self.empty:

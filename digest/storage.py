@@ -22,7 +22,7 @@ from tinydb.storages import MemoryStorage as TinyMemoryStorage
 from tinydb.storages import Storage
 
 from digest import atomic
-from digest.errors import StoreCorruptError, StoreError
+from digest.errors import StoreCorruptError, StoreError, StoreUnreadableError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,12 @@ class AtomicJSONStorage(JournalStorage):
             text = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except (PermissionError, IsADirectoryError) as exc:
+            # not transient: exit 78 so systemd does not restart-loop on it
+            raise StoreUnreadableError(
+                f"cannot read the database {self.path} ({exc.strerror}); digest left it "
+                "untouched. Give the user digest runs as read and write access to it"
+            ) from exc
         except OSError as exc:
             raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
         if not text.strip():

@@ -41,7 +41,15 @@ from typing import Any
 from digest import atomic
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
 from digest.ledger import SCHEMA as SCHEMA
-from digest.ledger import DeliveredAt, Ledger, LedgerError, iso, maybe_time, parse_time
+from digest.ledger import (
+    DeliveredAt,
+    Ledger,
+    LedgerError,
+    iso,
+    maybe_time,
+    parse_time,
+    skipped_ids,
+)
 from digest.ledger import SubscriberState as SubscriberState
 from digest.ledger import paper_from_doc as paper_from_doc
 from digest.ledger import paper_to_doc as paper_to_doc
@@ -334,6 +342,7 @@ class Store:
             email=email,
             delivered=MappingProxyType(r.delivered),
             delivered_at=DeliveredAt(r.batches),
+            skipped=skipped_ids(r),
             watermarks={k: parse_time(v) for k, v in (f.get("watermarks") or {}).items()},
             last_sent=maybe_time(f.get("last_sent")),
             first_seen=maybe_time(f.get("first_seen")),
@@ -388,6 +397,16 @@ class Store:
         slot = iso(served_slot) if served_slot is not None else None
         self._change("deliver", email, iso(when), dict(sent), slot)
 
+    def record_skipped(self, email: str, skipped: Mapping[str, int], when: datetime) -> None:
+        """Mark ``skipped`` (id -> version) as left out of ``email``'s mail for its size.
+
+        Call with the delivery it belongs to: the mail said these matches were
+        left out, so they are not offered again (but they are not delivered:
+        no revision notice follows them). Journaled like a delivery.
+        """
+        if skipped:
+            self._change("skip", email, iso(when), dict(skipped))
+
     def mark_served(
         self, email: str, served_slot: datetime | None = None, empty_day: str | None = None
     ) -> None:
@@ -434,8 +453,9 @@ class Store:
         age. Not journaled: it reaches the file at the next checkpoint, and if a
         crash comes first the next cycle simply prunes again.
         """
+        version = self.ledger.version
         counts = self.ledger.prune(now - timedelta(days=retention_days), set(keep))
-        if counts != (0, 0):
+        if self.ledger.version != version:
             self._folded = False
             self._paper_objs = {
                 k: v for k, v in self._paper_objs.items() if k in self.ledger.papers

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from digest import rank
 from digest.compose import (
     ACKNOWLEDGEMENT,
     HTML_LIMIT,
@@ -53,7 +54,8 @@ ALICE = Subscriber(
 
 
 def matches(papers, sub=ALICE):
-    return match_all(papers, sub)
+    """The subscriber's matches, ranked as the cycle ranks them (keywords only, no likes)."""
+    return rank.rank(match_all(papers, sub), rank.build_corpus(papers))
 
 
 def parts(settings=SETTINGS, papers=None, sub=ALICE):
@@ -81,20 +83,21 @@ def test_sections_follow_the_subscriber_order_and_each_paper_appears_once() -> N
     ]
     d = build_digest(ALICE, matches(ps), max_per_keyword=25, cycle_id="c", created=NOW)
     assert [s.keyword for s in d.sections] == ["graph neural network", "compiler"]
-    assert [m.paper.id for m in d.sections[0].matches] == ["2611.00002", "2611.00003"]
-    assert [m.paper.id for m in d.sections[1].matches] == ["2611.00001"]
+    assert [r.match.paper.id for r in d.sections[0].full] == ["2611.00002", "2611.00003"]
+    assert [r.match.paper.id for r in d.sections[1].full] == ["2611.00001"]
     assert d.count == 3
     _, rendered, _ = parts(papers=ps)
     assert "also matches: compiler" in rendered.text
 
 
-def test_beyond_the_limit_papers_are_counted_as_and_n_more() -> None:
+def test_beyond_the_limit_papers_are_compact_rows_in_rank_order() -> None:
     ps = [paper(i, f"A compiler {i}") for i in range(1, 31)]
     d = build_digest(ALICE, matches(ps), max_per_keyword=25, cycle_id="c", created=NOW)
     (section,) = d.sections
-    assert len(section.matches) == 25 and len(section.hidden) == 5
-    assert d.count == 30 and len(d.paper_ids) == 30
-    assert "arxiv.org/search/" in section.search_url
+    assert len(section.full) == 25 and len(section.compact) == 5 and not section.left_out
+    assert d.count == 30 and set(d.delivers) == {p.id for p in ps}
+    # equal scores: newest first, full entries before the rows
+    assert [r.match.paper.id for r in section.shown] == [p.id for p in ps]
 
 
 def test_multipart_structure_and_headers() -> None:
@@ -187,10 +190,12 @@ def test_a_large_digest_stays_under_the_gmail_clipping_limit() -> None:
     sub = replace(ALICE, keywords=("graph neural network", "compiler", "transformer"))
     ps = [paper(i, f"Graph neural network {i}", long_abstract) for i in range(1, 80)]
     ps += [paper(100 + i, f"Transformer {i}", long_abstract) for i in range(80)]
-    digest, rendered = compose(sub, match_all(ps, sub), SETTINGS, cycle_id="c", created=NOW)
+    digest, rendered = compose(sub, matches(ps, sub), SETTINGS, cycle_id="c", created=NOW)
     assert len(rendered.html.encode()) < HTML_LIMIT
-    assert digest.count == len(ps)  # nothing dropped: the rest are "and N more"
-    assert "read more" in rendered.html and "and " in rendered.text
+    assert digest.count == len(ps) and digest.left_out == 0  # nothing hidden: the rest are rows
+    assert "read more" in rendered.html
+    for p in ps:
+        assert p.abs_url in rendered.html and p.abs_url in rendered.text
 
 
 def test_long_author_lists_are_shortened() -> None:

@@ -47,8 +47,7 @@ def delivered(cfg: Path) -> dict[str, dict[str, int]]:
 
 
 def listed_ids(msg: email.message.EmailMessage) -> list[str]:
-    text = msg.get_body(("plain",)).get_content()
-    return re.findall(r"Abstract: https://arxiv.org/abs/(\S+)", text)
+    return ids_in(msg)
 
 
 async def no_sleep(seconds: float) -> None:
@@ -311,15 +310,18 @@ def world(arxiv, smtp, tmp_path: Path) -> World:
     return World(arxiv, smtp, tmp_path / "subscribers.yaml")
 
 
+# a paper shown in full ("Abstract: <link>") or as a compact row (its link leads the line)
+SHOWN = re.compile(r"^ {3}(?:Abstract: )?https://arxiv.org/abs/([^\s|]+)", re.M)
+
+
 def ids_in(msg: Any) -> list[str]:
-    text = msg.get_body(("plain",)).get_content()
-    return re.findall(r"Abstract: https://arxiv.org/abs/(\S+)", text)
+    return SHOWN.findall(msg.get_body(("plain",)).get_content())
 
 
 def new_ids_in(msg: Any) -> list[str]:
     text = msg.get_body(("plain",)).get_content()
     text = text.split("UPDATED SINCE YOU SAW THEM")[0]
-    return re.findall(r"Abstract: https://arxiv.org/abs/(\S+)", text)
+    return SHOWN.findall(text)
 
 
 SUBSCRIBERS = [
@@ -468,7 +470,9 @@ def test_per_subscriber_max_papers_per_keyword(world: World) -> None:
     world.cycle(MONDAY)
     few = world.inbox("few@example.org")[0].get_body(("plain",)).get_content()
     many = world.inbox("many@example.org")[0]
-    assert len(re.findall(r"Abstract: ", few)) == 2 and "... and 3 more" in few
+    # two in full, the other three as compact rows: all five shown and recorded
+    assert len(re.findall(r"Abstract: ", few)) == 2
+    assert len(ids_in(world.inbox("few@example.org")[0])) == 5
     assert len(ids_in(many)) == 5
     assert world.inbox("few@example.org")[0]["Subject"].startswith("5 new arXiv papers")
 

@@ -13,7 +13,7 @@ from digest import archive, latex
 from digest.compose import build_digest, render
 from digest.feed import parse_page
 from digest.matching import match_all
-from digest.models import Paper, Settings, SmtpSettings, Subscriber
+from digest.models import Paper, Ranked, Settings, SmtpSettings, Subscriber
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
@@ -196,7 +196,11 @@ def test_every_field_of_the_digest_is_converted() -> None:
     sub = Subscriber(email="a@example.org", name="A", keywords=("compiler",))
     settings = Settings(smtp=SmtpSettings(sender="Papers <papers@digest.test>"))
     digest = build_digest(
-        sub, match_all([_tex_paper()], sub), max_per_keyword=5, cycle_id="c", created=NOW
+        sub,
+        [Ranked(m, 0.0) for m in match_all([_tex_paper()], sub)],
+        max_per_keyword=5,
+        cycle_id="c",
+        created=NOW,
     )
     text = render(digest, settings).text
     for shown in ("Compilers – a survey", "R&D on compilers costs 1/2 of n^(r-1).", "Günlük"):

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 
 import css_inline
 
+from digest import rank
 from digest.compose import compose
 from digest.matching import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber
@@ -51,7 +52,8 @@ PAPERS = [
 
 
 def rendered(papers: list[Paper] = PAPERS, sub: Subscriber = READER):
-    return compose(sub, match_all(papers, sub), SETTINGS, cycle_id="c", created=NOW)[1]
+    ranked = rank.rank(match_all(papers, sub), rank.build_corpus(papers))
+    return compose(sub, ranked, SETTINGS, cycle_id="c", created=NOW)[1]
 
 
 @dataclass(frozen=True)

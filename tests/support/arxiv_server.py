@@ -111,13 +111,19 @@ class ArxivState:
     header: bytes
     entries: list[bytes]
     faults: list[str] = field(default_factory=list)
+    # papers that only an id_list lookup finds (an old paper a reader likes)
+    by_id_only: list[bytes] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     delay: float = 0.0
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests ever being answered at once
 
     def page(self, start: int, size: int, id_list: str | None = None) -> bytes:
-        entries = self.entries if not id_list else by_ids(self.entries, id_list.split(","))
+        entries = (
+            self.entries
+            if not id_list
+            else by_ids([*self.entries, *self.by_id_only], id_list.split(","))
+        )
         chunk = entries[start : start + size]
         header = self.header
         header = re.sub(rb"(<opensearch:totalResults[^>]*>)\d+", rb"\g<1>%d" % len(entries), header)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from digest import rank
 from digest.compose import build_message, compose
 from digest.errors import ArxivQueryError
 from digest.feed import parse_page
@@ -89,6 +90,7 @@ def day_messages(templates: Path | None = None) -> list[tuple[str, bytes]]:
     """(subscriber, message bytes) for each digest of the day, as sent."""
     settings = Settings(smtp=SETTINGS.smtp, templates=templates)
     papers = day_papers()
+    corpus = rank.build_corpus(papers)  # as the cycle does: once, for every reader
     out = []
     for sub in SUBSCRIBERS:
         matches = match_all(papers, sub)
@@ -96,7 +98,7 @@ def day_messages(templates: Path | None = None) -> list[tuple[str, bytes]]:
             continue
         digest, rendered = compose(
             sub,
-            matches,
+            rank.rank(matches, corpus),
             settings,
             cycle_id="20261130.spam",
             created=CREATED,

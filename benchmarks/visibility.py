@@ -1,0 +1,345 @@
+"""Visibility and cost of ranked digests that never hide a paper (issue 10).
+
+Visibility: how many of a reader's matches their one mail shows (in full or
+as a compact row), and its HTML size against the 100 KB limit:
+
+* one reader with 150 matches in a day, and one with 600;
+* a realistic day: the 2026-06-09 arXiv listing plus the recorded API
+  responses of tests/fixtures (the ranking_quality.py "A" day), 50 readers
+  with one or two keywords each. The share of matches shown is printed
+  for digest before this change (``--before-rev``, default the commit that
+  added the ranking core: compose cut sections to 25 papers and lower,
+  then "and N more" with an arXiv search link; run in a subprocess from
+  ``git archive``) and after. A paper counts as shown when its abs link
+  is in the HTML.
+
+Cost: two real cycles in the same run, against the loopback arXiv server
+(the day's papers as Atom entries) and a loopback aiosmtpd, with 1,000
+readers (1-2 keywords, half of them with 8 liked papers): one ranked, one
+with ranking switched off (matches in date order, no corpus, no profiles).
+
+    python benchmarks/visibility.py [--readers 1000] [--no-cost]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BEFORE_REV = "0259e1a"  # main with the ranking core, before ranked digests
+# What readers follow: keywords with 2 to 80 matches on the day (counted
+# beside each). The 100+ ones ("LLM" 181, "language model" 224) are the
+# one-reader figures' job.
+KEYWORDS = [
+    "transformer",  # 43
+    "diffusion",  # 43
+    "segmentation",  # 27
+    "medical",  # 32
+    "graph",  # 33
+    "3D",  # 43
+    "embedding",  # 43
+    "safety",  # 46
+    "vision-language",  # 48
+    "retrieval",  # 53
+    "video",  # 58
+    "prompt",  # 63
+    "alignment",  # 73
+    "multimodal",  # 78
+    "reinforcement learning",  # 41
+    "deep learning",  # 26
+    "neural network",  # 22
+    "hallucination",  # 20
+    "quantum",  # 18
+    "causal",  # 25
+    "speech",  # 12
+    "privacy",  # 13
+    "question answering",  # 13
+    "point cloud",  # 13
+    "object detection",  # 11
+    "autonomous driving",  # 13
+    "test generation",  # 15
+    "software testing",  # 14
+    "metamorphic testing",  # 9
+    "chain-of-thought",  # 11
+    "sentiment",  # 10
+    "robot",  # 7
+    "fairness",  # 8
+    "code generation",  # 9
+    "image generation",  # 8
+    "knowledge graph",  # 6
+    "machine translation",  # 5
+    "pose estimation",  # 6
+    "explainability",  # 6
+    "tokenizer",  # 5
+]
+N_READERS = 50
+_ABS = re.compile(r'href="https://arxiv\.org/abs/([^"]+)"')
+
+
+def readers(n: int, seed: int = 50) -> list[tuple[str, tuple[str, ...]]]:
+    rng = random.Random(seed)
+    return [(f"r{i}@example.org", tuple(rng.sample(KEYWORDS, rng.randint(1, 2)))) for i in range(n)]
+
+
+def the_day() -> list[Any]:
+    """The ranking_quality.py "A" day: a listing plus the recorded API papers, one date."""
+    import dataclasses
+    from datetime import UTC, datetime, timedelta
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ranking_quality import DAY, load, recorded_papers
+
+    mixed = load(DAY) + recorded_papers()
+    random.Random(DAY).shuffle(mixed)
+    start = datetime.fromisoformat(DAY).replace(tzinfo=UTC)
+    return [
+        dataclasses.replace(p, published=start + timedelta(seconds=i), updated=start)
+        for i, p in enumerate(mixed)
+    ]
+
+
+def mail(sub: Any, papers: list[Any], *, ranked: bool) -> tuple[Any, Any, int]:
+    """(digest, rendered, matches) as ``digest once`` composes the mail."""
+    from datetime import UTC, datetime
+
+    from digest.compose import compose
+    from digest.matching import match_all
+    from digest.models import Settings
+
+    matches = match_all(papers, sub)
+    items: Any = matches
+    if ranked:
+        from digest import rank
+
+        items = rank.rank(matches, rank.build_corpus(papers))
+    created = datetime(2026, 6, 10, 7, tzinfo=UTC)
+    digest, rendered = compose(sub, items, Settings(), cycle_id="bench", created=created)
+    return digest, rendered, len(matches)
+
+
+def shown_in(html: str, papers: list[Any]) -> int:
+    ids = {p.id for p in papers}
+    return len(set(_ABS.findall(html)) & ids)
+
+
+def day_shares(ranked: bool) -> dict[str, Any]:
+    """Matches and matches shown per reader of the realistic day."""
+    from digest.matching import match_all
+    from digest.models import Subscriber
+
+    papers = the_day()
+    out = []
+    for email, kws in readers(N_READERS):
+        sub = Subscriber(email, kws)
+        if not match_all(papers, sub):
+            continue
+        _, rendered, n = mail(sub, papers, ranked=ranked)
+        out.append([email, " / ".join(kws), n, shown_in(rendered.html, papers)])
+    return {"papers": len(papers), "readers": out}
+
+
+def before(rev: str) -> dict[str, Any]:
+    """``day_shares`` computed by digest at ``rev`` (its own compose, in a subprocess)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, "digest", "templates"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        env = {**os.environ, "PYTHONPATH": tmp}
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--day-shares-only"],
+            env=env,
+            capture_output=True,
+            check=True,
+            cwd=tmp,
+        )
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+
+def print_day(label: str, result: dict[str, Any]) -> float:
+    rows = result["readers"]
+    matches = sum(r[2] for r in rows)
+    shown = sum(r[3] for r in rows)
+    full = sum(1 for r in rows if r[3] == r[2])
+    worst = min(rows, key=lambda r: r[3] / r[2])
+    print(
+        f"  {label:<7} {shown:>5} of {matches} matches shown ({shown / matches:.1%}); "
+        f"{full} of {len(rows)} readers see all theirs; worst: {worst[1]!r} "
+        f"{worst[3]} of {worst[2]}"
+    )
+    return float(shown / matches)
+
+
+def one_reader(n: int) -> None:
+    """A reader with ``n`` matches in a day (the day's papers, re-titled to match)."""
+    import dataclasses
+
+    from digest.models import Subscriber
+
+    papers = [dataclasses.replace(p, title=f"{p.title} (compiler track)") for p in the_day()[:n]]
+    sub = Subscriber("busy@example.org", ("compiler",))
+    digest, rendered, matches = mail(sub, papers, ranked=True)
+    full = sum(len(s.full) for s in digest.sections)
+    rows = sum(len(s.compact) for s in digest.sections)
+    size = len(rendered.html.encode())
+    print(
+        f"  {matches} matches: one mail, HTML {size / 1000:.1f} KB (limit 100 KB); "
+        f"{full} in full + {rows} compact rows = {full + rows} shown "
+        f"({shown_in(rendered.html, papers)} abs links), {digest.left_out} left out "
+        f"(recorded skipped)"
+    )
+
+
+def visibility(rev: str) -> None:
+    print("Visibility: one reader's one mail")
+    one_reader(150)
+    one_reader(600)
+    after = day_shares(ranked=True)
+    print(
+        f"\nA realistic day: {after['papers']} papers, {len(after['readers'])} readers "
+        f"with matches ({N_READERS} with 1-2 keywords each)"
+    )
+    print_day(f"before ({rev})", before(rev))
+    print_day("after", after)
+
+
+# --------------------------------------------------------------------------
+# Cost: a cycle at 1,000 readers with and without ranking
+
+
+def cost(n: int) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ranking_quality import OTHER_DAY, load
+    from digest import cycle
+    from digest.cycle import Hooks, Options, collaborators, run_cycle
+    from digest.models import (
+        ArxivSettings,
+        Config,
+        Liked,
+        Ranked,
+        Settings,
+        SmtpSettings,
+        Subscriber,
+    )
+    from digest.store import Store
+    from tests.support.arxiv_server import ArxivServer, load_entries, make_entry
+    from tests.support.smtp_server import SmtpServer
+
+    now = datetime.now(UTC)
+    papers = the_day()
+    entries = [
+        make_entry(
+            p.id,
+            p.title,
+            p.abstract,
+            authors=p.authors,
+            categories=p.categories,
+            published=now - timedelta(minutes=i + 1),
+        )
+        for i, p in enumerate(papers)
+    ]
+    header, _ = load_entries(["api_new_2026-04_all-testing_start-0_max-10.xml"])
+    pool = load(OTHER_DAY)
+    rng = random.Random(n)
+    subs = []
+    for i, (email, kws) in enumerate(readers(n, seed=1000)):
+        liked = rng.sample(pool, 8) if i % 2 else []
+        likes = tuple(Liked(None, p.title, p.abstract) for p in liked)
+        subs.append(Subscriber(email, kws, likes=likes))
+    unranked = cycle._rank
+
+    def date_order(run: Any, plan: Any) -> tuple[Any, ...]:
+        return tuple(Ranked(m, 0.0) for m in plan.matches)  # compose sorts: newest first
+
+    inside = [0.0]  # seconds spent ranking (the corpus is built on the first call)
+
+    def timed(run: Any, plan: Any) -> tuple[Any, ...]:
+        t = time.perf_counter()
+        try:
+            return unranked(run, plan)
+        finally:
+            inside[0] += time.perf_counter() - t
+
+    def run(ranked: bool) -> tuple[float, int, int]:
+        inside[0] = 0.0
+        cycle._rank = timed if ranked else date_order
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            ArxivServer(header, entries) as arxiv,
+            SmtpServer() as smtp,
+        ):
+            settings = Settings(
+                database=Path(tmp) / "digest.json",
+                lookback_days=2,
+                arxiv=ArxivSettings(api_url=arxiv.url, request_interval=0.0, page_size=1000),
+                smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, sender="P <p@digest.test>"),
+            )
+            cfg = Config(settings, tuple(subs), Path(tmp) / "subscribers.yaml")
+
+            async def go(store: Store) -> Any:
+                async with collaborators(settings, Options(), now=now) as collab:
+                    return await run_cycle(cfg, store, collab, now=now, hooks=Hooks())
+
+            t0 = time.perf_counter()
+            with Store.open(settings.database, now=now) as store:
+                report = asyncio.run(go(store))
+            elapsed = time.perf_counter() - t0
+            shown = sum(r.papers for r in report.subscribers)
+            return elapsed, len(smtp.received), shown
+
+    print(
+        f"\nCost: one cycle, {len(papers)} papers on the loopback arXiv, {n} readers "
+        "(1-2 keywords, half with 8 liked papers), loopback SMTP; wall seconds"
+    )
+    # off, on, on, off: warm-up and drift fall on both sides alike
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for ranked in (False, True, True, False):
+        elapsed, msgs, shown = run(ranked)
+        times[ranked].append(elapsed)
+        label = "ranked" if ranked else "ranking off (date order)"
+        spent = f"  ({inside[0]:.1f} s of it ranking)" if ranked else ""
+        print(f"  {label:<25} {elapsed:7.1f} s  {msgs} mails, {shown} papers shown{spent}")
+    cycle._rank = unranked
+    without, with_ = (sum(times[k]) / 2 for k in (False, True))
+    print(
+        f"  mean: off {without:.1f} s, ranked {with_:.1f} s: ranking adds "
+        f"{(with_ - without) / without:+.1%} to the cycle's wall time"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readers", type=int, default=1000, help="readers for the cost figure")
+    ap.add_argument("--no-cost", action="store_true", help="visibility only")
+    ap.add_argument("--before-rev", default=BEFORE_REV, help="digest before ranked digests")
+    ap.add_argument("--day-shares-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.day_shares_only:  # inside ``before``: whatever digest is on PYTHONPATH
+        json.dump(day_shares(ranked=False), sys.stdout)
+        return
+    sys.path.insert(0, str(ROOT))
+    visibility(args.before_rev)
+    if not args.no_cost:
+        cost(args.readers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""arXiv misbehaves: every fault still ends with each matching paper delivered once, nothing else.
+
+Each scenario runs ``digest once`` against a scripted arXiv, then (when the
+first run could not finish the job) one clean ``digest once``, and the
+invariant checker judges all the mail the SMTP server accepted.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults.conftest import run_side_by_side
+from tests.faults.world import World
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def faulty(faults: dict[int, str], then_clean: bool = False, **kw: Any) -> Callable[[Path], World]:
+    """A scenario: ``digest once`` with these faults (by request number), then maybe a clean run."""
+
+    def scenario(tmp: Path) -> World:
+        with World(tmp, **kw) as w:
+            w.script.faults = dict(faults)
+            w.once()
+            if then_clean:
+                w.once()
+        return w.settle()
+
+    return scenario
+
+
+def refused(tmp: Path) -> World:
+    with World(tmp, settings={"arxiv": {"max_retries": 1}}) as w:
+        w.env_extra["DIGEST_ARXIV_API_URL"] = f"http://127.0.0.1:{closed_port()}/api/query"
+        w.once()
+        del w.env_extra["DIGEST_ARXIV_API_URL"]
+        w.once()
+    return w.settle()
+
+
+def new_version(tmp: Path) -> World:
+    """A paper shows up twice in one answer (v1 and v2), then only as v3 in the next cycle."""
+    with World(tmp) as w:
+        entries = w.script.entries
+        v1 = entries[0]  # 2202.12139v1: alice (deep learning) and dave (testing)
+        v2 = v1.replace(b"2202.12139v1", b"2202.12139v2")
+        entries.insert(25, v2)  # the same paper again on page 3
+        w.script.ever.append(v2)
+        w.once()
+        v3 = v1.replace(b"2202.12139v1", b"2202.12139v3")
+        entries[:] = [v3 if e in (v1, v2) else e for e in entries]
+        w.script.ever.append(v3)
+        w.once()
+    return w.settle()
+
+
+SCENARIOS: dict[str, Callable[[Path], World]] = {
+    "503 twice": faulty({1: "503", 2: "503"}),
+    "503 with Retry-After twice": faulty({2: "503-retry-after", 3: "503-retry-after"}),
+    "429 twice": faulty({2: "429", 3: "429"}),
+    "429 with Retry-After": faulty({1: "429-retry-after"}),
+    "503 until retries run out": faulty({1: "503", 2: "503", 3: "503"}, then_clean=True),
+    "connection refused": refused,
+    "connection reset": faulty({2: "reset"}),
+    "timeout": faulty({1: "timeout"}),
+    "stall after the headers": faulty({2: "stall"}),
+    "truncated XML": faulty({3: "truncated"}),
+    "HTML error page with 200": faulty({1: "html200"}),
+    "spurious empty page": faulty({2: "empty"}),
+    "answer ignoring the query": faulty({2: "ignore-query"}, then_clean=True),
+    "totalResults grows between pages": faulty({2: "grow"}, then_clean=True),
+    "totalResults shrinks between pages": faulty({2: "shrink"}, then_clean=True),
+    "paper reappears with a new version": new_version,
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[World]]:
+    return run_side_by_side(SCENARIOS, tmp_path_factory)
+
+
+def world(outcomes: dict[str, Future[World]], name: str) -> World:
+    return outcomes[name].result(timeout=180)
+
+
+RETRIED = [
+    ("503 twice", 5),
+    ("503 with Retry-After twice", 5),
+    ("429 twice", 5),
+    ("429 with Retry-After", 4),
+    ("connection reset", 4),
+    ("timeout", 4),
+    ("stall after the headers", 4),
+    ("truncated XML", 4),
+    ("HTML error page with 200", 4),
+    ("spurious empty page", 4),
+]
+
+
+@pytest.mark.parametrize(("name", "requests"), RETRIED, ids=[n for n, _ in RETRIED])
+def test_a_retried_fault_costs_retries_and_loses_nothing(outcomes, name, requests) -> None:
+    w = world(outcomes, name)
+    (run,) = w.runs[:1]
+    assert run.code == 0, str(run)
+    assert w.arxiv.requests == requests  # 3 pages + one retry per fault
+    assert "retry" in run.stderr and "Traceback" not in run.stderr
+    w.check()
+
+
+def test_exhausted_retries_exit_75_record_nothing_and_the_next_run_delivers(outcomes) -> None:
+    w = world(outcomes, "503 until retries run out")
+    first = w.runs[0]
+    assert first.code == 75, str(first)
+    assert "arXiv did not give a usable answer after 3 attempts (last: HTTP 503)" in first.stderr
+    assert "Traceback" not in first.stderr
+    assert [a.number for a in w.smtp_script.accepted if a.number <= 0] == []
+    assert w.runs[1].code == 0
+    w.check()
+
+
+def test_arxiv_unreachable_exits_75_and_the_next_run_delivers(outcomes) -> None:
+    w = world(outcomes, "connection refused")
+    first, second = w.runs[:2]
+    # an interactive `once` gives up at once with the fix (issue 9.6), not after the back-off
+    assert first.code == 75 and "refused the connection" in first.stderr, str(first)
+    assert "Traceback" not in first.stderr
+    assert second.code == 0, str(second)
+    # nothing was sent by the failed run: every message came from the second
+    assert len(w.smtp_script.accepted) == 4
+    w.check()
+
+
+def test_an_answer_ignoring_the_query_delivers_no_stranger_and_loses_nothing(outcomes) -> None:
+    w = world(outcomes, "answer ignoring the query")
+    assert [r.code for r in w.runs[:2]] == [0, 0]
+    w.check()  # the old foreign papers matched keywords but were never sent
+
+
+@pytest.mark.parametrize(
+    "name", ["totalResults grows between pages", "totalResults shrinks between pages"]
+)
+def test_total_results_changing_between_pages_loses_and_repeats_nothing(outcomes, name) -> None:
+    w = world(outcomes, name)
+    assert [r.code for r in w.runs[:2]] == [0, 0], "\n".join(map(str, w.runs))
+    w.check()
+
+
+def test_a_new_version_is_never_sent_as_a_new_paper(outcomes) -> None:
+    w = world(outcomes, "paper reappears with a new version")
+    assert [r.code for r in w.runs[:2]] == [0, 0]
+    sent = [ids for ids in w.messages_to("alice@example.org") if "2202.12139" in ids]
+    assert len(sent) == 1
+    w.check()

@@ -34,6 +34,7 @@ from functools import cached_property
 from pathlib import Path
 
 from digest import compose, housekeeping, library, mailroom, rank
+from digest.commands import reader_links
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
 from digest.errors import DigestError, FetchError
 from digest.fetch import ArxivClient, Progress
@@ -343,6 +344,15 @@ def _rank(run: _Run, plan: Plan) -> tuple[Ranked, ...]:
     return rank.rank(plan.matches, run.corpus, profile or rank.NO_PROFILE)
 
 
+def _links(run: _Run, email: str) -> compose.LinkMaker | None:
+    """The reader's tokened reply links, when the cycle has the reply secret."""
+    secret = run.collab.secret
+    if secret is None:
+        return None
+    operator, list_name = mailroom.operator(run.config.settings)
+    return lambda ids: reader_links(secret, operator, email, ids, list_name=list_name)
+
+
 def _compose(run: _Run, plan: Plan) -> Outgoing:
     settings = run.config.settings
     digest, rendered = compose.compose(
@@ -353,6 +363,7 @@ def _compose(run: _Run, plan: Plan) -> Outgoing:
         created=run.now,
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
+        links=_links(run, plan.subscriber.email),
     )
     if run.hooks.on_composed is not None:
         run.hooks.on_composed(digest, rendered)

@@ -103,8 +103,10 @@ def paper_links(msg: EmailMessage, action: str) -> dict[str, str]:
 
 
 def listed_ids(msg: EmailMessage) -> list[str]:
+    """Every paper in the text part, in the order shown (full entries, then compact rows)."""
     text = msg.get_body(("plain",)).get_content()
-    return re.findall(r"Abstract: https://arxiv.org/abs/(\S+)", text)
+    found = re.findall(r"^ +(?:Abstract: )?https://arxiv.org/abs/([\w./-]+)", text, re.M)
+    return list(dict.fromkeys(found))
 
 
 def both_keywords(site: Site) -> None:
@@ -119,7 +121,8 @@ def test_gmail_unsubscribe_from_a_real_digest_stops_that_reader_only(site: Site)
     first = site.cycle()
     assert sorted(first) == [ALICE, BOB]
     done = site.ingest(gmail(list_unsubscribe(first[ALICE]), f"Alice <{ALICE}>"))
-    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.returncode == 0
+    assert b"unsubscribed by reply" in done.stderr  # the one log line for the MTA's log
     both_keywords(site)
     second = site.cycle()
     assert list(second) == [BOB]
@@ -168,7 +171,8 @@ def test_the_pause_and_weekly_footer_links_of_a_real_digest_act(site: Site) -> N
     weekly = re.search(r"mailto:\S+subject=weekly%20\S+", text)
     assert pause and weekly
     assert site.ingest(outlook(pause.group(0), ALICE)).returncode == 0
-    assert site.ingest(outlook(weekly.group(0), ALICE)).returncode == 0
+    # a second message of its own (Outlook's builder reuses one Message-ID)
+    assert site.ingest(gmail(weekly.group(0), ALICE)).returncode == 0
     state = site.state(ALICE)
     assert state["frequency"] == "weekly" and "paused_until" in state
     both_keywords(site)
@@ -286,7 +290,7 @@ def tampered(site: Site, first: dict[str, EmailMessage], how: str) -> bytes:
         # a real Postfix DSN for bob@example.com, who is no subscriber here
         return (MAIL / "postfix_dsn_user_unknown.eml").read_bytes()
     if how == "huge":
-        head = f"From: {ALICE}\nSubject: unsubscribe\n\n".encode()
+        head = f"From: {ALICE}\nSubject: Re: Daily Papers\n\n".encode()
         return head + (b"x" * 998 + b"\n") * 30_000  # 30 MB
     if how == "malformed":
         return (MAIL / "truncated_mime.eml").read_bytes() + b"\x00\xff" * 100

@@ -198,6 +198,7 @@ class Store:
                 return
             tmp = backup.with_name(atomic.TMP_PREFIX + backup.name)
             shutil.copyfile(self.path, tmp)
+            os.chmod(tmp, 0o600)  # readers' addresses: owner-only, like the database
             os.utime(tmp, (now.timestamp(), now.timestamp()))  # the backup's age, by `now`
             os.replace(tmp, backup)
         except OSError as exc:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from digest.credentials import credential_path
 from digest.errors import ConfigError
 
 SECRET_NAME = "reply-secret"  # file name in the state folder, and credential name
@@ -115,9 +116,9 @@ def token_matches(
 
 def load_secret(state_dir: Path, env: Mapping[str, str]) -> ReplySecret:
     """The systemd credential if given, else the state folder's file, created on first use."""
-    creds = env.get("CREDENTIALS_DIRECTORY")
-    if creds and (Path(creds) / SECRET_NAME).exists():
-        return _read_secret(Path(creds) / SECRET_NAME, check_mode=False)
+    credential = credential_path(env, SECRET_NAME)
+    if credential is not None and credential.exists():
+        return _read_secret(credential, check_mode=False)
     path = state_dir / SECRET_NAME
     if not path.exists():
         _create_secret(path)

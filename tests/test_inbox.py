@@ -13,17 +13,8 @@ import pytest
 
 from digest import config
 from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigError, InboxError
-from digest.inbox import (
-    HANDLED_KEYWORD,
-    Outcome,
-    check_login,
-    default_port,
-    mailbox_name,
-    parse_body,
-    parse_search,
-    parse_sizes,
-    poll,
-)
+from digest.imap_protocol import default_port, mailbox_name, parse_body, parse_search, parse_sizes
+from digest.inbox import HANDLED_KEYWORD, Outcome, check_login, poll
 from digest.models import InboxSettings
 from tests.support.dovecot import BINARY, Dovecot, free_port
 

@@ -165,11 +165,6 @@ def test_sigterm_during_the_fetch_stops_within_10_s_sending_nothing(outcomes) ->
     assert out["accepted_by_daemon"] == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 13): SIGTERM is not honoured during the arXiv back-off "
-    "(Retry-After 60 s), being fixed on another branch",
-)
 def test_sigterm_during_the_arxiv_backoff_stops_within_10_s(outcomes) -> None:
     out = sigterm_outcome(outcomes, "back-off")
     assert out["accepted_by_daemon"] == 0

@@ -178,12 +178,6 @@ def test_hostile_paper_fields_inject_no_markup(outcomes) -> None:
             assert "7*7" in msg.get_body(("plain",)).get_content()  # a template? not evaluated
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: one paper with a 100 KB title makes compose shrink every section of that "
-    "reader's digest to 1 paper: the others go to 'and N more' (recorded as delivered), and "
-    "the HTML still exceeds 100 KB; titles are never trimmed, unlike abstracts",
-)
 def test_one_oversized_paper_does_not_push_the_others_out_of_the_digest(outcomes) -> None:
     w = outcomes["hostile"].result(timeout=300)
     (zed,) = [a for a in w.smtp_script.accepted if a.rcpt_tos == [ZED["email"]]]

@@ -244,9 +244,12 @@ def reader_links(
         resume=link("resume"),
         daily=link("daily"),
         weekly=link("weekly"),
+        # an id no command can carry (a hostile or broken feed entry) gets no
+        # links; its paper is shown all the same
         papers={
             pid: PaperLinks(more=link("more", pid, body=False), less=link("less", pid, body=False))
             for pid in paper_ids
+            if is_paper_id(pid)
         },
     )
 
@@ -273,12 +276,20 @@ def _crlf(text: str) -> str:
     return text.replace("\r", "").replace("\n", "\r\n")
 
 
+_PAPER_ID = re.compile(r"[\w.-]+(?:/[\w.-]+)?")
+
+
+def is_paper_id(argument: str) -> bool:
+    """Whether ``argument`` can be carried by a command line (an arXiv id's characters)."""
+    return _PAPER_ID.fullmatch(argument.strip()) is not None
+
+
 def _check(action: str, argument: str) -> None:
     if action not in ACTIONS:
         raise ValueError(f"unknown reader command {action!r}")
     if (action in PAPER_ACTIONS) != bool(argument.strip()):
         raise ValueError(f"{action!r} takes {'a paper id' if action in PAPER_ACTIONS else 'none'}")
-    if argument and not re.fullmatch(r"[\w.-]+(?:/[\w.-]+)?", argument.strip()):
+    if argument and not is_paper_id(argument):
         raise ValueError(f"{argument!r} is not a paper id")
 
 

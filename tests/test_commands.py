@@ -152,3 +152,9 @@ def test_paper_links_carry_the_command_in_the_subject_only() -> None:
     more = open_mailto(links.paper("2202.12139").more)
     token = command_token(SECRET, "alice@example.org", "more", "2202.12139")
     assert (more.subject, more.body) == (f"more 2202.12139 alice@example.org {token}", "")
+
+
+def test_an_id_no_command_can_carry_gets_no_links_and_breaks_nothing() -> None:
+    hostile = '2611.70004v1"><script>alert(6)</script>'
+    links = reader_links(SECRET, OPERATOR, "alice@example.org", ("2202.12139", hostile))
+    assert list(links.papers) == ["2202.12139"]

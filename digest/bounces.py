@@ -231,3 +231,24 @@ def _dsn_address(value: object) -> str:
         return ""
     address = address.strip().strip("<>").strip().lower()
     return address if "@" in address else ""
+
+
+def recipient_refusal(reply: str) -> str | None:
+    """The status of an SMTP reply that refuses the recipient for good; None for anything else.
+
+    What our own relay answered during a cycle (``550 5.1.1 <bob@...>: User
+    unknown``). Only the recipient's mailbox counts: 550/551/553, or an
+    enhanced code about the address (5.1.x) or the mailbox (5.2.1 disabled,
+    5.2.0); a 552/554 or a 5.7.x (policy, spam, message size) says nothing
+    about whether the reader's address works.
+    """
+    basic = re.match(r"\s*(5\d\d)\b", reply)
+    if basic is None:
+        return None
+    enhanced = _ENHANCED.search(reply[basic.end() : basic.end() + 20])
+    if enhanced is not None:
+        status = ".".join(enhanced.groups())
+        klass, subject, detail = enhanced.groups()
+        mailbox = subject == "1" or (subject == "2" and detail in ("0", "1"))
+        return status if klass == "5" and mailbox else None
+    return basic.group(1) if basic.group(1) in ("550", "551", "553") else None

@@ -17,17 +17,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from digest import __version__, archive, atomic, config
+from digest import __version__, archive, atomic, config, inbox, ingest, mailroom, readers
 from digest.cycle import Hooks, Options, collaborators, run_cycle, snapshot
 from digest.daemon import Daemon
 from digest.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOFTWARE,
+    EXIT_TEMPFAIL,
     EXIT_USAGE,
     CannotCreateError,
+    ConfigError,
     DigestError,
     OutputError,
+    StoreCorruptError,
     UsageError,
 )
 from digest.mailer import Mailer
@@ -90,11 +93,28 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", parents=[common], help="validate the configuration")
     check.add_argument("--smtp", action="store_true", help="also log in to the SMTP server")
+    check.add_argument(
+        "--imap", action="store_true", help="also log in to the IMAP inbox (settings.inbox)"
+    )
 
     sub.add_parser("status", parents=[common], help="last and next cycle, per-subscriber counts")
     arch = sub.add_parser("archive", parents=[common], help="write the Daily Papers page")
     arch.add_argument("-o", "--output", metavar="FILE", type=Path, help="default: standard out")
     sub.add_parser("run", parents=[common], help="the daemon: a cycle on every scheduled day")
+    sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="act on one reply read from standard input (an MTA pipe, procmail, fetchmail)",
+    )
+    rd = sub.add_parser(
+        "readers", parents=[common], help="what readers chose by reply; lift a suppression"
+    )
+    rd.add_argument("email", metavar="EMAIL", nargs="?", help="one reader (default: all)")
+    rd.add_argument(
+        "--resume",
+        action="store_true",
+        help="lift the reader's unsubscribe, pause or bounce suspension",
+    )
     return p
 
 
@@ -259,6 +279,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     if args.smtp:
         print(asyncio.run(Mailer(s.smtp).check()))
+    if args.imap:
+        if s.inbox is None:
+            raise ConfigError(
+                str(cfg.path), ["settings.inbox is not set: there is no inbox to check"]
+            )
+        print(inbox.check_login(s.inbox))
     return EXIT_OK
 
 
@@ -355,16 +381,88 @@ def cmd_status(args: argparse.Namespace) -> int:
         before = snapshot(store, cfg.subscribers)
         plans = plan_cycle(cfg.subscribers, cfg.settings, before, (), now).plans
         for plan in plans:
-            state = before.state(plan.subscriber.email)
+            email = plan.subscriber.email
+            state = before.state(email)
             skipped = (
                 f", {len(state.skipped)} skipped (left out for size, not offered again)"
                 if state.skipped
                 else ""
             )
+            chosen = readers.describe(before.reader(email), now)
             print(
-                f"  {plan.subscriber.email}: {len(state.delivered)} delivered, "
-                f"{len(plan.matches)} pending{skipped}"
+                f"  {email}: {len(state.delivered)} delivered, "
+                f"{len(plan.matches)} pending{skipped}" + (f"; {chosen}" if chosen else "")
             )
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """One message on stdin: exit 0 (handled or ignored) or 75 (try again); never 78 or 70.
+
+    An MTA turns any other exit into a bounce to the sender: the reader who
+    clicked "unsubscribe" would get their own message back.
+    """
+    raw = ingest.read_message(sys.stdin.buffer)  # first: the MTA expects the whole message taken
+    try:
+        cfg = _load(args)
+        ctx = mailroom.context(cfg.settings, os.environ)
+        result = mailroom.ingest_one(raw, cfg, ctx, _now())
+        if result.reply is not None:
+            asyncio.run(mailroom.send_replies(cfg.settings.smtp, [result.reply]))
+    except DigestError as exc:
+        print(f"digest ingest: {exc} (the message will be offered again)", file=sys.stderr)
+        return EXIT_TEMPFAIL
+    except Exception as exc:  # a bug: the MTA keeps the message, the operator sees why
+        if args.verbose:
+            log.exception("unexpected error")
+        print(
+            f"digest ingest: unexpected error: {type(exc).__name__}: {exc} "
+            "(the message will be offered again; run with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_TEMPFAIL
+    return result.exit_code
+
+
+def cmd_readers(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    now = _now()
+    if args.resume and not args.email:
+        raise UsageError("--resume needs the reader's EMAIL")
+    if not cfg.settings.database.exists():
+        print(f"no reader has replied yet (no database at {cfg.settings.database})")
+        return EXIT_OK
+    configured = {s.email.casefold(): s.email for s in cfg.subscribers}
+    with Store.open(cfg.settings.database, readonly=not args.resume, now=now) as store:
+        stored = store.reader_states()
+        if args.email is None:
+            for who, doc in sorted(stored.items()):
+                what = readers.describe(readers.from_dict(doc, who=who), now) or "nothing chosen"
+                gone = "" if who.casefold() in configured else " (not in the configuration)"
+                print(f"{who}: {what}{gone}")
+            if not stored:
+                print("no reader has chosen anything by reply")
+            return EXIT_OK
+        by_case = {e.casefold(): e for e in stored} | configured
+        found = by_case.get(args.email.casefold())
+        if found is None:
+            raise UsageError(f"no subscriber {args.email} in {cfg.path} and no reply state stored")
+        email = found
+        try:
+            state = readers.from_dict(stored.get(email) or {}, who=email)
+            damaged = False
+        except StoreCorruptError:
+            if not args.resume:
+                raise
+            log.warning("%s: the stored reply state was damaged and starts afresh", email)
+            state, damaged = readers.ReaderState(), True
+        if args.resume:
+            state, effects = readers.apply(state, readers.Lifted(), now)
+            if effects.changed or damaged:
+                store.set_reader_state(email, readers.to_dict(state))
+                store.flush()
+            log.info("%s: %s", email, effects.log if effects.changed else "nothing to lift")
+        print(f"{email}: {readers.describe(state, now) or 'receives mail as configured'}")
     return EXIT_OK
 
 
@@ -420,6 +518,8 @@ COMMANDS = {
     "status": cmd_status,
     "run": cmd_run,
     "archive": cmd_archive,
+    "ingest": cmd_ingest,
+    "readers": cmd_readers,
 }
 
 

@@ -135,7 +135,7 @@ class _Links:
         self.address = _q(normalise_address(address))
         self.list_name = _q(list_name)
 
-    def link(self, action: Action, argument: str = "") -> str:
+    def link(self, action: Action, argument: str = "", *, body: bool = True) -> str:
         _check(action, argument)
         argument = normalise_argument(argument)
         token = self.signer.token(action, argument)
@@ -143,8 +143,10 @@ class _Links:
         values["line"] = "%20".join(
             p for p in (action, values["argument"], self.address, token) if p
         )
-        body = "".join([values[p[1:]] if p[0] == "\0" else p for p in _body_pieces(action)])
-        return f"{self.to}?subject={values['line']}&body={body}"
+        if not body:
+            return f"{self.to}?subject={values['line']}"
+        text = "".join([values[p[1:]] if p[0] == "\0" else p for p in _body_pieces(action)])
+        return f"{self.to}?subject={values['line']}&body={text}"
 
 
 @lru_cache(maxsize=len(ACTIONS))
@@ -206,7 +208,11 @@ class ReaderLinks:
     (RFC 2369: the URI in angle brackets), to be set as it is:
     ``msg["List-Unsubscribe"] = links.list_unsubscribe``. It carries the
     command in its subject only, to stay short; Gmail's and Apple Mail's
-    unsubscribe buttons send that subject unchanged.
+    unsubscribe buttons send that subject unchanged. The per-paper links
+    do the same: with the explaining body, two links under every paper
+    cost about 930 bytes of HTML each and pushed papers out of the larger
+    digests of a realistic day (benchmarks/reply_links_size.py); the
+    subject already reads "more <paper> <address> <token>".
     """
 
     list_unsubscribe: UnfoldedHeader
@@ -238,8 +244,12 @@ def reader_links(
         resume=link("resume"),
         daily=link("daily"),
         weekly=link("weekly"),
+        # an id no command can carry (a hostile or broken feed entry) gets no
+        # links; its paper is shown all the same
         papers={
-            pid: PaperLinks(more=link("more", pid), less=link("less", pid)) for pid in paper_ids
+            pid: PaperLinks(more=link("more", pid, body=False), less=link("less", pid, body=False))
+            for pid in paper_ids
+            if is_paper_id(pid)
         },
     )
 
@@ -266,12 +276,20 @@ def _crlf(text: str) -> str:
     return text.replace("\r", "").replace("\n", "\r\n")
 
 
+_PAPER_ID = re.compile(r"[\w.-]+(?:/[\w.-]+)?")
+
+
+def is_paper_id(argument: str) -> bool:
+    """Whether ``argument`` can be carried by a command line (an arXiv id's characters)."""
+    return _PAPER_ID.fullmatch(argument.strip()) is not None
+
+
 def _check(action: str, argument: str) -> None:
     if action not in ACTIONS:
         raise ValueError(f"unknown reader command {action!r}")
     if (action in PAPER_ACTIONS) != bool(argument.strip()):
         raise ValueError(f"{action!r} takes {'a paper id' if action in PAPER_ACTIONS else 'none'}")
-    if argument and not re.fullmatch(r"[\w.-]+(?:/[\w.-]+)?", argument.strip()):
+    if argument and not is_paper_id(argument):
         raise ValueError(f"{argument!r} is not a paper id")
 
 

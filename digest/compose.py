@@ -24,6 +24,7 @@ import css_inline
 import jinja2
 
 from digest import mime
+from digest.commands import ReaderLinks
 from digest.errors import TemplateError
 from digest.latex import name as latex_name
 from digest.latex import text as latex_text
@@ -50,6 +51,10 @@ ROW_AUTHORS = 2  # a compact row names the first two, then "et al."
 AUTHORS_SECTION = "Authors you follow"
 ACKNOWLEDGEMENT = "Thank you to arXiv for use of its open access interoperability."
 TEMPLATE_NAMES = ("digest.html", "digest.txt", "subject.txt")
+
+# A reader's tokened links for the given paper ids (commands.reader_links with
+# the secret and the addresses filled in): the cycle makes one per reader.
+LinkMaker = Callable[[tuple[str, ...]], ReaderLinks]
 
 
 def shipped_templates() -> Path:
@@ -229,8 +234,34 @@ def _row_view(r: Ranked) -> dict[str, Any]:
     }
 
 
-def render_context(digest: Digest, sender: str) -> dict[str, Any]:
-    """Everything the templates may use; all values plain data."""
+def _feedback(links: ReaderLinks | None, paper_id: str) -> dict[str, str | None]:
+    """A full entry's "more like this" / "less like this" links (None without links).
+
+    Compact rows get none: about 460 bytes of HTML a paper, they would undo
+    what rows are for (benchmarks/reply_links_size.py).
+    """
+    pl = links.papers.get(paper_id) if links is not None else None
+    return {"more_url": pl.more if pl else None, "less_url": pl.less if pl else None}
+
+
+def _footer_links(links: ReaderLinks | None) -> dict[str, str] | None:
+    if links is None:
+        return None
+    return {
+        "unsubscribe": links.unsubscribe,
+        "pause": links.pause,
+        "resume": links.resume,
+        "daily": links.daily,
+        "weekly": links.weekly,
+    }
+
+
+def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None) -> dict[str, Any]:
+    """Everything the templates may use; all values plain data.
+
+    ``links``: the reader's tokened reply links (footer, and under each paper
+    shown in full); without them the footer says "write to the sender".
+    """
     sub = digest.subscriber
     sections = [
         {
@@ -238,7 +269,10 @@ def render_context(digest: Digest, sender: str) -> dict[str, Any]:
             "is_authors": s.keyword == AUTHORS_SECTION,
             "anchor": f"k{i}",
             "count": len(s.shown),
-            "papers": [_paper_view(r.match, sub.keywords, r.like) for r in s.full],
+            "papers": [
+                {**_paper_view(r.match, sub.keywords, r.like), **_feedback(links, r.match.paper.id)}
+                for r in s.full
+            ],
             "rows": [_row_view(r) for r in s.compact],
             "left_out": len(s.left_out),
         }
@@ -262,7 +296,10 @@ def render_context(digest: Digest, sender: str) -> dict[str, Any]:
         "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
         "empty_reason": digest.empty_reason,
         "keywords": [s["keyword"] for s in sections],
-        "unsubscribe_url": f"mailto:{sender_addr.addr_spec}?subject=unsubscribe",
+        "unsubscribe_url": links.unsubscribe
+        if links is not None
+        else f"mailto:{sender_addr.addr_spec}?subject=unsubscribe",
+        "links": _footer_links(links),
         "sender_address": sender_addr.addr_spec,
         "acknowledgement": ACKNOWLEDGEMENT,
     }
@@ -299,6 +336,9 @@ class Rendered:
     subject: str
     text: str
     html: str
+    # the tokened List-Unsubscribe value (commands.UnfoldedHeader: never folded
+    # or RFC 2047-encoded); None: the plain "subject=unsubscribe" mailto
+    list_unsubscribe: str | None = None
 
 
 def _render_one(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
@@ -313,12 +353,15 @@ def _render_one(env: jinja2.Environment, name: str, context: Mapping[str, Any]) 
 
 
 def render_html(
-    digest: Digest, settings: Settings, context: Mapping[str, Any] | None = None
+    digest: Digest,
+    settings: Settings,
+    links: ReaderLinks | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> str:
     """The HTML part, CSS inlined (``context``: ``render_context``'s, if made already)."""
     env = _environment(settings.templates)
     if context is None:
-        context = render_context(digest, settings.smtp.sender)
+        context = render_context(digest, settings.smtp.sender, links)
     return _INLINER.inline(_render_one(env, "digest.html", context))
 
 
@@ -326,17 +369,19 @@ def render(
     digest: Digest,
     settings: Settings,
     html: str | None = None,
+    links: ReaderLinks | None = None,
     context: Mapping[str, Any] | None = None,
 ) -> Rendered:
     """Render subject, text and HTML; raises ``TemplateError`` naming the template."""
     env = _environment(settings.templates)
     if context is None:
-        context = render_context(digest, settings.smtp.sender)
+        context = render_context(digest, settings.smtp.sender, links)
     subject = " ".join(_render_one(env, "subject.txt", context).split())
     text = _render_one(env, "digest.txt", context)
     if html is None:
         html = _INLINER.inline(_render_one(env, "digest.html", context))
-    return Rendered(subject=subject, text=text, html=html)
+    unsubscribe = links.list_unsubscribe if links is not None else None
+    return Rendered(subject=subject, text=text, html=html, list_unsubscribe=unsubscribe)
 
 
 # --------------------------------------------------------------------------
@@ -367,7 +412,10 @@ def build_message(
     msg["Message-ID"] = ident = message_id(digest, sender.domain)
     # RFC 2919: the list identifier is a domain-like label under the sender's domain.
     msg["List-Id"] = f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>"
-    msg["List-Unsubscribe"] = f"<mailto:{sender.addr_spec}?subject=unsubscribe>"
+    # the tokened value is an UnfoldedHeader: set as it is, it stays one bare line
+    msg["List-Unsubscribe"] = (
+        rendered.list_unsubscribe or f"<mailto:{sender.addr_spec}?subject=unsubscribe>"
+    )
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
     msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
     msg["Precedence"] = "bulk"
@@ -388,8 +436,12 @@ def compose(
     created: datetime,
     revisions: Sequence[Match] = (),
     empty_reason: str | None = None,
+    links: LinkMaker | None = None,
 ) -> tuple[Digest, Rendered]:
     """Select and render so that the HTML fits ``HTML_LIMIT``, hiding nothing if it can.
+
+    ``links`` makes the reader's reply links: the footer's, and "more like
+    this" / "less like this" under each paper shown in full.
 
     The subscriber's ``max_papers_per_keyword`` papers of each section are
     shown in full, the rest as compact rows. Over the limit, full entries
@@ -400,6 +452,10 @@ def compose(
     Sizes are estimated from the renders so far, so a few renders suffice.
     """
     limit = subscriber.max_papers_per_keyword or settings.max_papers_per_keyword
+    made = links(tuple(r.match.paper.id for r in ranked)) if links is not None else None
+
+    def html_of(d: Digest) -> str:
+        return render_html(d, settings, made)
 
     def build(full: int | None = None, shown: int | None = None) -> Digest:
         return build_digest(
@@ -416,28 +472,28 @@ def compose(
 
     digest = build()
     # the context is built once per rendering, for the HTML and the rest
-    context = render_context(digest, settings.smtp.sender)
-    html = render_html(digest, settings, context)
+    context = render_context(digest, settings.smtp.sender, made)
+    html = render_html(digest, settings, made, context)
     if _fits(html):
-        return digest, render(digest, settings, html, context)
+        return digest, render(digest, settings, html, made, context)
     lengths = [len(s.full) + len(s.compact) for s in digest.sections]
     rows = build(full=0)
-    rows_html = render_html(rows, settings)
+    rows_html = html_of(rows)
     if _fits(rows_html):
         # full entries become rows, lowest-ranked first in every section
-        fitted = _fit(lambda k: build(full=k), settings, lengths, (0, rows, rows_html), limit, html)
+        fitted = _fit(lambda k: build(full=k), html_of, lengths, (0, rows, rows_html), limit, html)
     else:
         # even one row per paper is too much: leave the lowest-ranked rows out
         bare = build(full=0, shown=0)
         fitted = _fit(
             lambda n: build(full=0, shown=n),
-            settings,
+            html_of,
             lengths,
-            (0, bare, render_html(bare, settings)),
+            (0, bare, html_of(bare)),
             max(lengths),
             rows_html,
         )
-    return fitted[0], render(fitted[0], settings, fitted[1])
+    return fitted[0], render(fitted[0], settings, fitted[1], made)
 
 
 def _fits(html: str) -> bool:
@@ -446,7 +502,7 @@ def _fits(html: str) -> bool:
 
 def _fit(
     build: Callable[[int], Digest],
-    settings: Settings,
+    render_html: Callable[[Digest], str],
     lengths: Sequence[int],
     low: tuple[int, Digest, str],
     high: int,
@@ -474,7 +530,7 @@ def _fit(
         if x == x0:
             return digest, html
         guess = build(x)
-        guess_html = render_html(guess, settings)
+        guess_html = render_html(guess)
         if _fits(guess_html):
             return guess, guess_html
         high, size1 = x, len(guess_html.encode())

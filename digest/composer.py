@@ -32,7 +32,11 @@ Composed = tuple[Digest, bytes, float] | str
 
 
 def message(
-    plan: Plan, ranked: Sequence[Ranked], settings: Settings, created: datetime
+    plan: Plan,
+    ranked: Sequence[Ranked],
+    settings: Settings,
+    created: datetime,
+    links: compose.LinkMaker | None = None,
 ) -> tuple[Digest, bytes]:
     """``plan``'s digest, its matches in ``ranked`` order, and its message, serialised once."""
     digest, rendered = compose.compose(
@@ -43,17 +47,22 @@ def message(
         created=created,
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
+        links=links,
     )
     return digest, compose.build_message(digest, rendered, settings)
 
 
 def _in_worker(
-    plan: Plan, ranked: Sequence[Ranked], settings: Settings, created: datetime
+    plan: Plan,
+    ranked: Sequence[Ranked],
+    settings: Settings,
+    created: datetime,
+    links: compose.LinkMaker | None,
 ) -> Composed:
     # errors cross the process boundary as text: DigestError's fields need not pickle
     started = time.perf_counter()
     try:
-        digest, data = message(plan, ranked, settings, created)
+        digest, data = message(plan, ranked, settings, created, links)
         return digest, data, time.perf_counter() - started
     except DigestError as exc:
         return str(exc)
@@ -68,7 +77,7 @@ def workers_for(messages: int) -> int:
 
 
 async def pooled(
-    plans: Iterable[tuple[Plan, Sequence[Ranked]]],
+    plans: Iterable[tuple[Plan, Sequence[Ranked], compose.LinkMaker | None]],
     settings: Settings,
     created: datetime,
     workers: int,
@@ -76,8 +85,9 @@ async def pooled(
 ) -> AsyncGenerator[tuple[Plan, Composed], None]:
     """Each plan with its composed message, in order, from ``workers`` processes.
 
-    The plans come ranked: the cycle's corpus stays in the cycle's process and
-    only each reader's ordered matches cross to a worker.
+    The plans come ranked, with the reader's link maker: the cycle's corpus
+    stays in the cycle's process and only each reader's ordered matches and
+    a picklable link maker cross to a worker.
     """
     # forkserver: the cycle's process has threads (the event loop's), fork is unsafe
     context = multiprocessing.get_context("forkserver")
@@ -89,8 +99,9 @@ async def pooled(
     def submit() -> None:
         item = next(todo, None)
         if item is not None and not stopped():
-            plan, ranked = item
-            queued.append((plan, pool.submit(_in_worker, plan, ranked, settings, created)))
+            plan, ranked, links = item
+            work = pool.submit(_in_worker, plan, ranked, settings, created, links)
+            queued.append((plan, work))
 
     try:
         for _ in range(workers * AHEAD):

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,7 +35,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from digest import compose, composer, housekeeping, library, rank
+from digest import compose, composer, housekeeping, library, mailroom, rank
+from digest.commands import reader_links
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
 from digest.errors import DigestError, FetchError
 from digest.fetch import ArxivClient, Progress
@@ -50,9 +54,11 @@ from digest.plan import (
     select_subscribers,
 )
 from digest.query import build_queries, window
+from digest.readers import ReaderState, from_dict
 from digest.report import CycleReport, Status, SubscriberReport
 from digest.stop import Stop
 from digest.store import Store
+from digest.tokens import ReplySecret
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,8 @@ class Collaborators:
     delivery: Delivery
     clock: WallClock = field(default=lambda: datetime.now(UTC))
     stop: Stop = field(default_factory=Stop)
+    # signs the reply links in each digest; None: digests carry none (tests of other parts)
+    secret: ReplySecret | None = None
 
 
 @contextlib.asynccontextmanager
@@ -95,9 +103,15 @@ async def collaborators(
     now: datetime,
     stop: Stop | None = None,
     hooks: Hooks = Hooks(),
+    secret: ReplySecret | None = None,
 ) -> AsyncIterator[Collaborators]:
-    """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``."""
+    """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``.
+
+    ``secret`` signs the reply links; by default the credential or the file
+    beside the database (``mailroom.load_secret``).
+    """
     stop = stop if stop is not None else Stop()
+    secret = secret or _reply_secret(settings, options)
     async with ArxivClient(settings.arxiv, stop=stop, fail_fast=options.interactive) as client:
         delivery: Delivery
         if options.outbox is not None:
@@ -105,15 +119,36 @@ async def collaborators(
         else:
             mailer = Mailer(settings.smtp, connections=settings.smtp.connections, stop=stop)
             delivery = SmtpDelivery(mailer, hooks.send_progress)
-        yield Collaborators(client, delivery, stop=stop)
+        yield Collaborators(client, delivery, stop=stop, secret=secret)
+
+
+def _reply_secret(settings: Settings, options: Options) -> ReplySecret:
+    try:
+        return mailroom.load_secret(settings, os.environ)
+    except DigestError:
+        if not options.dry_run:
+            raise
+        # a preview by someone who cannot read the state folder: its links
+        # are for looking at, and are never mailed
+        return ReplySecret(secrets.token_bytes(32))
 
 
 def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:
-    """What the planner may know of the store, read once."""
+    """What the planner may know of the store, read once.
+
+    A damaged reply state stops the cycle (StoreCorruptError, naming the
+    reader): mailing someone who may have unsubscribed is the worse mistake.
+    """
+    readers: dict[str, ReaderState] = {}
+    for s in subs:
+        doc = store.reader_state(s.email)
+        if doc:
+            readers[s.email] = from_dict(doc, who=s.email)
     return Snapshot(
         states={s.email: store.subscriber(s.email) for s in subs},
         cached=store.papers(),
         last_fetch=store.last_fetch(),
+        readers=readers,
     )
 
 
@@ -312,7 +347,10 @@ async def _plan(
         try:
             with run.timed("plan"):
                 state = before.state(sub.email)
-                plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch)
+                reader = before.reader(sub.email)
+                plan = plan_subscriber(
+                    sub, state, pool, settings, run.now, before.last_fetch, reader
+                )
             if run.records:
                 with run.timed("record"):
                     run.store.ensure_watermarks(
@@ -337,9 +375,8 @@ def _replan(
     settings = run.config.settings
     for sub in subs:
         with run.timed("plan"):
-            plan = plan_subscriber(
-                sub, before.state(sub.email), pool, settings, run.now, before.last_fetch
-            )
+            state, reader = before.state(sub.email), before.reader(sub.email)
+            plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch, reader)
         yield plan
 
 
@@ -354,7 +391,7 @@ async def _compose_each(run: _Run, plans: Iterator[Plan], count: int) -> AsyncIt
     if workers:
         stopped = run.collab.stop.is_set
         settings = run.config.settings
-        ranked = ((plan, _rank(run, plan)) for plan in plans)
+        ranked = ((plan, _rank(run, plan), _links(run, plan.subscriber.email)) for plan in plans)
         pooled = composer.pooled(ranked, settings, run.now, workers, stopped)
         try:
             while True:
@@ -396,6 +433,9 @@ async def _compose_each(run: _Run, plans: Iterator[Plan], count: int) -> AsyncIt
 
 def _record_unsent(run: _Run, plan: Plan) -> None:
     sub = plan.subscriber
+    if plan.reason == "suppressed":
+        run.emit(SubscriberReport(sub.email, "suppressed", detail=plan.suppressed or ""))
+        return
     if plan.reason == "waiting":
         run.emit(SubscriberReport(sub.email, "waiting", detail=f"weekly on {sub.weekday}"))
         return
@@ -407,15 +447,32 @@ def _record_unsent(run: _Run, plan: Plan) -> None:
 
 def _rank(run: _Run, plan: Plan) -> tuple[Ranked, ...]:
     """``plan``'s matches scored for its reader: keywords, and closeness to their likes."""
-    likes = plan.subscriber.likes
-    profile = rank.build_profile(run.corpus, likes, papers=run.papers) if likes else None
+    # likes: from subscribers.yaml and from "more like this" replies; dislikes:
+    # "less like this" (plan.as_chosen merged them into the plan's subscriber)
+    likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
+    profile = (
+        rank.build_profile(run.corpus, likes, dislikes=dislikes, papers=run.papers)
+        if likes or dislikes
+        else None
+    )
     return rank.rank(plan.matches, run.corpus, profile or rank.NO_PROFILE)
+
+
+def _links(run: _Run, email: str) -> compose.LinkMaker | None:
+    """The reader's tokened reply links, when the cycle has the reply secret."""
+    secret = run.collab.secret
+    if secret is None:
+        return None
+    operator, list_name = mailroom.operator(run.config.settings)
+    # a partial, not a lambda: it crosses to the composing processes
+    return functools.partial(reader_links, secret, operator, email, list_name=list_name)
 
 
 def _compose(run: _Run, plan: Plan) -> Outgoing:
     settings = run.config.settings
+    links = _links(run, plan.subscriber.email)
     if run.hooks.on_composed is None:
-        digest, message = composer.message(plan, _rank(run, plan), settings, run.now)
+        digest, message = composer.message(plan, _rank(run, plan), settings, run.now, links)
         return Outgoing(plan, message, digest)
     digest, rendered = compose.compose(
         plan.subscriber,
@@ -425,6 +482,7 @@ def _compose(run: _Run, plan: Plan) -> Outgoing:
         created=run.now,
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
+        links=links,
     )
     run.hooks.on_composed(digest, rendered)
     return Outgoing(plan, compose.build_message(digest, rendered, settings), digest)
@@ -435,6 +493,13 @@ def _on_fate(run: _Run, item: Outgoing, status: Status, detail: str) -> None:
         # side effect first, bookkeeping second: record only what was accepted
         with run.timed("record"):
             _record_delivery(run.store, item, run.now)
+    elif (
+        status == "refused"
+        and run.records
+        # our relay refused the reader for good: a verified hard bounce
+        and mailroom.record_refusal(run.store, item.email, detail, run.now)
+    ):
+        run.store.flush()
     run.emit(_report(item, status, detail))
 
 

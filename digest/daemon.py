@@ -35,8 +35,9 @@ from pathlib import Path
 import schedule
 
 from digest import config as config_mod
+from digest import mailroom
 from digest.cycle import Options, collaborators, run_cycle
-from digest.errors import ConfigError, DigestError, FetchError
+from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
 from digest.models import WEEKDAYS, Config
 from digest.stop import Sleep, Stop
 from digest.store import Store
@@ -131,6 +132,7 @@ class Daemon:
         self.given_up: datetime | None = None  # a slot whose cycle cannot succeed as configured
         self.retry_at: datetime | None = None
         self.last_summary = "no cycle yet"
+        self.next_poll: datetime | None = None  # of settings.inbox; None: at once
 
     # -- set-up --------------------------------------------------------------
 
@@ -207,6 +209,14 @@ class Daemon:
             settings.timezone,
             local_text(next_run(self.clock(), settings), settings),
         )
+        if settings.inbox is not None:
+            log.info(
+                "replies: reading %s on %s:%d every %g minutes between cycles",
+                settings.inbox.folder,
+                settings.inbox.host,
+                settings.inbox.port,
+                settings.inbox.poll_interval,
+            )
         watchdog = watchdog_interval(self.env)
         pinger = asyncio.create_task(self._watchdog(watchdog)) if watchdog else None
         try:
@@ -216,6 +226,9 @@ class Daemon:
                 self.wake.clear()
                 self._maybe_reload()
                 await self._maybe_cycle()
+                if self.stop.is_set():
+                    break
+                await self._maybe_poll()
                 if self.stop.is_set():
                     break
                 await self._sleep()
@@ -239,8 +252,9 @@ class Daemon:
         self.scheduler.run_pending()
         idle = self.scheduler.idle_seconds
         timeout = SLICE if idle is None else min(max(idle, 0.0), SLICE)
-        if self.retry_at is not None:
-            timeout = min(timeout, max(0.0, (self.retry_at - self.clock()).total_seconds()))
+        for at in (self.retry_at, self._poll_due()):
+            if at is not None:
+                timeout = min(timeout, max(0.0, (at - self.clock()).total_seconds()))
         # whichever comes first: the timeout, a scheduled job, a signal
         sleeper = asyncio.ensure_future(self.sleep(timeout + 0.05))
         waker = asyncio.ensure_future(self.wake.wait())
@@ -250,6 +264,41 @@ class Daemon:
             for task in (sleeper, waker):
                 task.cancel()
             await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    def _poll_due(self) -> datetime | None:
+        if self.config is None or self.config.settings.inbox is None:
+            return None
+        return self.next_poll or self.clock()
+
+    async def _maybe_poll(self) -> None:
+        """Between cycles, every ``inbox.poll_interval`` minutes: read replies from IMAP.
+
+        The poll runs in a thread (imaplib blocks); its handler opens the
+        store at the first message, and the loop starts no cycle meanwhile.
+        Confirmations go out after the poll, on this loop.
+        """
+        cfg = self.config
+        due = self._poll_due()
+        if cfg is None or cfg.settings.inbox is None or due is None or self.clock() < due:
+            return
+        self.next_poll = self.clock() + timedelta(minutes=cfg.settings.inbox.poll_interval)
+        try:
+            ctx = mailroom.context(cfg.settings, self.env)
+            _, replies = await asyncio.to_thread(
+                mailroom.poll_inbox, cfg, ctx, self.clock, self.stop.is_set
+            )
+        except (InboxConfigError, ConfigError) as exc:
+            log.error("inbox: %s; replies are not read until it is fixed", exc)
+            return
+        except DigestError as exc:
+            log.warning("inbox: %s; trying again at the next poll", exc)
+            return
+        except Exception:  # a bug must not kill the service
+            log.exception("inbox poll crashed; trying again at the next poll")
+            return
+        if replies and not self.stop.is_set():
+            stop = Stop(self.stop, sleep=self.sleep)
+            await mailroom.send_replies(cfg.settings.smtp, replies, stop=stop)
 
     async def _maybe_cycle(self) -> None:
         assert self.config is not None
@@ -276,7 +325,10 @@ class Daemon:
     async def _cycle(self, cfg: Config, now: datetime, slot: datetime) -> None:
         stop = Stop(self.stop, sleep=self.sleep)
         with Store.open(cfg.settings.database, now=now) as store:
-            async with collaborators(cfg.settings, Options(), now=now, stop=stop) as collab:
+            secret = mailroom.load_secret(cfg.settings, self.env)
+            async with collaborators(
+                cfg.settings, Options(), now=now, stop=stop, secret=secret
+            ) as collab:
                 report = await run_cycle(cfg, store, replace(collab, clock=self.clock), now=now)
             if self.stop.is_set() and report.exit_code != 0:
                 # stopped part-way: what went out is recorded; the rest is owed

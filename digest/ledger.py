@@ -263,6 +263,16 @@ class Ledger:
         if first_seen is not None:
             r.fields.setdefault("first_seen", first_seen)
 
+    def _replies(self, email: str, state: Mapping[str, Any]) -> None:
+        """A reader's choices by mail (``readers.to_dict``), replaced whole; {} clears them."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"a reader state must be an object, not {type(state).__name__}")
+        r = self.reader(email)
+        if state:
+            r.fields["replies"] = dict(state)
+        else:
+            r.fields.pop("replies", None)
+
     def _served(self, email: str, slot: str | None = None, empty: str | None = None) -> None:
         r = self.reader(email)
         if slot is not None:
@@ -313,6 +323,7 @@ _OPS: dict[str, Any] = {
     "skip": Ledger._skip,
     "marks": Ledger._marks,
     "served": Ledger._served,
+    "replies": Ledger._replies,
 }
 
 

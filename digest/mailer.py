@@ -96,6 +96,7 @@ class Mailer:
         local_hostname: str | None = None,
         stop: Stop | None = None,
         stop_grace: float = STOP_GRACE,
+        envelope_sender: str | None = None,
     ) -> None:
         self.settings = settings
         self.stop_grace = stop_grace
@@ -105,7 +106,9 @@ class Mailer:
         # every back-off and every SMTP exchange gives way to a stop request
         self.stop = stop if stop is not None else Stop(sleep=sleep)
         sender = format_sender(settings.sender)
-        self.envelope_sender = sender.addr_spec
+        # "" is the null sender (MAIL FROM:<>) that confirmations to readers
+        # use (RFC 3834 §3.3): a bounce of one can never start a loop
+        self.envelope_sender = sender.addr_spec if envelope_sender is None else envelope_sender
         # The HELO name defaults to socket.getfqdn(), often a container name:
         # use the sender's domain unless told otherwise.
         self.local_hostname = local_hostname or sender.domain

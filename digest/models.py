@@ -167,6 +167,7 @@ class Subscriber:
     max_papers_per_keyword: int | None = None
     likes: tuple[Liked, ...] = ()  # from likes: and library:, one entry per paper
     library: Path | None = None  # where some of the likes came from
+    dislikes: tuple[str, ...] = ()  # arXiv ids the reader asked for less of (by reply)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from digest.index import PaperIndex
 from digest.matching import in_categories, match_paper, paper_text, phrase_key, unique_phrases
 from digest.models import (
     Config,
+    Liked,
     Match,
     Paper,
     Settings,
@@ -29,6 +30,7 @@ from digest.models import (
     newest_versions,
 )
 from digest.query import Terms
+from digest.readers import ReaderState, effective_frequency, is_suppressed, suppression
 from digest.store import SubscriberState
 from digest.timing import announcements_between, weekly_slot
 
@@ -36,7 +38,7 @@ from digest.timing import announcements_between, weekly_slot
 # about 300 ids costs one more request per cycle).
 REVISION_WATCH_DAYS = 30
 
-Reason = Literal["send", "nothing", "waiting", "empty-note"]
+Reason = Literal["send", "nothing", "waiting", "empty-note", "suppressed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +48,13 @@ class Snapshot:
     states: Mapping[str, SubscriberState] = field(default_factory=dict)  # by email
     cached: tuple[Paper, ...] = ()  # the paper cache
     last_fetch: datetime | None = None
+    readers: Mapping[str, ReaderState] = field(default_factory=dict)  # choices made by reply
 
     def state(self, email: str) -> SubscriberState:
         return self.states.get(email) or SubscriberState(email=email)
+
+    def reader(self, email: str) -> ReaderState:
+        return self.readers.get(email) or ReaderState()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,7 @@ class Plan:
     matches: tuple[Match, ...] = ()  # pending (also when "waiting": status counts them)
     revisions: tuple[Match, ...] = ()
     empty_reason: str | None = None  # set for an "empty-note"
+    suppressed: str | None = None  # why a "suppressed" reader gets no mail (their reply)
     served_slot: datetime | None = None  # the weekly slot this serves, if weekly
     term_keys: tuple[str, ...] = ()  # watermarks the store must hold after the cycle
     watermark_start: datetime | None = None  # where a new term's watermark starts
@@ -109,7 +116,7 @@ def revision_watch(subs: Iterable[Subscriber], snapshot: Snapshot, now: datetime
     since = now - timedelta(days=REVISION_WATCH_DAYS)
     ids: set[str] = set()
     for sub in subs:
-        if sub.include_revisions:
+        if sub.include_revisions and not is_suppressed(snapshot.reader(sub.email), now):
             state = snapshot.state(sub.email)
             ids.update(i for i, at in state.delivered_at.items() if at >= since)
     return ids
@@ -237,6 +244,31 @@ def pending_indexed(
     return tuple(out)
 
 
+def as_chosen(sub: Subscriber, reader: ReaderState, settings: Settings) -> Subscriber:
+    """``sub`` as the reader's replies changed it: their frequency, their likes and dislikes.
+
+    ``subscribers.yaml`` stays the operator's; a reader's choice overrides it
+    for that reader only. A reader of a daily subscription who asks for
+    weekly gets it on the first of ``settings.days``.
+    """
+    frequency = effective_frequency(reader, sub.frequency)
+    weekday = sub.weekday if frequency == "weekly" else None
+    if frequency == "weekly" and weekday is None:
+        weekday = settings.days[0]
+    liked = {like.arxiv_id for like in sub.likes}
+    likes = sub.likes + tuple(Liked(arxiv_id=i) for i in reader.likes if i not in liked)
+    disliked = set(reader.dislikes)
+    likes = tuple(like for like in likes if like.arxiv_id not in disliked)
+    if (frequency, weekday, likes, reader.dislikes) == (
+        sub.frequency,
+        sub.weekday,
+        sub.likes,
+        sub.dislikes,
+    ):
+        return sub
+    return replace(sub, frequency=frequency, weekday=weekday, likes=likes, dislikes=reader.dislikes)
+
+
 def _weekly_slot(
     sub: Subscriber, state: SubscriberState, settings: Settings, now: datetime
 ) -> tuple[datetime | None, bool]:
@@ -263,8 +295,11 @@ def plan_subscriber(
     settings: Settings,
     now: datetime,
     last_fetch: datetime | None,
+    reader: ReaderState | None = None,
 ) -> Plan:
-    """What ``sub`` gets this cycle, and why."""
+    """What ``sub`` gets this cycle, and why; ``reader``: what they chose by reply."""
+    reader = reader or ReaderState()
+    sub = as_chosen(sub, reader, settings)
     start = now - timedelta(days=settings.lookback_days)
     keys = term_keys(sub)
     marks = {k: state.watermarks.get(k, start) for k in keys}
@@ -277,6 +312,10 @@ def plan_subscriber(
     )
     slot, waiting = _weekly_slot(sub, state, settings, now)
     base = Plan(sub, "nothing", matches, term_keys=keys, watermark_start=start)
+    why = suppression(reader, now)
+    if why is not None:
+        # counted as pending (status shows them), never mailed
+        return replace(base, reason="suppressed", suppressed=why)
     if waiting:
         return replace(base, reason="waiting")
     base = replace(base, served_slot=slot)
@@ -299,7 +338,15 @@ def plan_cycle(
     """One ``Plan`` per subscriber, from the cache plus what was just fetched."""
     pool = candidates(snapshot.cached, fetched)
     plans = tuple(
-        plan_subscriber(s, snapshot.state(s.email), pool, settings, now, snapshot.last_fetch)
+        plan_subscriber(
+            s,
+            snapshot.state(s.email),
+            pool,
+            settings,
+            now,
+            snapshot.last_fetch,
+            snapshot.reader(s.email),
+        )
         for s in subs
     )
     return CyclePlan(plans, count_new(snapshot, fetched))

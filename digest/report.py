@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL
 
-Status = Literal["sent", "nothing", "waiting", "dry-run", "outbox", "deferred", "refused", "failed"]
+Status = Literal[
+    "sent", "nothing", "waiting", "suppressed", "dry-run", "outbox", "deferred", "refused", "failed"
+]
 Result = Literal["ok", "partial", "failed"]
 
 _NOT_DELIVERED = ("deferred", "refused", "failed")
@@ -48,6 +50,7 @@ class SubscriberReport:
             "sent": f"sent {n}",
             "nothing": "nothing new",
             "waiting": "not due today",
+            "suppressed": "not mailed",
             "dry-run": f"would send {n}",
             "outbox": f"wrote {n} to the outbox",
             "deferred": f"deferred, {n} stay pending",

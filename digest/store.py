@@ -376,8 +376,10 @@ class Store:
         r = self.ledger.readers.get(email)
         marks = (r.fields.get("watermarks") or {}) if r else {}
         added = {k: iso(start) for k in keys if k not in marks}
-        if added or r is None:
-            self._change("marks", email, added, None if r else iso(now or start))
+        # a record made by a reply (set_reader_state) has no first_seen yet
+        new_reader = r is None or "first_seen" not in r.fields
+        if added or new_reader:
+            self._change("marks", email, added, iso(now or start) if new_reader else None)
             marks = self.ledger.readers[email].fields["watermarks"]
         return {k: parse_time(v) for k, v in marks.items()}
 
@@ -413,6 +415,30 @@ class Store:
         if served_slot is not None or empty_day is not None:
             slot = iso(served_slot) if served_slot is not None else None
             self._change("served", email, slot, empty_day)
+
+    # -- what readers chose by mail ------------------------------------------------
+
+    def reader_state(self, email: str) -> Mapping[str, Any] | None:
+        """The stored ``readers.to_dict`` of ``email``; None when nothing is stored.
+
+        Whether ``email`` is a subscriber at all is the caller's question
+        (the configuration knows, the store does not).
+        """
+        r = self.ledger.readers.get(email)
+        state = r.fields.get("replies") if r else None
+        return MappingProxyType(state) if state else None
+
+    def set_reader_state(self, email: str, state: Mapping[str, Any]) -> None:
+        """Replace ``email``'s stored choices; durable once ``flush()`` returns."""
+        self._change("replies", email, json.loads(json.dumps(dict(state))))
+
+    def reader_states(self) -> dict[str, Mapping[str, Any]]:
+        """Every address with stored choices (``digest readers``)."""
+        return {
+            email: MappingProxyType(r.fields["replies"])
+            for email, r in self.ledger.readers.items()
+            if r.fields.get("replies")
+        }
 
     # -- housekeeping ------------------------------------------------------------
 

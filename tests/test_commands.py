@@ -144,3 +144,17 @@ def test_command_mailto_equals_the_general_mailto(address: str, action: str, arg
     expected = mailto(OPERATOR, subject=line, body=body)
     got = command_mailto(SECRET, OPERATOR, address, action, argument, list_name="Lab Papers")  # type: ignore[arg-type]
     assert got == expected
+
+
+def test_paper_links_carry_the_command_in_the_subject_only() -> None:
+    # two under every paper: the explaining body would double their weight in the HTML
+    links = reader_links(SECRET, OPERATOR, "alice@example.org", ("2202.12139",))
+    more = open_mailto(links.paper("2202.12139").more)
+    token = command_token(SECRET, "alice@example.org", "more", "2202.12139")
+    assert (more.subject, more.body) == (f"more 2202.12139 alice@example.org {token}", "")
+
+
+def test_an_id_no_command_can_carry_gets_no_links_and_breaks_nothing() -> None:
+    hostile = '2611.70004v1"><script>alert(6)</script>'
+    links = reader_links(SECRET, OPERATOR, "alice@example.org", ("2202.12139", hostile))
+    assert list(links.papers) == ["2202.12139"]

@@ -22,7 +22,8 @@ from tests.faults.smtp import Accepted
 
 _ABS = re.compile(r"arxiv\.org/abs/([A-Za-z\-.]*/?\d+(?:\.\d+)?)(?:v\d+)?")
 _LISTED = re.compile(r"^ *Abstract: https://arxiv\.org/abs/(\S+)$", re.M)
-_STATUS = re.compile(r"^\s+(\S+@\S+): (\d+) delivered, (\d+) pending$", re.M)
+# what may follow "pending": skipped papers, a reader's choice by reply ("; 1 hard bounce(s)")
+_STATUS = re.compile(r"^\s+(\S+@\S+): (\d+) delivered, (\d+) pending(?:[,;] .*)?$", re.M)
 
 
 def papers_in(header: bytes, entries: Iterable[bytes]) -> dict[str, Paper]:

@@ -15,17 +15,21 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from pathlib import Path
 
 from digest import rank
-from digest.compose import build_message, compose
+from digest.commands import reader_links
+from digest.compose import LinkMaker, build_message, compose
 from digest.errors import ArxivQueryError
 from digest.feed import parse_page
 from digest.matching import match_all
-from digest.models import Paper, Settings, SmtpSettings, Subscriber
+from digest.models import Paper, Settings, SmtpSettings, Subscriber, format_sender
+from digest.tokens import ReplySecret
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CREATED = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+REPLY_SECRET = ReplySecret(b"spam-test-reply-secret-0123456789")
 SETTINGS = Settings(smtp=SmtpSettings(sender="Daily Papers <papers@digest.example.org>"))
 
 # Who reads what on the realistic day: a spread of narrow and broad interests,
@@ -86,9 +90,10 @@ def day_papers() -> list[Paper]:
     return list(seen.values())
 
 
-def day_messages(templates: Path | None = None) -> list[tuple[str, bytes]]:
-    """(subscriber, message bytes) for each digest of the day, as sent."""
+def day_messages(templates: Path | None = None, *, links: bool = True) -> list[tuple[str, bytes]]:
+    """(subscriber, message bytes) for each digest of the day, as sent (with reply links)."""
     settings = Settings(smtp=SETTINGS.smtp, templates=templates)
+    operator = format_sender(settings.smtp.sender)
     papers = day_papers()
     corpus = rank.build_corpus(papers)  # as the cycle does: once, for every reader
     out = []
@@ -103,9 +108,14 @@ def day_messages(templates: Path | None = None) -> list[tuple[str, bytes]]:
             cycle_id="20261130.spam",
             created=CREATED,
             empty_reason=None if matches else "no paper matched your keywords",
+            links=_links(operator, sub.email) if links else None,
         )
         out.append((sub.email, bytes(build_message(digest, rendered, settings))))
     return out
+
+
+def _links(operator: Address, email: str) -> LinkMaker:
+    return lambda ids: reader_links(REPLY_SECRET, operator, email, ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from digest import atomic
 from digest.errors import OutputError
 from digest.mailer import Item, Mailer, Outcome
 from digest.models import Digest
@@ -88,7 +89,8 @@ class Outbox:
                 made = True
             path = self.folder / f"{self.today:%Y-%m-%d}-{_safe_name(item.email)}.eml"
             try:
-                path.write_bytes(item.message)
+                # a reader's name, address and papers: owner-only, whatever the umask
+                atomic.write_atomic(path, item.message, mode=0o600)
             except OSError as exc:
                 on_fate(item, "failed", f"cannot write {path}: {exc}")
                 continue

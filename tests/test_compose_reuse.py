@@ -1,0 +1,36 @@
+"""Composing reuses per-cycle work across readers without changing a byte of any message.
+
+``tests/golden/day_messages.sha256`` holds the SHA-256 of every message of
+the realistic day (tests/support/spam.py), with and without reply links, as
+main's code composed them before compose cached anything (commit 6b0a0f0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tests.support.spam import day_messages
+
+GOLDEN = Path(__file__).parent / "golden" / "day_messages.sha256"
+
+
+def _golden() -> list[tuple[str, str, str]]:
+    rows = [line.split() for line in GOLDEN.read_text(encoding="ascii").splitlines()]
+    return [(kind, email, digest) for kind, email, digest in rows]
+
+
+def _hashes(links: bool) -> list[tuple[str, str, str]]:
+    kind = "links" if links else "nolinks"
+    return [
+        (kind, email, hashlib.sha256(raw).hexdigest()) for email, raw in day_messages(links=links)
+    ]
+
+
+def test_the_days_messages_are_byte_identical_to_those_composed_before_caching() -> None:
+    assert _hashes(True) + _hashes(False) == _golden()
+
+
+def test_composing_the_day_again_with_warm_caches_gives_the_same_bytes() -> None:
+    first = day_messages()
+    assert day_messages() == first

@@ -135,8 +135,21 @@ class Segment:
     mark: bool
 
 
+# Per-cycle caches, shared by every reader a process composes for: a day's
+# papers times the keyword sets that match them fit, and memory stays flat
+# (about 2.5 KB an entry at most). Each caches a pure function of its key, so
+# a hit returns exactly what the call would; values are immutable (strings,
+# tuples, frozen dataclasses), so no reader's render can change another's.
+CYCLE_CACHE = 4096
+
+
 def highlight(text: str, phrases: Sequence[str]) -> tuple[Segment, ...]:
     """Split ``text`` into plain and highlighted segments (to be escaped by the template)."""
+    return _highlight(text, tuple(phrases))
+
+
+@lru_cache(maxsize=CYCLE_CACHE)
+def _highlight(text: str, phrases: tuple[str, ...]) -> tuple[Segment, ...]:
     spans: list[tuple[int, int]] = []
     for phrase in phrases:
         pattern = highlight_pattern(phrase)
@@ -178,10 +191,39 @@ def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
     return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:") + " …", True
 
 
+@dataclass(frozen=True, slots=True)
+class _PaperText:
+    """What every reader is shown of a paper, whatever matched it: LaTeX converted once."""
+
+    title: str
+    abstract: str
+    abstract_trimmed: bool
+    authors: str  # shortened, for a full entry
+    row_authors: str  # the first ones, for a compact row
+    comment: str | None
+    other_categories: tuple[str, ...]
+
+
+@lru_cache(maxsize=CYCLE_CACHE)
+def _paper_text(p: Paper) -> _PaperText:
+    # keyed by the whole (frozen) paper: a new version or a corrected field is a new key
+    abstract, trimmed = trim(latex_text(p.abstract))
+    names = [latex_name(a) for a in p.authors]
+    return _PaperText(
+        title=latex_text(p.title),
+        abstract=abstract,
+        abstract_trimmed=trimmed,
+        authors=shorten_authors(names),
+        row_authors=first_authors(names),
+        comment=latex_text(p.comment) if p.comment else None,
+        other_categories=tuple(_other_categories(p)),
+    )
+
+
 def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) -> dict[str, Any]:
     p: Paper = m.paper
-    title = latex_text(p.title)
-    abstract, trimmed = trim(latex_text(p.abstract))
+    shown = _paper_text(p)
+    title, abstract, trimmed = shown.title, shown.abstract, shown.abstract_trimmed
     return {
         "id": p.id,
         "version": p.version,
@@ -190,13 +232,13 @@ def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) 
         "abstract": abstract,
         "abstract_segments": highlight(abstract, m.keywords),
         "abstract_trimmed": trimmed,
-        "authors": shorten_authors([latex_name(a) for a in p.authors]),
+        "authors": shown.authors,
         "followed_authors": list(m.authors),
         "primary_category": p.primary_category,
-        "other_categories": _other_categories(p),
+        "other_categories": list(shown.other_categories),
         "submitted": p.published.strftime("%Y-%m-%d"),
         "updated": p.updated.strftime("%Y-%m-%d"),
-        "comment": latex_text(p.comment) if p.comment else None,
+        "comment": shown.comment,
         "journal_ref": p.journal_ref,
         "doi": p.doi,
         "matched": list(m.keywords),
@@ -222,11 +264,12 @@ def first_authors(authors: Sequence[str]) -> str:
 def _row_view(r: Ranked) -> dict[str, Any]:
     """A compact row: linked title, first authors, categories, PDF link, what matched."""
     m, p = r.match, r.match.paper
+    shown = _paper_text(p)
     return {
         "id": p.id,
-        "title": latex_text(p.title),
-        "authors": first_authors([latex_name(a) for a in p.authors]),
-        "categories": [p.primary_category, *_other_categories(p)],
+        "title": shown.title,
+        "authors": shown.row_authors,
+        "categories": [p.primary_category, *shown.other_categories],
         "matched": [*m.keywords, *(f"by {a}" for a in m.authors)],
         "like": r.like,
         "abs_url": p.abs_url,
@@ -323,7 +366,30 @@ def _environment(override: Path | None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["wordwrap"] = _cached_wordwrap(env.filters["wordwrap"])
     return env
+
+
+def _cached_wordwrap(wordwrap: Callable[..., str]) -> Callable[..., str]:
+    """Jinja's own ``wordwrap``, remembered per (text, options) for the cycle.
+
+    The text template wraps every title, author list and abstract for every
+    reader, and ``textwrap`` was the largest cost of a digest; the papers are
+    the same for every reader. Only plain ``str`` input is cached (``Markup``
+    hashes like its ``str`` but may wrap differently); the rest goes through.
+    """
+
+    @lru_cache(maxsize=CYCLE_CACHE, typed=True)  # typed: a width of True is not 1
+    def wrapped(env: jinja2.Environment, s: str, *args: Any, **kwargs: Any) -> str:
+        return wordwrap(env, s, *args, **kwargs)
+
+    @jinja2.pass_environment
+    def cached(env: jinja2.Environment, s: Any, *args: Any, **kwargs: Any) -> str:
+        if type(s) is not str:
+            return wordwrap(env, s, *args, **kwargs)
+        return wrapped(env, s, *args, **kwargs)
+
+    return cached
 
 
 _INLINER = css_inline.CSSInliner(

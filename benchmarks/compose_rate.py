@@ -1,9 +1,10 @@
 """Digests composed per second on one core: a 20-paper digest with math, many readers.
 
 The 20 papers are the first recorded ones (tests/fixtures) with LaTeX in
-their title or abstract (``$`` or a backslash); each of N readers follows 3 keywords drawn from a small pool
-(so readers share papers and highlighted terms, as on a real day) and gets
-all 20 papers, ranked once per reader as the cycle does (outside the clock).
+their title or abstract (``$`` or a backslash); each of N readers follows 3
+keywords drawn from a small pool (so readers share papers and highlighted
+terms, as on a real day) and gets all 20 papers, ranked once per reader as
+the cycle does (outside the clock).
 What is timed is what the compose pool does per reader: ``compose`` with
 the reader's reply links, then ``build_message``, for N readers in a row in
 one fresh process (so per-cycle caches start cold, as in a new worker).

@@ -9,6 +9,7 @@ are built by the ``email`` package (``policy.default`` refuses CR/LF).
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -460,6 +461,30 @@ def message_id(digest: Digest, domain: str) -> str:
     return f"<digest.{digest.cycle_id}.{token[:20]}@{domain}>"
 
 
+@lru_cache(maxsize=8)
+def _cycle_headers(sender_setting: str, date: str) -> dict[str, Any]:
+    """The headers every reader's message of a cycle shares, parsed once.
+
+    ``policy.default`` parses each value set on a message into a header
+    object, and keeps a value that already is one for that name as it is
+    (``EmailPolicy.header_store_parse``): these are the very objects setting
+    the strings would make, so the bytes are the same.
+    """
+    sender = format_sender(sender_setting)
+    values: dict[str, Any] = {
+        "From": sender,
+        "Date": date,  # a string: equal datetimes in other zones print differently
+        # RFC 2919: the list identifier is a domain-like label under the sender's domain.
+        "List-Id": f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>",
+        "List-Unsubscribe": f"<mailto:{sender.addr_spec}?subject=unsubscribe>",
+        "Auto-Submitted": "auto-generated",  # RFC 3834: no vacation replies
+        "X-Auto-Response-Suppress": "OOF, AutoReply",
+        "Precedence": "bulk",
+    }
+    factory = email.policy.default.header_factory  # EmailMessage()'s policy
+    return {name: factory(name, value) for name, value in values.items()}
+
+
 def build_message(
     digest: Digest,
     rendered: Rendered,
@@ -468,23 +493,21 @@ def build_message(
 ) -> bytes:
     """The message as sent, serialised once (every send attempt reuses these bytes)."""
     sender = format_sender(settings.smtp.sender)
+    same = _cycle_headers(settings.smtp.sender, format_datetime(digest.created))
     sub = digest.subscriber
     local, domain = split_address(sub.email)
     msg = EmailMessage()
-    msg["From"] = sender
+    msg["From"] = same["From"]
     msg["To"] = Address(display_name=sub.name or "", username=local, domain=domain)
     msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(digest.created)
+    msg["Date"] = same["Date"]
     msg["Message-ID"] = ident = message_id(digest, sender.domain)
-    # RFC 2919: the list identifier is a domain-like label under the sender's domain.
-    msg["List-Id"] = f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>"
+    msg["List-Id"] = same["List-Id"]
     # the tokened value is an UnfoldedHeader: set as it is, it stays one bare line
-    msg["List-Unsubscribe"] = (
-        rendered.list_unsubscribe or f"<mailto:{sender.addr_spec}?subject=unsubscribe>"
-    )
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
-    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-    msg["Precedence"] = "bulk"
+    msg["List-Unsubscribe"] = rendered.list_unsubscribe or same["List-Unsubscribe"]
+    msg["Auto-Submitted"] = same["Auto-Submitted"]
+    msg["X-Auto-Response-Suppress"] = same["X-Auto-Response-Suppress"]
+    msg["Precedence"] = same["Precedence"]
     for k, v in (extra_headers or {}).items():
         msg[k] = v
     # quoted-printable (inlined HTML has long lines, base64 would add a third),

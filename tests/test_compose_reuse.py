@@ -8,8 +8,11 @@ main's code composed them before compose cached anything (commit 6b0a0f0).
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 
+from digest.compose import _cycle_headers, build_message, compose
+from digest.models import Settings, SmtpSettings, Subscriber
 from tests.support.spam import day_messages
 
 GOLDEN = Path(__file__).parent / "golden" / "day_messages.sha256"
@@ -34,3 +37,16 @@ def test_the_days_messages_are_byte_identical_to_those_composed_before_caching()
 def test_composing_the_day_again_with_warm_caches_gives_the_same_bytes() -> None:
     first = day_messages()
     assert day_messages() == first
+
+
+def test_a_long_non_ascii_sender_folds_the_same_in_every_message_of_the_cycle() -> None:
+    # the cycle's shared header objects are folded once per message: folding must not change them
+    sender = "Ça fait des Papiers Quotidiens du Département de Physique Théorique <p@example.org>"
+    settings = Settings(smtp=SmtpSettings(sender=sender))
+    sub = Subscriber(email="zoe@example.org", keywords=("graph",), send_empty=True)
+    created = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+    digest, rendered = compose(sub, (), settings, cycle_id="c", created=created, empty_reason="-")
+    _cycle_headers.cache_clear()
+    cold = build_message(digest, rendered, settings)
+    assert build_message(digest, rendered, settings) == cold
+    assert build_message(digest, rendered, settings) == cold

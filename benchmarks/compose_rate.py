@@ -15,7 +15,7 @@ that directory first on ``sys.path``), interleaved with the working tree's,
 ROUNDS runs each, median reported; then a cProfile top-15 (by own time) of
 each side.
 
-    .venv/bin/python benchmarks/compose_rate.py [--quick] [--base REF]
+    .venv/bin/python benchmarks/compose_rate.py [--quick] [--rounds N] [--base REF]
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="20 readers, one round")
     parser.add_argument("--base", default="main", help="the baseline's git ref (default: main)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side (default: 3)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -154,7 +155,7 @@ def main() -> None:
             result["rate"] = _run(opts.child)
         print(json.dumps(result))
         return
-    readers, rounds = (20, 1) if opts.quick else (200, 3)
+    readers, rounds = (20, 1) if opts.quick else (200, opts.rounds)
     with tempfile.TemporaryDirectory(prefix="compose-base-") as tmp:
         base = Path(tmp)
         archive = subprocess.run(

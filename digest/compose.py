@@ -353,13 +353,35 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
 # Rendering
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Environment(jinja2.Environment):
+    """Jinja's environment, with ``p.title`` on a plain dict found without an exception.
+
+    ``Environment.getattr`` tries ``getattr(obj, name)`` and then
+    ``obj[name]``; on ``render_context``'s dicts the first always raises
+    ``AttributeError`` (a thousand times a digest) unless ``name`` is one of
+    ``dict``'s own attributes (a ``dict`` instance has no others). Looking
+    the key up first in exactly the other cases gives the same value.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                pass
+        return super().getattr(obj, attribute)
+
+
 @lru_cache(maxsize=8)
 def _environment(override: Path | None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if override is not None:
         loaders.append(jinja2.FileSystemLoader(str(override)))
     loaders.append(jinja2.FileSystemLoader(str(shipped_templates())))
-    env = jinja2.Environment(
+    env = _Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
         undefined=jinja2.StrictUndefined,

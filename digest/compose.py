@@ -484,7 +484,7 @@ def message_id(digest: Digest, domain: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _cycle_headers(sender_setting: str, date: str) -> dict[str, Any]:
+def _cycle_headers(sender_setting: str, date: str) -> Mapping[str, Any]:
     """The headers every reader's message of a cycle shares, parsed once.
 
     ``policy.default`` parses each value set on a message into a header
@@ -605,6 +605,19 @@ def compose(
             rows_html,
         )
     return fitted[0], render(fitted[0], settings, fitted[1], made)
+
+
+def forget_cycle() -> None:
+    """Empty the per-cycle caches (a long-lived process that composed in-process, after a cycle).
+
+    They are bounded whatever happens (``CYCLE_CACHE`` entries each, a few
+    tens of MB at most); this only gives the memory back between cycles.
+    Pool workers need not call it: they end with the cycle.
+    """
+    _paper_text.cache_clear()
+    _highlight.cache_clear()
+    _cycle_headers.cache_clear()
+    _environment.cache_clear()  # its wordwrap cache goes with it
 
 
 def _fits(html: str) -> bool:

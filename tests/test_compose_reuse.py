@@ -11,7 +11,7 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.compose import _cycle_headers, build_message, compose
+from digest.compose import _cycle_headers, _paper_text, build_message, compose, forget_cycle
 from digest.models import Settings, SmtpSettings, Subscriber
 from tests.support.spam import day_messages
 
@@ -50,3 +50,11 @@ def test_a_long_non_ascii_sender_folds_the_same_in_every_message_of_the_cycle() 
     cold = build_message(digest, rendered, settings)
     assert build_message(digest, rendered, settings) == cold
     assert build_message(digest, rendered, settings) == cold
+
+
+def test_forget_cycle_empties_the_per_cycle_caches() -> None:
+    day_messages()
+    assert _paper_text.cache_info().currsize > 0
+    forget_cycle()
+    assert _paper_text.cache_info().currsize == 0
+    assert _cycle_headers.cache_info().currsize == 0

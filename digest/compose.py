@@ -9,6 +9,7 @@ are built by the ``email`` package (``policy.default`` refuses CR/LF).
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -135,8 +136,21 @@ class Segment:
     mark: bool
 
 
+# Per-cycle caches, shared by every reader a process composes for: a day's
+# papers times the keyword sets that match them fit, and memory stays flat
+# (about 2.5 KB an entry at most). Each caches a pure function of its key, so
+# a hit returns exactly what the call would; values are immutable (strings,
+# tuples, frozen dataclasses), so no reader's render can change another's.
+CYCLE_CACHE = 4096
+
+
 def highlight(text: str, phrases: Sequence[str]) -> tuple[Segment, ...]:
     """Split ``text`` into plain and highlighted segments (to be escaped by the template)."""
+    return _highlight(text, tuple(phrases))
+
+
+@lru_cache(maxsize=CYCLE_CACHE)
+def _highlight(text: str, phrases: tuple[str, ...]) -> tuple[Segment, ...]:
     spans: list[tuple[int, int]] = []
     for phrase in phrases:
         pattern = highlight_pattern(phrase)
@@ -178,10 +192,39 @@ def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
     return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:") + " …", True
 
 
+@dataclass(frozen=True, slots=True)
+class _PaperText:
+    """What every reader is shown of a paper, whatever matched it: LaTeX converted once."""
+
+    title: str
+    abstract: str
+    abstract_trimmed: bool
+    authors: str  # shortened, for a full entry
+    row_authors: str  # the first ones, for a compact row
+    comment: str | None
+    other_categories: tuple[str, ...]
+
+
+@lru_cache(maxsize=CYCLE_CACHE)
+def _paper_text(p: Paper) -> _PaperText:
+    # keyed by the whole (frozen) paper: a new version or a corrected field is a new key
+    abstract, trimmed = trim(latex_text(p.abstract))
+    names = [latex_name(a) for a in p.authors]
+    return _PaperText(
+        title=latex_text(p.title),
+        abstract=abstract,
+        abstract_trimmed=trimmed,
+        authors=shorten_authors(names),
+        row_authors=first_authors(names),
+        comment=latex_text(p.comment) if p.comment else None,
+        other_categories=tuple(_other_categories(p)),
+    )
+
+
 def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) -> dict[str, Any]:
     p: Paper = m.paper
-    title = latex_text(p.title)
-    abstract, trimmed = trim(latex_text(p.abstract))
+    shown = _paper_text(p)
+    title, abstract, trimmed = shown.title, shown.abstract, shown.abstract_trimmed
     return {
         "id": p.id,
         "version": p.version,
@@ -190,13 +233,13 @@ def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) 
         "abstract": abstract,
         "abstract_segments": highlight(abstract, m.keywords),
         "abstract_trimmed": trimmed,
-        "authors": shorten_authors([latex_name(a) for a in p.authors]),
+        "authors": shown.authors,
         "followed_authors": list(m.authors),
         "primary_category": p.primary_category,
-        "other_categories": _other_categories(p),
+        "other_categories": list(shown.other_categories),
         "submitted": p.published.strftime("%Y-%m-%d"),
         "updated": p.updated.strftime("%Y-%m-%d"),
-        "comment": latex_text(p.comment) if p.comment else None,
+        "comment": shown.comment,
         "journal_ref": p.journal_ref,
         "doi": p.doi,
         "matched": list(m.keywords),
@@ -222,11 +265,12 @@ def first_authors(authors: Sequence[str]) -> str:
 def _row_view(r: Ranked) -> dict[str, Any]:
     """A compact row: linked title, first authors, categories, PDF link, what matched."""
     m, p = r.match, r.match.paper
+    shown = _paper_text(p)
     return {
         "id": p.id,
-        "title": latex_text(p.title),
-        "authors": first_authors([latex_name(a) for a in p.authors]),
-        "categories": [p.primary_category, *_other_categories(p)],
+        "title": shown.title,
+        "authors": shown.row_authors,
+        "categories": [p.primary_category, *shown.other_categories],
         "matched": [*m.keywords, *(f"by {a}" for a in m.authors)],
         "like": r.like,
         "abs_url": p.abs_url,
@@ -309,13 +353,35 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
 # Rendering
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Environment(jinja2.Environment):
+    """Jinja's environment, with ``p.title`` on a plain dict found without an exception.
+
+    ``Environment.getattr`` tries ``getattr(obj, name)`` and then
+    ``obj[name]``; on ``render_context``'s dicts the first always raises
+    ``AttributeError`` (a thousand times a digest) unless ``name`` is one of
+    ``dict``'s own attributes (a ``dict`` instance has no others). Looking
+    the key up first in exactly the other cases gives the same value.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                pass
+        return super().getattr(obj, attribute)
+
+
 @lru_cache(maxsize=8)
 def _environment(override: Path | None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if override is not None:
         loaders.append(jinja2.FileSystemLoader(str(override)))
     loaders.append(jinja2.FileSystemLoader(str(shipped_templates())))
-    env = jinja2.Environment(
+    env = _Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
         undefined=jinja2.StrictUndefined,
@@ -323,7 +389,30 @@ def _environment(override: Path | None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["wordwrap"] = _cached_wordwrap(env.filters["wordwrap"])
     return env
+
+
+def _cached_wordwrap(wordwrap: Callable[..., str]) -> Callable[..., str]:
+    """Jinja's own ``wordwrap``, remembered per (text, options) for the cycle.
+
+    The text template wraps every title, author list and abstract for every
+    reader, and ``textwrap`` was the largest cost of a digest; the papers are
+    the same for every reader. Only plain ``str`` input is cached (``Markup``
+    hashes like its ``str`` but may wrap differently); the rest goes through.
+    """
+
+    @lru_cache(maxsize=CYCLE_CACHE, typed=True)  # typed: a width of True is not 1
+    def wrapped(env: jinja2.Environment, s: str, *args: Any, **kwargs: Any) -> str:
+        return wordwrap(env, s, *args, **kwargs)
+
+    @jinja2.pass_environment
+    def cached(env: jinja2.Environment, s: Any, *args: Any, **kwargs: Any) -> str:
+        if type(s) is not str:
+            return wordwrap(env, s, *args, **kwargs)
+        return wrapped(env, s, *args, **kwargs)
+
+    return cached
 
 
 _INLINER = css_inline.CSSInliner(
@@ -394,6 +483,30 @@ def message_id(digest: Digest, domain: str) -> str:
     return f"<digest.{digest.cycle_id}.{token[:20]}@{domain}>"
 
 
+@lru_cache(maxsize=8)
+def _cycle_headers(sender_setting: str, date: str) -> Mapping[str, Any]:
+    """The headers every reader's message of a cycle shares, parsed once.
+
+    ``policy.default`` parses each value set on a message into a header
+    object, and keeps a value that already is one for that name as it is
+    (``EmailPolicy.header_store_parse``): these are the very objects setting
+    the strings would make, so the bytes are the same.
+    """
+    sender = format_sender(sender_setting)
+    values: dict[str, Any] = {
+        "From": sender,
+        "Date": date,  # a string: equal datetimes in other zones print differently
+        # RFC 2919: the list identifier is a domain-like label under the sender's domain.
+        "List-Id": f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>",
+        "List-Unsubscribe": f"<mailto:{sender.addr_spec}?subject=unsubscribe>",
+        "Auto-Submitted": "auto-generated",  # RFC 3834: no vacation replies
+        "X-Auto-Response-Suppress": "OOF, AutoReply",
+        "Precedence": "bulk",
+    }
+    factory = email.policy.default.header_factory  # EmailMessage()'s policy
+    return {name: factory(name, value) for name, value in values.items()}
+
+
 def build_message(
     digest: Digest,
     rendered: Rendered,
@@ -402,23 +515,21 @@ def build_message(
 ) -> bytes:
     """The message as sent, serialised once (every send attempt reuses these bytes)."""
     sender = format_sender(settings.smtp.sender)
+    same = _cycle_headers(settings.smtp.sender, format_datetime(digest.created))
     sub = digest.subscriber
     local, domain = split_address(sub.email)
     msg = EmailMessage()
-    msg["From"] = sender
+    msg["From"] = same["From"]
     msg["To"] = Address(display_name=sub.name or "", username=local, domain=domain)
     msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(digest.created)
+    msg["Date"] = same["Date"]
     msg["Message-ID"] = ident = message_id(digest, sender.domain)
-    # RFC 2919: the list identifier is a domain-like label under the sender's domain.
-    msg["List-Id"] = f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>"
+    msg["List-Id"] = same["List-Id"]
     # the tokened value is an UnfoldedHeader: set as it is, it stays one bare line
-    msg["List-Unsubscribe"] = (
-        rendered.list_unsubscribe or f"<mailto:{sender.addr_spec}?subject=unsubscribe>"
-    )
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
-    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-    msg["Precedence"] = "bulk"
+    msg["List-Unsubscribe"] = rendered.list_unsubscribe or same["List-Unsubscribe"]
+    msg["Auto-Submitted"] = same["Auto-Submitted"]
+    msg["X-Auto-Response-Suppress"] = same["X-Auto-Response-Suppress"]
+    msg["Precedence"] = same["Precedence"]
     for k, v in (extra_headers or {}).items():
         msg[k] = v
     # quoted-printable (inlined HTML has long lines, base64 would add a third),
@@ -494,6 +605,19 @@ def compose(
             rows_html,
         )
     return fitted[0], render(fitted[0], settings, fitted[1], made)
+
+
+def forget_cycle() -> None:
+    """Empty the per-cycle caches (a long-lived process that composed in-process, after a cycle).
+
+    They are bounded whatever happens (``CYCLE_CACHE`` entries each, a few
+    tens of MB at most); this only gives the memory back between cycles.
+    Pool workers need not call it: they end with the cycle.
+    """
+    _paper_text.cache_clear()
+    _highlight.cache_clear()
+    _cycle_headers.cache_clear()
+    _environment.cache_clear()  # its wordwrap cache goes with it
 
 
 def _fits(html: str) -> bool:

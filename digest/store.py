@@ -36,17 +36,12 @@ from typing import Any
 from digest.database import BACKUP_EVERY as BACKUP_EVERY
 from digest.database import JOURNAL_FOLD_BYTES as JOURNAL_FOLD_BYTES
 from digest.database import Database
+from digest.documents import SubscriberState as SubscriberState
+from digest.documents import iso, maybe_time, parse_time
+from digest.documents import paper_from_doc as paper_from_doc
+from digest.documents import paper_to_doc as paper_to_doc
 from digest.ledger import SCHEMA as SCHEMA
-from digest.ledger import (
-    DeliveredAt,
-    iso,
-    maybe_time,
-    parse_time,
-    skipped_ids,
-)
-from digest.ledger import SubscriberState as SubscriberState
-from digest.ledger import paper_from_doc as paper_from_doc
-from digest.ledger import paper_to_doc as paper_to_doc
+from digest.ledger import DeliveredAt, skipped_ids
 from digest.models import Paper
 from digest.storage import AtomicJSONStorage as AtomicJSONStorage
 from digest.storage import JournalStorage as JournalStorage

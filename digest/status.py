@@ -12,10 +12,10 @@ import logging
 from digest import readers
 from digest.cycle import snapshot
 from digest.errors import EXIT_OK, StoreCorruptError, UsageError
+from digest.invocation import load_config, wall_now
 from digest.plan import plan_cycle
 from digest.report import CycleRecord
 from digest.store import Store
-from digest.subcommands import load_config, wall_now
 from digest.timing import announcements_between, local_text, next_run
 
 log = logging.getLogger("digest")

@@ -2,7 +2,7 @@
 
 Each takes the parsed arguments and returns an exit code; ``digest.cli``
 parses and maps errors to exit codes. Only these commands, ``digest.status``
-and the daemon read the real clock (``wall_now``).
+and the daemon read the real clock (``invocation.wall_now``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import logging
 import os
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from digest import archive, atomic, config, inbox, ingest, mailroom
 from digest.cycle import Hooks, Options, collaborators, run_cycle
 from digest.daemon import Daemon
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError, DigestError
+from digest.invocation import load_config, wall_now
 from digest.mailer import Mailer
 from digest.models import Config
 from digest.report import CycleReport, SubscriberReport
@@ -28,17 +28,6 @@ from digest.terminal import ProgressLine
 from digest.writable import check_output, check_writable
 
 log = logging.getLogger("digest")
-
-
-def load_config(args: argparse.Namespace) -> Config:
-    return config.load(
-        config.resolve_path(args.config, os.environ),
-        origin=config.path_origin(args.config, os.environ),
-    )
-
-
-def wall_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -228,7 +228,7 @@ def cost(n: int) -> None:
 
     sys.path.insert(0, str(ROOT))
     from benchmarks.ranking_quality import OTHER_DAY, load
-    from digest import cycle
+    from digest import compose_stream
     from digest.cycle import Hooks, Options, collaborators, run_cycle
     from digest.models import (
         ArxivSettings,
@@ -264,7 +264,7 @@ def cost(n: int) -> None:
         liked = rng.sample(pool, 8) if i % 2 else []
         likes = tuple(Liked(None, p.title, p.abstract) for p in liked)
         subs.append(Subscriber(email, kws, likes=likes))
-    unranked = cycle._rank
+    unranked = compose_stream._rank
 
     def date_order(run: Any, plan: Any) -> tuple[Any, ...]:
         return tuple(Ranked(m, 0.0) for m in plan.matches)  # compose sorts: newest first
@@ -280,7 +280,7 @@ def cost(n: int) -> None:
 
     def run(ranked: bool) -> tuple[float, int, int]:
         inside[0] = 0.0
-        cycle._rank = timed if ranked else date_order
+        compose_stream._rank = timed if ranked else date_order
         with (
             tempfile.TemporaryDirectory() as tmp,
             ArxivServer(header, entries) as arxiv,
@@ -317,7 +317,7 @@ def cost(n: int) -> None:
         label = "ranked" if ranked else "ranking off (date order)"
         spent = f"  ({inside[0]:.1f} s of it ranking)" if ranked else ""
         print(f"  {label:<25} {elapsed:7.1f} s  {msgs} mails, {shown} papers shown{spent}")
-    cycle._rank = unranked
+    compose_stream._rank = unranked
     without, with_ = (sum(times[k]) / 2 for k in (False, True))
     print(
         f"  mean: off {without:.1f} s, ranked {with_:.1f} s: ranking adds "

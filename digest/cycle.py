@@ -14,34 +14,33 @@ true (papers cached, a digest delivered, a slot served, the cycle's summary).
 A digest delivers only the papers its mail shows; the matches it left out
 for size are recorded as skipped with it, never as delivered.
 
-Ranking sits between plan and compose: the corpus is built once per cycle
-(on first need) from the fetch window's papers, each reader's profile from
-their likes (liked papers not cached are looked up in one ``id_list``
-request at most, and cached), and ``compose`` gets the ranked matches.
+Its parts: the run's state and collaborators in ``digest.cycle_state``, the
+liked-paper lookup for ranking in ``digest.likes``, and the ranked compose
+stream that delivery pulls from in ``digest.compose_stream``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import secrets
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from functools import cached_property
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 
-from digest import compose, composer, housekeeping, library, mailroom, rank
-from digest.commands import reader_links
+from digest import housekeeping, likes, mailroom
+from digest.compose_stream import compose_each, item_report, replan
+from digest.cycle_state import DEFAULTS, NO_HOOKS, Run
+from digest.cycle_state import Collaborators as Collaborators
+from digest.cycle_state import Hooks as Hooks
+from digest.cycle_state import Options as Options
+from digest.cycle_state import WallClock as WallClock
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
-from digest.errors import DigestError, FetchError
-from digest.fetch import ArxivClient, Progress
+from digest.errors import DigestError
+from digest.fetch import ArxivClient
 from digest.mailer import Mailer
-from digest.models import Config, Digest, Paper, Ranked, Settings, Subscriber, newest_versions
+from digest.models import Config, Paper, Settings, Subscriber, newest_versions
 from digest.plan import (
     Candidates,
     Plan,
@@ -62,38 +61,6 @@ from digest.tokens import ReplySecret
 
 log = logging.getLogger(__name__)
 
-WallClock = Callable[[], datetime]
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    dry_run: bool = False
-    outbox: Path | None = None
-    only: str | None = None  # --subscriber EMAIL
-    interactive: bool = False  # a person waits: give up at once if arXiv is unreachable
-
-
-@dataclass(frozen=True, slots=True)
-class Hooks:
-    """Where the cycle tells its caller how it is going (all optional)."""
-
-    fetch_progress: Progress | None = None
-    send_progress: Callable[[int, int], None] | None = None
-    report_line: Callable[[SubscriberReport], None] | None = None
-    on_composed: Callable[[Digest, compose.Rendered], None] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Collaborators:
-    """Everything the cycle talks to, ready-made (tests pass loopback or fake ones)."""
-
-    arxiv: ArxivClient
-    delivery: Delivery
-    clock: WallClock = field(default=lambda: datetime.now(UTC))
-    stop: Stop = field(default_factory=Stop)
-    # signs the reply links in each digest; None: digests carry none (tests of other parts)
-    secret: ReplySecret | None = None
-
 
 @contextlib.asynccontextmanager
 async def collaborators(
@@ -102,7 +69,7 @@ async def collaborators(
     *,
     now: datetime,
     stop: Stop | None = None,
-    hooks: Hooks = Hooks(),
+    hooks: Hooks = NO_HOOKS,
     secret: ReplySecret | None = None,
 ) -> AsyncIterator[Collaborators]:
     """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``.
@@ -152,98 +119,26 @@ def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:
     )
 
 
-@dataclass
-class _Run:
-    """One cycle's moving parts, so the steps below take few arguments."""
-
-    config: Config
-    store: Store
-    collab: Collaborators
-    now: datetime
-    options: Options
-    hooks: Hooks
-    reports: list[SubscriberReport] = field(default_factory=list)
-    # what ranking reads: the cache, the fetch and the liked papers looked up
-    papers: dict[str, Paper] = field(default_factory=dict)
-    background: tuple[Paper, ...] = ()  # the corpus's papers
-    # seconds per phase (fetch, match, plan, compose, send, record, housekeeping)
-    timings: dict[str, float] = field(default_factory=dict)
-    timer: Callable[[], float] = time.perf_counter
-    pooled: bool = False  # composed by other processes, beside sending
-
-    @cached_property
-    def corpus(self) -> rank.Corpus:
-        """The cycle's recent papers as tf-idf vectors: built once, on first need."""
-        return rank.build_corpus(self.background)
-
-    @contextlib.contextmanager
-    def timed(self, phase: str) -> Iterator[None]:
-        started = self.timer()
-        try:
-            yield
-        finally:
-            self.timings[phase] = self.timings.get(phase, 0.0) + self.timer() - started
-
-    @property
-    def records(self) -> bool:
-        return not self.options.dry_run
-
-    def emit(self, report: SubscriberReport) -> None:
-        self.reports.append(report)
-        if self.hooks.report_line:
-            self.hooks.report_line(report)
-
-
 async def run_cycle(
     config: Config,
     store: Store,
     collab: Collaborators,
     *,
     now: datetime,
-    options: Options = Options(),
-    hooks: Hooks = Hooks(),
+    options: Options = DEFAULTS,
+    hooks: Hooks = NO_HOOKS,
 ) -> CycleReport:
     """Run one cycle; never raises for a single subscriber's failure."""
     subs = select_subscribers(config, options.only)
-    run = _Run(config, store, collab, now, options, hooks)
+    run = Run(config, store, collab, now, options, hooks)
     with run.timed("record"):
         before = snapshot(store, subs)
     fetched: tuple[Paper, ...] = ()
     error: str | None = None
     try:
-        with run.timed("fetch"):
-            fetched = await _fetch(run, subs, before)
-        if run.records:
-            with run.timed("record"):
-                store.add_papers(fetched, now)
-                store.set_last_fetch(now)
-                store.flush()
-        liked = await _look_up_likes(run, subs, before, fetched)
-        if run.records and liked:
-            store.add_papers(liked, now)  # cached like any paper; pruning keeps them
-            store.flush()
-        with run.timed("match"):
-            pool = candidates(before.cached, fetched)
-            _index_terms(pool, subs)
-        run.papers = {**pool.by_id, **{p.id: p for p in liked if p.id not in pool.by_id}}
-        # the background that word weights are measured against: the papers of
-        # the fetch window (the cache keeps half a year; ranking needs today's)
-        since, _ = window(now, before.last_fetch, config.settings.lookback_days)
-        run.background = tuple(p for p in pool.ordered if p.published >= since) or pool.ordered
-        sending = await _plan(run, subs, before, pool)
-        if sending:
-            plans = _replan(run, sending, before, pool)
-            # planning, composing and recording happen inside delivery: "send" is the rest
-            before_send = run.timer() - run.timings.get("record", 0.0) - run.timings["plan"]
-            await collab.delivery.deliver(
-                _compose_each(run, plans, len(sending)),
-                lambda item, s, d: _on_fate(run, item, s, d),
-                total=len(sending),
-            )
-            inside = run.timings.get("record", 0.0) + run.timings["plan"]
-            if not run.pooled:
-                inside += run.timings.get("compose", 0.0)
-            run.timings["send"] = run.timer() - before_send - inside
+        fetched = await _fetch_and_cache(run, subs, before)
+        pool = await _match(run, subs, before, fetched)
+        await _deliver(run, subs, before, pool)
         if run.records:
             with run.timed("housekeeping"):
                 housekeeping.tidy(config, store, now, pool.index)
@@ -251,23 +146,79 @@ async def run_cycle(
         error = str(exc)
         raise
     finally:
-        report = CycleReport(
-            started=now,
-            finished=collab.clock(),
-            requests=collab.arxiv.stats.requests,
-            fetched=len(fetched),
-            new_papers=count_new(before, fetched),
-            subscribers=tuple(run.reports),
-            error=error,
-            dry_run=options.dry_run,
-            previous_fetch=before.last_fetch,
-            timings=dict(run.timings),
-        )
-        if run.records:
-            with run.timed("record"):
-                store.set_last_cycle(report.record().to_dict())
-                store.flush()
-        log.debug("cycle timings: %s", ", ".join(f"{k} {v:.3f} s" for k, v in run.timings.items()))
+        report = _finish(run, before, fetched, error)
+    return report
+
+
+async def _fetch_and_cache(
+    run: Run, subs: Sequence[Subscriber], before: Snapshot
+) -> tuple[Paper, ...]:
+    """Fetch the window (and revisions); the papers are cached before anything else."""
+    with run.timed("fetch"):
+        fetched = await _fetch(run, subs, before)
+    if run.records:
+        with run.timed("record"):
+            run.store.add_papers(fetched, run.now)
+            run.store.set_last_fetch(run.now)
+            run.store.flush()
+    return fetched
+
+
+async def _match(
+    run: Run, subs: Sequence[Subscriber], before: Snapshot, fetched: Sequence[Paper]
+) -> Candidates:
+    """The candidate pool with every keyword matched once, and ranking's inputs set."""
+    liked = await likes.look_up_likes(run, subs, before, fetched)
+    if run.records and liked:
+        run.store.add_papers(liked, run.now)  # cached like any paper; pruning keeps them
+        run.store.flush()
+    with run.timed("match"):
+        pool = candidates(before.cached, fetched)
+        _index_terms(pool, subs)
+    likes.gather(run, pool, liked, before)
+    return pool
+
+
+async def _deliver(
+    run: Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
+) -> None:
+    """Plan everybody, then compose and send to those who get a message."""
+    sending = await _plan(run, subs, before, pool)
+    if not sending:
+        return
+    plans = replan(run, sending, before, pool)
+    # planning, composing and recording happen inside delivery: "send" is the rest
+    before_send = run.timer() - run.timings.get("record", 0.0) - run.timings["plan"]
+    await run.collab.delivery.deliver(
+        compose_each(run, plans, len(sending)),
+        lambda item, s, d: _on_fate(run, item, s, d),
+        total=len(sending),
+    )
+    inside = run.timings.get("record", 0.0) + run.timings["plan"]
+    if not run.pooled:
+        inside += run.timings.get("compose", 0.0)
+    run.timings["send"] = run.timer() - before_send - inside
+
+
+def _finish(run: Run, before: Snapshot, fetched: Sequence[Paper], error: str | None) -> CycleReport:
+    """The cycle's report, saved as its record (always, even after a failure)."""
+    report = CycleReport(
+        started=run.now,
+        finished=run.collab.clock(),
+        requests=run.collab.arxiv.stats.requests,
+        fetched=len(fetched),
+        new_papers=count_new(before, fetched),
+        subscribers=tuple(run.reports),
+        error=error,
+        dry_run=run.options.dry_run,
+        previous_fetch=before.last_fetch,
+        timings=dict(run.timings),
+    )
+    if run.records:
+        with run.timed("record"):
+            run.store.set_last_cycle(report.record().to_dict())
+            run.store.flush()
+    log.debug("cycle timings: %s", ", ".join(f"{k} {v:.3f} s" for k, v in run.timings.items()))
     return report
 
 
@@ -280,7 +231,7 @@ def _index_terms(pool: Candidates, subs: Sequence[Subscriber]) -> None:
             pool.index.author(name)
 
 
-async def _fetch(run: _Run, subs: Sequence[Subscriber], before: Snapshot) -> tuple[Paper, ...]:
+async def _fetch(run: Run, subs: Sequence[Subscriber], before: Snapshot) -> tuple[Paper, ...]:
     settings = run.config.settings
     terms = fetch_terms(subs, settings.arxiv.categories)
     start, end = window(run.now, before.last_fetch, settings.lookback_days)
@@ -304,30 +255,8 @@ async def _fetch(run: _Run, subs: Sequence[Subscriber], before: Snapshot) -> tup
     return papers
 
 
-async def _look_up_likes(
-    run: _Run, subs: Sequence[Subscriber], before: Snapshot, fetched: Sequence[Paper]
-) -> tuple[Paper, ...]:
-    """Liked papers known only by id and not cached: one ``id_list`` request at most."""
-    settings = run.config.settings
-    known = {p.id for p in before.cached} | {p.id for p in fetched}
-    ids = library.ids_to_look_up(
-        subs, known, api_url=settings.arxiv.api_url, page_size=settings.arxiv.page_size
-    )
-    if not ids:
-        return ()
-    try:
-        papers = await run.collab.arxiv.fetch_ids(ids)
-    except FetchError as exc:
-        # the mail does not wait for it: ranking uses the likes it has, and
-        # the lookup is tried again next cycle
-        log.warning("could not look up %d liked papers (tried next cycle): %s", len(ids), exc)
-        return ()
-    log.info("looked up %d of %d liked papers", len(papers), len(ids))
-    return papers
-
-
 async def _plan(
-    run: _Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
+    run: Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
 ) -> list[Subscriber]:
     """Everybody's plan; the watermarks are saved before anything is sent.
 
@@ -368,70 +297,7 @@ async def _plan(
     return sending
 
 
-def _replan(
-    run: _Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
-) -> Iterator[Plan]:
-    """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
-    settings = run.config.settings
-    for sub in subs:
-        with run.timed("plan"):
-            state, reader = before.state(sub.email), before.reader(sub.email)
-            plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch, reader)
-        yield plan
-
-
-async def _compose_each(run: _Run, plans: Iterator[Plan], count: int) -> AsyncIterator[Outgoing]:
-    """Each plan's message, composed when the senders are ready for it.
-
-    Composing is CPU work: between messages the event loop serves the
-    connections, SIGTERM and the watchdog; on a stop nothing more is composed.
-    Many messages are composed by a pool of processes (``digest.composer``).
-    """
-    workers = 0 if run.hooks.on_composed is not None else composer.workers_for(count)
-    if workers:
-        stopped = run.collab.stop.is_set
-        settings = run.config.settings
-        ranked = ((plan, _rank(run, plan), _links(run, plan.subscriber.email)) for plan in plans)
-        pooled = composer.pooled(ranked, settings, run.now, workers, stopped)
-        try:
-            while True:
-                got = await anext(pooled, None)
-                if got is None or stopped():
-                    return
-                plan, result = got
-                if isinstance(result, str):
-                    run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
-                    continue
-                digest, message, seconds = result
-                # the workers' time: it overlaps sending, so the split sums to more than the wall
-                run.timings["compose"] = run.timings.get("compose", 0.0) + seconds
-                run.pooled = True
-                item = Outgoing(plan, message, digest)
-                if run.options.dry_run and run.options.outbox is None:
-                    run.emit(_report(item, "dry-run"))
-                    continue
-                yield item
-        finally:
-            await pooled.aclose()
-        return
-    for plan in plans:
-        if run.collab.stop.is_set():
-            return
-        try:
-            with run.timed("compose"):
-                item = _compose(run, plan)
-        except DigestError as exc:
-            run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=str(exc)))
-            continue
-        if run.options.dry_run and run.options.outbox is None:
-            run.emit(_report(item, "dry-run"))
-            continue
-        yield item
-        del item
-        await asyncio.sleep(0)
-
-
-def _record_unsent(run: _Run, plan: Plan) -> None:
+def _record_unsent(run: Run, plan: Plan) -> None:
     sub = plan.subscriber
     if plan.reason == "suppressed":
         run.emit(SubscriberReport(sub.email, "suppressed", detail=plan.suppressed or ""))
@@ -445,50 +311,7 @@ def _record_unsent(run: _Run, plan: Plan) -> None:
         run.store.mark_served(sub.email, served_slot=plan.served_slot)
 
 
-def _rank(run: _Run, plan: Plan) -> tuple[Ranked, ...]:
-    """``plan``'s matches scored for its reader: keywords, and closeness to their likes."""
-    # likes: from subscribers.yaml and from "more like this" replies; dislikes:
-    # "less like this" (plan.as_chosen merged them into the plan's subscriber)
-    likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
-    profile = (
-        rank.build_profile(run.corpus, likes, dislikes=dislikes, papers=run.papers)
-        if likes or dislikes
-        else None
-    )
-    return rank.rank(plan.matches, run.corpus, profile or rank.NO_PROFILE)
-
-
-def _links(run: _Run, email: str) -> compose.LinkMaker | None:
-    """The reader's tokened reply links, when the cycle has the reply secret."""
-    secret = run.collab.secret
-    if secret is None:
-        return None
-    operator, list_name = mailroom.operator(run.config.settings)
-    # a partial, not a lambda: it crosses to the composing processes
-    return functools.partial(reader_links, secret, operator, email, list_name=list_name)
-
-
-def _compose(run: _Run, plan: Plan) -> Outgoing:
-    settings = run.config.settings
-    links = _links(run, plan.subscriber.email)
-    if run.hooks.on_composed is None:
-        digest, message = composer.message(plan, _rank(run, plan), settings, run.now, links)
-        return Outgoing(plan, message, digest)
-    digest, rendered = compose.compose(
-        plan.subscriber,
-        _rank(run, plan),
-        settings,
-        cycle_id=plan.cycle_id,
-        created=run.now,
-        revisions=plan.revisions,
-        empty_reason=plan.empty_reason,
-        links=links,
-    )
-    run.hooks.on_composed(digest, rendered)
-    return Outgoing(plan, compose.build_message(digest, rendered, settings), digest)
-
-
-def _on_fate(run: _Run, item: Outgoing, status: Status, detail: str) -> None:
+def _on_fate(run: Run, item: Outgoing, status: Status, detail: str) -> None:
     if status in ("sent", "outbox") and run.records:
         # side effect first, bookkeeping second: record only what was accepted
         with run.timed("record"):
@@ -500,22 +323,7 @@ def _on_fate(run: _Run, item: Outgoing, status: Status, detail: str) -> None:
         and mailroom.record_refusal(run.store, item.email, detail, run.now)
     ):
         run.store.flush()
-    run.emit(_report(item, status, detail))
-
-
-def _report(item: Outgoing, status: Status, detail: str = "") -> SubscriberReport:
-    """The item's report; once the mail went out, what it showed, in its order, with scores."""
-    report = item.report(status, detail)
-    if status not in ("sent", "outbox", "dry-run"):
-        return report  # nothing recorded: every match stays pending
-    shown = item.digest.shown
-    return replace(
-        report,
-        papers=len(shown),
-        titles=tuple(r.match.paper.title for r in shown),
-        scores=tuple(r.score for r in shown),
-        skipped=item.digest.left_out,
-    )
+    run.emit(item_report(item, status, detail))
 
 
 def _record_delivery(store: Store, item: Outgoing, now: datetime) -> None:

@@ -252,51 +252,13 @@ class Mailer:
         On a stop request the message in flight gets ``STOP_GRACE`` seconds
         to be accepted and the rest are deferred (their papers stay pending).
         """
-        queue: asyncio.Queue[tuple[int, Item] | None] = asyncio.Queue(AHEAD * self.connections)
+        queue: _Queue = asyncio.Queue(AHEAD * self.connections)
         results: dict[int, Outcome] = {}
-
-        async def feed() -> None:
-            index = 0
-            try:
-                if isinstance(batch, AsyncIterable):
-                    async for item in batch:
-                        await queue.put((index, item))
-                        index += 1
-                else:
-                    for item in batch:
-                        await queue.put((index, item))
-                        index += 1
-            finally:
-                for _ in range(self.connections):
-                    await queue.put(None)
-
-        async def worker() -> None:
-            smtp = self._client()  # connects on its first message only
-            try:
-                while (got := await queue.get()) is not None:
-                    index, (key, recipient, msg) = got
-                    del got
-                    if self.stop.is_set():
-                        outcome = Outcome(recipient, "deferred", "stopping before sending", key)
-                    else:
-                        data = msg if isinstance(msg, bytes) else msg.as_bytes()
-                        outcome = await self._deliver(smtp, key, recipient, data)
-                        del data
-                    del msg
-                    results[index] = outcome
-                    if on_outcome is not None:
-                        on_outcome(outcome)
-            finally:
-                if smtp.is_connected and self.stop.is_set():
-                    smtp.close()  # no polite QUIT that could wait for a timeout
-                elif smtp.is_connected:
-                    try:
-                        await smtp.quit()
-                    except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                        smtp.close()
-
-        tasks = [asyncio.ensure_future(feed())]
-        tasks += [asyncio.ensure_future(worker()) for _ in range(self.connections)]
+        tasks = [asyncio.ensure_future(_feed(batch, queue, self.connections))]
+        tasks += [
+            asyncio.ensure_future(self._work(queue, results, on_outcome))
+            for _ in range(self.connections)
+        ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
@@ -308,6 +270,37 @@ class Mailer:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         return tuple(results[i] for i in range(len(results)))
+
+    async def _work(
+        self, queue: _Queue, results: dict[int, Outcome], on_outcome: OnOutcome | None
+    ) -> None:
+        """One connection: send queued items until the end mark; report each fate."""
+        smtp = self._client()  # connects on its first message only
+        try:
+            while (got := await queue.get()) is not None:
+                index, (key, recipient, msg) = got
+                del got
+                if self.stop.is_set():
+                    outcome = Outcome(recipient, "deferred", "stopping before sending", key)
+                else:
+                    data = msg if isinstance(msg, bytes) else msg.as_bytes()
+                    outcome = await self._deliver(smtp, key, recipient, data)
+                    del data
+                del msg
+                results[index] = outcome
+                if on_outcome is not None:
+                    on_outcome(outcome)
+        finally:
+            await self._hang_up(smtp)
+
+    async def _hang_up(self, smtp: aiosmtplib.SMTP) -> None:
+        if smtp.is_connected and self.stop.is_set():
+            smtp.close()  # no polite QUIT that could wait for a timeout
+        elif smtp.is_connected:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                smtp.close()
 
     async def check(self) -> str:
         """Connect and log in once (``digest check --smtp``); raise ``DeliveryError`` if not."""
@@ -326,3 +319,23 @@ class Mailer:
         return f"{s.host}:{s.port} ({s.security}) accepted the connection" + (
             f" and the login of {s.username}" if s.username else ""
         )
+
+
+_Queue = asyncio.Queue[tuple[int, Item] | None]  # numbered items; None: no more
+
+
+async def _feed(batch: Iterable[Item] | AsyncIterable[Item], queue: _Queue, ends: int) -> None:
+    """Number ``batch``'s items into ``queue`` as they come, then one end mark per connection."""
+    index = 0
+    try:
+        if isinstance(batch, AsyncIterable):
+            async for item in batch:
+                await queue.put((index, item))
+                index += 1
+        else:
+            for item in batch:
+                await queue.put((index, item))
+                index += 1
+    finally:
+        for _ in range(ends):
+            await queue.put(None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from digest.documents import SubscriberState
 from digest.errors import UsageError
 from digest.index import PaperIndex
 from digest.matching import in_categories, match_paper, paper_text, phrase_key, unique_phrases
@@ -31,7 +32,6 @@ from digest.models import (
 )
 from digest.query import Terms
 from digest.readers import ReaderState, effective_frequency, is_suppressed, suppression
-from digest.store import SubscriberState
 from digest.timing import announcements_between, weekly_slot
 
 # New versions are watched for this long after a paper was sent (each batch of

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest import cli
+from digest import cli, terminal
 from digest.cli import main, quiet_cycle_note
 from digest.report import CycleRecord
 from tests.conftest import config_dict
@@ -227,7 +227,7 @@ def test_verbose_is_honoured_before_and_after_the_command(
     two_configs: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[bool] = []
-    monkeypatch.setattr(cli, "_setup_logging", seen.append)
+    monkeypatch.setattr(cli, "setup_logging", seen.append)
     assert cli.main(argv) == 0
     assert seen == [True]
 
@@ -261,15 +261,15 @@ def test_dry_run_into_an_outbox_does_not_claim_delivery(setup, capsys) -> None:
 
 
 def test_a_log_line_erases_the_progress_line_first(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
-    cli._setup_logging(False)
-    progress = cli._Progress("fetching arXiv")
+    monkeypatch.setattr(terminal, "stderr_is_tty", lambda: True)
+    terminal.setup_logging(False)
+    progress = terminal.ProgressLine("fetching arXiv")
     progress(1, 3)
     logging.getLogger("digest.test").info("fetched 3 papers")
     err = capsys.readouterr().err
     assert err.startswith("\rfetching arXiv 1/3\x1b[K\r\x1b[K")  # erased before the log line
     assert err.splitlines()[-1].endswith("INFO fetched 3 papers")
-    assert not cli._Progress.shown_now
+    assert not terminal.ProgressLine.shown_now
 
 
 def test_archive_without_a_database_says_there_is_nothing_yet(setup, capsys) -> None:

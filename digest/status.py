@@ -1,0 +1,120 @@
+"""The ``digest`` commands that show what is stored: ``status`` and ``readers``.
+
+``status`` plans with the cycle's own planner on the cache alone, so it agrees
+with ``once``; ``readers --resume`` is the one change they make.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from digest import readers
+from digest.cycle import snapshot
+from digest.errors import EXIT_OK, StoreCorruptError, UsageError
+from digest.invocation import load_config, wall_now
+from digest.plan import plan_cycle
+from digest.report import CycleRecord
+from digest.store import Store
+from digest.timing import announcements_between, local_text, next_run
+
+log = logging.getLogger("digest")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    now = wall_now()
+    if not cfg.settings.database.exists():
+        print(f"no cycle has run yet (no database at {cfg.settings.database})")
+        print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
+        return EXIT_OK
+    with Store.open(cfg.settings.database, readonly=True) as store:
+        stored = store.last_cycle()
+        if stored:
+            last = CycleRecord.from_dict(stored)
+            print(
+                f"last cycle: {local_text(last.finished, cfg.settings)}, {last.result}: "
+                f"{last.fetched} fetched, {last.new_papers} new, {last.counts_text()}"
+                + (f"; {last.error}" if last.error else "")
+            )
+            note = quiet_cycle_note(last)
+            if note:
+                print(f"  {note}")
+        else:
+            print("last cycle: none recorded")
+        print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
+        # the planner the cycle uses, on the cache alone: status agrees with once
+        before = snapshot(store, cfg.subscribers)
+        plans = plan_cycle(cfg.subscribers, cfg.settings, before, (), now).plans
+        for plan in plans:
+            email = plan.subscriber.email
+            state = before.state(email)
+            skipped = (
+                f", {len(state.skipped)} skipped (left out for size, not offered again)"
+                if state.skipped
+                else ""
+            )
+            chosen = readers.describe(before.reader(email), now)
+            print(
+                f"  {email}: {len(state.delivered)} delivered, "
+                f"{len(plan.matches)} pending{skipped}" + (f"; {chosen}" if chosen else "")
+            )
+    return EXIT_OK
+
+
+def cmd_readers(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    now = wall_now()
+    if args.resume and not args.email:
+        raise UsageError("--resume needs the reader's EMAIL")
+    if not cfg.settings.database.exists():
+        print(f"no reader has replied yet (no database at {cfg.settings.database})")
+        return EXIT_OK
+    configured = {s.email.casefold(): s.email for s in cfg.subscribers}
+    with Store.open(cfg.settings.database, readonly=not args.resume, now=now) as store:
+        stored = store.reader_states()
+        if args.email is None:
+            for who, doc in sorted(stored.items()):
+                what = readers.describe(readers.from_dict(doc, who=who), now) or "nothing chosen"
+                gone = "" if who.casefold() in configured else " (not in the configuration)"
+                print(f"{who}: {what}{gone}")
+            if not stored:
+                print("no reader has chosen anything by reply")
+            return EXIT_OK
+        by_case = {e.casefold(): e for e in stored} | configured
+        found = by_case.get(args.email.casefold())
+        if found is None:
+            raise UsageError(f"no subscriber {args.email} in {cfg.path} and no reply state stored")
+        email = found
+        try:
+            state = readers.from_dict(stored.get(email) or {}, who=email)
+            damaged = False
+        except StoreCorruptError:
+            if not args.resume:
+                raise
+            log.warning("%s: the stored reply state was damaged and starts afresh", email)
+            state, damaged = readers.ReaderState(), True
+        if args.resume:
+            state, effects = readers.apply(state, readers.Lifted(), now)
+            if effects.changed or damaged:
+                store.set_reader_state(email, readers.to_dict(state))
+                store.flush()
+            log.info("%s: %s", email, effects.log if effects.changed else "nothing to lift")
+        print(f"{email}: {readers.describe(state, now) or 'receives mail as configured'}")
+    return EXIT_OK
+
+
+def quiet_cycle_note(last: CycleRecord) -> str | None:
+    """Whether a cycle that found nothing new is expected (no announcement) or suspicious."""
+    if last.new_papers or last.result == "failed":
+        return None
+    if last.previous_fetch is None:
+        return "the first cycle found nothing: check the keywords and settings.arxiv.api_url"
+    n = announcements_between(last.previous_fetch, last.started)
+    if n == 0:
+        return "nothing new, as expected: arXiv made no announcement since the previous cycle"
+    return (
+        f"suspicious: arXiv announced {n} time{'s' if n > 1 else ''} since the previous "
+        "cycle but nothing new was fetched; check the log, the keywords and "
+        "settings.arxiv.api_url (an arXiv holiday would also explain it)"
+    )

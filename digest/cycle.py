@@ -29,7 +29,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from digest import housekeeping, likes, mailroom
+from digest import compose, housekeeping, likes, mailroom
 from digest.compose_stream import compose_each, item_report, replan
 from digest.cycle_state import DEFAULTS, NO_HOOKS, Run
 from digest.cycle_state import Collaborators as Collaborators
@@ -139,6 +139,8 @@ async def run_cycle(
         fetched = await _fetch_and_cache(run, subs, before)
         pool = await _match(run, subs, before, fetched)
         await _deliver(run, subs, before, pool)
+        # the compose caches serve the readers of one cycle; a daemon gives the memory back
+        compose.forget_cycle()
         if run.records:
             with run.timed("housekeeping"):
                 housekeeping.tidy(config, store, now, pool.index)

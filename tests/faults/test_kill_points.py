@@ -35,6 +35,9 @@ class KillPoint:
     name: str
     arm: Callable[[World, Callable[[], None]], None]  # installs the trigger; calls kill()
     may_repeat: bool = False  # the window between the server's "250" and the record
+    # a timed kill after the last message may come after a fast cycle has ended:
+    # then the run is a clean one, and the invariants are checked all the same
+    may_finish: bool = False
 
 
 def at_request(k: int, fault: str | None = None, after: float = 0.0) -> Callable[..., None]:
@@ -119,7 +122,11 @@ POINTS: list[KillPoint] = [
         for event in ("MAIL", "RCPT", "DATA", "EOD", "ACCEPTED")
     ),
     KillPoint("QUIT", at_event("QUIT", READERS)),
-    KillPoint("0.2 s after QUIT (cycle record, pruning)", at_event("QUIT", READERS, after=0.2)),
+    KillPoint(
+        "0.02 s after QUIT (cycle record, pruning)",
+        at_event("QUIT", READERS, after=0.02),
+        may_finish=True,
+    ),
     KillPoint("reconnecting after a 421", at_reconnect),
 ]
 
@@ -130,7 +137,8 @@ def scenario(point: KillPoint) -> Callable[[Path], World]:
             point.arm(w, lambda: w.kill(signal.SIGKILL) and None)
             w.script.hold_seconds = 3.0
             killed = w.once()
-            assert killed.code == -signal.SIGKILL, f"not killed: {killed}"
+            finished = point.may_finish and killed.code == 0
+            assert finished or killed.code == -signal.SIGKILL, f"not killed: {killed}"
             if w.db.exists():
                 json.loads(w.db.read_text(encoding="utf-8"))  # readable right after the kill
             w.script.on_request = None

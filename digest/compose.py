@@ -1,10 +1,9 @@
-"""From matches to a finished ``EmailMessage``: selection, rendering, headers.
+"""From ranked matches to a finished message: rendering, fitting, headers.
 
-``build_digest`` and ``render_context`` are pure. Rendering uses Jinja2 with
-autoescaping on for HTML and ``StrictUndefined`` everywhere; nothing from a
-feed is ever marked safe. Highlighting is done by splitting text into
-segments the template escapes one by one, so it cannot open a hole. Headers
-are built by the ``email`` package (``policy.default`` refuses CR/LF).
+What is shown comes from ``selection`` and what the templates see from
+``view`` (both pure). Rendering uses Jinja2 with autoescaping on for HTML and
+``StrictUndefined`` everywhere; nothing from a feed is ever marked safe.
+Headers are built by the ``email`` package (``policy.default`` refuses CR/LF).
 """
 
 from __future__ import annotations
@@ -24,33 +23,28 @@ from typing import Any
 import css_inline
 import jinja2
 
-from digest import mime
+from digest import mime, view
 from digest.commands import ReaderLinks
 from digest.errors import TemplateError
-from digest.latex import name as latex_name
-from digest.latex import text as latex_text
-from digest.matching import highlight_pattern
 from digest.models import (
-    CATEGORY_RE,
     Digest,
     Match,
-    Paper,
     Ranked,
-    Section,
     Settings,
     Subscriber,
     format_sender,
     split_address,
 )
-from digest.rank import order_section
+from digest.selection import AUTHORS_SECTION as AUTHORS_SECTION
+from digest.selection import build_digest as build_digest
+from digest.view import ACKNOWLEDGEMENT as ACKNOWLEDGEMENT
+from digest.view import CYCLE_CACHE, HTML_LIMIT
+from digest.view import Segment as Segment
+from digest.view import highlight as highlight
+from digest.view import render_context as render_context
+from digest.view import shorten_authors as shorten_authors
+from digest.view import trim as trim
 
-# Gmail clips HTML over ~102 KB, which hides the footer (delivery §3).
-HTML_LIMIT = 100_000
-ABSTRACT_LIMIT = 1200  # characters shown before "read more"
-AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last
-ROW_AUTHORS = 2  # a compact row names the first two, then "et al."
-AUTHORS_SECTION = "Authors you follow"
-ACKNOWLEDGEMENT = "Thank you to arXiv for use of its open access interoperability."
 TEMPLATE_NAMES = ("digest.html", "digest.txt", "subject.txt")
 
 # A reader's tokened links for the given paper ids (commands.reader_links with
@@ -63,290 +57,6 @@ def shipped_templates() -> Path:
     here = Path(__file__).resolve().parent
     installed = here / "templates" / "email"
     return installed if installed.is_dir() else here.parent / "templates" / "email"
-
-
-# --------------------------------------------------------------------------
-# Selection (pure)
-
-
-def _by_section(subscriber: Subscriber, ranked: Sequence[Ranked]) -> dict[str, tuple[Ranked, ...]]:
-    """Each match under the first of its keywords (author-only matches last), best first."""
-    groups: dict[str, list[Ranked]] = {k: [] for k in subscriber.keywords}
-    groups[AUTHORS_SECTION] = []
-    for r in ranked:
-        keywords = r.match.keywords
-        groups[keywords[0] if keywords else AUTHORS_SECTION].append(r)
-    return {key: order_section(rs) for key, rs in groups.items() if rs}
-
-
-def build_digest(
-    subscriber: Subscriber,
-    ranked: Sequence[Ranked],
-    *,
-    max_per_keyword: int,
-    cycle_id: str,
-    created: datetime,
-    revisions: Sequence[Match] = (),
-    empty_reason: str | None = None,
-    full: int | None = None,
-    shown: int | None = None,
-) -> Digest:
-    """Group ranked matches into sections, in the subscriber's keyword order.
-
-    Each paper appears once, under the first of its keywords, most relevant
-    first (``rank.order_section``); author-only matches get a section of
-    their own at the end. In each section the first ``full`` papers (default
-    ``max_per_keyword``) are shown in full, the rest as compact rows; with
-    ``shown`` set, papers past that many are left out (the size limit's last
-    resort: ``compose``). ``revisions`` are papers sent before that have a
-    newer version, newest update first, held to ``max_per_keyword`` (those
-    left out are not recorded and come in a later digest).
-    """
-    full = max_per_keyword if full is None else full
-    sections = []
-    for key, rs in _by_section(subscriber, ranked).items():
-        keep = rs if shown is None else rs[:shown]
-        sections.append(
-            Section(
-                keyword=key,
-                full=keep[:full],
-                compact=keep[full:],
-                left_out=rs[len(keep) :],
-            )
-        )
-    return Digest(
-        subscriber=subscriber,
-        sections=tuple(sections),
-        cycle_id=cycle_id,
-        created=created,
-        revisions=tuple(
-            sorted(revisions, key=lambda m: (m.paper.updated, m.paper.id), reverse=True)
-        )[:max_per_keyword],
-        empty_reason=empty_reason,
-    )
-
-
-# --------------------------------------------------------------------------
-# Render context (pure)
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    text: str
-    mark: bool
-
-
-# Per-cycle caches, shared by every reader a process composes for: a day's
-# papers times the keyword sets that match them fit, and memory stays flat
-# (about 2.5 KB an entry at most). Each caches a pure function of its key, so
-# a hit returns exactly what the call would; values are immutable (strings,
-# tuples, frozen dataclasses), so no reader's render can change another's.
-CYCLE_CACHE = 4096
-
-
-def highlight(text: str, phrases: Sequence[str]) -> tuple[Segment, ...]:
-    """Split ``text`` into plain and highlighted segments (to be escaped by the template)."""
-    return _highlight(text, tuple(phrases))
-
-
-@lru_cache(maxsize=CYCLE_CACHE)
-def _highlight(text: str, phrases: tuple[str, ...]) -> tuple[Segment, ...]:
-    spans: list[tuple[int, int]] = []
-    for phrase in phrases:
-        pattern = highlight_pattern(phrase)
-        if pattern is None:
-            continue
-        spans.extend(m.span() for m in pattern.finditer(text))
-    if not spans:
-        return (Segment(text, False),) if text else ()
-    spans.sort()
-    merged: list[list[int]] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    out: list[Segment] = []
-    pos = 0
-    for a, b in merged:
-        if a > pos:
-            out.append(Segment(text[pos:a], False))
-        out.append(Segment(text[a:b], True))
-        pos = b
-    if pos < len(text):
-        out.append(Segment(text[pos:], False))
-    return tuple(out)
-
-
-def shorten_authors(authors: Sequence[str]) -> str:
-    if len(authors) <= AUTHORS_SHOWN:
-        return ", ".join(authors)
-    return f"{', '.join(authors[: AUTHORS_SHOWN - 1])}, … {authors[-1]} ({len(authors)} authors)"
-
-
-def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
-    """Cut at a word boundary before ``limit``; say whether anything was cut."""
-    if len(text) <= limit:
-        return text, False
-    cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:") + " …", True
-
-
-@dataclass(frozen=True, slots=True)
-class _PaperText:
-    """What every reader is shown of a paper, whatever matched it: LaTeX converted once."""
-
-    title: str
-    abstract: str
-    abstract_trimmed: bool
-    authors: str  # shortened, for a full entry
-    row_authors: str  # the first ones, for a compact row
-    comment: str | None
-    other_categories: tuple[str, ...]
-
-
-@lru_cache(maxsize=CYCLE_CACHE)
-def _paper_text(p: Paper) -> _PaperText:
-    # keyed by the whole (frozen) paper: a new version or a corrected field is a new key
-    abstract, trimmed = trim(latex_text(p.abstract))
-    names = [latex_name(a) for a in p.authors]
-    return _PaperText(
-        title=latex_text(p.title),
-        abstract=abstract,
-        abstract_trimmed=trimmed,
-        authors=shorten_authors(names),
-        row_authors=first_authors(names),
-        comment=latex_text(p.comment) if p.comment else None,
-        other_categories=tuple(_other_categories(p)),
-    )
-
-
-def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) -> dict[str, Any]:
-    p: Paper = m.paper
-    shown = _paper_text(p)
-    title, abstract, trimmed = shown.title, shown.abstract, shown.abstract_trimmed
-    return {
-        "id": p.id,
-        "version": p.version,
-        "title": title,
-        "title_segments": highlight(title, m.keywords),
-        "abstract": abstract,
-        "abstract_segments": highlight(abstract, m.keywords),
-        "abstract_trimmed": trimmed,
-        "authors": shown.authors,
-        "followed_authors": list(m.authors),
-        "primary_category": p.primary_category,
-        "other_categories": list(shown.other_categories),
-        "submitted": p.published.strftime("%Y-%m-%d"),
-        "updated": p.updated.strftime("%Y-%m-%d"),
-        "comment": shown.comment,
-        "journal_ref": p.journal_ref,
-        "doi": p.doi,
-        "matched": list(m.keywords),
-        "also_matched": [k for k in m.keywords[1:] if k in all_keywords],
-        "like": like,
-        "abs_url": p.abs_url,
-        "pdf_url": p.pdf_url,
-        "html_url": p.html_url,
-    }
-
-
-def _other_categories(p: Paper) -> list[str]:
-    return [c for c in p.categories if c != p.primary_category and CATEGORY_RE.fullmatch(c)]
-
-
-def first_authors(authors: Sequence[str]) -> str:
-    """A compact row's authors: the first ones, "et al." for the rest."""
-    if len(authors) <= ROW_AUTHORS:
-        return ", ".join(authors)
-    return ", ".join(authors[:ROW_AUTHORS]) + " et al."
-
-
-def _row_view(r: Ranked) -> dict[str, Any]:
-    """A compact row: linked title, first authors, categories, PDF link, what matched."""
-    m, p = r.match, r.match.paper
-    shown = _paper_text(p)
-    return {
-        "id": p.id,
-        "title": shown.title,
-        "authors": shown.row_authors,
-        "categories": [p.primary_category, *shown.other_categories],
-        "matched": [*m.keywords, *(f"by {a}" for a in m.authors)],
-        "like": r.like,
-        "abs_url": p.abs_url,
-        "pdf_url": p.pdf_url,
-    }
-
-
-def _feedback(links: ReaderLinks | None, paper_id: str) -> dict[str, str | None]:
-    """A full entry's "more like this" / "less like this" links (None without links).
-
-    Compact rows get none: about 460 bytes of HTML a paper, they would undo
-    what rows are for (benchmarks/reply_links_size.py).
-    """
-    pl = links.papers.get(paper_id) if links is not None else None
-    return {"more_url": pl.more if pl else None, "less_url": pl.less if pl else None}
-
-
-def _footer_links(links: ReaderLinks | None) -> dict[str, str] | None:
-    if links is None:
-        return None
-    return {
-        "unsubscribe": links.unsubscribe,
-        "pause": links.pause,
-        "resume": links.resume,
-        "daily": links.daily,
-        "weekly": links.weekly,
-    }
-
-
-def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None) -> dict[str, Any]:
-    """Everything the templates may use; all values plain data.
-
-    ``links``: the reader's tokened reply links (footer, and under each paper
-    shown in full); without them the footer says "write to the sender".
-    """
-    sub = digest.subscriber
-    sections = [
-        {
-            "keyword": s.keyword,
-            "is_authors": s.keyword == AUTHORS_SECTION,
-            "anchor": f"k{i}",
-            "count": len(s.shown),
-            "papers": [
-                {**_paper_view(r.match, sub.keywords, r.like), **_feedback(links, r.match.paper.id)}
-                for r in s.full
-            ],
-            "rows": [_row_view(r) for r in s.compact],
-            "left_out": len(s.left_out),
-        }
-        for i, s in enumerate(digest.sections)
-    ]
-    sender_addr = format_sender(sender)
-    return {
-        "subscriber": {
-            "email": sub.email,
-            "name": sub.name,
-            "keywords": list(sub.keywords),
-            "authors": list(sub.authors),
-            "frequency": sub.frequency,
-        },
-        "date": digest.created.strftime("%A, %d %B %Y"),
-        "iso_date": digest.created.strftime("%Y-%m-%d"),
-        "count": digest.count,
-        "left_out": digest.left_out,
-        "size_limit_kb": HTML_LIMIT // 1000,
-        "sections": sections,
-        "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
-        "empty_reason": digest.empty_reason,
-        "keywords": [s["keyword"] for s in sections],
-        "unsubscribe_url": links.unsubscribe
-        if links is not None
-        else f"mailto:{sender_addr.addr_spec}?subject=unsubscribe",
-        "links": _footer_links(links),
-        "sender_address": sender_addr.addr_spec,
-        "acknowledgement": ACKNOWLEDGEMENT,
-    }
 
 
 # --------------------------------------------------------------------------
@@ -614,8 +324,7 @@ def forget_cycle() -> None:
     tens of MB at most); this only gives the memory back between cycles.
     Pool workers need not call it: they end with the cycle.
     """
-    _paper_text.cache_clear()
-    _highlight.cache_clear()
+    view.forget_cycle()
     _cycle_headers.cache_clear()
     _environment.cache_clear()  # its wordwrap cache goes with it
 

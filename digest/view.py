@@ -1,0 +1,253 @@
+"""What the templates see: every paper field made readable, highlighted, plain data.
+
+Pure, and cached across the readers of a cycle where the work is the same
+for all (a paper's converted text, an abstract's highlighting). Highlighting
+splits text into segments the template escapes one by one, so it cannot
+open a hole; nothing from a feed is ever marked safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from digest.commands import ReaderLinks
+from digest.latex import name as latex_name
+from digest.latex import text as latex_text
+from digest.matching import highlight_pattern
+from digest.models import CATEGORY_RE, Digest, Match, Paper, Ranked, format_sender
+from digest.selection import AUTHORS_SECTION
+
+# Gmail clips HTML over ~102 KB, which hides the footer (delivery §3).
+HTML_LIMIT = 100_000
+ABSTRACT_LIMIT = 1200  # characters shown before "read more"
+AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last
+ROW_AUTHORS = 2  # a compact row names the first two, then "et al."
+ACKNOWLEDGEMENT = "Thank you to arXiv for use of its open access interoperability."
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    text: str
+    mark: bool
+
+
+# Per-cycle caches, shared by every reader a process composes for: a day's
+# papers times the keyword sets that match them fit, and memory stays flat
+# (about 2.5 KB an entry at most). Each caches a pure function of its key, so
+# a hit returns exactly what the call would; values are immutable (strings,
+# tuples, frozen dataclasses), so no reader's render can change another's.
+CYCLE_CACHE = 4096
+
+
+def highlight(text: str, phrases: Sequence[str]) -> tuple[Segment, ...]:
+    """Split ``text`` into plain and highlighted segments (to be escaped by the template)."""
+    return _highlight(text, tuple(phrases))
+
+
+@lru_cache(maxsize=CYCLE_CACHE)
+def _highlight(text: str, phrases: tuple[str, ...]) -> tuple[Segment, ...]:
+    spans: list[tuple[int, int]] = []
+    for phrase in phrases:
+        pattern = highlight_pattern(phrase)
+        if pattern is None:
+            continue
+        spans.extend(m.span() for m in pattern.finditer(text))
+    if not spans:
+        return (Segment(text, False),) if text else ()
+    spans.sort()
+    merged: list[list[int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    out: list[Segment] = []
+    pos = 0
+    for a, b in merged:
+        if a > pos:
+            out.append(Segment(text[pos:a], False))
+        out.append(Segment(text[a:b], True))
+        pos = b
+    if pos < len(text):
+        out.append(Segment(text[pos:], False))
+    return tuple(out)
+
+
+def shorten_authors(authors: Sequence[str]) -> str:
+    if len(authors) <= AUTHORS_SHOWN:
+        return ", ".join(authors)
+    return f"{', '.join(authors[: AUTHORS_SHOWN - 1])}, … {authors[-1]} ({len(authors)} authors)"
+
+
+def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
+    """Cut at a word boundary before ``limit``; say whether anything was cut."""
+    if len(text) <= limit:
+        return text, False
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:") + " …", True
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperText:
+    """What every reader is shown of a paper, whatever matched it: LaTeX converted once."""
+
+    title: str
+    abstract: str
+    abstract_trimmed: bool
+    authors: str  # shortened, for a full entry
+    row_authors: str  # the first ones, for a compact row
+    comment: str | None
+    other_categories: tuple[str, ...]
+
+
+@lru_cache(maxsize=CYCLE_CACHE)
+def _paper_text(p: Paper) -> _PaperText:
+    # keyed by the whole (frozen) paper: a new version or a corrected field is a new key
+    abstract, trimmed = trim(latex_text(p.abstract))
+    names = [latex_name(a) for a in p.authors]
+    return _PaperText(
+        title=latex_text(p.title),
+        abstract=abstract,
+        abstract_trimmed=trimmed,
+        authors=shorten_authors(names),
+        row_authors=first_authors(names),
+        comment=latex_text(p.comment) if p.comment else None,
+        other_categories=tuple(_other_categories(p)),
+    )
+
+
+def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) -> dict[str, Any]:
+    p: Paper = m.paper
+    shown = _paper_text(p)
+    title, abstract, trimmed = shown.title, shown.abstract, shown.abstract_trimmed
+    return {
+        "id": p.id,
+        "version": p.version,
+        "title": title,
+        "title_segments": highlight(title, m.keywords),
+        "abstract": abstract,
+        "abstract_segments": highlight(abstract, m.keywords),
+        "abstract_trimmed": trimmed,
+        "authors": shown.authors,
+        "followed_authors": list(m.authors),
+        "primary_category": p.primary_category,
+        "other_categories": list(shown.other_categories),
+        "submitted": p.published.strftime("%Y-%m-%d"),
+        "updated": p.updated.strftime("%Y-%m-%d"),
+        "comment": shown.comment,
+        "journal_ref": p.journal_ref,
+        "doi": p.doi,
+        "matched": list(m.keywords),
+        "also_matched": [k for k in m.keywords[1:] if k in all_keywords],
+        "like": like,
+        "abs_url": p.abs_url,
+        "pdf_url": p.pdf_url,
+        "html_url": p.html_url,
+    }
+
+
+def _other_categories(p: Paper) -> list[str]:
+    return [c for c in p.categories if c != p.primary_category and CATEGORY_RE.fullmatch(c)]
+
+
+def first_authors(authors: Sequence[str]) -> str:
+    """A compact row's authors: the first ones, "et al." for the rest."""
+    if len(authors) <= ROW_AUTHORS:
+        return ", ".join(authors)
+    return ", ".join(authors[:ROW_AUTHORS]) + " et al."
+
+
+def _row_view(r: Ranked) -> dict[str, Any]:
+    """A compact row: linked title, first authors, categories, PDF link, what matched."""
+    m, p = r.match, r.match.paper
+    shown = _paper_text(p)
+    return {
+        "id": p.id,
+        "title": shown.title,
+        "authors": shown.row_authors,
+        "categories": [p.primary_category, *shown.other_categories],
+        "matched": [*m.keywords, *(f"by {a}" for a in m.authors)],
+        "like": r.like,
+        "abs_url": p.abs_url,
+        "pdf_url": p.pdf_url,
+    }
+
+
+def _feedback(links: ReaderLinks | None, paper_id: str) -> dict[str, str | None]:
+    """A full entry's "more like this" / "less like this" links (None without links).
+
+    Compact rows get none: about 460 bytes of HTML a paper, they would undo
+    what rows are for (benchmarks/reply_links_size.py).
+    """
+    pl = links.papers.get(paper_id) if links is not None else None
+    return {"more_url": pl.more if pl else None, "less_url": pl.less if pl else None}
+
+
+def _footer_links(links: ReaderLinks | None) -> dict[str, str] | None:
+    if links is None:
+        return None
+    return {
+        "unsubscribe": links.unsubscribe,
+        "pause": links.pause,
+        "resume": links.resume,
+        "daily": links.daily,
+        "weekly": links.weekly,
+    }
+
+
+def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None) -> dict[str, Any]:
+    """Everything the templates may use; all values plain data.
+
+    ``links``: the reader's tokened reply links (footer, and under each paper
+    shown in full); without them the footer says "write to the sender".
+    """
+    sub = digest.subscriber
+    sections = [
+        {
+            "keyword": s.keyword,
+            "is_authors": s.keyword == AUTHORS_SECTION,
+            "anchor": f"k{i}",
+            "count": len(s.shown),
+            "papers": [
+                {**_paper_view(r.match, sub.keywords, r.like), **_feedback(links, r.match.paper.id)}
+                for r in s.full
+            ],
+            "rows": [_row_view(r) for r in s.compact],
+            "left_out": len(s.left_out),
+        }
+        for i, s in enumerate(digest.sections)
+    ]
+    sender_addr = format_sender(sender)
+    return {
+        "subscriber": {
+            "email": sub.email,
+            "name": sub.name,
+            "keywords": list(sub.keywords),
+            "authors": list(sub.authors),
+            "frequency": sub.frequency,
+        },
+        "date": digest.created.strftime("%A, %d %B %Y"),
+        "iso_date": digest.created.strftime("%Y-%m-%d"),
+        "count": digest.count,
+        "left_out": digest.left_out,
+        "size_limit_kb": HTML_LIMIT // 1000,
+        "sections": sections,
+        "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
+        "empty_reason": digest.empty_reason,
+        "keywords": [s["keyword"] for s in sections],
+        "unsubscribe_url": links.unsubscribe
+        if links is not None
+        else f"mailto:{sender_addr.addr_spec}?subject=unsubscribe",
+        "links": _footer_links(links),
+        "sender_address": sender_addr.addr_spec,
+        "acknowledgement": ACKNOWLEDGEMENT,
+    }
+
+
+def forget_cycle() -> None:
+    """Empty this module's per-cycle caches (see ``compose.forget_cycle``)."""
+    _paper_text.cache_clear()
+    _highlight.cache_clear()

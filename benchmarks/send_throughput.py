@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import email
 import email.policy
 import functools
 import os
@@ -61,6 +62,7 @@ from digest.compose import build_message, compose  # noqa: E402
 from digest.mailer import Mailer  # noqa: E402
 from digest.matching import match_all  # noqa: E402
 from digest.models import Settings, SmtpSettings  # noqa: E402
+from digest.rank import build_corpus, rank  # noqa: E402
 from tests.support.spam import CREATED, SUBSCRIBERS, day_papers  # noqa: E402
 
 SENDER = "Daily Papers <papers@digest.example.org>"
@@ -79,20 +81,23 @@ def day_digests() -> list[EmailMessage]:
     """The realistic day's digests as ``digest once`` builds them."""
     settings = Settings(smtp=SmtpSettings(sender=SENDER))
     papers = day_papers()
-    out = []
+    corpus = build_corpus(papers)
+    out: list[EmailMessage] = []
     for sub in SUBSCRIBERS:
         matches = match_all(papers, sub)
         if not matches and not sub.send_empty:
             continue
         digest, rendered = compose(
             sub,
-            matches,
+            rank(matches, corpus),
             settings,
             cycle_id="20261130.send",
             created=CREATED,
             empty_reason=None if matches else "no paper matched your keywords",
         )
-        out.append(build_message(digest, rendered, settings))
+        # build_message serialises once (bytes); the EmailMessage paths parse it back
+        raw = build_message(digest, rendered, settings)
+        out.append(email.message_from_bytes(raw, policy=email.policy.default))
     return out
 
 

@@ -36,9 +36,11 @@ from digest.models import (
     split_address,
 )
 from digest.selection import AUTHORS_SECTION as AUTHORS_SECTION
+from digest.selection import HTML_LIMIT as HTML_LIMIT
 from digest.selection import build_digest as build_digest
+from digest.selection import fit_to_limit, fits
 from digest.view import ACKNOWLEDGEMENT as ACKNOWLEDGEMENT
-from digest.view import CYCLE_CACHE, HTML_LIMIT
+from digest.view import CYCLE_CACHE
 from digest.view import Segment as Segment
 from digest.view import highlight as highlight
 from digest.view import render_context as render_context
@@ -295,26 +297,10 @@ def compose(
     # the context is built once per rendering, for the HTML and the rest
     context = render_context(digest, settings.smtp.sender, made)
     html = render_html(digest, settings, made, context)
-    if _fits(html):
+    if fits(html):
         return digest, render(digest, settings, html, made, context)
-    lengths = [len(s.full) + len(s.compact) for s in digest.sections]
-    rows = build(full=0)
-    rows_html = html_of(rows)
-    if _fits(rows_html):
-        # full entries become rows, lowest-ranked first in every section
-        fitted = _fit(lambda k: build(full=k), html_of, lengths, (0, rows, rows_html), limit, html)
-    else:
-        # even one row per paper is too much: leave the lowest-ranked rows out
-        bare = build(full=0, shown=0)
-        fitted = _fit(
-            lambda n: build(full=0, shown=n),
-            html_of,
-            lengths,
-            (0, bare, html_of(bare)),
-            max(lengths),
-            rows_html,
-        )
-    return fitted[0], render(fitted[0], settings, fitted[1], made)
+    fitted, fitted_html = fit_to_limit(build, html_of, digest, html, limit)
+    return fitted, render(fitted, settings, fitted_html, made)
 
 
 def forget_cycle() -> None:
@@ -327,43 +313,3 @@ def forget_cycle() -> None:
     view.forget_cycle()
     _cycle_headers.cache_clear()
     _environment.cache_clear()  # its wordwrap cache goes with it
-
-
-def _fits(html: str) -> bool:
-    return len(html.encode()) <= HTML_LIMIT
-
-
-def _fit(
-    build: Callable[[int], Digest],
-    render_html: Callable[[Digest], str],
-    lengths: Sequence[int],
-    low: tuple[int, Digest, str],
-    high: int,
-    high_html: str,
-) -> tuple[Digest, str]:
-    """The digest of the largest ``x`` in [low, high) whose HTML fits (or ``low``, the floor).
-
-    ``x`` caps every section (papers in full, or papers shown); the size is
-    taken as linear in the number of papers the cap lets through, each guess
-    checked by a render and the line refitted through it when it is over.
-    """
-
-    def through(x: int) -> int:
-        return sum(min(x, n) for n in lengths)
-
-    x0, digest, html = low
-    size0, size1 = len(html.encode()), len(high_html.encode())
-    while True:
-        per_paper = (size1 - size0) / max(through(high) - through(x0), 1)
-        room = HTML_LIMIT * 0.98 - size0  # aim a little low: rows differ in length
-        x = max(
-            (x for x in range(x0 + 1, high) if per_paper * (through(x) - through(x0)) <= room),
-            default=x0,
-        )
-        if x == x0:
-            return digest, html
-        guess = build(x)
-        guess_html = render_html(guess)
-        if _fits(guess_html):
-            return guess, guess_html
-        high, size1 = x, len(guess_html.encode())

@@ -18,10 +18,8 @@ from digest.latex import name as latex_name
 from digest.latex import text as latex_text
 from digest.matching import highlight_pattern
 from digest.models import CATEGORY_RE, Digest, Match, Paper, Ranked, format_sender
-from digest.selection import AUTHORS_SECTION
+from digest.selection import AUTHORS_SECTION, HTML_LIMIT
 
-# Gmail clips HTML over ~102 KB, which hides the footer (delivery §3).
-HTML_LIMIT = 100_000
 ABSTRACT_LIMIT = 1200  # characters shown before "read more"
 AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last
 ROW_AUTHORS = 2  # a compact row names the first two, then "et al."

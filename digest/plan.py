@@ -137,36 +137,6 @@ def term_keys(sub: Subscriber) -> tuple[str, ...]:
     )
 
 
-def pending_matches(
-    sub: Subscriber,
-    papers: Iterable[Paper],
-    delivered: Mapping[str, int],
-    watermarks: Mapping[str, datetime],
-    global_categories: Sequence[str] = (),
-    texts: Mapping[str, str] | None = None,
-) -> tuple[Match, ...]:
-    """The matches ``sub`` has not been sent, each keyword counted from its watermark.
-
-    A paper submitted before a keyword's watermark (the keyword is newer
-    than ``lookback_days`` allows) does not count for that keyword. This is
-    the definition, paper by paper; a cycle asks ``pending_indexed``, which
-    gives the same answer from a ``PaperIndex`` (tests hold them equal).
-    """
-    oldest = min(watermarks.values(), default=None)
-    out = []
-    for p in papers:
-        if p.id in delivered or (oldest is not None and p.published < oldest):
-            continue
-        m = match_paper(p, sub, global_categories, texts.get(p.id) if texts else None)
-        if m is None:
-            continue
-        kws = tuple(k for k in m.keywords if p.published >= watermarks[term_key("k", k)])
-        aus = tuple(a for a in m.authors if p.published >= watermarks[term_key("a", a)])
-        if kws or aus:
-            out.append(Match(paper=p, keywords=kws, authors=aus))
-    return tuple(out)
-
-
 def revised_matches(
     sub: Subscriber,
     delivered: Mapping[str, int],
@@ -214,10 +184,11 @@ def pending_indexed(
     watermarks: Mapping[str, datetime],
     global_categories: Sequence[str] = (),
 ) -> tuple[Match, ...]:
-    """``pending_matches`` over ``pool.ordered``, from the index: O(matches), not O(papers).
+    """The matches ``sub`` has not been sent, from the index: O(matches), not O(papers).
 
     Only the papers one of ``sub``'s terms matches are looked at; the rules
-    applied to them are ``match_paper``'s and ``pending_matches``'s.
+    applied to them are ``match_paper``'s (tests/test_index.py holds it equal to
+    matching every paper one by one).
     """
     index = pool.index
     oldest = min(watermarks.values(), default=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -9,9 +10,39 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.feed import parse_page
-from digest.matching import normalize_words
-from digest.models import Paper, Subscriber
-from digest.plan import candidates, pending_indexed, pending_matches, term_keys
+from digest.matching import match_paper, normalize_words
+from digest.models import Match, Paper, Subscriber
+from digest.plan import candidates, pending_indexed, term_key, term_keys
+
+
+def pending_matches(
+    sub: Subscriber,
+    papers: Iterable[Paper],
+    delivered: Mapping[str, int],
+    watermarks: Mapping[str, datetime],
+    global_categories: Sequence[str] = (),
+    texts: Mapping[str, str] | None = None,
+) -> tuple[Match, ...]:
+    """The matches ``sub`` has not been sent, each keyword counted from its watermark.
+
+    A paper submitted before a keyword's watermark (the keyword is newer
+    than ``lookback_days`` allows) does not count for that keyword. This is
+    the definition, paper by paper, that ``plan.pending_indexed`` must agree with.
+    """
+    oldest = min(watermarks.values(), default=None)
+    out = []
+    for p in papers:
+        if p.id in delivered or (oldest is not None and p.published < oldest):
+            continue
+        m = match_paper(p, sub, global_categories, texts.get(p.id) if texts else None)
+        if m is None:
+            continue
+        kws = tuple(k for k in m.keywords if p.published >= watermarks[term_key("k", k)])
+        aus = tuple(a for a in m.authors if p.published >= watermarks[term_key("a", a)])
+        if kws or aus:
+            out.append(Match(paper=p, keywords=kws, authors=aus))
+    return tuple(out)
+
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDINGS = (

@@ -25,7 +25,6 @@ import hashlib
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -38,7 +37,9 @@ from digest import config as config_mod
 from digest import mailroom
 from digest.cycle import Options, collaborators, run_cycle
 from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
-from digest.models import WEEKDAYS, Config
+from digest.models import WEEKDAY_NAMES, Config
+from digest.notify import sd_notify as sd_notify
+from digest.notify import watchdog_interval as watchdog_interval
 from digest.stop import Sleep, Stop
 from digest.store import Store
 from digest.timing import clock_text, due_slot, local_text, next_run
@@ -48,47 +49,6 @@ log = logging.getLogger(__name__)
 SLICE = 30.0  # longest single sleep, in seconds
 RETRY_AFTER_FETCH_ERROR = timedelta(minutes=15)
 RETRY_AFTER_OTHER_ERROR = timedelta(minutes=5)
-_DAY_NAMES = dict(
-    zip(
-        WEEKDAYS,
-        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
-        strict=True,
-    )
-)
-
-
-def sd_notify(state: str, env: Mapping[str, str] | None = None) -> bool:
-    """Send one notification to systemd (sd_notify(3)); False when not under systemd.
-
-    A few lines over the datagram socket rather than the ``sdnotify``
-    package, which swallows every error.
-    """
-    env = os.environ if env is None else env
-    addr = env.get("NOTIFY_SOCKET")
-    if not addr:
-        return False
-    if addr[0] == "@":
-        addr = "\0" + addr[1:]  # abstract namespace
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.connect(addr)
-            s.sendall(state.encode())
-    except OSError as exc:
-        log.warning("cannot notify systemd at %s: %s", env.get("NOTIFY_SOCKET"), exc)
-        return False
-    return True
-
-
-def watchdog_interval(env: Mapping[str, str]) -> float | None:
-    """Half of ``$WATCHDOG_USEC`` in seconds, if the watchdog is ours."""
-    usec = env.get("WATCHDOG_USEC")
-    pid = env.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
-    try:
-        return max(0.05, int(usec) / 2e6)
-    except ValueError:
-        return None
 
 
 def build_scheduler(cfg: Config, wake: Callable[[], None] = lambda: None) -> schedule.Scheduler:
@@ -96,7 +56,7 @@ def build_scheduler(cfg: Config, wake: Callable[[], None] = lambda: None) -> sch
     sched = schedule.Scheduler()
     at = cfg.settings.send_at.strftime("%H:%M:%S")
     for day in cfg.settings.days:
-        getattr(sched.every(), _DAY_NAMES[day]).at(at, cfg.settings.timezone).do(wake)
+        getattr(sched.every(), WEEKDAY_NAMES[day]).at(at, cfg.settings.timezone).do(wake)
     return sched
 
 

@@ -16,6 +16,14 @@ from pathlib import Path
 from typing import Literal
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# the full names: schedule's job names, and accepted in subscribers.yaml
+WEEKDAY_NAMES = dict(
+    zip(
+        WEEKDAYS,
+        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+        strict=True,
+    )
+)
 
 Security = Literal["none", "starttls", "tls"]
 Frequency = Literal["daily", "weekly"]

@@ -29,6 +29,7 @@ from digest import library
 from digest.errors import ConfigError
 from digest.models import (
     CATEGORY_RE,
+    WEEKDAY_NAMES,
     WEEKDAYS,
     ArxivSettings,
     Settings,
@@ -95,19 +96,13 @@ def _category(value: str) -> str:
     return value
 
 
-_WEEKDAY_NAMES = dict(
-    zip(
-        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
-        WEEKDAYS,
-        strict=True,
-    )
-)
+_WEEKDAY_BY_NAME = {name: day for day, name in WEEKDAY_NAMES.items()}
 
 
 def _weekday(value: str) -> str:
     """``mon`` or ``Monday``, in any case: on purpose, not by cutting any word to three letters."""
     day = value.strip().lower()
-    day = _WEEKDAY_NAMES.get(day, day)
+    day = _WEEKDAY_BY_NAME.get(day, day)
     if day not in WEEKDAYS:
         raise ValueError(
             f"{show(value)} is not a weekday (mon, tue, ... sun, or monday ... sunday)"

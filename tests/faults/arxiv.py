@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.arxiv_server import AtomHandler
 
 # Every fault this server knows; the tests name them.
 FAULTS = (
@@ -76,12 +78,9 @@ class ArxivScript:
         return self.head(len(entries), start, size) + chunk + b"</feed>\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(AtomHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, like arXiv
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         script = self.server.script
@@ -134,22 +133,6 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "ignore-query":
             body = script.page(script.foreign, 0, size)
         return self._send(200, body)
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        ctype: str = "application/atom+xml",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype + "; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            self.wfile.write(body)
 
 
 class _Server(ThreadingHTTPServer):

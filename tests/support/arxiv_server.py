@@ -132,11 +132,31 @@ class ArxivState:
         return header + b"".join(chunk) + b"</feed>\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class AtomHandler(BaseHTTPRequestHandler):
+    """Answers with Atom bodies and logs nothing (keeps test output clean)."""
 
-    def log_message(self, format: str, *args: object) -> None:  # keep test output clean
+    def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "application/atom+xml",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype + "; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client went away (or was killed)
+            self.wfile.write(body)
+
+
+class _Handler(AtomHandler):
+    server: _Server
 
     def do_GET(self) -> None:
         state = self.server.state
@@ -180,22 +200,6 @@ class _Handler(BaseHTTPRequestHandler):
         if state.delay:
             time.sleep(state.delay)
         self._send(200, body)
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        ctype: str = "application/atom+xml",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype + "; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(body)
 
 
 class _Server(ThreadingHTTPServer):

@@ -132,9 +132,7 @@ class SmtpConfigError(DeliveryError):
 
 
 class InboxError(DigestError):
-    """The IMAP inbox could not be read this time; the next poll tries again."""
-
-    exit_code = EXIT_TEMPFAIL
+    """The IMAP inbox could not be read this time; the next poll tries again (exit 75)."""
 
 
 class InboxConfigError(InboxError):

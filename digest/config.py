@@ -23,12 +23,12 @@ import yaml
 from digest import library
 from digest.credentials import imap_password, smtp_password
 from digest.errors import ConfigError
-from digest.imap_protocol import default_port
 from digest.models import (
     ArxivSettings,
     Config,
     InboxSettings,
     Liked,
+    Security,
     Settings,
     SmtpSettings,
     Subscriber,
@@ -295,7 +295,7 @@ def _inbox(m: InboxModel, base: Path, env: Mapping[str, str]) -> InboxSettings:
     return InboxSettings(
         host=m.host,
         username=m.username,
-        port=m.port or default_port(m.security),
+        port=m.port or imap_default_port(m.security),
         security=m.security,
         password=imap_password(env),
         folder=m.folder,
@@ -322,3 +322,8 @@ def _subscriber(sub: SubscriberModel, library_file: LibraryFile | None) -> Subsc
         likes=library.merge_likes(sub.likes, library_file[1] if library_file else ()),
         library=library_file[0] if library_file else None,
     )
+
+
+def imap_default_port(security: Security) -> int:
+    """993 for implicit TLS (RFC 8314), 143 for plain and STARTTLS."""
+    return 993 if security == "tls" else 143

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from digest.models import Security
-
 Outcome = Literal["handled", "ignored", "tempfail"]
 Handle = Callable[[bytes], Outcome]
 
@@ -32,11 +30,6 @@ class PollResult:
     failed: tuple[int, ...] = ()  # handle() raised (a bug, logged): untouched like tempfail
     oversized: tuple[int, ...] = ()  # over the size cap: untouched, never fetched
     moved: bool = True  # False when the server could only flag, not move
-
-
-def default_port(security: Security) -> int:
-    """993 for implicit TLS (RFC 8314), 143 for plain and STARTTLS."""
-    return 993 if security == "tls" else 143
 
 
 def mailbox_name(name: str) -> str:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from digest import config
+from digest.config import imap_default_port
 from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigError, InboxError
-from digest.imap_protocol import default_port, mailbox_name, parse_body, parse_search, parse_sizes
+from digest.imap_protocol import mailbox_name, parse_body, parse_search, parse_sizes
 from digest.inbox import HANDLED_KEYWORD, Outcome, check_login, poll
 from digest.models import InboxSettings
 from tests.support.dovecot import BINARY, Dovecot, free_port
@@ -352,7 +353,7 @@ def test_server_disappearing_mid_poll_is_a_temporary_error() -> None:
 
 
 def test_default_port_follows_security() -> None:
-    assert [default_port(s) for s in ("tls", "starttls", "none")] == [993, 143, 143]
+    assert [imap_default_port(s) for s in ("tls", "starttls", "none")] == [993, 143, 143]
 
 
 def test_mailbox_name_quotes_and_uses_modified_utf7() -> None:

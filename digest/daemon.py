@@ -33,8 +33,8 @@ from pathlib import Path
 
 import schedule
 
-from digest import config as config_mod
 from digest import mailroom
+from digest.config import loading as config_mod
 from digest.cycle import Options, collaborators, run_cycle
 from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
 from digest.models import WEEKDAY_NAMES, Config

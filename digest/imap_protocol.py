@@ -3,7 +3,7 @@
 Pure helpers for ``digest.inbox`` (the I/O shell around imaplib), and the
 types its callers see: a handler's ``Outcome`` and a poll's ``PollResult``.
 Here so that they can be tested on recorded answers, and so that
-``digest.config`` can pick the default port without importing imaplib.
+``digest.config.loading`` can pick the default port without importing imaplib.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from digest import library
+from digest.config import library
 from digest.cycle_state import Run
 from digest.errors import FetchError
 from digest.models import Paper, Subscriber

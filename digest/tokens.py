@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from digest.credentials import credential_path
+from digest.config import credential_path
 from digest.errors import ConfigError
 
 SECRET_NAME = "reply-secret"  # file name in the state folder, and credential name

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import config
+from digest.config import loading as config
 from digest.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

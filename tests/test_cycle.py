@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from digest import config as config_mod
 from digest.cli import main
+from digest.config import loading as config_mod
 from digest.cycle import Options, collaborators, run_cycle
 from digest.matching import contains_phrase
 from digest.report import CycleReport

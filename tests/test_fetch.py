@@ -238,7 +238,7 @@ def test_user_agent_names_the_operator_contact_not_a_third_party(server: ArxivSe
 
 
 def test_contact_defaults_to_the_from_mailbox_and_can_be_set() -> None:
-    from digest.config import parse
+    from digest.config.loading import parse
 
     base = "subscribers:\n  - email: a@example.org\n    keywords: [graph]\n"
     smtp = "settings:\n  smtp:\n    from: 'Papers <papers@dept.example>'\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from digest import config
-from digest.config import imap_default_port
+from digest.config import loading as config
+from digest.config.loading import imap_default_port
 from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigError, InboxError
 from digest.imap_protocol import mailbox_name, parse_body, parse_search, parse_sizes
 from digest.inbox import HANDLED_KEYWORD, Outcome, check_login, poll

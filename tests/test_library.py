@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from digest import config, library
+from digest.config import library
+from digest.config import loading as config
 from digest.errors import EXIT_CONFIG, ConfigError
 from digest.models import Liked, Subscriber
 
@@ -157,7 +158,7 @@ def test_a_long_url_cuts_the_lookup_before_the_page_does() -> None:
 
 
 # --------------------------------------------------------------------------
-# Through digest.config
+# Through digest.config.loading
 
 
 def write_config(folder: Path, subscriber_lines: str) -> Path:

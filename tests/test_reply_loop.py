@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from digest import config as config_mod
 from digest.cli import main
+from digest.config import loading as config_mod
 from digest.daemon import Daemon
 from digest.readers import from_dict, is_suppressed
 from digest.store import Store

@@ -125,7 +125,7 @@ def test_readme_commands_use_the_unit_config_credential_and_documentation() -> N
 
 
 def test_readme_points_the_config_at_the_database_the_unit_uses(tmp_path: Path) -> None:
-    from digest.config import load
+    from digest.config.loading import load
 
     (env,) = [v for v in _unit_value("Environment") if v.startswith("DIGEST_DATABASE=")]
     unit_db = _systemd_paths(env.split("=", 1)[1])

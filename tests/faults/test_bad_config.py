@@ -1,7 +1,7 @@
 """Hostile subscribers.yaml: every mutation is exit 78 with a message (or a valid config), never a
 traceback, never a hang.
 
-Most mutations run in-process through ``digest.config.load`` (hypothesis,
+Most mutations run in-process through ``digest.config.loading.load`` (hypothesis,
 hundreds of files); a few of the nastiest go through the real command.
 """
 
@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest.config import load
+from digest.config.loading import load
 from digest.errors import ConfigError
 from tests.faults.world import READERS, ROOT
 

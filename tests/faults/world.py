@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from digest.config import load as load_config
+from digest.config.loading import load as load_config
 from tests.faults import invariants
 from tests.faults.arxiv import ArxivScript, FaultArxiv
 from tests.faults.smtp import FaultSmtp, SmtpScript

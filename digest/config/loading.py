@@ -2,8 +2,8 @@
 
 The only module that imports yaml. ``load`` reads the file, ``parse`` reads
 the YAML with positions (refusing duplicate keys), overlays the ``DIGEST_*``
-variables, has ``digest.schema`` validate the result and builds the frozen
-``Config`` of ``digest.models``, with passwords from ``digest.credentials``.
+variables, has ``digest.config.schema`` validate the result and builds the frozen
+``Config`` of ``digest.models``, with passwords from ``digest.config.credentials``.
 Every problem comes out in one ``ConfigError``, each with its place
 (``subscribers[2].email: ...``, or the YAML line and column).
 """
@@ -20,8 +20,16 @@ from typing import Any
 
 import yaml
 
-from digest import library
-from digest.credentials import imap_password, smtp_password
+from digest.config import library
+from digest.config.credentials import imap_password, smtp_password
+from digest.config.problems import show
+from digest.config.schema import (
+    FileModel,
+    InboxModel,
+    SettingsModel,
+    SubscriberModel,
+    validate,
+)
 from digest.errors import ConfigError
 from digest.models import (
     ArxivSettings,
@@ -32,14 +40,6 @@ from digest.models import (
     Settings,
     SmtpSettings,
     Subscriber,
-)
-from digest.problems import show
-from digest.schema import (
-    FileModel,
-    InboxModel,
-    SettingsModel,
-    SubscriberModel,
-    validate,
 )
 
 DEFAULT_CONFIG = "subscribers.yaml"

@@ -2,7 +2,7 @@
 
 The only module that imports pydantic and email-validator. ``validate`` turns
 the parsed YAML (with environment overrides applied) into a ``FileModel`` or
-raises one ``ConfigError`` listing every problem with its place; ``digest.config``
+raises one ``ConfigError`` listing every problem with its place; ``digest.config.loading``
 builds the frozen ``Config`` from the model.
 """
 
@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from digest import library
+from digest.config import library
+from digest.config.problems import format_errors, show
 from digest.errors import ConfigError
 from digest.models import (
     CATEGORY_RE,
@@ -36,7 +37,6 @@ from digest.models import (
     SmtpSettings,
     split_address,
 )
-from digest.problems import format_errors, show
 
 # Characters and words that would change the meaning of an arXiv query when
 # a keyword is put inside ti:"..." (arxiv-api.md §2): quotes end the phrase,

@@ -1,7 +1,7 @@
 """How a problem in subscribers.yaml is worded: its place, a short quote, a hint at the fix.
 
 Pure: it reads pydantic's error details as plain mappings (``loc``, ``msg``,
-``type``, ``input``), so that pydantic stays imported in ``digest.schema``
+``type``, ``input``), so that pydantic stays imported in ``digest.config.schema``
 alone.
 """
 

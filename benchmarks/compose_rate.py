@@ -42,11 +42,11 @@ def _workload(readers: int) -> list[tuple[object, object, object]]:
     """(subscriber, ranked, link maker) per reader, built with whatever ``digest`` is imported."""
     from email.headerregistry import Address
 
-    from digest import rank
+    from digest.arxiv.feed import parse_page
     from digest.commands import reader_links
     from digest.errors import ArxivQueryError
-    from digest.feed import parse_page
     from digest.models import Match, Paper, Subscriber, format_sender
+    from digest.ranking import relevance as rank
     from digest.tokens import ReplySecret
 
     papers: dict[str, Paper] = {}

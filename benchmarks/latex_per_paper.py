@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from digest import latex
-from digest.feed import parse_page
+from digest.arxiv.feed import parse_page
 from digest.models import Paper
 
 FIXTURE = (

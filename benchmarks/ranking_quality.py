@@ -1,4 +1,4 @@
-"""Ranking quality and cost of digest.rank on real arXiv listing days.
+"""Ranking quality and cost of digest.ranking.relevance on real arXiv listing days.
 
 Quality (issue 10): a reader follows one broad keyword (100+ matches in a
 day) and likes 8 papers from one field, taken from *another* day's listing.
@@ -41,11 +41,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest import rank as rk  # noqa: E402
+from digest.arxiv.feed import MalformedPage, parse_page  # noqa: E402
 from digest.errors import ArxivQueryError  # noqa: E402
-from digest.feed import MalformedPage, parse_page  # noqa: E402
-from digest.matching import match_all, normalize_words  # noqa: E402
+from digest.matching.rules import match_all, normalize_words  # noqa: E402
 from digest.models import Liked, Match, Paper, Settings, Subscriber  # noqa: E402
+from digest.ranking import rank as rk  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 DAY, LIKES_DAY, OTHER_DAY = "2026-06-09", "2026-06-16", "2026-06-30"

@@ -60,9 +60,9 @@ import aiosmtplib  # noqa: E402
 
 from digest.compose import build_message, compose  # noqa: E402
 from digest.mailer import Mailer  # noqa: E402
-from digest.matching import match_all  # noqa: E402
+from digest.matching.rules import match_all  # noqa: E402
 from digest.models import Settings, SmtpSettings  # noqa: E402
-from digest.rank import build_corpus, rank  # noqa: E402
+from digest.ranking.relevance import build_corpus, rank  # noqa: E402
 from tests.support.spam import CREATED, SUBSCRIBERS, day_papers  # noqa: E402
 
 SENDER = "Daily Papers <papers@digest.example.org>"

@@ -114,13 +114,13 @@ def mail(sub: Any, papers: list[Any], *, ranked: bool) -> tuple[Any, Any, int]:
     from datetime import UTC, datetime
 
     from digest.compose import compose
-    from digest.matching import match_all
+    from digest.matching.rules import match_all
     from digest.models import Settings
 
     matches = match_all(papers, sub)
     items: Any = matches
     if ranked:
-        from digest import rank
+        from digest.ranking import relevance as rank
 
         items = rank.rank(matches, rank.build_corpus(papers))
     created = datetime(2026, 6, 10, 7, tzinfo=UTC)
@@ -135,7 +135,7 @@ def shown_in(html: str, papers: list[Any]) -> int:
 
 def day_shares(ranked: bool) -> dict[str, Any]:
     """Matches and matches shown per reader of the realistic day."""
-    from digest.matching import match_all
+    from digest.matching.rules import match_all
     from digest.models import Subscriber
 
     papers = the_day()

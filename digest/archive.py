@@ -14,8 +14,7 @@ from pathlib import Path
 
 from digest import atomic, latex
 from digest.errors import DigestError
-from digest.index import PaperIndex
-from digest.matching import unique_phrases
+from digest.matching import PaperIndex, unique_phrases
 from digest.models import Paper, Subscriber, newest_first
 
 ROWS_PER_KEYWORD = 100

@@ -14,7 +14,7 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 
-from digest import compose, composer, mailroom, rank
+from digest import compose, composer, mailroom, ranking
 from digest.commands import reader_links
 from digest.cycle_state import Run
 from digest.dispatch import Outgoing
@@ -93,11 +93,11 @@ def _rank(run: Run, plan: Plan) -> tuple[Ranked, ...]:
     # "less like this" (plan.as_chosen merged them into the plan's subscriber)
     likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
     profile = (
-        rank.build_profile(run.corpus, likes, dislikes=dislikes, papers=run.papers)
+        ranking.build_profile(run.corpus, likes, dislikes=dislikes, papers=run.papers)
         if likes or dislikes
         else None
     )
-    return rank.rank(plan.matches, run.corpus, profile or rank.NO_PROFILE)
+    return ranking.rank(plan.matches, run.corpus, profile or ranking.NO_PROFILE)
 
 
 def _links(run: Run, email: str) -> compose.LinkMaker | None:

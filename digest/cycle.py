@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from digest import compose, housekeeping, likes, mailroom
+from digest.arxiv import ArxivClient, build_queries, window
 from digest.compose_stream import compose_each, item_report, replan
 from digest.cycle_state import DEFAULTS, NO_HOOKS, Run
 from digest.cycle_state import Collaborators as Collaborators
@@ -38,7 +39,6 @@ from digest.cycle_state import Options as Options
 from digest.cycle_state import WallClock as WallClock
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
 from digest.errors import DigestError
-from digest.fetch import ArxivClient
 from digest.mailer import Mailer
 from digest.models import Config, Paper, Settings, Subscriber, newest_versions
 from digest.plan import (
@@ -52,7 +52,6 @@ from digest.plan import (
     revision_watch,
     select_subscribers,
 )
-from digest.query import build_queries, window
 from digest.readers import ReaderState, from_dict
 from digest.report import CycleReport, Status, SubscriberReport
 from digest.stop import Stop

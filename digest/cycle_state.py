@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from digest import compose, rank
+from digest import compose, ranking
+from digest.arxiv import ArxivClient, Progress
 from digest.dispatch import Delivery
-from digest.fetch import ArxivClient, Progress
 from digest.models import Config, Digest, Paper
 from digest.report import SubscriberReport
 from digest.stop import Stop
@@ -81,9 +81,9 @@ class Run:
     pooled: bool = False  # composed by other processes, beside sending
 
     @cached_property
-    def corpus(self) -> rank.Corpus:
+    def corpus(self) -> ranking.Corpus:
         """The cycle's recent papers as tf-idf vectors: built once, on first need."""
-        return rank.build_corpus(self.background)
+        return ranking.build_corpus(self.background)
 
     @contextlib.contextmanager
     def timed(self, phase: str) -> Iterator[None]:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from digest import archive
 from digest.errors import DigestError
-from digest.index import PaperIndex
+from digest.matching import PaperIndex
 from digest.models import Config
 from digest.store import Store
 

@@ -1,6 +1,6 @@
 """The ranking step's inputs: liked papers looked up by id, and the papers ranking reads.
 
-A reader's profile is built from their likes (``digest.rank``); a liked paper
+A reader's profile is built from their likes (``digest.ranking.relevance``); a liked paper
 neither cached nor fetched is looked up in one ``id_list`` request at most,
 and cached like any paper by the cycle.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from digest.arxiv import window
 from digest.config import library
 from digest.cycle_state import Run
 from digest.errors import FetchError
 from digest.models import Paper, Subscriber
 from digest.plan import Candidates, Snapshot
-from digest.query import window
 
 log = logging.getLogger("digest.cycle")
 

@@ -196,7 +196,7 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
-    """A match with its score for one reader, and why it is up there (``digest.rank``)."""
+    """A match with its score for one reader, and why it is up there (``digest.ranking``)."""
 
     match: Match
     score: float

@@ -16,10 +16,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from digest.arxiv import Terms
 from digest.documents import SubscriberState
 from digest.errors import UsageError
-from digest.index import PaperIndex
-from digest.matching import in_categories, match_paper, paper_text, phrase_key, unique_phrases
+from digest.matching import (
+    PaperIndex,
+    in_categories,
+    match_paper,
+    paper_text,
+    phrase_key,
+    unique_phrases,
+)
 from digest.models import (
     Config,
     Liked,
@@ -30,7 +37,6 @@ from digest.models import (
     newest_first,
     newest_versions,
 )
-from digest.query import Terms
 from digest.readers import ReaderState, effective_frequency, is_suppressed, suppression
 from digest.timing import announcements_between, weekly_slot
 

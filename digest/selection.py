@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from digest.models import Digest, Match, Ranked, Section, Subscriber
-from digest.rank import order_section
+from digest.ranking import order_section
 
 AUTHORS_SECTION = "Authors you follow"
 # Gmail clips HTML over ~102 KB, which hides the footer (delivery §3).

@@ -13,7 +13,7 @@ import yaml
 from digest import archive
 from digest.cli import main
 from digest.errors import DigestError
-from digest.matching import contains_phrase
+from digest.matching.rules import contains_phrase
 from digest.models import Paper, Subscriber
 from tests.conftest import config_dict
 

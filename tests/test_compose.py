@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from digest import rank
 from digest.compose import (
     ACKNOWLEDGEMENT,
     HTML_LIMIT,
@@ -23,8 +22,9 @@ from digest.compose import (
     render,
 )
 from digest.errors import TemplateError
-from digest.matching import match_all
+from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber
+from digest.ranking import relevance as rank
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 GOLDEN = Path(__file__).parent / "golden"

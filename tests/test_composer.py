@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest import composer
-from digest.feed import parse_page
-from digest.matching import match_all
+from digest.arxiv.feed import parse_page
+from digest.matching.rules import match_all
 from digest.models import Ranked, Settings, Subscriber
 from digest.plan import Plan
 

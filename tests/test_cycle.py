@@ -23,7 +23,7 @@ import yaml
 from digest.cli import main
 from digest.config import loading as config_mod
 from digest.cycle import Options, collaborators, run_cycle
-from digest.matching import contains_phrase
+from digest.matching.rules import contains_phrase
 from digest.report import CycleReport
 from digest.stop import Stop
 from digest.store import Store
@@ -83,7 +83,7 @@ def test_one_digest_per_subscriber_with_exactly_the_matching_papers(setup, capsy
     by_rcpt = {r.rcpt_tos[0]: r.message for r in smtp.received}
     assert sorted(by_rcpt) == ["alice@example.org", "bob@example.org"]
     # the server returned all 30 recorded papers for every query; only true matches go out
-    from digest.feed import parse_page
+    from digest.arxiv.feed import parse_page
 
     header, entries = recent_entries(CORPUS)
     papers = {p.id: p for p in parse_page(header + b"".join(entries) + b"</feed>").papers}
@@ -227,7 +227,7 @@ def test_new_subscriber_starts_lookback_days_back(smtp, write_config) -> None:
         cfg = write_config(config_dict(arxiv.url, smtp.port, lookback_days=1))
         assert run(cfg, "once") == 0
     cutoff = datetime.now(UTC) - timedelta(days=1, minutes=5)
-    from digest.feed import parse_page
+    from digest.arxiv.feed import parse_page
 
     papers = {p.id: p for p in parse_page(header + b"".join(entries) + b"</feed>").papers}
     sent = [pid for r in smtp.received for pid in listed_ids(r.message)]
@@ -242,7 +242,7 @@ def test_arxiv_unavailable_exits_75_readably_and_records_nothing(
     data = config_dict(arxiv.url, smtp.port)
     data["settings"]["arxiv"]["max_retries"] = 1
     cfg.write_text(json.dumps(data))  # YAML is a superset of JSON
-    monkeypatch.setattr("digest.fetch.BACKOFF_BASE", 0.01)
+    monkeypatch.setattr("digest.arxiv.fetch.BACKOFF_BASE", 0.01)
     assert run(cfg, "once") == 75
     err = capsys.readouterr().err
     assert "arXiv did not give a usable answer after 2 attempts (last: HTTP 503)" in err

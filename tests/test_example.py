@@ -12,8 +12,8 @@ from datetime import timedelta
 from email import policy
 from pathlib import Path
 
-from digest.feed import parse_page
-from digest.matching import contains_phrase
+from digest.arxiv.feed import parse_page
+from digest.matching.rules import contains_phrase
 from tests.support.arxiv_server import ArxivServer, recent_entries
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.arxiv.feed import MalformedPage, parse_page
 from digest.errors import ArxivQueryError
-from digest.feed import MalformedPage, parse_page
 from digest.models import split_arxiv_id
 
 FIX = Path(__file__).parent / "fixtures"

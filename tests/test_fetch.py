@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from digest import __version__
+from digest.arxiv.fetch import ArxivClient
 from digest.errors import ArxivQueryError, FetchError, Stopped
-from digest.fetch import ArxivClient
 from digest.models import ArxivSettings
 from digest.stop import Stop
 from tests.support.arxiv_server import ArxivServer, load_entries

@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.feed import parse_page
-from digest.matching import match_paper, normalize_words
+from digest.arxiv.feed import parse_page
+from digest.matching.rules import match_paper, normalize_words
 from digest.models import Match, Paper, Subscriber
 from digest.plan import candidates, pending_indexed, term_key, term_keys
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digest import archive, latex
+from digest.arxiv.feed import parse_page
 from digest.compose import build_digest, render
-from digest.feed import parse_page
-from digest.matching import match_all
+from digest.matching.rules import match_all
 from digest.models import Paper, Ranked, Settings, SmtpSettings, Subscriber
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest.matching import (
+from digest.matching.rules import (
     by_author,
     contains_phrase,
     highlight_pattern,

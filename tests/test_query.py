@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from digest.query import (
+from digest.arxiv.query import (
     MAX_WINDOW_DAYS,
     Terms,
     build_queries,

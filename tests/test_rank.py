@@ -10,8 +10,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest import rank
 from digest.models import Liked, Match, Paper
+from digest.ranking import relevance as rank
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = datetime(2026, 6, 9, tzinfo=UTC)
@@ -200,7 +200,7 @@ _ORDER_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
 from tests.test_rank import DAYS_PAPERS, LIKED_GRAPH, day_matches
-from digest import rank
+from digest.ranking import relevance as rank
 corpus = rank.build_corpus(DAYS_PAPERS)
 profile = rank.build_profile(corpus, [LIKED_GRAPH])
 print([(r.match.paper.id, r.score) for r in rank.rank(day_matches(), corpus, profile)])

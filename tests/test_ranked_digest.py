@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
-from digest import rank
 from digest.cli import main
 from digest.compose import HTML_LIMIT, compose
 from digest.config import loading as config_mod
 from digest.cycle import Options, collaborators, run_cycle
-from digest.matching import match_all
+from digest.matching.rules import match_all
 from digest.models import Liked, Paper, Settings, SmtpSettings, Subscriber
+from digest.ranking import relevance as rank
 from digest.report import CycleReport
 from digest.store import Store
 from tests.conftest import config_dict

@@ -24,10 +24,10 @@ from typing import Any
 from bibtexparser.entrypoint import parse_string
 from bibtexparser.model import Entry, ParsingFailedBlock
 
+from digest.arxiv import id_batches
 from digest.errors import ConfigError
 from digest.latex import to_text
 from digest.models import Liked, Subscriber
-from digest.query import id_batches
 
 # arXiv identifiers (arxiv.org/help/arxiv_identifier): YYMM.NNNN (2007-2014)
 # or YYMM.NNNNN (from 2015), and before April 2007 archive[.SUBJ]/YYMMNNN.

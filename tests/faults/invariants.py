@@ -4,7 +4,7 @@ Inputs are only what a reader or an operator can see: the messages the SMTP
 server accepted, the recorded arXiv entries the server held, the config,
 and the database read back through ``digest status``. Which papers a
 reader should get is computed independently, with the contract's own
-definition of "matches" (``digest.matching.match_paper``) and the
+definition of "matches" (``digest.matching.rules.match_paper``) and the
 ``lookback_days`` rule, never by asking digest's cycle code.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digest.feed import parse_page
-from digest.matching import match_paper
+from digest.arxiv.feed import parse_page
+from digest.matching.rules import match_paper
 from digest.models import Config, Paper
 from tests.faults.smtp import Accepted
 

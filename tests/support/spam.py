@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from email.headerregistry import Address
 from pathlib import Path
 
-from digest import rank
+from digest.arxiv.feed import parse_page
 from digest.commands import reader_links
 from digest.compose import LinkMaker, build_message, compose
 from digest.errors import ArxivQueryError
-from digest.feed import parse_page
-from digest.matching import match_all
+from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber, format_sender
+from digest.ranking import relevance as rank
 from digest.tokens import ReplySecret
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

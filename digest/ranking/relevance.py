@@ -1,6 +1,6 @@
 """Relevance order inside a digest's sections (issue 10): pure, no I/O.
 
-Matching (``digest.matching``) decides *whether* a reader gets a paper; this
+Matching (``digest.matching.rules``) decides *whether* a reader gets a paper; this
 module decides *where* it goes in their mail. Two parts:
 
 ``Corpus`` is built once per cycle from every paper the cycle fetched or

@@ -22,10 +22,10 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from digest import __version__
+from digest.arxiv.feed import MalformedPage, Page, parse_page
+from digest.arxiv.query import id_batches, id_page_params, page_params
 from digest.errors import ArxivQueryError, FetchError
-from digest.feed import MalformedPage, Page, parse_page
 from digest.models import ArxivSettings, Paper, newest_versions
-from digest.query import id_batches, id_page_params, page_params
 from digest.stop import Stop
 
 log = logging.getLogger(__name__)

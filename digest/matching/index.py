@@ -5,14 +5,14 @@ reader against every cached paper repeats the same substring tests a
 thousand times over (93 ms per reader against a 180-day cache); here each
 distinct phrase and author is tested once per cycle against each paper, and
 a reader's papers are set lookups. What "matches" means stays in
-``digest.matching``: this only remembers its answers.
+``digest.matching.rules``: this only remembers its answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from digest.matching import author_key, normalize, paper_text, same_author
+from digest.matching.rules import author_key, normalize, paper_text, same_author
 from digest.models import Paper
 
 

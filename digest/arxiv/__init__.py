@@ -1,0 +1,15 @@
+"""The arXiv API: query strings, polite fetching over HTTP, and the Atom feed parsed into papers."""
+
+from __future__ import annotations
+
+from digest.arxiv.fetch import ArxivClient, Progress
+from digest.arxiv.query import Terms, build_queries, id_batches, window
+
+__all__ = [
+    "ArxivClient",
+    "Progress",
+    "Terms",
+    "build_queries",
+    "id_batches",
+    "window",
+]

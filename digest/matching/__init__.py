@@ -1,0 +1,27 @@
+"""What "matches" means: keyword and author rules, and the cycle's index of them."""
+
+from __future__ import annotations
+
+from digest.matching.index import PaperIndex
+from digest.matching.rules import (
+    highlight_pattern,
+    in_categories,
+    match_paper,
+    normalize,
+    normalize_words,
+    paper_text,
+    phrase_key,
+    unique_phrases,
+)
+
+__all__ = [
+    "PaperIndex",
+    "highlight_pattern",
+    "in_categories",
+    "match_paper",
+    "normalize",
+    "normalize_words",
+    "paper_text",
+    "phrase_key",
+    "unique_phrases",
+]

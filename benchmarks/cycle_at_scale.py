@@ -227,7 +227,7 @@ def scenario(code: Path, readers: int, cycles: int, small: int, addr: dict[str, 
     sys.path.insert(0, str(code))
     from digest.cycle import Options, collaborators, run_cycle
     from digest.models import ArxivSettings, Config, Settings, SmtpSettings, Subscriber
-    from digest.store import Store
+    from digest.store.store import Store
 
     start_rss = _rss_mib()
 

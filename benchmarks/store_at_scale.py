@@ -88,9 +88,9 @@ def published(n: int) -> datetime:
 
 def load_impl(name: str, work: Path) -> ModuleType:
     if name == "new":
-        import digest.store
+        import digest.store.store
 
-        return digest.store
+        return digest.store.store
     source = subprocess.run(
         ["git", "show", f"{BASELINE}:digest/store.py"],
         cwd=ROOT,

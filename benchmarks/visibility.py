@@ -239,7 +239,7 @@ def cost(n: int) -> None:
         SmtpSettings,
         Subscriber,
     )
-    from digest.store import Store
+    from digest.store.store import Store
     from tests.support.arxiv_server import ArxivServer, load_entries, make_entry
     from tests.support.smtp_server import SmtpServer
 

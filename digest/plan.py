@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from digest.arxiv import Terms
-from digest.documents import SubscriberState
 from digest.errors import UsageError
 from digest.matching import (
     PaperIndex,
@@ -38,6 +37,7 @@ from digest.models import (
     newest_versions,
 )
 from digest.readers import ReaderState, effective_frequency, is_suppressed, suppression
+from digest.store import SubscriberState
 from digest.timing import announcements_between, weekly_slot
 
 # New versions are watched for this long after a paper was sent (each batch of

@@ -26,7 +26,7 @@ from digest.cycle import Options, collaborators, run_cycle
 from digest.matching.rules import contains_phrase
 from digest.report import CycleReport
 from digest.stop import Stop
-from digest.store import Store
+from digest.store.store import Store
 from tests.conftest import CORPUS, config_dict
 from tests.support.arxiv_server import ArxivServer, make_entry, recent_entries
 from tests.support.smtp_server import SmtpServer

@@ -19,7 +19,7 @@ from digest.plan import (
     select_subscribers,
     term_key,
 )
-from digest.store import SubscriberState
+from digest.store.store import SubscriberState
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday
 SETTINGS = Settings(lookback_days=2)

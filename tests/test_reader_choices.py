@@ -19,7 +19,7 @@ from digest.mailroom import SubscriberReaders, record_refusal
 from digest.models import Liked, Paper, Settings, Subscriber
 from digest.plan import Snapshot, as_chosen, plan_cycle, revision_watch
 from digest.readers import ReaderState, from_dict, to_dict
-from digest.store import MemoryStorage, Store
+from digest.store.store import MemoryStorage, Store
 from tests.conftest import config_dict
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday
@@ -120,7 +120,7 @@ def test_a_pause_that_has_ended_mails_again() -> None:
 
 def test_a_suppressed_reader_does_not_widen_the_revision_watch() -> None:
     sub = Subscriber("a@x.org", ("x",), include_revisions=True)
-    from digest.store import SubscriberState
+    from digest.store.store import SubscriberState
 
     state = SubscriberState("a@x.org", delivered_at={"2611.00001": NOW})
     snap = Snapshot(states={"a@x.org": state}, readers={"a@x.org": UNSUBSCRIBED})

@@ -27,7 +27,7 @@ from digest.cli import main
 from digest.config import loading as config_mod
 from digest.daemon import Daemon
 from digest.readers import from_dict, is_suppressed
-from digest.store import Store
+from digest.store.store import Store
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer, make_entry
 from tests.support.dovecot import BINARY, Dovecot

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
-from digest.ledger import decode_ids
 from digest.models import Paper
-from digest.store import AtomicJSONStorage, JournalStorage, MemoryStorage, Store
+from digest.store.ledger import decode_ids
+from digest.store.store import AtomicJSONStorage, JournalStorage, MemoryStorage, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -325,7 +325,7 @@ CHILD = """
 import os, sys, time
 from datetime import UTC, datetime
 from pathlib import Path
-from digest.store import AtomicJSONStorage, Store
+from digest.store.store import AtomicJSONStorage, Store
 db, n, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 now = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 def stop(marker):
@@ -409,7 +409,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from digest.models import Paper
-from digest.store import Store
+from digest.store.store import Store
 now = datetime.now(UTC)
 with Store.open(Path(sys.argv[1])) as store:
     i = 0
@@ -580,7 +580,7 @@ def test_a_second_process_gets_a_clear_lock_error(tmp_path: Path) -> None:
             textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
-            from digest.store import Store
+            from digest.store.store import Store
             with Store.open(Path({str(db)!r})):
                 print("locked", flush=True)
                 time.sleep(30)

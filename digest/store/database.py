@@ -1,7 +1,7 @@
 """The database file's life: lock, open and replay the journal, back up, flush, checkpoint.
 
-``Database`` keeps the store's ``Ledger`` durable (see ``digest.store`` for
-why a journal, and ``digest.ledger`` for the ops); ``Store`` adds what is
+``Database`` keeps the store's ``Ledger`` durable (see ``digest.store.store`` for
+why a journal, and ``digest.store.ledger`` for the ops); ``Store`` adds what is
 stored on top of it. Only this module locks and backs up the file.
 """
 
@@ -20,8 +20,8 @@ from typing import Any, Self
 
 from digest import atomic
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
-from digest.ledger import SCHEMA, Ledger, LedgerError
-from digest.storage import (
+from digest.store.ledger import SCHEMA, Ledger, LedgerError
+from digest.store.storage import (
     AtomicJSONStorage,
     JournalStorage,
     TinyDB,
@@ -31,7 +31,7 @@ from digest.storage import (
     snapshot_db,
 )
 
-log = logging.getLogger("digest.store")
+log = logging.getLogger("digest.store.store")
 
 BACKUP_EVERY = timedelta(days=1)
 # A store kept open across many cycles folds its journal once it is this big.

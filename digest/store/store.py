@@ -4,7 +4,7 @@ A delivery is recorded only after the server accepted the message, and must
 be durable before the next message goes out. Rewriting the whole database
 for that costs O(database) per message, so:
 
-* every change is also an op (see ``digest.ledger``); ``flush()`` appends the
+* every change is also an op (see ``digest.store.ledger``); ``flush()`` appends the
   ops since the last flush as ONE fsynced line to ``<db>.journal``: O(1) per
   message whatever the database's size;
 * ``checkpoint()`` folds the journal into the TinyDB file once per cycle
@@ -33,19 +33,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from digest.database import BACKUP_EVERY as BACKUP_EVERY
-from digest.database import JOURNAL_FOLD_BYTES as JOURNAL_FOLD_BYTES
-from digest.database import Database
-from digest.documents import SubscriberState as SubscriberState
-from digest.documents import iso, maybe_time, parse_time
-from digest.documents import paper_from_doc as paper_from_doc
-from digest.documents import paper_to_doc as paper_to_doc
-from digest.ledger import SCHEMA as SCHEMA
-from digest.ledger import DeliveredAt, skipped_ids
 from digest.models import Paper
-from digest.storage import AtomicJSONStorage as AtomicJSONStorage
-from digest.storage import JournalStorage as JournalStorage
-from digest.storage import MemoryStorage as MemoryStorage
+from digest.store.database import BACKUP_EVERY as BACKUP_EVERY
+from digest.store.database import JOURNAL_FOLD_BYTES as JOURNAL_FOLD_BYTES
+from digest.store.database import Database
+from digest.store.documents import SubscriberState as SubscriberState
+from digest.store.documents import iso, maybe_time, parse_time
+from digest.store.documents import paper_from_doc as paper_from_doc
+from digest.store.documents import paper_to_doc as paper_to_doc
+from digest.store.ledger import SCHEMA as SCHEMA
+from digest.store.ledger import DeliveredAt, skipped_ids
+from digest.store.storage import AtomicJSONStorage as AtomicJSONStorage
+from digest.store.storage import JournalStorage as JournalStorage
+from digest.store.storage import MemoryStorage as MemoryStorage
 
 # Delivery records and cached papers older than this are dropped. It must stay
 # well above the widest fetch window (query.MAX_WINDOW_DAYS, 60): a paper still

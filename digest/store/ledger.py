@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from digest.documents import SubscriberState as SubscriberState
-from digest.documents import decode_ids as decode_ids
-from digest.documents import encode_ids as encode_ids
-from digest.documents import iso as iso
-from digest.documents import maybe_time as maybe_time
-from digest.documents import paper_from_doc as paper_from_doc
-from digest.documents import paper_to_doc as paper_to_doc
-from digest.documents import parse_time as parse_time
+from digest.store.documents import SubscriberState as SubscriberState
+from digest.store.documents import decode_ids as decode_ids
+from digest.store.documents import encode_ids as encode_ids
+from digest.store.documents import iso as iso
+from digest.store.documents import maybe_time as maybe_time
+from digest.store.documents import paper_from_doc as paper_from_doc
+from digest.store.documents import paper_to_doc as paper_to_doc
+from digest.store.documents import parse_time as parse_time
 
 SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
 

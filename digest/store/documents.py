@@ -1,7 +1,7 @@
 """How the store writes its values as JSON: times, a batch's ids, papers; and a reader's snapshot.
 
 arXiv's "id, and vN when N > 1" notation keeps a delivery batch one string
-(see ``digest.ledger`` for why). Pure: no I/O, no clock.
+(see ``digest.store.ledger`` for why). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations

@@ -1,0 +1,11 @@
+"""The TinyDB database: the paper cache, deliveries, watermarks, reader state, the cycle record."""
+
+from __future__ import annotations
+
+from digest.store.documents import SubscriberState
+from digest.store.store import Store
+
+__all__ = [
+    "Store",
+    "SubscriberState",
+]

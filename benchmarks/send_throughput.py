@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 import aiosmtplib  # noqa: E402
 
 from digest.compose import build_message, compose  # noqa: E402
-from digest.mailer import Mailer  # noqa: E402
+from digest.mail.smtp import Mailer  # noqa: E402
 from digest.matching.rules import match_all  # noqa: E402
 from digest.models import Settings, SmtpSettings  # noqa: E402
 from digest.ranking.relevance import build_corpus, rank  # noqa: E402

@@ -23,9 +23,10 @@ from typing import Any
 import css_inline
 import jinja2
 
-from digest import mime, view
+from digest import view
 from digest.commands import ReaderLinks
 from digest.errors import TemplateError
+from digest.mail import mime
 from digest.models import (
     Digest,
     Match,

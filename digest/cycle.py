@@ -39,7 +39,7 @@ from digest.cycle_state import Options as Options
 from digest.cycle_state import WallClock as WallClock
 from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
 from digest.errors import DigestError
-from digest.mailer import Mailer
+from digest.mail import Mailer
 from digest.models import Config, Paper, Settings, Subscriber, newest_versions
 from digest.plan import (
     Candidates,

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from digest import atomic
 from digest.errors import OutputError
-from digest.mailer import Item, Mailer, Outcome
+from digest.mail import Item, Mailer, Outcome
 from digest.models import Digest
 from digest.plan import Plan
 from digest.report import Status, SubscriberReport

@@ -27,7 +27,7 @@ from digest import inbox, tokens
 from digest.bounces import recipient_refusal
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
 from digest.ingest import Ingested, ingest_message
-from digest.mailer import Mailer
+from digest.mail import Mailer
 from digest.models import Config, Settings, SmtpSettings, format_sender
 from digest.readers import Bounced, apply, from_dict, to_dict
 from digest.stop import Stop

@@ -20,7 +20,7 @@ from digest.cycle import Hooks, Options, collaborators, run_cycle
 from digest.daemon import Daemon
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError, DigestError
 from digest.invocation import load_config, wall_now
-from digest.mailer import Mailer
+from digest.mail import Mailer
 from digest.models import Config
 from digest.report import CycleReport, SubscriberReport
 from digest.store import Store

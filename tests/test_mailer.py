@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from digest.errors import DeliveryError, SmtpConfigError
-from digest.mailer import Mailer
+from digest.mail.smtp import Mailer
 from digest.models import SmtpSettings
 from digest.stop import Stop
 from tests.support.smtp_server import SmtpServer

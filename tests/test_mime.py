@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest import mime
-from digest.mailer import Mailer
+from digest.mail import mime
+from digest.mail.smtp import Mailer
 from digest.models import SmtpSettings
 from tests.support.smtp_server import SmtpServer
 

@@ -90,7 +90,7 @@ def _run(readers: int, profiler: Any = None) -> float:
     """
     from datetime import UTC, datetime
 
-    from digest.compose import build_message, compose
+    from digest.compose.render import build_message, compose
     from digest.models import Settings, SmtpSettings
 
     settings = Settings(smtp=SmtpSettings(sender="Daily Papers <papers@digest.example.org>"))
@@ -147,9 +147,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child is not None:
-        import digest.compose
+        import digest
 
-        result: dict[str, object] = {"code": str(Path(digest.compose.__file__).parent.parent)}
+        result: dict[str, object] = {"code": str(Path(digest.__file__).parent.parent)}
         if opts.profile:
             result["profile"] = _profile(opts.child)
         else:

@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 # measures sending pre-serialised bytes, which the Mailer cannot do yet.
 import aiosmtplib  # noqa: E402
 
-from digest.compose import build_message, compose  # noqa: E402
+from digest.compose.render import build_message, compose  # noqa: E402
 from digest.mail.smtp import Mailer  # noqa: E402
 from digest.matching.rules import match_all  # noqa: E402
 from digest.models import Settings, SmtpSettings  # noqa: E402

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from digest.compose import TEMPLATE_NAMES
+from digest.compose.render import TEMPLATE_NAMES
 from tests.support.spam import Verdict, day_messages, score_all, spamassassin
 
 ROOT = Path(__file__).resolve().parent.parent

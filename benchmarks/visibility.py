@@ -113,7 +113,7 @@ def mail(sub: Any, papers: list[Any], *, ranked: bool) -> tuple[Any, Any, int]:
     """(digest, rendered, matches) as ``digest once`` composes the mail."""
     from datetime import UTC, datetime
 
-    from digest.compose import compose
+    from digest.compose.render import compose
     from digest.matching.rules import match_all
     from digest.models import Settings
 

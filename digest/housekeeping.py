@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from digest import archive
+from digest.compose import archive
 from digest.errors import DigestError
 from digest.matching import PaperIndex
 from digest.models import Config

@@ -15,7 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from digest import archive, atomic, config, inbox, ingest, mailroom
+from digest import atomic, config, inbox, ingest, mailroom
+from digest.compose import archive
 from digest.cycle import Hooks, Options, collaborators, run_cycle
 from digest.daemon import Daemon
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError, DigestError

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest import archive
 from digest.cli import main
+from digest.compose import archive
 from digest.errors import DigestError
 from digest.matching.rules import contains_phrase
 from digest.models import Paper, Subscriber

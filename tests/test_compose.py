@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.compose import (
+from digest.compose.render import (
     ACKNOWLEDGEMENT,
     HTML_LIMIT,
     build_digest,

@@ -11,9 +11,9 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.compose import _cycle_headers, build_message, compose, forget_cycle
+from digest.compose.render import _cycle_headers, build_message, compose, forget_cycle
+from digest.compose.view import _paper_text
 from digest.models import Settings, SmtpSettings, Subscriber
-from digest.view import _paper_text
 from tests.support.spam import day_messages
 
 GOLDEN = Path(__file__).parent / "golden" / "day_messages.sha256"

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest import archive, latex
+from digest import latex
 from digest.arxiv.feed import parse_page
-from digest.compose import build_digest, render
+from digest.compose import archive
+from digest.compose.render import build_digest, render
 from digest.matching.rules import match_all
 from digest.models import Paper, Ranked, Settings, SmtpSettings, Subscriber
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from digest.cli import main
-from digest.compose import HTML_LIMIT, compose
+from digest.compose.render import HTML_LIMIT, compose
 from digest.config import loading as config_mod
 from digest.cycle import Options, collaborators, run_cycle
 from digest.matching.rules import match_all

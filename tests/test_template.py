@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 
 import css_inline
 
-from digest.compose import compose
+from digest.compose.render import compose
 from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber
 from digest.ranking import relevance as rank

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from digest.arxiv.feed import parse_page
 from digest.commands import reader_links
-from digest.compose import LinkMaker, build_message, compose
+from digest.compose.render import LinkMaker, build_message, compose
 from digest.errors import ArxivQueryError
 from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber, format_sender

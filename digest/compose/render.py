@@ -23,8 +23,19 @@ from typing import Any
 import css_inline
 import jinja2
 
-from digest import view
 from digest.commands import ReaderLinks
+from digest.compose import view
+from digest.compose.selection import AUTHORS_SECTION as AUTHORS_SECTION
+from digest.compose.selection import HTML_LIMIT as HTML_LIMIT
+from digest.compose.selection import build_digest as build_digest
+from digest.compose.selection import fit_to_limit, fits
+from digest.compose.view import ACKNOWLEDGEMENT as ACKNOWLEDGEMENT
+from digest.compose.view import CYCLE_CACHE
+from digest.compose.view import Segment as Segment
+from digest.compose.view import highlight as highlight
+from digest.compose.view import render_context as render_context
+from digest.compose.view import shorten_authors as shorten_authors
+from digest.compose.view import trim as trim
 from digest.errors import TemplateError
 from digest.mail import mime
 from digest.models import (
@@ -36,17 +47,6 @@ from digest.models import (
     format_sender,
     split_address,
 )
-from digest.selection import AUTHORS_SECTION as AUTHORS_SECTION
-from digest.selection import HTML_LIMIT as HTML_LIMIT
-from digest.selection import build_digest as build_digest
-from digest.selection import fit_to_limit, fits
-from digest.view import ACKNOWLEDGEMENT as ACKNOWLEDGEMENT
-from digest.view import CYCLE_CACHE
-from digest.view import Segment as Segment
-from digest.view import highlight as highlight
-from digest.view import render_context as render_context
-from digest.view import shorten_authors as shorten_authors
-from digest.view import trim as trim
 
 TEMPLATE_NAMES = ("digest.html", "digest.txt", "subject.txt")
 
@@ -57,9 +57,9 @@ LinkMaker = Callable[[tuple[str, ...]], ReaderLinks]
 
 def shipped_templates() -> Path:
     """The templates inside the installed package, or in the source tree."""
-    here = Path(__file__).resolve().parent
-    installed = here / "templates" / "email"
-    return installed if installed.is_dir() else here.parent / "templates" / "email"
+    package = Path(__file__).resolve().parent.parent  # digest/
+    installed = package / "templates" / "email"
+    return installed if installed.is_dir() else package.parent / "templates" / "email"
 
 
 # --------------------------------------------------------------------------

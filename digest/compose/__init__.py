@@ -1,0 +1,13 @@
+"""From ranked matches to a rendered digest: which papers show, what the templates see, the page."""
+
+from __future__ import annotations
+
+from digest.compose.render import LinkMaker, Rendered, build_message, compose, forget_cycle
+
+__all__ = [
+    "LinkMaker",
+    "Rendered",
+    "build_message",
+    "compose",
+    "forget_cycle",
+]

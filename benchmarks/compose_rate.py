@@ -43,11 +43,11 @@ def _workload(readers: int) -> list[tuple[object, object, object]]:
     from email.headerregistry import Address
 
     from digest.arxiv.feed import parse_page
-    from digest.commands import reader_links
     from digest.errors import ArxivQueryError
     from digest.models import Match, Paper, Subscriber, format_sender
     from digest.ranking import relevance as rank
-    from digest.tokens import ReplySecret
+    from digest.replies.commands import reader_links
+    from digest.replies.tokens import ReplySecret
 
     papers: dict[str, Paper] = {}
     for path in sorted((ROOT / "tests" / "fixtures").glob("api_*.xml")):

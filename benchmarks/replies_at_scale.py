@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest.commands import reader_links  # noqa: E402
-from digest.replies import classify  # noqa: E402
-from digest.tokens import ReplySecret  # noqa: E402
+from digest.replies.classify import classify  # noqa: E402
+from digest.replies.commands import reader_links  # noqa: E402
+from digest.replies.tokens import ReplySecret  # noqa: E402
 from tests.support.mail_clients import gmail, plain  # noqa: E402
 
 MAIL = ROOT / "tests" / "fixtures" / "mail"

@@ -14,13 +14,13 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 
-from digest import compose, composer, mailroom, ranking
-from digest.commands import reader_links
+from digest import compose, composer, ranking
 from digest.cycle_state import Run
 from digest.dispatch import Outgoing
 from digest.errors import DigestError
 from digest.models import Ranked, Subscriber
 from digest.plan import Candidates, Plan, Snapshot, plan_subscriber
+from digest.replies import mailroom, reader_links
 from digest.report import Status, SubscriberReport
 
 

@@ -29,7 +29,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from digest import compose, housekeeping, likes, mailroom
+from digest import compose, housekeeping, likes, replies
 from digest.arxiv import ArxivClient, build_queries, window
 from digest.compose_stream import compose_each, item_report, replan
 from digest.cycle_state import DEFAULTS, NO_HOOKS, Run
@@ -52,11 +52,10 @@ from digest.plan import (
     revision_watch,
     select_subscribers,
 )
-from digest.readers import ReaderState, from_dict
+from digest.replies import ReaderState, ReplySecret, from_dict
 from digest.report import CycleReport, Status, SubscriberReport
 from digest.stop import Stop
 from digest.store import Store
-from digest.tokens import ReplySecret
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ async def collaborators(
     """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``.
 
     ``secret`` signs the reply links; by default the credential or the file
-    beside the database (``mailroom.load_secret``).
+    beside the database (``replies.load_secret``).
     """
     stop = stop if stop is not None else Stop()
     secret = secret or _reply_secret(settings, options)
@@ -90,7 +89,7 @@ async def collaborators(
 
 def _reply_secret(settings: Settings, options: Options) -> ReplySecret:
     try:
-        return mailroom.load_secret(settings, os.environ)
+        return replies.load_secret(settings, os.environ)
     except DigestError:
         if not options.dry_run:
             raise
@@ -321,7 +320,7 @@ def _on_fate(run: Run, item: Outgoing, status: Status, detail: str) -> None:
         status == "refused"
         and run.records
         # our relay refused the reader for good: a verified hard bounce
-        and mailroom.record_refusal(run.store, item.email, detail, run.now)
+        and replies.record_refusal(run.store, item.email, detail, run.now)
     ):
         run.store.flush()
     run.emit(item_report(item, status, detail))

@@ -18,10 +18,10 @@ from digest import compose, ranking
 from digest.arxiv import ArxivClient, Progress
 from digest.dispatch import Delivery
 from digest.models import Config, Digest, Paper
+from digest.replies import ReplySecret
 from digest.report import SubscriberReport
 from digest.stop import Stop
 from digest.store import Store
-from digest.tokens import ReplySecret
 
 WallClock = Callable[[], datetime]
 

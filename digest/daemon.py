@@ -33,13 +33,13 @@ from pathlib import Path
 
 import schedule
 
-from digest import mailroom
 from digest.config import loading as config_mod
 from digest.cycle import Options, collaborators, run_cycle
 from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
 from digest.models import WEEKDAY_NAMES, Config
 from digest.notify import sd_notify as sd_notify
 from digest.notify import watchdog_interval as watchdog_interval
+from digest.replies import mailroom
 from digest.stop import Sleep, Stop
 from digest.store import Store
 from digest.timing import clock_text, due_slot, local_text, next_run

@@ -36,7 +36,7 @@ from digest.models import (
     newest_first,
     newest_versions,
 )
-from digest.readers import ReaderState, effective_frequency, is_suppressed, suppression
+from digest.replies import ReaderState, effective_frequency, is_suppressed, suppression
 from digest.store import SubscriberState
 from digest.timing import announcements_between, weekly_slot
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from digest import readers
+from digest import replies
 from digest.cycle import snapshot
 from digest.errors import EXIT_OK, StoreCorruptError, UsageError
 from digest.invocation import load_config, wall_now
@@ -54,7 +54,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if state.skipped
                 else ""
             )
-            chosen = readers.describe(before.reader(email), now)
+            chosen = replies.describe(before.reader(email), now)
             print(
                 f"  {email}: {len(state.delivered)} delivered, "
                 f"{len(plan.matches)} pending{skipped}" + (f"; {chosen}" if chosen else "")
@@ -75,7 +75,7 @@ def cmd_readers(args: argparse.Namespace) -> int:
         stored = store.reader_states()
         if args.email is None:
             for who, doc in sorted(stored.items()):
-                what = readers.describe(readers.from_dict(doc, who=who), now) or "nothing chosen"
+                what = replies.describe(replies.from_dict(doc, who=who), now) or "nothing chosen"
                 gone = "" if who.casefold() in configured else " (not in the configuration)"
                 print(f"{who}: {what}{gone}")
             if not stored:
@@ -87,20 +87,20 @@ def cmd_readers(args: argparse.Namespace) -> int:
             raise UsageError(f"no subscriber {args.email} in {cfg.path} and no reply state stored")
         email = found
         try:
-            state = readers.from_dict(stored.get(email) or {}, who=email)
+            state = replies.from_dict(stored.get(email) or {}, who=email)
             damaged = False
         except StoreCorruptError:
             if not args.resume:
                 raise
             log.warning("%s: the stored reply state was damaged and starts afresh", email)
-            state, damaged = readers.ReaderState(), True
+            state, damaged = replies.ReaderState(), True
         if args.resume:
-            state, effects = readers.apply(state, readers.Lifted(), now)
+            state, effects = replies.apply(state, replies.Lifted(), now)
             if effects.changed or damaged:
-                store.set_reader_state(email, readers.to_dict(state))
+                store.set_reader_state(email, replies.to_dict(state))
                 store.flush()
             log.info("%s: %s", email, effects.log if effects.changed else "nothing to lift")
-        print(f"{email}: {readers.describe(state, now) or 'receives mail as configured'}")
+        print(f"{email}: {replies.describe(state, now) or 'receives mail as configured'}")
     return EXIT_OK
 
 

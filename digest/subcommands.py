@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from digest import atomic, config, inbox, ingest, mailroom
+from digest import atomic, config, replies
 from digest.compose import archive
 from digest.cycle import Hooks, Options, collaborators, run_cycle
 from digest.daemon import Daemon
@@ -23,6 +23,7 @@ from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError
 from digest.invocation import load_config, wall_now
 from digest.mail import Mailer
 from digest.models import Config
+from digest.replies import ingest, mailroom
 from digest.report import CycleReport, SubscriberReport
 from digest.store import Store
 from digest.terminal import ProgressLine
@@ -47,7 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise ConfigError(
                 str(cfg.path), ["settings.inbox is not set: there is no inbox to check"]
             )
-        print(inbox.check_login(s.inbox))
+        print(replies.check_login(s.inbox))
     return EXIT_OK
 
 

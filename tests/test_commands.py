@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest.commands import (
+from digest.replies.commands import (
     DESCRIPTIONS,
     CommandLine,
     UnfoldedHeader,
@@ -22,7 +22,7 @@ from digest.commands import (
     mailto,
     reader_links,
 )
-from digest.tokens import ReplySecret, command_token
+from digest.replies.tokens import ReplySecret, command_token
 from tests.support.mail_clients import open_mailto
 
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")

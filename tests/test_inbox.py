@@ -14,9 +14,9 @@ import pytest
 from digest.config import loading as config
 from digest.config.loading import imap_default_port
 from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigError, InboxError
-from digest.imap_protocol import mailbox_name, parse_body, parse_search, parse_sizes
-from digest.inbox import HANDLED_KEYWORD, Outcome, check_login, poll
 from digest.models import InboxSettings
+from digest.replies.imap import mailbox_name, parse_body, parse_search, parse_sizes
+from digest.replies.inbox import HANDLED_KEYWORD, Outcome, check_login, poll
 from tests.support.dovecot import BINARY, Dovecot, free_port
 
 _folders = itertools.count(1)

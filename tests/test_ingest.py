@@ -10,11 +10,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from digest.commands import reader_links
 from digest.errors import StoreLockedError
-from digest.ingest import ingest_message, read_message
-from digest.readers import from_dict, is_suppressed
-from digest.tokens import ReplySecret
+from digest.replies.commands import reader_links
+from digest.replies.ingest import ingest_message, read_message
+from digest.replies.readers import from_dict, is_suppressed
+from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import gmail
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"

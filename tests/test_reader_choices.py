@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from digest.bounces import recipient_refusal
 from digest.cli import main
 from digest.errors import EXIT_CONFIG, EXIT_USAGE
-from digest.mailroom import SubscriberReaders, record_refusal
 from digest.models import Liked, Paper, Settings, Subscriber
 from digest.plan import Snapshot, as_chosen, plan_cycle, revision_watch
-from digest.readers import ReaderState, from_dict, to_dict
+from digest.replies.bounces import recipient_refusal
+from digest.replies.mailroom import SubscriberReaders, record_refusal
+from digest.replies.readers import ReaderState, from_dict, to_dict
 from digest.store.store import MemoryStorage, Store
 from tests.conftest import config_dict
 

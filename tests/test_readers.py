@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digest.errors import StoreCorruptError
-from digest.readers import (
+from digest.replies.readers import (
     AskedByPlainReply,
     Bounced,
     Lifted,

@@ -19,10 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest.commands import ReaderLinks, reader_links
-from digest.ingest import Handling, handle
-from digest.readers import ReaderState, is_suppressed
-from digest.replies import (
+from digest.replies.classify import (
     MAX_MESSAGE_BYTES,
     AutoReply,
     Bounce,
@@ -32,7 +29,10 @@ from digest.replies import (
     PlainReply,
     classify,
 )
-from digest.tokens import ReplySecret
+from digest.replies.commands import ReaderLinks, reader_links
+from digest.replies.ingest import Handling, handle
+from digest.replies.readers import ReaderState, is_suppressed
+from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import apple_mail, gmail, open_mailto, outlook, plain
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digest.errors import ConfigError
-from digest.tokens import (
+from digest.replies.tokens import (
     SECRET_NAME,
     TOKEN_LENGTH,
     ReplySecret,

@@ -23,7 +23,6 @@ from typing import Any
 import css_inline
 import jinja2
 
-from digest.commands import ReaderLinks
 from digest.compose import view
 from digest.compose.selection import AUTHORS_SECTION as AUTHORS_SECTION
 from digest.compose.selection import HTML_LIMIT as HTML_LIMIT
@@ -47,6 +46,7 @@ from digest.models import (
     format_sender,
     split_address,
 )
+from digest.replies import ReaderLinks
 
 TEMPLATE_NAMES = ("digest.html", "digest.txt", "subject.txt")
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from digest.commands import ReaderLinks
 from digest.compose.selection import AUTHORS_SECTION, HTML_LIMIT
 from digest.latex import name as latex_name
 from digest.latex import text as latex_text
 from digest.matching import highlight_pattern
 from digest.models import CATEGORY_RE, Digest, Match, Paper, Ranked, format_sender
+from digest.replies import ReaderLinks
 
 ABSTRACT_LIMIT = 1200  # characters shown before "read more"
 AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last

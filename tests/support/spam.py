@@ -19,13 +19,13 @@ from email.headerregistry import Address
 from pathlib import Path
 
 from digest.arxiv.feed import parse_page
-from digest.commands import reader_links
 from digest.compose.render import LinkMaker, build_message, compose
 from digest.errors import ArxivQueryError
 from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber, format_sender
 from digest.ranking import relevance as rank
-from digest.tokens import ReplySecret
+from digest.replies.commands import reader_links
+from digest.replies.tokens import ReplySecret
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CREATED = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Literal, get_args
 from urllib.parse import quote
 
-from digest.tokens import (
+from digest.replies.tokens import (
     TOKEN_LENGTH,
     ReplySecret,
     Signer,

@@ -23,13 +23,13 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 
-from digest import inbox, tokens
-from digest.bounces import recipient_refusal
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
-from digest.ingest import Ingested, ingest_message
 from digest.mail import Mailer
 from digest.models import Config, Settings, SmtpSettings, format_sender
-from digest.readers import Bounced, apply, from_dict, to_dict
+from digest.replies import inbox, tokens
+from digest.replies.bounces import recipient_refusal
+from digest.replies.ingest import Ingested, ingest_message
+from digest.replies.readers import Bounced, apply, from_dict, to_dict
 from digest.stop import Stop
 from digest.store import Store
 

@@ -22,20 +22,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, BinaryIO, Protocol
 
-from digest.commands import DESCRIPTIONS, command_line, command_mailto
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
-from digest.readers import (
-    AskedByPlainReply,
-    Bounced,
-    Effects,
-    Event,
-    ReaderState,
-    Verified,
-    apply,
-    from_dict,
-    to_dict,
-)
-from digest.replies import (
+from digest.replies.classify import (
     MAX_MESSAGE_BYTES,
     Bounce,
     Command,
@@ -46,7 +34,19 @@ from digest.replies import (
     describe,
     reader_of,
 )
-from digest.tokens import ReplySecret
+from digest.replies.commands import DESCRIPTIONS, command_line, command_mailto
+from digest.replies.readers import (
+    AskedByPlainReply,
+    Bounced,
+    Effects,
+    Event,
+    ReaderState,
+    Verified,
+    apply,
+    from_dict,
+    to_dict,
+)
+from digest.replies.tokens import ReplySecret
 
 log = logging.getLogger(__name__)
 

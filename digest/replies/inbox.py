@@ -29,7 +29,8 @@ import ssl
 from collections.abc import Callable
 
 from digest.errors import InboxConfigError, InboxError
-from digest.imap_protocol import (
+from digest.models import InboxSettings
+from digest.replies.imap import (
     HANDLED_KEYWORD,
     Handle,
     Outcome,
@@ -43,7 +44,6 @@ from digest.imap_protocol import (
     triage,
     uid_set,
 )
-from digest.models import InboxSettings
 
 # What a caller of ``poll`` needs, in one place (the types live with the pure helpers).
 __all__ = [

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from digest.commands import Action
 from digest.errors import StoreCorruptError
 from digest.models import Frequency
+from digest.replies.commands import Action
 
 PAUSE = timedelta(days=7)
 BOUNCE_WINDOW = timedelta(days=30)

@@ -1,6 +1,6 @@
 """The IMAP protocol without a socket: folder names, FETCH and SEARCH answers, flags, ports.
 
-Pure helpers for ``digest.inbox`` (the I/O shell around imaplib), and the
+Pure helpers for ``digest.replies.inbox`` (the I/O shell around imaplib), and the
 types its callers see: a handler's ``Outcome`` and a poll's ``PollResult``.
 Here so that they can be tested on recorded answers, and so that
 ``digest.config.loading`` can pick the default port without importing imaplib.

@@ -16,7 +16,7 @@ checks is the safety argument:
    spoofable, so it only earns a confirmation mail carrying the tokened link,
    sent to that address (``confirmation_message``), a few per day at most.
 
-``digest.ingest`` then decides what the outcome does to the reader's state.
+``digest.replies.ingest`` then decides what the outcome does to the reader's state.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from email.policy import default
 from email.utils import parseaddr
 from urllib.parse import unquote
 
-from digest import bounces
-from digest.commands import Action, find_commands
-from digest.tokens import ReplySecret, normalise_address, token_matches
+from digest.replies import bounces
+from digest.replies.commands import Action, find_commands
+from digest.replies.tokens import ReplySecret, normalise_address, token_matches
 
 # Larger messages are read only this far: headers, a DSN's report and a
 # command's subject all come first; a 5 MB attachment after them is not read.

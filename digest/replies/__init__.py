@@ -1,0 +1,52 @@
+"""Replies to the digest: mail commands, tokens, bounces, reader choices, and the inbox."""
+
+from __future__ import annotations
+
+from digest.replies.commands import ReaderLinks, reader_links
+from digest.replies.inbox import check_login
+from digest.replies.ingest import read_message
+from digest.replies.mailroom import (
+    context,
+    ingest_one,
+    load_secret,
+    operator,
+    poll_inbox,
+    record_refusal,
+    send_replies,
+)
+from digest.replies.readers import (
+    Lifted,
+    ReaderState,
+    apply,
+    describe,
+    effective_frequency,
+    from_dict,
+    is_suppressed,
+    suppression,
+    to_dict,
+)
+from digest.replies.tokens import ReplySecret
+
+__all__ = [
+    "Lifted",
+    "ReaderLinks",
+    "ReaderState",
+    "ReplySecret",
+    "apply",
+    "check_login",
+    "context",
+    "describe",
+    "effective_frequency",
+    "from_dict",
+    "ingest_one",
+    "is_suppressed",
+    "load_secret",
+    "operator",
+    "poll_inbox",
+    "read_message",
+    "reader_links",
+    "record_refusal",
+    "send_replies",
+    "suppression",
+    "to_dict",
+]

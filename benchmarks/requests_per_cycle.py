@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from digest.arxiv.fetch import ArxivClient  # noqa: E402
 from digest.arxiv.query import build_queries, window  # noqa: E402
+from digest.cycle.plan import fetch_terms  # noqa: E402
 from digest.models import ArxivSettings, Subscriber  # noqa: E402
-from digest.plan import fetch_terms  # noqa: E402
 from tests.support.arxiv_server import ArxivServer, load_entries, redate  # noqa: E402
 
 DAY_PAPERS = 1700

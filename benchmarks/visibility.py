@@ -228,8 +228,8 @@ def cost(n: int) -> None:
 
     sys.path.insert(0, str(ROOT))
     from benchmarks.ranking_quality import OTHER_DAY, load
-    from digest import compose_stream
-    from digest.cycle import Hooks, Options, collaborators, run_cycle
+    from digest.cycle import stream as compose_stream
+    from digest.cycle.run import Hooks, Options, collaborators, run_cycle
     from digest.models import (
         ArxivSettings,
         Config,

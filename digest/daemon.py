@@ -34,7 +34,15 @@ from pathlib import Path
 import schedule
 
 from digest.config import loading as config_mod
-from digest.cycle import Options, collaborators, run_cycle
+from digest.cycle import (
+    Options,
+    clock_text,
+    collaborators,
+    due_slot,
+    local_text,
+    next_run,
+    run_cycle,
+)
 from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
 from digest.models import WEEKDAY_NAMES, Config
 from digest.notify import sd_notify as sd_notify
@@ -42,7 +50,6 @@ from digest.notify import watchdog_interval as watchdog_interval
 from digest.replies import mailroom
 from digest.stop import Sleep, Stop
 from digest.store import Store
-from digest.timing import clock_text, due_slot, local_text, next_run
 
 log = logging.getLogger(__name__)
 

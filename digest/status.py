@@ -10,13 +10,17 @@ import argparse
 import logging
 
 from digest import replies
-from digest.cycle import snapshot
+from digest.cycle import (
+    CycleRecord,
+    announcements_between,
+    local_text,
+    next_run,
+    plan_cycle,
+    snapshot,
+)
 from digest.errors import EXIT_OK, StoreCorruptError, UsageError
 from digest.invocation import load_config, wall_now
-from digest.plan import plan_cycle
-from digest.report import CycleRecord
 from digest.store import Store
-from digest.timing import announcements_between, local_text, next_run
 
 log = logging.getLogger("digest")
 

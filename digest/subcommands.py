@@ -17,14 +17,13 @@ from pathlib import Path
 
 from digest import atomic, config, replies
 from digest.compose import archive
-from digest.cycle import Hooks, Options, collaborators, run_cycle
+from digest.cycle import CycleReport, Hooks, Options, SubscriberReport, collaborators, run_cycle
 from digest.daemon import Daemon
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError, DigestError
 from digest.invocation import load_config, wall_now
 from digest.mail import Mailer
 from digest.models import Config
 from digest.replies import ingest, mailroom
-from digest.report import CycleReport, SubscriberReport
 from digest.store import Store
 from digest.terminal import ProgressLine
 from digest.writable import check_output, check_writable

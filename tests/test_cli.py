@@ -16,7 +16,7 @@ import yaml
 
 from digest import cli, terminal
 from digest.cli import main, quiet_cycle_note
-from digest.report import CycleRecord
+from digest.cycle.report import CycleRecord
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer
 from tests.support.smtp_server import SmtpServer

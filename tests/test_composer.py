@@ -6,11 +6,11 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest import composer
 from digest.arxiv.feed import parse_page
+from digest.cycle import pool as composer
+from digest.cycle.plan import Plan
 from digest.matching.rules import match_all
 from digest.models import Ranked, Settings, Subscriber
-from digest.plan import Plan
 
 FIXTURE = Path(__file__).parent / "fixtures" / "api_new_2026-04_all-testing_start-0_max-100.xml"
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)

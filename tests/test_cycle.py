@@ -22,9 +22,9 @@ import yaml
 
 from digest.cli import main
 from digest.config import loading as config_mod
-from digest.cycle import Options, collaborators, run_cycle
+from digest.cycle.report import CycleReport
+from digest.cycle.run import Options, collaborators, run_cycle
 from digest.matching.rules import contains_phrase
-from digest.report import CycleReport
 from digest.stop import Stop
 from digest.store.store import Store
 from tests.conftest import CORPUS, config_dict

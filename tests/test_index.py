@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.arxiv.feed import parse_page
+from digest.cycle.plan import candidates, pending_indexed, term_key, term_keys
 from digest.matching.rules import match_paper, normalize_words
 from digest.models import Match, Paper, Subscriber
-from digest.plan import candidates, pending_indexed, term_key, term_keys
 
 
 def pending_matches(

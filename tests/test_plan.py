@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import UsageError
-from digest.models import Config, Paper, Settings, Subscriber
-from digest.plan import (
+from digest.cycle.plan import (
     Snapshot,
     cycle_id,
     fetch_terms,
@@ -19,6 +17,8 @@ from digest.plan import (
     select_subscribers,
     term_key,
 )
+from digest.errors import UsageError
+from digest.models import Config, Paper, Settings, Subscriber
 from digest.store.store import SubscriberState
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday

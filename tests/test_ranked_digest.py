@@ -22,11 +22,11 @@ import yaml
 from digest.cli import main
 from digest.compose.render import HTML_LIMIT, compose
 from digest.config import loading as config_mod
-from digest.cycle import Options, collaborators, run_cycle
+from digest.cycle.report import CycleReport
+from digest.cycle.run import Options, collaborators, run_cycle
 from digest.matching.rules import match_all
 from digest.models import Liked, Paper, Settings, SmtpSettings, Subscriber
 from digest.ranking import relevance as rank
-from digest.report import CycleReport
 from digest.store.store import Store
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer, make_entry

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from digest.cli import main
+from digest.cycle.plan import Snapshot, as_chosen, plan_cycle, revision_watch
 from digest.errors import EXIT_CONFIG, EXIT_USAGE
 from digest.models import Liked, Paper, Settings, Subscriber
-from digest.plan import Snapshot, as_chosen, plan_cycle, revision_watch
 from digest.replies.bounces import recipient_refusal
 from digest.replies.mailroom import SubscriberReaders, record_refusal
 from digest.replies.readers import ReaderState, from_dict, to_dict

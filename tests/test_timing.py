@@ -7,8 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from digest.cycle.timing import announcements_between, due_slot, next_run, previous_run
 from digest.models import Settings
-from digest.timing import announcements_between, due_slot, next_run, previous_run
 
 WEEKDAYS = Settings()  # mon..fri at 07:00 UTC
 

@@ -2,7 +2,7 @@
 
 Delivery pulls from ``compose_each`` as its connections are ready, so at most
 a few messages wait in memory; many messages are composed by a pool of
-processes (``digest.composer``). Ranking sits between plan and compose: the
+processes (``digest.cycle.pool``). Ranking sits between plan and compose: the
 corpus is built once per cycle (on first need), each reader's profile from
 their likes, and ``compose`` gets the ranked matches.
 """
@@ -14,14 +14,15 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 
-from digest import compose, composer, ranking
-from digest.cycle_state import Run
-from digest.dispatch import Outgoing
+from digest import compose, ranking
+from digest.cycle import pool as composer
+from digest.cycle.dispatch import Outgoing
+from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
+from digest.cycle.report import Status, SubscriberReport
+from digest.cycle.state import Run
 from digest.errors import DigestError
 from digest.models import Ranked, Subscriber
-from digest.plan import Candidates, Plan, Snapshot, plan_subscriber
 from digest.replies import mailroom, reader_links
-from digest.report import Status, SubscriberReport
 
 
 def replan(
@@ -41,7 +42,7 @@ async def compose_each(run: Run, plans: Iterator[Plan], count: int) -> AsyncIter
 
     Composing is CPU work: between messages the event loop serves the
     connections, SIGTERM and the watchdog; on a stop nothing more is composed.
-    Many messages are composed by a pool of processes (``digest.composer``).
+    Many messages are composed by a pool of processes (``digest.cycle.pool``).
     """
     workers = 0 if run.hooks.on_composed is not None else composer.workers_for(count)
     if workers:

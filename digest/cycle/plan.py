@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from digest.arxiv import Terms
+from digest.cycle.timing import announcements_between, weekly_slot
 from digest.errors import UsageError
 from digest.matching import (
     PaperIndex,
@@ -38,7 +39,6 @@ from digest.models import (
 )
 from digest.replies import ReaderState, effective_frequency, is_suppressed, suppression
 from digest.store import SubscriberState
-from digest.timing import announcements_between, weekly_slot
 
 # New versions are watched for this long after a paper was sent (each batch of
 # about 300 ids costs one more request per cycle).

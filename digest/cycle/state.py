@@ -1,7 +1,7 @@
 """What one cycle carries: the caller's options and hooks, its collaborators, its moving parts.
 
-Split from ``digest.cycle`` so the steps in ``digest.compose_stream`` and
-``digest.likes`` can take the run without importing the orchestrator.
+Split from ``digest.cycle.run`` so the steps in ``digest.cycle.stream`` and
+``digest.cycle.likes`` can take the run without importing the orchestrator.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from digest import compose, ranking
 from digest.arxiv import ArxivClient, Progress
-from digest.dispatch import Delivery
+from digest.cycle.dispatch import Delivery
+from digest.cycle.report import SubscriberReport
 from digest.models import Config, Digest, Paper
 from digest.replies import ReplySecret
-from digest.report import SubscriberReport
 from digest.stop import Stop
 from digest.store import Store
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Protocol
 
 from digest import atomic
+from digest.cycle.plan import Plan
+from digest.cycle.report import Status, SubscriberReport
 from digest.errors import OutputError
 from digest.mail import Item, Mailer, Outcome
 from digest.models import Digest
-from digest.plan import Plan
-from digest.report import Status, SubscriberReport
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ true (papers cached, a digest delivered, a slot served, the cycle's summary).
 A digest delivers only the papers its mail shows; the matches it left out
 for size are recorded as skipped with it, never as delivered.
 
-Its parts: the run's state and collaborators in ``digest.cycle_state``, the
-liked-paper lookup for ranking in ``digest.likes``, and the ranked compose
-stream that delivery pulls from in ``digest.compose_stream``.
+Its parts: the run's state and collaborators in ``digest.cycle.state``, the
+liked-paper lookup for ranking in ``digest.cycle.likes``, and the ranked compose
+stream that delivery pulls from in ``digest.cycle.stream``.
 """
 
 from __future__ import annotations
@@ -29,19 +29,11 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from digest import compose, housekeeping, likes, replies
+from digest import compose, replies
 from digest.arxiv import ArxivClient, build_queries, window
-from digest.compose_stream import compose_each, item_report, replan
-from digest.cycle_state import DEFAULTS, NO_HOOKS, Run
-from digest.cycle_state import Collaborators as Collaborators
-from digest.cycle_state import Hooks as Hooks
-from digest.cycle_state import Options as Options
-from digest.cycle_state import WallClock as WallClock
-from digest.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
-from digest.errors import DigestError
-from digest.mail import Mailer
-from digest.models import Config, Paper, Settings, Subscriber, newest_versions
-from digest.plan import (
+from digest.cycle import housekeeping, likes
+from digest.cycle.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
+from digest.cycle.plan import (
     Candidates,
     Plan,
     Snapshot,
@@ -52,8 +44,17 @@ from digest.plan import (
     revision_watch,
     select_subscribers,
 )
+from digest.cycle.report import CycleReport, Status, SubscriberReport
+from digest.cycle.state import DEFAULTS, NO_HOOKS, Run
+from digest.cycle.state import Collaborators as Collaborators
+from digest.cycle.state import Hooks as Hooks
+from digest.cycle.state import Options as Options
+from digest.cycle.state import WallClock as WallClock
+from digest.cycle.stream import compose_each, item_report, replan
+from digest.errors import DigestError
+from digest.mail import Mailer
+from digest.models import Config, Paper, Settings, Subscriber, newest_versions
 from digest.replies import ReaderState, ReplySecret, from_dict
-from digest.report import CycleReport, Status, SubscriberReport
 from digest.stop import Stop
 from digest.store import Store
 

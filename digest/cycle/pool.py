@@ -20,9 +20,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 
 from digest import compose
+from digest.cycle.plan import Plan
 from digest.errors import DigestError
 from digest.models import Digest, Ranked, Settings
-from digest.plan import Plan
 
 POOL_READERS = 200  # fewer messages than this are composed in-process
 AHEAD = 2  # messages composed ahead per worker
@@ -91,7 +91,7 @@ async def pooled(
     """
     # forkserver: the cycle's process has threads (the event loop's), fork is unsafe
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["digest.composer"])
+    context.set_forkserver_preload(["digest.cycle.pool"])
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     queued: deque[tuple[Plan, Future[Composed]]] = deque()
     todo = iter(plans)

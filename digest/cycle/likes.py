@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 from digest.arxiv import window
 from digest.config import library
-from digest.cycle_state import Run
+from digest.cycle.plan import Candidates, Snapshot
+from digest.cycle.state import Run
 from digest.errors import FetchError
 from digest.models import Paper, Subscriber
-from digest.plan import Candidates, Snapshot
 
-log = logging.getLogger("digest.cycle")
+log = logging.getLogger("digest.cycle.run")
 
 
 async def look_up_likes(

@@ -1,0 +1,25 @@
+"""One daily pass: fetch, plan, rank, compose, deliver, record, tidy; and when passes are due."""
+
+from __future__ import annotations
+
+from digest.cycle.plan import plan_cycle
+from digest.cycle.report import CycleRecord, CycleReport, SubscriberReport
+from digest.cycle.run import Hooks, Options, collaborators, run_cycle, snapshot
+from digest.cycle.timing import announcements_between, clock_text, due_slot, local_text, next_run
+
+__all__ = [
+    "CycleRecord",
+    "CycleReport",
+    "Hooks",
+    "Options",
+    "SubscriberReport",
+    "announcements_between",
+    "clock_text",
+    "collaborators",
+    "due_slot",
+    "local_text",
+    "next_run",
+    "plan_cycle",
+    "run_cycle",
+    "snapshot",
+]

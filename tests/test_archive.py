@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest.cli import main
+from digest.cli.entry import main
 from digest.compose import archive
 from digest.errors import DigestError
 from digest.matching.rules import contains_phrase

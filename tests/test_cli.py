@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest import cli, terminal
-from digest.cli import main, quiet_cycle_note
+from digest.cli import entry as cli
+from digest.cli import terminal
+from digest.cli.entry import main, quiet_cycle_note
 from digest.cycle.report import CycleRecord
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer

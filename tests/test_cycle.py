@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from digest.cli import main
+from digest.cli.entry import main
 from digest.config import loading as config_mod
 from digest.cycle.report import CycleReport
 from digest.cycle.run import Options, collaborators, run_cycle

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest.daemon import Daemon, build_scheduler, sd_notify, watchdog_interval
 from digest.models import Config, Settings
+from digest.service.daemon import Daemon, build_scheduler, sd_notify, watchdog_interval
 from digest.store.store import Store
 from tests.conftest import config_dict
 from tests.support.arxiv_server import make_entry

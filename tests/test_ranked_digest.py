@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from digest.cli import main
+from digest.cli.entry import main
 from digest.compose.render import HTML_LIMIT, compose
 from digest.config import loading as config_mod
 from digest.cycle.report import CycleReport

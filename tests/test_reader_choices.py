@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.cli import main
+from digest.cli.entry import main
 from digest.cycle.plan import Snapshot, as_chosen, plan_cycle, revision_watch
 from digest.errors import EXIT_CONFIG, EXIT_USAGE
 from digest.models import Liked, Paper, Settings, Subscriber

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from digest.cli import main
+from digest.cli.entry import main
 from digest.config import loading as config_mod
-from digest.daemon import Daemon
 from digest.replies.readers import from_dict, is_suppressed
+from digest.service.daemon import Daemon
 from digest.store.store import Store
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer, make_entry

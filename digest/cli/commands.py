@@ -1,7 +1,7 @@
 """The ``digest`` commands that do the work: check, once, preview, ingest, archive, run.
 
-Each takes the parsed arguments and returns an exit code; ``digest.cli``
-parses and maps errors to exit codes. Only these commands, ``digest.status``
+Each takes the parsed arguments and returns an exit code; ``digest.cli.entry``
+parses and maps errors to exit codes. Only these commands, ``digest.cli.status``
 and the daemon read the real clock (``invocation.wall_now``).
 """
 
@@ -16,17 +16,17 @@ import tempfile
 from pathlib import Path
 
 from digest import atomic, config, replies
+from digest.cli.invocation import load_config, wall_now
+from digest.cli.terminal import ProgressLine
+from digest.cli.writable import check_output, check_writable
 from digest.compose import archive
 from digest.cycle import CycleReport, Hooks, Options, SubscriberReport, collaborators, run_cycle
-from digest.daemon import Daemon
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError, DigestError
-from digest.invocation import load_config, wall_now
 from digest.mail import Mailer
 from digest.models import Config
 from digest.replies import ingest, mailroom
+from digest.service import Daemon
 from digest.store import Store
-from digest.terminal import ProgressLine
-from digest.writable import check_output, check_writable
 
 log = logging.getLogger("digest")
 

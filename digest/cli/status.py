@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from digest import replies
+from digest.cli.invocation import load_config, wall_now
 from digest.cycle import (
     CycleRecord,
     announcements_between,
@@ -19,7 +20,6 @@ from digest.cycle import (
     snapshot,
 )
 from digest.errors import EXIT_OK, StoreCorruptError, UsageError
-from digest.invocation import load_config, wall_now
 from digest.store import Store
 
 log = logging.getLogger("digest")

@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-log = logging.getLogger("digest.daemon")
+log = logging.getLogger("digest.service.daemon")
 
 
 def sd_notify(state: str, env: Mapping[str, str] | None = None) -> bool:

@@ -1,6 +1,6 @@
 """What every ``digest`` command starts from: the configuration it was pointed at, and the clock.
 
-Shared by ``digest.subcommands`` and ``digest.status``, so neither imports the other.
+Shared by ``digest.cli.commands`` and ``digest.cli.status``, so neither imports the other.
 """
 
 from __future__ import annotations

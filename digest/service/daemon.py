@@ -45,9 +45,9 @@ from digest.cycle import (
 )
 from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
 from digest.models import WEEKDAY_NAMES, Config
-from digest.notify import sd_notify as sd_notify
-from digest.notify import watchdog_interval as watchdog_interval
 from digest.replies import mailroom
+from digest.service.notify import sd_notify as sd_notify
+from digest.service.notify import watchdog_interval as watchdog_interval
 from digest.stop import Sleep, Stop
 from digest.store import Store
 

@@ -1,9 +1,9 @@
 """The ``digest`` command: argument parsing, logging set-up, exit codes.
 
 Errors are one or two readable lines on stderr; the traceback only with
-``-v`` (design.md). The commands themselves live in ``digest.subcommands``
-(the work) and ``digest.status`` (what is stored); log and progress lines in
-``digest.terminal``; the output-path checks in ``digest.writable``.
+``-v`` (design.md). The commands themselves live in ``digest.cli.commands``
+(the work) and ``digest.cli.status`` (what is stored); log and progress lines in
+``digest.cli.terminal``; the output-path checks in ``digest.cli.writable``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from digest import __version__
+from digest.cli.commands import cmd_archive, cmd_check, cmd_ingest, cmd_once, cmd_preview, cmd_run
+from digest.cli.status import cmd_readers, cmd_status
+from digest.cli.status import quiet_cycle_note as quiet_cycle_note
+from digest.cli.terminal import setup_logging
 from digest.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, DigestError, UsageError
-from digest.status import cmd_readers, cmd_status
-from digest.status import quiet_cycle_note as quiet_cycle_note
-from digest.subcommands import cmd_archive, cmd_check, cmd_ingest, cmd_once, cmd_preview, cmd_run
-from digest.terminal import setup_logging
 
 log = logging.getLogger("digest")
 

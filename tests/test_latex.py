@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -15,8 +14,8 @@ from digest.compose import archive
 from digest.compose.render import build_digest, render
 from digest.matching.rules import match_all
 from digest.models import Paper, Ranked, Settings, SmtpSettings, Subscriber
+from tests.support.paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 
 

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from digest.config.loading import load
 from digest.errors import ConfigError
-from tests.faults.world import READERS, ROOT
+from tests.faults.world import READERS
+from tests.support.paths import ROOT
 
 VALID: dict[str, Any] = {
     "settings": {

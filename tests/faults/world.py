@@ -30,7 +30,6 @@ from tests.faults.arxiv import ArxivScript, FaultArxiv
 from tests.faults.smtp import FaultSmtp, SmtpScript
 from tests.support.arxiv_server import load_entries, make_entry, redate
 
-ROOT = Path(__file__).resolve().parents[2]
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 CORPUS = (
     "api_new_2026-04_all-testing_start-0_max-10.xml",

@@ -26,8 +26,8 @@ from digest.models import Paper, Settings, SmtpSettings, Subscriber, format_send
 from digest.ranking import relevance as rank
 from digest.replies.commands import reader_links
 from digest.replies.tokens import ReplySecret
+from tests.support.paths import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CREATED = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 REPLY_SECRET = ReplySecret(b"spam-test-reply-secret-0123456789")
 SETTINGS = Settings(smtp=SmtpSettings(sender="Daily Papers <papers@digest.example.org>"))

@@ -15,8 +15,7 @@ from pathlib import Path
 from digest.arxiv.feed import parse_page
 from digest.matching.rules import contains_phrase
 from tests.support.arxiv_server import ArxivServer, recent_entries
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_example_config_dry_run_into_an_outbox(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from digest.config import library
 from digest.config import loading as config
 from digest.errors import EXIT_CONFIG, ConfigError
 from digest.models import Liked, Subscriber
+from tests.support.paths import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 API = "https://export.arxiv.org/api/query"
 
 

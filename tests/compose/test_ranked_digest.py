@@ -30,6 +30,7 @@ from digest.ranking import relevance as rank
 from digest.store.store import Store
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer, make_entry
+from tests.support.paths import GOLDEN
 from tests.support.smtp_server import SmtpServer
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
@@ -352,7 +353,7 @@ def test_golden_text_part_with_rows_and_a_like_line() -> None:
     sub = Subscriber(email="r@example.org", keywords=("model",), max_papers_per_keyword=1)
     ps = [paper(i + 1, t, a) for i, (t, a) in enumerate(OTHERS)] + [paper(9, *GNN)]
     _, rendered = composed(sub, ps, likes=(Liked(None, *LIKED),))
-    golden = Path(__file__).parent / "golden" / "digest_ranked.txt"
+    golden = GOLDEN / "digest_ranked.txt"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(rendered.text, encoding="utf-8")
     assert rendered.text == golden.read_text(encoding="utf-8")

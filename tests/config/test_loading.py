@@ -9,8 +9,7 @@ import pytest
 
 from digest.config import loading as config
 from digest.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def parse(text: str, env: dict[str, str] | None = None, path: Path = Path("/etc/digest/s.yaml")):

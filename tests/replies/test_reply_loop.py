@@ -29,14 +29,13 @@ from digest.replies.readers import from_dict, is_suppressed
 from digest.service.daemon import Daemon
 from digest.store.store import Store
 from tests.conftest import config_dict
+from tests.service.test_daemon import ALL_DAYS, FakeTime
 from tests.support.arxiv_server import ArxivServer, make_entry
 from tests.support.dovecot import BINARY, Dovecot
 from tests.support.mail_clients import gmail, outlook, plain
+from tests.support.paths import MAIL, ROOT
 from tests.support.smtp_server import SmtpServer
-from tests.test_daemon import ALL_DAYS, FakeTime
 
-ROOT = Path(__file__).resolve().parent.parent
-MAIL = Path(__file__).parent / "fixtures" / "mail"
 ALICE, BOB = "alice@example.org", "bob@example.org"
 
 

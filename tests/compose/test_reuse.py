@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from pathlib import Path
 
 from digest.compose.render import _cycle_headers, build_message, compose, forget_cycle
 from digest.compose.view import _paper_text
 from digest.models import Settings, SmtpSettings, Subscriber
+from tests.support.paths import GOLDEN
 from tests.support.spam import day_messages
 
-GOLDEN = Path(__file__).parent / "golden" / "day_messages.sha256"
+HASHES = GOLDEN / "day_messages.sha256"
 
 
 def _golden() -> list[tuple[str, str, str]]:
-    rows = [line.split() for line in GOLDEN.read_text(encoding="ascii").splitlines()]
+    rows = [line.split() for line in HASHES.read_text(encoding="ascii").splitlines()]
     return [(kind, email, digest) for kind, email, digest in rows]
 
 

@@ -25,9 +25,9 @@ from digest.errors import TemplateError
 from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber
 from digest.ranking import relevance as rank
+from tests.support.paths import GOLDEN, ROOT
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
-GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = Settings(smtp=SmtpSettings(sender="Daily Papers <papers@digest.test>"))
 HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)> "quoted" \'single\''
 
@@ -259,7 +259,7 @@ def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
     import sys
     import zipfile
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     subprocess.run(
         [
             sys.executable,

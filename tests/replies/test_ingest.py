@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 from digest.errors import StoreLockedError
@@ -16,8 +15,8 @@ from digest.replies.ingest import ingest_message, read_message
 from digest.replies.readers import from_dict, is_suppressed
 from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import gmail
+from tests.support.paths import MAIL
 
-MAIL = Path(__file__).parent / "fixtures" / "mail"
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")
 OPERATOR = Address("Daily Papers", "papers", "digest.example.org")
 NOW = datetime(2026, 12, 3, 8, 30, tzinfo=UTC)

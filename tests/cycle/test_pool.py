@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 
 from digest.arxiv.feed import parse_page
 from digest.cycle import pool as composer
 from digest.cycle.plan import Plan
 from digest.matching.rules import match_all
 from digest.models import Ranked, Settings, Subscriber
+from tests.support.paths import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "api_new_2026-04_all-testing_start-0_max-100.xml"
+FIXTURE = FIXTURES / "api_new_2026-04_all-testing_start-0_max-100.xml"
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 SETTINGS = Settings()
 PAPERS = parse_page(FIXTURE.read_bytes()).papers

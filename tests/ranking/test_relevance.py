@@ -5,15 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.models import Liked, Match, Paper
 from digest.ranking import relevance as rank
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DAY = datetime(2026, 6, 9, tzinfo=UTC)
 
 GRAPHS = (
@@ -199,7 +198,7 @@ def test_ties_break_by_published_then_id_newest_first() -> None:
 _ORDER_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from tests.test_rank import DAYS_PAPERS, LIKED_GRAPH, day_matches
+from tests.ranking.test_relevance import DAYS_PAPERS, LIKED_GRAPH, day_matches
 from digest.ranking import relevance as rank
 corpus = rank.build_corpus(DAYS_PAPERS)
 profile = rank.build_profile(corpus, [LIKED_GRAPH])

@@ -24,8 +24,8 @@ from digest.service.daemon import Daemon, build_scheduler, sd_notify, watchdog_i
 from digest.store.store import Store
 from tests.conftest import config_dict
 from tests.support.arxiv_server import make_entry
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 

@@ -13,7 +13,6 @@ from email import message_from_bytes
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, default
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,8 +33,8 @@ from digest.replies.ingest import Handling, handle
 from digest.replies.readers import ReaderState, is_suppressed
 from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import apple_mail, gmail, open_mailto, outlook, plain
+from tests.support.paths import MAIL
 
-MAIL = Path(__file__).parent / "fixtures" / "mail"
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")
 OPERATOR = Address("Daily Papers", "papers", "digest.example.org")
 NOW = datetime(2026, 12, 3, 8, 30, tzinfo=UTC)

@@ -23,9 +23,8 @@ from digest.errors import StoreCorruptError, StoreError, StoreLockedError
 from digest.models import Paper
 from digest.store.ledger import decode_ids
 from digest.store.store import AtomicJSONStorage, JournalStorage, MemoryStorage, Store
+from tests.support.paths import FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +12,7 @@ from digest.arxiv.feed import parse_page
 from digest.cycle.plan import candidates, pending_indexed, term_key, term_keys
 from digest.matching.rules import match_paper, normalize_words
 from digest.models import Match, Paper, Subscriber
+from tests.support.paths import FIXTURES
 
 
 def pending_matches(
@@ -44,7 +44,6 @@ def pending_matches(
     return tuple(out)
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDINGS = (
     "api_new_2026-04_all-testing_start-0_max-100.xml",
     "api_new_2025-11_search_electron-AND-proton_10-entries_links-without-rel.xml",

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from digest.arxiv.feed import MalformedPage, parse_page
 from digest.errors import ArxivQueryError
 from digest.models import split_arxiv_id
+from tests.support.paths import FIXTURES
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = FIXTURES
 
 
 def read(name: str) -> bytes:

@@ -20,9 +20,8 @@ from digest.cli.entry import main, quiet_cycle_note
 from digest.cycle.report import CycleRecord
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer
+from tests.support.paths import ROOT
 from tests.support.smtp_server import SmtpServer
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(cfg: Path, *args: str) -> int:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "digest.service"
+from tests.support.paths import ROOT
+
+UNIT = ROOT / "systemd" / "digest.service"
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from digest import latex
 from digest.arxiv.feed import parse_page
 from digest.compose import archive
-from digest.compose.render import build_digest, render
+from digest.compose.render import render
+from digest.compose.selection import build_digest
 from digest.matching.rules import match_all
 from digest.models import Paper, Ranked, Settings, SmtpSettings, Subscriber
 from tests.support.paths import FIXTURES

@@ -18,7 +18,6 @@ from typing import Any
 from digest import __version__
 from digest.cli.commands import cmd_archive, cmd_check, cmd_ingest, cmd_once, cmd_preview, cmd_run
 from digest.cli.status import cmd_readers, cmd_status
-from digest.cli.status import quiet_cycle_note as quiet_cycle_note
 from digest.cli.terminal import setup_logging
 from digest.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, DigestError, UsageError
 

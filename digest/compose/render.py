@@ -24,17 +24,8 @@ import css_inline
 import jinja2
 
 from digest.compose import view
-from digest.compose.selection import AUTHORS_SECTION as AUTHORS_SECTION
-from digest.compose.selection import HTML_LIMIT as HTML_LIMIT
-from digest.compose.selection import build_digest as build_digest
-from digest.compose.selection import fit_to_limit, fits
-from digest.compose.view import ACKNOWLEDGEMENT as ACKNOWLEDGEMENT
-from digest.compose.view import CYCLE_CACHE
-from digest.compose.view import Segment as Segment
-from digest.compose.view import highlight as highlight
-from digest.compose.view import render_context as render_context
-from digest.compose.view import shorten_authors as shorten_authors
-from digest.compose.view import trim as trim
+from digest.compose.selection import build_digest, fit_to_limit, fits
+from digest.compose.view import CYCLE_CACHE, render_context
 from digest.errors import TemplateError
 from digest.mail import mime
 from digest.models import (

@@ -16,7 +16,8 @@ import yaml
 
 from digest.cli import entry as cli
 from digest.cli import terminal
-from digest.cli.entry import main, quiet_cycle_note
+from digest.cli.entry import main
+from digest.cli.status import quiet_cycle_note
 from digest.cycle.report import CycleRecord
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer

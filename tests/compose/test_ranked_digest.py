@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from digest.cli.entry import main
-from digest.compose.render import HTML_LIMIT, compose
+from digest.compose.render import compose
+from digest.compose.selection import HTML_LIMIT
 from digest.config import loading as config_mod
 from digest.cycle.report import CycleReport
 from digest.cycle.run import Options, collaborators, run_cycle

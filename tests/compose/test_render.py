@@ -12,15 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.compose.render import (
-    ACKNOWLEDGEMENT,
-    HTML_LIMIT,
-    build_digest,
-    build_message,
-    compose,
-    highlight,
-    render,
-)
+from digest.compose.render import build_message, compose, render
+from digest.compose.selection import HTML_LIMIT, build_digest
+from digest.compose.view import ACKNOWLEDGEMENT, highlight
 from digest.errors import TemplateError
 from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber

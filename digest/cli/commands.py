@@ -2,7 +2,7 @@
 
 Each takes the parsed arguments and returns an exit code; ``digest.cli.entry``
 parses and maps errors to exit codes. Only these commands, ``digest.cli.status``
-and the daemon read the real clock (``invocation.wall_now``).
+and the daemon read the real clock (``datetime.now`` here).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import logging
 import os
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from digest import atomic, config, replies
-from digest.cli.invocation import load_config, wall_now
 from digest.cli.terminal import ProgressLine
 from digest.cli.writable import check_output, check_writable
 from digest.compose import archive
@@ -32,7 +32,7 @@ log = logging.getLogger("digest")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = config.load_named(args.config, os.environ)
     s = cfg.settings
     check_writable(cfg)
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
@@ -52,7 +52,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cycle(cfg: Config, store: Store, options: Options, hooks: Hooks) -> CycleReport:
-    now = wall_now()
+    now = datetime.now(UTC)
 
     async def go() -> CycleReport:
         async with collaborators(cfg.settings, options, now=now, hooks=hooks) as collab:
@@ -62,7 +62,7 @@ def _cycle(cfg: Config, store: Store, options: Options, hooks: Hooks) -> CycleRe
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = config.load_named(args.config, os.environ)
     check_output(args.outbox, "--outbox", folder=True, parents=True)
     options = Options(
         dry_run=args.dry_run, outbox=args.outbox, only=args.subscriber, interactive=True
@@ -92,7 +92,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = config.load_named(args.config, os.environ)
     check_output(args.output, "-o")
     rendered: list[str] = []
     options = Options(dry_run=True, only=args.email, interactive=True)
@@ -126,9 +126,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """
     raw = ingest.read_message(sys.stdin.buffer)  # first: the MTA expects the whole message taken
     try:
-        cfg = load_config(args)
+        cfg = config.load_named(args.config, os.environ)
         ctx = mailroom.context(cfg.settings, os.environ)
-        result = mailroom.ingest_one(raw, cfg, ctx, wall_now())
+        result = mailroom.ingest_one(raw, cfg, ctx, datetime.now(UTC))
         if result.reply is not None:
             asyncio.run(mailroom.send_replies(cfg.settings.smtp, [result.reply]))
     except DigestError as exc:
@@ -147,7 +147,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = config.load_named(args.config, os.environ)
     check_output(args.output, "-o", parents=True)
     keywords = archive.keywords_in_order(cfg.subscribers)
     if not cfg.settings.database.exists():
@@ -162,7 +162,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         if not papers:
             print("nothing to show yet: no papers in the database", file=sys.stderr)
             return EXIT_OK
-        page = archive.render(keywords, papers, wall_now())
+        page = archive.render(keywords, papers, datetime.now(UTC))
     if args.output:
         archive.write_atomic(args.output, page)
     else:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from datetime import UTC, datetime
 
-from digest import replies
-from digest.cli.invocation import load_config, wall_now
+from digest import config, replies
 from digest.cycle import (
     CycleRecord,
     announcements_between,
@@ -26,8 +27,8 @@ log = logging.getLogger("digest")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
-    now = wall_now()
+    cfg = config.load_named(args.config, os.environ)
+    now = datetime.now(UTC)
     if not cfg.settings.database.exists():
         print(f"no cycle has run yet (no database at {cfg.settings.database})")
         print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
@@ -67,8 +68,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_readers(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
-    now = wall_now()
+    cfg = config.load_named(args.config, os.environ)
+    now = datetime.now(UTC)
     if args.resume and not args.email:
         raise UsageError("--resume needs the reader's EMAIL")
     if not cfg.settings.database.exists():

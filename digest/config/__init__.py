@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from digest.config.credentials import credential_path
 from digest.config.library import ids_to_look_up
-from digest.config.loading import load, path_origin, resolve_path
+from digest.config.loading import load, load_named, path_origin, resolve_path
 
 __all__ = [
     "credential_path",
     "ids_to_look_up",
     "load",
+    "load_named",
     "path_origin",
     "resolve_path",
 ]

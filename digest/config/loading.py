@@ -133,6 +133,11 @@ def path_origin(cli_path: str | os.PathLike[str] | None, env: Mapping[str, str])
     return "$DIGEST_CONFIG" if env.get("DIGEST_CONFIG") else "default"
 
 
+def load_named(cli_path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Config:
+    """The configuration a command names: ``--config``, ``$DIGEST_CONFIG`` or the default."""
+    return load(resolve_path(cli_path, env), env, origin=path_origin(cli_path, env))
+
+
 def load(path: Path, env: Mapping[str, str] | None = None, *, origin: str = "default") -> Config:
     """Read, validate and resolve ``path``; raise ``ConfigError`` with every problem.
 

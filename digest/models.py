@@ -102,6 +102,11 @@ class ArxivSettings:
     contact: str | None = None
 
 
+# The list's name where the sender's display name does not give one: the
+# default From, List-Id, the Daily Papers page's title and reply mail.
+LIST_NAME = "Daily Papers"
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpSettings:
     host: str = "localhost"
@@ -109,7 +114,7 @@ class SmtpSettings:
     security: Security = "none"
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never in logs
-    sender: str = "Daily Papers <papers@localhost>"
+    sender: str = f"{LIST_NAME} <papers@localhost>"
     timeout: float = 60.0
     ca_file: Path | None = None
     connections: int = 1  # parallel SMTP sessions per batch

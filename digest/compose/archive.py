@@ -15,7 +15,7 @@ from pathlib import Path
 from digest import atomic, latex
 from digest.errors import DigestError
 from digest.matching import PaperIndex, unique_phrases
-from digest.models import Paper, Subscriber, newest_first
+from digest.models import LIST_NAME, Paper, Subscriber, newest_first
 
 ROWS_PER_KEYWORD = 100
 COMMENT_INLINE = 80  # longer comments are collapsed like abstracts
@@ -86,7 +86,7 @@ def render(keywords: Sequence[str], papers: Iterable[Paper], today: datetime) ->
 
 def render_selection(selection: Mapping[str, Sequence[Paper]], today: datetime) -> str:
     """The whole page, from ``select``'s rows."""
-    lines = ["# Daily Papers", "", INTRO, "", f"Last update: {today:%Y-%m-%d}", ""]
+    lines = [f"# {LIST_NAME}", "", INTRO, "", f"Last update: {today:%Y-%m-%d}", ""]
     for keyword, rows in selection.items():
         lines += [
             f"## {_cell(keyword)}",

@@ -29,6 +29,7 @@ from digest.compose.view import CYCLE_CACHE, render_context
 from digest.errors import TemplateError
 from digest.mail import mime
 from digest.models import (
+    LIST_NAME,
     Digest,
     Match,
     Ranked,
@@ -201,7 +202,7 @@ def _cycle_headers(sender_setting: str, date: str) -> Mapping[str, Any]:
         "From": sender,
         "Date": date,  # a string: equal datetimes in other zones print differently
         # RFC 2919: the list identifier is a domain-like label under the sender's domain.
-        "List-Id": f"{sender.display_name or 'Daily Papers'} <daily-papers.{sender.domain}>",
+        "List-Id": f"{sender.display_name or LIST_NAME} <daily-papers.{sender.domain}>",
         "List-Unsubscribe": f"<mailto:{sender.addr_spec}?subject=unsubscribe>",
         "Auto-Submitted": "auto-generated",  # RFC 3834: no vacation replies
         "X-Auto-Response-Suppress": "OOF, AutoReply",

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tests.support.arxiv_server import ArxivServer, recent_entries
-from tests.support.dovecot import BINARY, Dovecot
+from tests.support.dovecot import Dovecot
+from tests.support.programs import make_certificate, require
 from tests.support.smtp_server import SmtpServer
 
 # Real recordings: the relevance-sorted "testing" query (2026), the
@@ -88,9 +89,33 @@ def write_config(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost / 127.0.0.1 (skips without openssl)."""
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
     """One real Dovecot for the session; tests keep apart by using their own folders."""
-    if not BINARY.exists():
-        pytest.skip(f"{BINARY} is missing (Debian package dovecot-imapd)")
+    require("dovecot")
+    require("openssl")
     with Dovecot() as srv:
         yield srv
+
+
+# fixtures that start or make something with an outside program: a test using
+# one (directly or through another fixture) needs that program installed
+_SERVER_FIXTURES = {"certificate", "dovecot"}
+
+
+_FAULT_SUITE = Path(__file__).resolve().parent / "faults"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``servers`` every test that needs an outside program (found by its fixtures)
+    and the fault suite (the real CLI and daemon against loopback servers, minutes long)."""
+    for item in items:
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or _FAULT_SUITE in (
+            item.path.parents
+        ):
+            item.add_marker(pytest.mark.servers)

@@ -13,7 +13,8 @@ import re
 
 import pytest
 
-from tests.support.spam import Verdict, day_messages, score_all, spamassassin
+from tests.support.programs import marks
+from tests.support.spam import Verdict, day_messages, score_all
 
 LIMIT = 1.0
 # Rules that only the template can set off: hidden or low-contrast text (a
@@ -24,13 +25,13 @@ TEMPLATE_RULES = re.compile(
     r"|LONGWORDS|HTML_TAG_BALANCE_\w+|HTML_EXTRA_CLOSE|HTML_IMAGE_\w+|HTML_SHORT_LINK_IMG_\w+"
     r"|HTML_MIME_NO_HTML_TAG|MIME_HTML_ONLY|MIME_QP_LONG_LINE|T_REMOTE_IMAGE|HTML_TITLE_\w+"
 )
+pytestmark = marks("spamassassin")
+
 SAMPLE = ("erin@example.org", "grace@example.org", "heidi@example.org")
 
 
 @pytest.fixture(scope="module")
 def verdicts() -> dict[str, Verdict]:
-    if spamassassin() is None:
-        pytest.skip("spamassassin is not installed (Debian package spamassassin)")
     day = dict(day_messages())
     assert set(SAMPLE) <= set(day)
     return dict(zip(SAMPLE, score_all([day[who] for who in SAMPLE]), strict=True))

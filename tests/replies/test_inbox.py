@@ -17,13 +17,12 @@ from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigEr
 from digest.models import InboxSettings
 from digest.replies.imap import mailbox_name, parse_body, parse_search, parse_sizes
 from digest.replies.inbox import HANDLED_KEYWORD, Outcome, check_login, poll
-from tests.support.dovecot import BINARY, Dovecot, free_port
+from tests.support.dovecot import Dovecot, free_port
+from tests.support.programs import needs
 
 _folders = itertools.count(1)
 
-needs_dovecot = pytest.mark.skipif(
-    not BINARY.exists(), reason=f"{BINARY} is missing (Debian package dovecot-imapd)"
-)
+needs_dovecot = needs("dovecot", "openssl")
 
 
 def message(subject: str, size: int = 0) -> bytes:

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.servers
+
 UNIT = ROOT / "systemd" / "digest.service"
 
 
@@ -22,7 +24,7 @@ def analyze() -> str:
     if tool is None:
         if os.environ.get("CI"):
             pytest.fail("systemd-analyze is missing: .ci/run installs Debian's systemd package")
-        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+        pytest.skip("needs systemd-analyze (Debian package systemd)")
     return tool
 
 

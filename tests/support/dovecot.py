@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from tests.support.programs import make_certificate
+
 BINARY = Path("/usr/sbin/dovecot")
 START_TIMEOUT = 10.0
 
@@ -36,37 +38,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed EC certificate for localhost and 127.0.0.1 (EC: fast to make)."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
 
 
 class Dovecot:

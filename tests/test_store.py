@@ -21,7 +21,7 @@ import pytest
 
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
 from digest.models import Paper
-from digest.store.ledger import decode_ids
+from digest.store.format import decode_ids
 from digest.store.store import AtomicJSONStorage, JournalStorage, MemoryStorage, Store
 
 ROOT = Path(__file__).resolve().parent.parent

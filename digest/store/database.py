@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import shutil
@@ -20,13 +19,15 @@ from typing import Any, Self
 
 from digest import atomic
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
-from digest.store.ledger import SCHEMA, Ledger, LedgerError
+from digest.store.format import SCHEMA, schema_of
+from digest.store.ledger import Ledger, LedgerError
 from digest.store.storage import (
     AtomicJSONStorage,
     JournalStorage,
     TinyDB,
     backup_path,
     corrupt,
+    journal_line,
     parse_journal,
     snapshot_db,
 )
@@ -89,8 +90,7 @@ class Database:
         data = self.storage.read()
         journal = self.storage.read_journal()
         ops = parse_journal(journal, self._journal_name())
-        metas = list((data or {}).get("meta", {}).values())
-        schema = metas[0].get("schema", SCHEMA) if metas and isinstance(metas[0], dict) else SCHEMA
+        schema = schema_of(data)
         if isinstance(schema, int) and schema > SCHEMA:
             raise StoreError(
                 f"the database {self.path} was written by a newer digest (schema {schema}); "
@@ -170,8 +170,7 @@ class Database:
         """Make every change so far durable: one fsynced journal line, O(size of the changes)."""
         if self._ledger is None or self.readonly or not self._pending:
             return
-        line = json.dumps(self._pending, ensure_ascii=False, separators=(",", ":")) + "\n"
-        self.storage.append_journal(line.encode("utf-8"))
+        self.storage.append_journal(journal_line(self._pending))
         self._pending.clear()
         self.journal_lines += 1
         if self.storage.journal_size() > JOURNAL_FOLD_BYTES:

@@ -26,8 +26,8 @@ without files; the journal then lives in that object too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -37,11 +37,14 @@ from digest.models import Paper
 from digest.store.database import BACKUP_EVERY as BACKUP_EVERY
 from digest.store.database import JOURNAL_FOLD_BYTES as JOURNAL_FOLD_BYTES
 from digest.store.database import Database
-from digest.store.documents import SubscriberState as SubscriberState
-from digest.store.documents import iso, maybe_time, parse_time
-from digest.store.documents import paper_from_doc as paper_from_doc
-from digest.store.documents import paper_to_doc as paper_to_doc
-from digest.store.ledger import SCHEMA as SCHEMA
+from digest.store.format import (
+    iso,
+    json_copy,
+    maybe_time,
+    paper_from_doc,
+    paper_to_doc,
+    parse_time,
+)
 from digest.store.ledger import DeliveredAt, skipped_ids
 from digest.store.storage import AtomicJSONStorage as AtomicJSONStorage
 from digest.store.storage import JournalStorage as JournalStorage
@@ -51,6 +54,22 @@ from digest.store.storage import MemoryStorage as MemoryStorage
 # well above the widest fetch window (query.MAX_WINDOW_DAYS, 60): a paper still
 # fetchable must still be known as sent.
 RETENTION_DAYS = 180
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberState:
+    """What the store knows of one subscriber (a snapshot: later changes do not show)."""
+
+    email: str
+    delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
+    delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
+    # id -> version: left out of a mail for its size, never to be offered again
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
+    last_sent: datetime | None = None
+    first_seen: datetime | None = None
+    served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
+    last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
 
 
 class Store(Database):
@@ -90,8 +109,7 @@ class Store(Database):
         return dict(record) if record is not None else None
 
     def set_last_cycle(self, record: Mapping[str, Any]) -> None:
-        # a JSON round trip: what is kept is what a reopened store would read
-        self._change("meta", {"last_cycle": json.loads(json.dumps(dict(record)))})
+        self._change("meta", {"last_cycle": json_copy(record)})
 
     # -- papers --------------------------------------------------------------
 
@@ -103,7 +121,7 @@ class Store(Database):
             have = cached.get(p.id)
             if have is None:
                 new += 1
-                self._change("paper", {**paper_to_doc(p), "first_seen": iso(now)})
+                self._change("paper", paper_to_doc(p, first_seen=now))
             elif int(have["version"]) < p.version:
                 self._change("paper", paper_to_doc(p))
             else:
@@ -228,7 +246,7 @@ class Store(Database):
 
     def set_reader_state(self, email: str, state: Mapping[str, Any]) -> None:
         """Replace ``email``'s stored choices; durable once ``flush()`` returns."""
-        self._change("replies", email, json.loads(json.dumps(dict(state))))
+        self._change("replies", email, json_copy(state))
 
     def reader_states(self) -> dict[str, Mapping[str, Any]]:
         """Every address with stored choices (``digest readers``)."""

@@ -19,7 +19,8 @@ from digest.models import Liked, Paper, Settings, Subscriber
 from digest.replies.bounces import recipient_refusal
 from digest.replies.mailroom import SubscriberReaders, record_refusal
 from digest.replies.readers import ReaderState, from_dict, to_dict
-from digest.store.store import MemoryStorage, Store
+from digest.store.storage import MemoryStorage
+from digest.store.store import Store
 from tests.conftest import config_dict
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday

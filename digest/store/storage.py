@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinydb import TinyDB as TinyDB
+from tinydb import TinyDB
 from tinydb.storages import MemoryStorage as TinyMemoryStorage
 from tinydb.storages import Storage
 

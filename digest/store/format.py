@@ -5,8 +5,9 @@ its documents keyed by a number. Times are ISO 8601 in UTC. A delivery batch
 is ``{"at": time, "ids": "2611.00001 2611.00002v2"}``, arXiv's own "id, and vN
 when N > 1" notation in one string: a JSON object per paper parses ten times
 slower (1.2 s against 0.1 s for a million records) and takes half as much
-space again. Schema 1 kept deliveries as ``{id: [version, at]}`` per reader;
-it is read and written back as schema 2. Pure: no I/O, no clock.
+space again. A reader's choices by mail (``ReaderState``) sit in their
+record as ``replies``. Schema 1 kept deliveries as ``{id: [version, at]}``
+per reader; it is read and written back as schema 2. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from digest.models import Paper
+from digest.models import Paper, ReaderState
 
 SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
 
@@ -121,10 +122,68 @@ def paper_from_doc(d: Mapping[str, Any]) -> Paper:
     )
 
 
-# -- a reader's record ------------------------------------------------------------
+# -- what a reader chose by mail ------------------------------------------------------
 
 
-def reader_to_doc(
+def reader_state_to_doc(state: ReaderState) -> dict[str, Any]:
+    """Only the fields that hold something: a reader who chose nothing is ``{}``."""
+    doc: dict[str, Any] = {}
+    for name in ("unsubscribed_at", "suspended_at", "paused_until"):
+        value = getattr(state, name)
+        if value is not None:
+            doc[name] = iso(value)
+    for name in ("hard_bounces", "confirmations"):
+        values = getattr(state, name)
+        if values:
+            doc[name] = [iso(t) for t in values]
+    for name in ("likes", "dislikes", "handled"):
+        values = getattr(state, name)
+        if values:
+            doc[name] = list(values)
+    if state.frequency:
+        doc["frequency"] = state.frequency
+    return doc
+
+
+def reader_state_from_doc(doc: Mapping[str, Any]) -> ReaderState:
+    """The inverse of ``reader_state_to_doc``; TypeError or ValueError when damaged."""
+    frequency = doc.get("frequency")
+    if frequency not in (None, "daily", "weekly"):
+        raise ValueError(f"frequency {frequency!r}")
+    return ReaderState(
+        unsubscribed_at=_maybe_stamp(doc.get("unsubscribed_at")),
+        suspended_at=_maybe_stamp(doc.get("suspended_at")),
+        paused_until=_maybe_stamp(doc.get("paused_until")),
+        hard_bounces=tuple(_stamp(v) for v in doc.get("hard_bounces", ())),
+        likes=_strings(doc.get("likes", ())),
+        dislikes=_strings(doc.get("dislikes", ())),
+        frequency=frequency,
+        confirmations=tuple(_stamp(v) for v in doc.get("confirmations", ())),
+        handled=_strings(doc.get("handled", ())),
+    )
+
+
+def _stamp(value: object) -> datetime:
+    # checked here, not left to fromisoformat: the message reaches the operator
+    if not isinstance(value, str):
+        raise TypeError(f"expected a time, got {value!r}")
+    return parse_time(value)
+
+
+def _maybe_stamp(value: object) -> datetime | None:
+    return None if value is None else _stamp(value)
+
+
+def _strings(values: object) -> tuple[str, ...]:
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise TypeError(f"expected a list of strings, got {values!r}")
+    return tuple(values)
+
+
+# -- a subscriber's record -----------------------------------------------------------
+
+
+def subscriber_to_doc(
     email: str, fields: Mapping[str, Any], batches: Iterable[Batch]
 ) -> dict[str, Any]:
     """One ``subscribers`` document: the address, its JSON-ready fields, its batches."""
@@ -135,7 +194,7 @@ def reader_to_doc(
     }
 
 
-def reader_from_doc(doc: Mapping[str, Any]) -> tuple[str, dict[str, Any], tuple[Batch, ...]]:
+def subscriber_from_doc(doc: Mapping[str, Any]) -> tuple[str, dict[str, Any], tuple[Batch, ...]]:
     """The address, the fields and the batches (chronological) of a document of either schema."""
     fields = {k: v for k, v in doc.items() if k not in ("email", "batches", "delivered")}
     fields.setdefault("watermarks", {})

@@ -31,8 +31,8 @@ from digest.store.format import (
     encode_ids,
     merged_ids,
     parse_time,
-    reader_from_doc,
-    reader_to_doc,
+    subscriber_from_doc,
+    subscriber_to_doc,
     tables,
 )
 
@@ -118,7 +118,7 @@ class Ledger:
             if have is None or int(have["version"]) < int(doc["version"]):
                 ledger.papers[doc["id"]] = dict(doc)
         for doc in documents(data, "subscribers"):
-            email, fields, batches = reader_from_doc(doc)
+            email, fields, batches = subscriber_from_doc(doc)
             ledger.readers[email] = Reader(email, fields, batches)
         ledger.meta["schema"] = max(SCHEMA, int(ledger.meta.get("schema", SCHEMA)))
         return ledger, old
@@ -128,7 +128,7 @@ class Ledger:
         return tables(
             self.meta,
             self.papers.values(),
-            (reader_to_doc(r.email, r.fields, r.batches) for r in self.readers.values()),
+            (subscriber_to_doc(r.email, r.fields, r.batches) for r in self.readers.values()),
         )
 
     # -- the one mutation path -------------------------------------------------
@@ -214,7 +214,7 @@ class Ledger:
             r.fields.setdefault("first_seen", first_seen)
 
     def _replies(self, email: str, state: Mapping[str, Any]) -> None:
-        """A reader's choices by mail (``readers.to_dict``), replaced whole; {} clears them."""
+        """A reader's choices by mail (as ``format`` writes them), replaced whole; {} clears."""
         if not isinstance(state, Mapping):
             raise TypeError(f"a reader state must be an object, not {type(state).__name__}")
         r = self.reader(email)

@@ -45,7 +45,7 @@ from typing import Any, Self
 
 from digest import atomic
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
-from digest.models import Paper
+from digest.models import Paper, ReaderState
 from digest.store.format import (
     SCHEMA,
     iso,
@@ -54,6 +54,8 @@ from digest.store.format import (
     paper_from_doc,
     paper_to_doc,
     parse_time,
+    reader_state_from_doc,
+    reader_state_to_doc,
     schema_of,
 )
 from digest.store.ledger import DeliveredAt, Ledger, LedgerError, skipped_ids
@@ -428,27 +430,33 @@ class Store:
 
     # -- what readers chose by mail ------------------------------------------------
 
-    def reader_state(self, email: str) -> Mapping[str, Any] | None:
-        """The stored ``readers.to_dict`` of ``email``; None when nothing is stored.
+    def reader_state(self, email: str) -> ReaderState:
+        """What ``email`` chose by mail; ``ReaderState()`` when nothing is stored.
 
         Whether ``email`` is a subscriber at all is the caller's question
-        (the configuration knows, the store does not).
+        (the configuration knows, the store does not). A damaged record is
+        decoded only when asked for, so that it stops no one else's mail and
+        can itself be started afresh.
         """
         r = self.ledger.readers.get(email)
-        state = r.fields.get("replies") if r else None
-        return MappingProxyType(state) if state else None
+        doc = r.fields.get("replies") if r else None
+        if not doc:
+            return ReaderState()
+        try:
+            return reader_state_from_doc(doc)
+        except (TypeError, ValueError) as exc:
+            raise StoreCorruptError(
+                f"the stored reply state of {email} is damaged: {exc}; "
+                f"digest readers {email} --resume starts it afresh"
+            ) from exc
 
-    def set_reader_state(self, email: str, state: Mapping[str, Any]) -> None:
-        """Replace ``email``'s stored choices; durable once ``flush()`` returns."""
-        self._change("replies", email, json_copy(state))
+    def set_reader_state(self, email: str, state: ReaderState) -> None:
+        """Replace ``email``'s choices (``ReaderState()`` clears them); durable once flushed."""
+        self._change("replies", email, reader_state_to_doc(state))
 
-    def reader_states(self) -> dict[str, Mapping[str, Any]]:
-        """Every address with stored choices (``digest readers``)."""
-        return {
-            email: MappingProxyType(r.fields["replies"])
-            for email, r in self.ledger.readers.items()
-            if r.fields.get("replies")
-        }
+    def readers_with_state(self) -> tuple[str, ...]:
+        """Every address with stored choices (``digest readers``), none of them decoded."""
+        return tuple(email for email, r in self.ledger.readers.items() if r.fields.get("replies"))
 
     # -- housekeeping ------------------------------------------------------------
 

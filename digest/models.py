@@ -184,6 +184,25 @@ class Subscriber:
 
 
 @dataclass(frozen=True, slots=True)
+class ReaderState:
+    """What a reader chose by mail, and what their bounces cost them.
+
+    The store keeps it beside the reader's deliveries; ``digest.replies.readers``
+    holds the rules that change it and the windows the times are kept for.
+    """
+
+    unsubscribed_at: datetime | None = None
+    suspended_at: datetime | None = None
+    paused_until: datetime | None = None
+    hard_bounces: tuple[datetime, ...] = ()  # within the bounce window
+    likes: tuple[str, ...] = ()  # arXiv ids, oldest first
+    dislikes: tuple[str, ...] = ()
+    frequency: Frequency | None = None  # None: what subscribers.yaml says
+    confirmations: tuple[datetime, ...] = ()  # sent within the confirmation window
+    handled: tuple[str, ...] = ()  # Message-IDs already applied
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     settings: Settings
     subscribers: tuple[Subscriber, ...]

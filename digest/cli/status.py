@@ -21,6 +21,7 @@ from digest.cycle import (
     snapshot,
 )
 from digest.errors import EXIT_OK, StoreCorruptError, UsageError
+from digest.models import ReaderState
 from digest.store import Store
 
 log = logging.getLogger("digest")
@@ -77,10 +78,10 @@ def cmd_readers(args: argparse.Namespace) -> int:
         return EXIT_OK
     configured = {s.email.casefold(): s.email for s in cfg.subscribers}
     with Store.open(cfg.settings.database, readonly=not args.resume, now=now) as store:
-        stored = store.reader_states()
+        stored = store.readers_with_state()
         if args.email is None:
-            for who, doc in sorted(stored.items()):
-                what = replies.describe(replies.from_dict(doc, who=who), now) or "nothing chosen"
+            for who in sorted(stored):
+                what = replies.describe(store.reader_state(who), now) or "nothing chosen"
                 gone = "" if who.casefold() in configured else " (not in the configuration)"
                 print(f"{who}: {what}{gone}")
             if not stored:
@@ -92,17 +93,17 @@ def cmd_readers(args: argparse.Namespace) -> int:
             raise UsageError(f"no subscriber {args.email} in {cfg.path} and no reply state stored")
         email = found
         try:
-            state = replies.from_dict(stored.get(email) or {}, who=email)
+            state = store.reader_state(email)
             damaged = False
         except StoreCorruptError:
             if not args.resume:
                 raise
             log.warning("%s: the stored reply state was damaged and starts afresh", email)
-            state, damaged = replies.ReaderState(), True
+            state, damaged = ReaderState(), True
         if args.resume:
             state, effects = replies.apply(state, replies.Lifted(), now)
             if effects.changed or damaged:
-                store.set_reader_state(email, replies.to_dict(state))
+                store.set_reader_state(email, state)
                 store.flush()
             log.info("%s: %s", email, effects.log if effects.changed else "nothing to lift")
         print(f"{email}: {replies.describe(state, now) or 'receives mail as configured'}")

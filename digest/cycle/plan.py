@@ -32,12 +32,13 @@ from digest.models import (
     Liked,
     Match,
     Paper,
+    ReaderState,
     Settings,
     Subscriber,
     newest_first,
     newest_versions,
 )
-from digest.replies import ReaderState, effective_frequency, is_suppressed, suppression
+from digest.replies import effective_frequency, is_suppressed, suppression
 from digest.store import SubscriberState
 
 # New versions are watched for this long after a paper was sent (each batch of

@@ -54,7 +54,7 @@ from digest.cycle.stream import compose_each, item_report, replan
 from digest.errors import DigestError
 from digest.mail import Mailer
 from digest.models import Config, Paper, Settings, Subscriber, newest_versions
-from digest.replies import ReaderState, ReplySecret, from_dict
+from digest.replies import ReplySecret
 from digest.stop import Stop
 from digest.store import Store
 
@@ -105,16 +105,11 @@ def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:
     A damaged reply state stops the cycle (StoreCorruptError, naming the
     reader): mailing someone who may have unsubscribed is the worse mistake.
     """
-    readers: dict[str, ReaderState] = {}
-    for s in subs:
-        doc = store.reader_state(s.email)
-        if doc:
-            readers[s.email] = from_dict(doc, who=s.email)
     return Snapshot(
         states={s.email: store.subscriber(s.email) for s in subs},
         cached=store.papers(),
         last_fetch=store.last_fetch(),
-        readers=readers,
+        readers={s.email: store.reader_state(s.email) for s in subs},
     )
 
 

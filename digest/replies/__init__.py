@@ -16,28 +16,23 @@ from digest.replies.mailroom import (
 )
 from digest.replies.readers import (
     Lifted,
-    ReaderState,
     apply,
     describe,
     effective_frequency,
-    from_dict,
     is_suppressed,
     suppression,
-    to_dict,
 )
 from digest.replies.tokens import ReplySecret
 
 __all__ = [
     "Lifted",
     "ReaderLinks",
-    "ReaderState",
     "ReplySecret",
     "apply",
     "check_login",
     "context",
     "describe",
     "effective_frequency",
-    "from_dict",
     "ingest_one",
     "is_suppressed",
     "load_secret",
@@ -48,5 +43,4 @@ __all__ = [
     "record_refusal",
     "send_replies",
     "suppression",
-    "to_dict",
 ]

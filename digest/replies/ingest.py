@@ -14,15 +14,16 @@ would bounce a reader's unsubscribe back to them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
+from digest.models import ReaderState
 from digest.replies.classify import (
     MAX_MESSAGE_BYTES,
     Bounce,
@@ -40,11 +41,8 @@ from digest.replies.readers import (
     Bounced,
     Effects,
     Event,
-    ReaderState,
     Verified,
     apply,
-    from_dict,
-    to_dict,
 )
 from digest.replies.tokens import ReplySecret
 
@@ -204,11 +202,11 @@ def confirmation_message(
 class ReaderStore(Protocol):
     """What ingesting needs from the store (the lead's TinyDB store provides it)."""
 
-    def reader_state(self, address: str) -> Mapping[str, Any] | None:
-        """The stored dict for a subscriber ({} if none yet); None if not a subscriber."""
+    def reader_state(self, address: str) -> ReaderState | None:
+        """A subscriber's state (``ReaderState()`` if none yet); None if not a subscriber."""
 
-    def set_reader_state(self, address: str, state: Mapping[str, Any]) -> None:
-        """Save (and flush) the dict ``readers.to_dict`` made."""
+    def set_reader_state(self, address: str, state: ReaderState) -> None:
+        """Save (and flush) a subscriber's new state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,23 +250,19 @@ def ingest_message(
     simply ask again.
     """
 
-    def state_of(address: str) -> ReaderState | None:
-        doc = store.reader_state(address)
-        return None if doc is None else from_dict(doc, who=address)
-
     try:
         handling = handle(
             raw,
             secret=secret,
             operator=operator,
-            state_of=state_of,
+            state_of=store.reader_state,
             now=now,
             list_name=list_name,
             also_ours=also_ours,
         )
         response = handling.response
         if response is not None and handling.reader is not None and response.effects.changed:
-            store.set_reader_state(handling.reader, to_dict(response.state))
+            store.set_reader_state(handling.reader, response.state)
     except (DigestError, OSError) as exc:
         # A busy or damaged database: the MTA keeps the message and retries.
         log.warning("reply not handled, will be retried: %s", exc)

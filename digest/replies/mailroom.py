@@ -21,15 +21,14 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
-from typing import Any
 
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
 from digest.mail import Mailer
-from digest.models import Config, Settings, SmtpSettings, format_sender
+from digest.models import Config, ReaderState, Settings, SmtpSettings, format_sender
 from digest.replies import inbox, tokens
 from digest.replies.bounces import recipient_refusal
 from digest.replies.ingest import Ingested, ingest_message
-from digest.replies.readers import Bounced, apply, from_dict, to_dict
+from digest.replies.readers import Bounced, apply
 from digest.stop import Stop
 from digest.store import Store
 
@@ -78,13 +77,13 @@ class SubscriberReaders:
         self.store = store
         self.emails = {tokens.normalise_address(e): e for e in subscribers}
 
-    def reader_state(self, address: str) -> Mapping[str, Any] | None:
+    def reader_state(self, address: str) -> ReaderState | None:
         email = self.emails.get(tokens.normalise_address(address))
         if email is None:
             return None
-        return self.store.reader_state(email) or {}
+        return self.store.reader_state(email)
 
-    def set_reader_state(self, address: str, state: Mapping[str, Any]) -> None:
+    def set_reader_state(self, address: str, state: ReaderState) -> None:
         self.store.set_reader_state(self.emails[tokens.normalise_address(address)], state)
         self.store.flush()
 
@@ -202,12 +201,12 @@ def record_refusal(store: Store, email: str, reply: str, now: datetime) -> bool:
     if status is None:
         return False
     try:
-        state = from_dict(store.reader_state(email) or {}, who=email)
+        state = store.reader_state(email)
     except DigestError as exc:
         log.error("%s", exc)
         return False
     new, effects = apply(state, Bounced(hard=True, status=status, verified=True), now)
     log.warning("%s: refused by the SMTP server: %s", email, effects.log)
     if effects.changed:
-        store.set_reader_state(email, to_dict(new))
+        store.set_reader_state(email, new)
     return effects.changed

@@ -1,24 +1,20 @@
-"""What a reader chose by mail, and the pure rules that change it.
+"""The pure rules that change what a reader chose by mail (``models.ReaderState``).
 
-``ReaderState`` lives in the store beside the deliveries (as the plain dict
-``to_dict`` gives); ``subscribers.yaml`` stays the operator's file and a
-reader's choice overrides it for that reader only. ``apply`` is the only
-place a state changes: it takes an event (a verified command, a bounce, a
-plain reply, the operator lifting a suppression) and returns the new state
-and the effects the shell carries out (a log line, maybe a confirmation
-mail). Replaying a message changes nothing: the Message-IDs of handled
-messages are remembered.
+The store keeps a reader's state beside their deliveries; ``subscribers.yaml``
+stays the operator's file and a reader's choice overrides it for that reader
+only. ``apply`` is the only place a state changes: it takes an event (a
+verified command, a bounce, a plain reply, the operator lifting a
+suppression) and returns the new state and the effects the shell carries
+out (a log line, maybe a confirmation mail). Replaying a message changes
+nothing: the Message-IDs of handled messages are remembered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-from digest.errors import StoreCorruptError
-from digest.models import Frequency
+from digest.models import Frequency, ReaderState
 from digest.replies.commands import Action
 
 PAUSE = timedelta(days=7)
@@ -28,19 +24,6 @@ CONFIRMATION_WINDOW = timedelta(days=1)
 CONFIRMATIONS_PER_WINDOW = 3  # per address: a forged From can cost a reader at most this
 MAX_PREFERENCES = 500  # likes and dislikes each, newest kept
 MAX_HANDLED = 50  # Message-IDs remembered against replays
-
-
-@dataclass(frozen=True, slots=True)
-class ReaderState:
-    unsubscribed_at: datetime | None = None
-    suspended_at: datetime | None = None
-    paused_until: datetime | None = None
-    hard_bounces: tuple[datetime, ...] = ()  # within BOUNCE_WINDOW
-    likes: tuple[str, ...] = ()  # arXiv ids, oldest first
-    dislikes: tuple[str, ...] = ()
-    frequency: Frequency | None = None  # None: what subscribers.yaml says
-    confirmations: tuple[datetime, ...] = ()  # sent within CONFIRMATION_WINDOW
-    handled: tuple[str, ...] = ()  # Message-IDs already applied
 
 
 # -- events -------------------------------------------------------------------
@@ -248,68 +231,3 @@ def describe(state: ReaderState, now: datetime) -> str:
     if state.hard_bounces and state.suspended_at is None:
         parts.append(f"{len(state.hard_bounces)} hard bounce(s) in {BOUNCE_WINDOW.days} days")
     return "; ".join(parts)
-
-
-# -- storage form ----------------------------------------------------------------
-
-
-def to_dict(state: ReaderState) -> dict[str, Any]:
-    """A JSON-able dict (ISO 8601 UTC times, lists); only fields that hold something."""
-    out: dict[str, Any] = {}
-    for name in ("unsubscribed_at", "suspended_at", "paused_until"):
-        value = getattr(state, name)
-        if value is not None:
-            out[name] = _iso(value)
-    for name in ("hard_bounces", "confirmations"):
-        values = getattr(state, name)
-        if values:
-            out[name] = [_iso(t) for t in values]
-    for name in ("likes", "dislikes", "handled"):
-        values = getattr(state, name)
-        if values:
-            out[name] = list(values)
-    if state.frequency:
-        out["frequency"] = state.frequency
-    return out
-
-
-def from_dict(doc: Mapping[str, Any], *, who: str = "reader") -> ReaderState:
-    """The inverse of ``to_dict``; a damaged record is an operator-readable StoreCorruptError."""
-    try:
-        frequency = doc.get("frequency")
-        if frequency not in (None, "daily", "weekly"):
-            raise ValueError(f"frequency {frequency!r}")
-        return ReaderState(
-            unsubscribed_at=_opt_dt(doc.get("unsubscribed_at")),
-            suspended_at=_opt_dt(doc.get("suspended_at")),
-            paused_until=_opt_dt(doc.get("paused_until")),
-            hard_bounces=tuple(_dt(v) for v in doc.get("hard_bounces", ())),
-            likes=_strings(doc.get("likes", ())),
-            dislikes=_strings(doc.get("dislikes", ())),
-            frequency=frequency,
-            confirmations=tuple(_dt(v) for v in doc.get("confirmations", ())),
-            handled=_strings(doc.get("handled", ())),
-        )
-    except (TypeError, ValueError) as exc:
-        raise StoreCorruptError(f"the stored reply state of {who} is damaged: {exc}") from exc
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat()
-
-
-def _dt(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a time, got {value!r}")
-    t = datetime.fromisoformat(value)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _opt_dt(value: object) -> datetime | None:
-    return None if value is None else _dt(value)
-
-
-def _strings(values: object) -> tuple[str, ...]:
-    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
-        raise TypeError(f"expected a list of strings, got {values!r}")
-    return tuple(values)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from digest.store.documents import SubscriberState
-from digest.store.store import Store
+from digest.store.store import Store, SubscriberState
 
 __all__ = [
     "Store",

@@ -9,37 +9,32 @@ so applying one twice changes nothing: a journal already folded into the
 database can be replayed safely.
 
 Deliveries are kept per reader as batches, one timestamp per accepted
-message: ``{"at": ..., "ids": "2611.00001 2611.00002v2"}``, arXiv's own
-"id, and vN when N > 1" notation in one string. A JSON object per paper
-parses ten times slower (1.2 s against 0.1 s for a million records) and
-takes half as much space again. A batch read from the file stays encoded
-until someone asks; the merged ``delivered`` map (O(1) "was it sent") is
-built on first use. Maps and batches are replaced, never mutated, so a
-``SubscriberState`` handed out earlier stays a true snapshot. Pure: no I/O,
-no clock.
+message (``digest.store.format`` says how they are written). A batch read
+from the file stays encoded until someone asks; the merged ``delivered`` map
+(O(1) "was it sent") is built on first use. Maps and batches are replaced,
+never mutated, so a ``SubscriberState`` handed out earlier stays a true
+snapshot. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from digest.store.documents import SubscriberState as SubscriberState
-from digest.store.documents import decode_ids as decode_ids
-from digest.store.documents import encode_ids as encode_ids
-from digest.store.documents import iso as iso
-from digest.store.documents import maybe_time as maybe_time
-from digest.store.documents import paper_from_doc as paper_from_doc
-from digest.store.documents import paper_to_doc as paper_to_doc
-from digest.store.documents import parse_time as parse_time
-
-SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
-
-# (ISO time, id -> version), the ids still encoded when read from the file
-Batch = tuple[str, "str | Mapping[str, int]"]
+from digest.store.format import (
+    SCHEMA,
+    Batch,
+    decode_ids,
+    documents,
+    encode_ids,
+    merged_ids,
+    parse_time,
+    subscriber_from_doc,
+    subscriber_to_doc,
+    tables,
+)
 
 
 class LedgerError(ValueError):
@@ -63,13 +58,13 @@ class Reader:
             if parse_time(batch[0]) < start:
                 break
             recent.append(batch)
-        return _merged(reversed(recent))
+        return merged_ids(ids for _, ids in reversed(recent))
 
     @property
     def delivered(self) -> Mapping[str, int]:
         """id -> version sent, merged over the batches on first use."""
         if self._delivered is None:
-            self._delivered = _merged(self.batches)
+            self._delivered = merged_ids(ids for _, ids in self.batches)
         return self._delivered
 
 
@@ -98,21 +93,6 @@ class DeliveredAt(Mapping[str, datetime]):
         return len(self._built())
 
 
-def _merged(batches: Iterable[Batch]) -> dict[str, int]:
-    """id -> highest version sent (a paper's version only grows)."""
-    batches = tuple(batches)
-    # most batches are all version 1: one split over all of them is the fast path
-    plain = [ids for _, ids in batches if isinstance(ids, str) and "v" not in ids]
-    # interned: readers share papers, so 10M records hold ~100k distinct strings
-    out = dict.fromkeys(map(sys.intern, " ".join(plain).split()), 1)
-    for _, ids in batches:
-        if not isinstance(ids, str) or "v" in ids:
-            for k, v in decode_ids(ids).items():
-                if out.get(k, 0) < v:
-                    out[k] = v
-    return out
-
-
 class Ledger:
     """Meta, paper cache and readers, with ``apply`` as the only mutation besides pruning."""
 
@@ -130,33 +110,26 @@ class Ledger:
         ledger = cls()
         if not data:
             return ledger, False
-        meta = list(data.get("meta", {}).values())
+        meta = documents(data, "meta")
         ledger.meta = dict(meta[0]) if meta else {}
         old = int(ledger.meta.get("schema", 1)) < SCHEMA
-        for doc in data.get("papers", {}).values():
+        for doc in documents(data, "papers"):
             have = ledger.papers.get(doc["id"])
             if have is None or int(have["version"]) < int(doc["version"]):
                 ledger.papers[doc["id"]] = dict(doc)
-        for doc in data.get("subscribers", {}).values():
-            reader = _reader_from_doc(doc)
-            ledger.readers[reader.email] = reader
+        for doc in documents(data, "subscribers"):
+            email, fields, batches = subscriber_from_doc(doc)
+            ledger.readers[email] = Reader(email, fields, batches)
         ledger.meta["schema"] = max(SCHEMA, int(ledger.meta.get("schema", SCHEMA)))
         return ledger, old
 
     def to_data(self) -> dict[str, dict[str, Any]]:
         """The TinyDB document tree (tables of documents keyed by id) to write."""
-        return {
-            "meta": {"1": self.meta},
-            "papers": {str(i): d for i, d in enumerate(self.papers.values(), 1)},
-            "subscribers": {
-                str(i): {
-                    "email": r.email,
-                    **r.fields,
-                    "batches": [{"at": at, "ids": encode_ids(ids)} for at, ids in r.batches],
-                }
-                for i, r in enumerate(self.readers.values(), 1)
-            },
-        }
+        return tables(
+            self.meta,
+            self.papers.values(),
+            (subscriber_to_doc(r.email, r.fields, r.batches) for r in self.readers.values()),
+        )
 
     # -- the one mutation path -------------------------------------------------
 
@@ -241,7 +214,7 @@ class Ledger:
             r.fields.setdefault("first_seen", first_seen)
 
     def _replies(self, email: str, state: Mapping[str, Any]) -> None:
-        """A reader's choices by mail (``readers.to_dict``), replaced whole; {} clears them."""
+        """A reader's choices by mail (as ``format`` writes them), replaced whole; {} clears."""
         if not isinstance(state, Mapping):
             raise TypeError(f"a reader state must be an object, not {type(state).__name__}")
         r = self.reader(email)
@@ -290,7 +263,7 @@ class Ledger:
 
 def skipped_ids(reader: Reader) -> dict[str, int]:
     """id -> version of the matches left out of ``reader``'s mails for size."""
-    return _merged((str(at), str(ids)) for at, ids in reader.fields.get("skipped") or ())
+    return merged_ids(str(ids) for _, ids in reader.fields.get("skipped") or ())
 
 
 _OPS: dict[str, Any] = {
@@ -302,23 +275,3 @@ _OPS: dict[str, Any] = {
     "served": Ledger._served,
     "replies": Ledger._replies,
 }
-
-
-def _reader_from_doc(doc: Mapping[str, Any]) -> Reader:
-    fields = {k: v for k, v in doc.items() if k not in ("email", "batches", "delivered")}
-    fields.setdefault("watermarks", {})
-    batches: tuple[Batch, ...]
-    if "delivered" in doc:  # schema 1: {id: [version, at]}, one timestamp per paper
-        grouped: dict[str, dict[str, int]] = {}
-        for pid, (version, at) in doc["delivered"].items():
-            grouped.setdefault(at, {})[pid] = int(version)
-        batches = tuple(sorted(grouped.items(), key=lambda b: parse_time(b[0])))
-    else:
-        batches = tuple((str(b["at"]), _checked(b["ids"])) for b in doc.get("batches", ()))
-    return Reader(email=doc["email"], fields=fields, batches=batches)
-
-
-def _checked(ids: Any) -> str:
-    if not isinstance(ids, str):
-        raise LedgerError(f"a batch's ids must be a string, not {type(ids).__name__}")
-    return ids

@@ -13,11 +13,11 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinydb import TinyDB as TinyDB
+from tinydb import TinyDB
 from tinydb.storages import MemoryStorage as TinyMemoryStorage
 from tinydb.storages import Storage
 
@@ -200,6 +200,11 @@ def corrupt(path: Path, why: str) -> StoreCorruptError:
 
 def backup_path(path: Path) -> Path:
     return path.with_name(path.name + ".bak")
+
+
+def journal_line(ops: Sequence[Sequence[Any]]) -> bytes:
+    """One journal line: the ops of one flush, as a JSON list, ended by a newline."""
+    return (json.dumps(ops, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def parse_journal(text: bytes, name: str) -> list[list[Any]]:

@@ -20,32 +20,59 @@ for that costs O(database) per message, so:
 * ``fcntl.flock`` on a separate ``.lock`` file (``os.replace`` swaps the
   data file's inode) makes a second process fail at once with a clear error.
 
-Tests inject ``storage=MemoryStorage()``, tinydb's own pattern, to run
-without files; the journal then lives in that object too.
+``Store`` is one class: the file's life (lock, open and replay, backup,
+flush, checkpoint, close) and what is stored (meta, papers, readers'
+deliveries and reply state, pruning). The state in memory and its ops are
+``digest.store.ledger``, how values are written ``digest.store.format``, the
+bytes ``digest.store.storage``. Tests inject ``storage=MemoryStorage()``,
+tinydb's own pattern, to run without files; the journal then lives in that
+object too.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
-from digest.models import Paper
-from digest.store.database import BACKUP_EVERY as BACKUP_EVERY
-from digest.store.database import JOURNAL_FOLD_BYTES as JOURNAL_FOLD_BYTES
-from digest.store.database import Database
-from digest.store.documents import SubscriberState as SubscriberState
-from digest.store.documents import iso, maybe_time, parse_time
-from digest.store.documents import paper_from_doc as paper_from_doc
-from digest.store.documents import paper_to_doc as paper_to_doc
-from digest.store.ledger import SCHEMA as SCHEMA
-from digest.store.ledger import DeliveredAt, skipped_ids
-from digest.store.storage import AtomicJSONStorage as AtomicJSONStorage
-from digest.store.storage import JournalStorage as JournalStorage
-from digest.store.storage import MemoryStorage as MemoryStorage
+from digest import atomic
+from digest.errors import StoreCorruptError, StoreError, StoreLockedError
+from digest.models import Paper, ReaderState
+from digest.store.format import (
+    SCHEMA,
+    iso,
+    json_copy,
+    maybe_time,
+    paper_from_doc,
+    paper_to_doc,
+    parse_time,
+    reader_state_from_doc,
+    reader_state_to_doc,
+    schema_of,
+)
+from digest.store.ledger import DeliveredAt, Ledger, LedgerError, skipped_ids
+from digest.store.storage import (
+    AtomicJSONStorage,
+    JournalStorage,
+    backup_path,
+    corrupt,
+    journal_line,
+    parse_journal,
+)
+
+log = logging.getLogger(__name__)
+
+BACKUP_EVERY = timedelta(days=1)
+# A store kept open across many cycles folds its journal once it is this big.
+JOURNAL_FOLD_BYTES = 64 * 2**20
 
 # Delivery records and cached papers older than this are dropped. It must stay
 # well above the widest fetch window (query.MAX_WINDOW_DAYS, 60): a paper still
@@ -53,19 +80,207 @@ from digest.store.storage import MemoryStorage as MemoryStorage
 RETENTION_DAYS = 180
 
 
-class Store(Database):
-    """The open database of one process. Use ``Store.open`` as a context manager.
+@dataclass(frozen=True, slots=True)
+class SubscriberState:
+    """What the store knows of one subscriber (a snapshot: later changes do not show)."""
 
-    What is stored (meta, papers, readers' deliveries and reply state) and its
-    pruning; the file's life (journal, checkpoint, lock, backup) is ``Database``.
-    """
+    email: str
+    delivered: Mapping[str, int] = field(default_factory=dict)  # id -> version sent
+    delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
+    # id -> version: left out of a mail for its size, never to be offered again
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
+    last_sent: datetime | None = None
+    first_seen: datetime | None = None
+    served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
+    last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
+
+
+class Store:
+    """The open database of one process. Use ``Store.open`` as a context manager."""
 
     def __init__(
         self, path: Path, *, readonly: bool = False, storage: JournalStorage | None = None
     ) -> None:
-        super().__init__(path, readonly=readonly, storage=storage)
+        self.path = path
+        self.readonly = readonly
+        self._lock_fd: int | None = None
+        self.storage: JournalStorage = storage or AtomicJSONStorage(path, readonly=readonly)
+        self._on_disk = isinstance(self.storage, AtomicJSONStorage)
+        self._ledger: Ledger | None = None
+        self._pending: list[list[Any]] = []  # ops not yet in the journal
+        self._folded = True  # False while the main file lags the ledger
         self._papers_cache: tuple[int, tuple[Paper, ...]] | None = None
         self._paper_objs: dict[str, Paper] = {}
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls,
+        path: Path,
+        *,
+        readonly: bool = False,
+        now: datetime | None = None,
+        storage: JournalStorage | None = None,
+    ) -> Iterator[Self]:
+        store = cls(path, readonly=readonly, storage=storage)
+        try:
+            store._open(now or datetime.now(UTC))
+            yield store
+            if not readonly:
+                store.flush()
+                store.checkpoint()
+        finally:
+            store.close()
+
+    # -- life cycle --------------------------------------------------------
+
+    def _open(self, now: datetime) -> None:
+        if self._on_disk and not self.readonly:
+            folder = self.path.parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the database folder {folder}: {exc}") from exc
+            self._lock()
+            self._remove_stale_temps()
+        # both are read, and both must parse, before anything is written
+        data = self.storage.read()
+        journal = self.storage.read_journal()
+        ops = parse_journal(journal, self._journal_name())
+        schema = schema_of(data)
+        if isinstance(schema, int) and schema > SCHEMA:
+            raise StoreError(
+                f"the database {self.path} was written by a newer digest (schema {schema}); "
+                "upgrade digest"
+            )
+        try:
+            ledger, migrated = Ledger.from_data(data)
+        except (LedgerError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise corrupt(self.path, f"a document has the wrong shape: {exc}") from exc
+        if self._on_disk and not self.readonly and data is not None:
+            self._backup(now)  # only a file that reads back whole is worth keeping
+        for n, op in enumerate(ops, 1):
+            try:
+                ledger.apply(op)
+            except LedgerError as exc:
+                name = self._journal_name()
+                raise StoreCorruptError(
+                    f"the journal {name} is unreadable (change {n}: {exc}); digest left it and "
+                    f"the database untouched. To recover, move it aside (mv {name} "
+                    f"{name}.broken): deliveries recorded since the last cycle may be sent again"
+                ) from exc
+        self._ledger = ledger
+        if ops:
+            log.info("replayed %d changes from the journal %s", len(ops), self._journal_name())
+        if (migrated or journal) and not self.readonly:
+            self._folded = False
+            self.checkpoint()  # fold now: the journal starts every run empty and whole
+
+    def _journal_name(self) -> str:
+        if isinstance(self.storage, AtomicJSONStorage):
+            return str(self.storage.journal_path)
+        return "in memory"
+
+    def _lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open the lock file {lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreLockedError(
+                f"the database {self.path} is in use by digest (pid {holder}); "
+                "wait for it to finish, or stop the service first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _remove_stale_temps(self) -> None:
+        # left behind by a process killed between mkstemp and os.replace
+        for tmp in self.path.parent.glob(atomic.temp_glob(self.path)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                log.info("removed stale temporary file %s", tmp)
+
+    def _backup(self, now: datetime) -> None:
+        """Copy the database aside once per ``BACKUP_EVERY`` of the injected clock."""
+        backup = backup_path(self.path)
+        try:
+            if backup.exists() and 0 <= now.timestamp() - backup.stat().st_mtime < (
+                BACKUP_EVERY.total_seconds()
+            ):
+                return
+            tmp = backup.with_name(atomic.TMP_PREFIX + backup.name)
+            shutil.copyfile(self.path, tmp)
+            os.chmod(tmp, 0o600)  # readers' addresses: owner-only, like the database
+            os.utime(tmp, (now.timestamp(), now.timestamp()))  # the backup's age, by `now`
+            os.replace(tmp, backup)
+        except OSError as exc:
+            log.warning("could not back up %s: %s", self.path, exc)
+
+    def flush(self) -> None:
+        """Make every change so far durable: one fsynced journal line, O(size of the changes)."""
+        if self._ledger is None or self.readonly or not self._pending:
+            return
+        self.storage.append_journal(journal_line(self._pending))
+        self._pending.clear()
+        if self.storage.journal_size() > JOURNAL_FOLD_BYTES:
+            try:
+                self.checkpoint()
+            except StoreError as exc:  # the line above is durable: this flush succeeded
+                log.warning("could not fold the journal yet: %s", exc)
+
+    def checkpoint(self) -> None:
+        """Fold everything into the database file (one rewrite) and empty the journal.
+
+        Call once per cycle, at its end; ``close()`` does it too. Does nothing
+        when the file is already up to date.
+        """
+        if self._ledger is None or self.readonly or self._folded:
+            return
+        # the journal must hold every op the file will: were the journal to lack the
+        # newest, replaying it over the new file (a crash before it is emptied)
+        # would set older values back
+        self.flush()
+        self.storage.write(self._ledger.to_data())
+        self._pending.clear()  # in the file now
+        self.storage.clear_journal()
+        self._folded = True
+
+    def close(self) -> None:
+        if self._ledger is not None and not self.readonly:
+            try:
+                self.flush()
+                self.checkpoint()
+            except StoreError as exc:
+                log.error("%s", exc)
+        self._ledger = None
+        self.storage.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise StoreError("the database is closed")
+        return self._ledger
+
+    @property
+    def writes(self) -> int:
+        """How many times the main database file was rewritten."""
+        return int(getattr(self.storage, "writes", 0))
+
+    def _change(self, *op: Any) -> None:
+        self.ledger.apply(list(op))
+        self._pending.append(list(op))
+        self._folded = False
 
     # -- meta ----------------------------------------------------------------
 
@@ -90,8 +305,7 @@ class Store(Database):
         return dict(record) if record is not None else None
 
     def set_last_cycle(self, record: Mapping[str, Any]) -> None:
-        # a JSON round trip: what is kept is what a reopened store would read
-        self._change("meta", {"last_cycle": json.loads(json.dumps(dict(record)))})
+        self._change("meta", {"last_cycle": json_copy(record)})
 
     # -- papers --------------------------------------------------------------
 
@@ -103,7 +317,7 @@ class Store(Database):
             have = cached.get(p.id)
             if have is None:
                 new += 1
-                self._change("paper", {**paper_to_doc(p), "first_seen": iso(now)})
+                self._change("paper", paper_to_doc(p, first_seen=now))
             elif int(have["version"]) < p.version:
                 self._change("paper", paper_to_doc(p))
             else:
@@ -216,27 +430,33 @@ class Store(Database):
 
     # -- what readers chose by mail ------------------------------------------------
 
-    def reader_state(self, email: str) -> Mapping[str, Any] | None:
-        """The stored ``readers.to_dict`` of ``email``; None when nothing is stored.
+    def reader_state(self, email: str) -> ReaderState:
+        """What ``email`` chose by mail; ``ReaderState()`` when nothing is stored.
 
         Whether ``email`` is a subscriber at all is the caller's question
-        (the configuration knows, the store does not).
+        (the configuration knows, the store does not). A damaged record is
+        decoded only when asked for, so that it stops no one else's mail and
+        can itself be started afresh.
         """
         r = self.ledger.readers.get(email)
-        state = r.fields.get("replies") if r else None
-        return MappingProxyType(state) if state else None
+        doc = r.fields.get("replies") if r else None
+        if not doc:
+            return ReaderState()
+        try:
+            return reader_state_from_doc(doc)
+        except (TypeError, ValueError) as exc:
+            raise StoreCorruptError(
+                f"the stored reply state of {email} is damaged: {exc}; "
+                f"digest readers {email} --resume starts it afresh"
+            ) from exc
 
-    def set_reader_state(self, email: str, state: Mapping[str, Any]) -> None:
-        """Replace ``email``'s stored choices; durable once ``flush()`` returns."""
-        self._change("replies", email, json.loads(json.dumps(dict(state))))
+    def set_reader_state(self, email: str, state: ReaderState) -> None:
+        """Replace ``email``'s choices (``ReaderState()`` clears them); durable once flushed."""
+        self._change("replies", email, reader_state_to_doc(state))
 
-    def reader_states(self) -> dict[str, Mapping[str, Any]]:
-        """Every address with stored choices (``digest readers``)."""
-        return {
-            email: MappingProxyType(r.fields["replies"])
-            for email, r in self.ledger.readers.items()
-            if r.fields.get("replies")
-        }
+    def readers_with_state(self) -> tuple[str, ...]:
+        """Every address with stored choices (``digest readers``), none of them decoded."""
+        return tuple(email for email, r in self.ledger.readers.items() if r.fields.get("replies"))
 
     # -- housekeeping ------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from digest.models import ReaderState
 from digest.replies.classify import (
     MAX_MESSAGE_BYTES,
     AutoReply,
@@ -30,7 +31,7 @@ from digest.replies.classify import (
 )
 from digest.replies.commands import ReaderLinks, reader_links
 from digest.replies.ingest import Handling, handle
-from digest.replies.readers import ReaderState, is_suppressed
+from digest.replies.readers import is_suppressed
 from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import apple_mail, gmail, open_mailto, outlook, plain
 from tests.support.paths import MAIL

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any
 
-from digest.errors import StoreLockedError
+from digest.errors import StoreCorruptError, StoreLockedError
+from digest.models import ReaderState
 from digest.replies.commands import reader_links
 from digest.replies.ingest import ingest_message, read_message
-from digest.replies.readers import from_dict, is_suppressed
+from digest.replies.readers import is_suppressed
 from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import gmail
 from tests.support.paths import MAIL
@@ -24,17 +23,20 @@ NOW = datetime(2026, 12, 3, 8, 30, tzinfo=UTC)
 
 class MemoryStore:
     def __init__(self, *subscribers: str, locked: bool = False) -> None:
-        self.docs: dict[str, Mapping[str, Any]] = {a: {} for a in subscribers}
+        self.states = {a: ReaderState() for a in subscribers}
         self.locked = locked
+        self.damaged: set[str] = set()
         self.writes = 0
 
-    def reader_state(self, address: str) -> Mapping[str, Any] | None:
+    def reader_state(self, address: str) -> ReaderState | None:
         if self.locked:
             raise StoreLockedError("the database is in use by pid 4242")
-        return self.docs.get(address)
+        if address in self.damaged:
+            raise StoreCorruptError(f"the stored reply state of {address} is damaged")
+        return self.states.get(address)
 
-    def set_reader_state(self, address: str, state: Mapping[str, Any]) -> None:
-        self.docs[address] = dict(state)
+    def set_reader_state(self, address: str, state: ReaderState) -> None:
+        self.states[address] = state
         self.writes += 1
 
 
@@ -53,8 +55,8 @@ def unsubscribe_from(address: str) -> bytes:
 def test_an_unsubscribe_is_saved_and_exits_0() -> None:
     store = MemoryStore("alice@example.org", "bob@example.com")
     assert ingest(unsubscribe_from("alice@example.org"), store) == 0
-    assert is_suppressed(from_dict(store.docs["alice@example.org"]), NOW)
-    assert store.docs["bob@example.com"] == {}
+    assert is_suppressed(store.states["alice@example.org"], NOW)
+    assert store.states["bob@example.com"] == ReaderState()
 
 
 def test_a_busy_database_exits_75_so_the_mta_retries() -> None:
@@ -63,10 +65,10 @@ def test_a_busy_database_exits_75_so_the_mta_retries() -> None:
 
 
 def test_a_damaged_reader_record_exits_75_and_is_left_alone() -> None:
-    store = MemoryStore()
-    store.docs["alice@example.org"] = {"unsubscribed_at": 17}
+    store = MemoryStore("alice@example.org")
+    store.damaged.add("alice@example.org")
     assert ingest(unsubscribe_from("alice@example.org"), store) == 75
-    assert store.docs["alice@example.org"] == {"unsubscribed_at": 17}
+    assert store.writes == 0
 
 
 def test_an_ignored_message_exits_0_and_writes_nothing() -> None:
@@ -80,7 +82,7 @@ def test_a_plain_reply_saves_the_confirmation_count_and_sends_one_mail() -> None
     sent: list[EmailMessage] = []
     assert ingest((MAIL / "outlook_plain_reply_unsubscribe.eml").read_bytes(), store, sent) == 0
     assert len(sent) == 1
-    assert len(from_dict(store.docs["grace@example.edu"]).confirmations) == 1
+    assert len(store.states["grace@example.edu"].confirmations) == 1
 
 
 def test_an_unsubscribe_has_nothing_to_send() -> None:

@@ -7,19 +7,22 @@ CLI shows and lifts it. End to end with real mail: tests/test_reply_loop.py.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest.cli.entry import main
 from digest.cycle.plan import Snapshot, as_chosen, plan_cycle, revision_watch
-from digest.errors import EXIT_CONFIG, EXIT_USAGE
-from digest.models import Liked, Paper, Settings, Subscriber
+from digest.errors import EXIT_CONFIG, EXIT_USAGE, StoreCorruptError
+from digest.models import Liked, Paper, ReaderState, Settings, Subscriber
 from digest.replies.bounces import recipient_refusal
 from digest.replies.mailroom import SubscriberReaders, record_refusal
-from digest.replies.readers import ReaderState, from_dict, to_dict
-from digest.store.store import MemoryStorage, Store
+from digest.store.storage import MemoryStorage
+from digest.store.store import Store
 from tests.conftest import config_dict
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday
@@ -48,7 +51,7 @@ def plan_for(reader: ReaderState, sub: Subscriber = ALICE, now: datetime = NOW):
 def test_a_reader_state_is_journaled_and_read_back_after_a_crash(tmp_path: Path) -> None:
     db = tmp_path / "digest.json"
     with Store.open(db, now=NOW) as store:
-        store.set_reader_state("alice@example.org", to_dict(UNSUBSCRIBED))
+        store.set_reader_state("alice@example.org", UNSUBSCRIBED)
         store.flush()
         # what a SIGKILL right now would leave on disk: the old file and the journal line
         journal = store.storage.journal_path  # type: ignore[attr-defined]
@@ -58,30 +61,62 @@ def test_a_reader_state_is_journaled_and_read_back_after_a_crash(tmp_path: Path)
         path.write_bytes(data)
     assert journal.read_bytes() != b""
     with Store.open(db, readonly=True) as again:
-        assert from_dict(again.reader_state("alice@example.org") or {}) == UNSUBSCRIBED
+        assert again.reader_state("alice@example.org") == UNSUBSCRIBED
 
 
 def test_a_reader_state_sits_beside_the_readers_deliveries() -> None:
     with Store.open(Path("mem.json"), storage=MemoryStorage()) as store:
         store.record_delivery("alice@example.org", {"2611.00001": 1}, NOW)
-        store.set_reader_state("alice@example.org", {"likes": ["2611.00001"]})
+        store.set_reader_state("alice@example.org", ReaderState(likes=("2611.00001",)))
         assert dict(store.subscriber("alice@example.org").delivered) == {"2611.00001": 1}
-        assert store.reader_states() == {"alice@example.org": {"likes": ["2611.00001"]}}
-        store.set_reader_state("alice@example.org", {})
-        assert store.reader_state("alice@example.org") is None
+        assert store.readers_with_state() == ("alice@example.org",)
+        assert store.reader_state("alice@example.org").likes == ("2611.00001",)
+        store.set_reader_state("alice@example.org", ReaderState())
+        assert store.readers_with_state() == ()
+        assert store.reader_state("alice@example.org") == ReaderState()
 
 
-def test_a_state_handed_out_is_a_snapshot() -> None:
-    with Store.open(Path("mem.json"), storage=MemoryStorage()) as store:
-        store.set_reader_state("a@x.org", {"likes": ["1"]})
-        before = store.reader_state("a@x.org")
-        store.set_reader_state("a@x.org", {"likes": ["2"]})
-        assert before == {"likes": ["1"]}
+_times = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)
+)
+_ids = st.lists(st.from_regex(r"\d{4}\.\d{5}", fullmatch=True), max_size=5).map(tuple)
+
+
+@given(
+    st.builds(
+        ReaderState,
+        unsubscribed_at=st.none() | _times,
+        suspended_at=st.none() | _times,
+        paused_until=st.none() | _times,
+        hard_bounces=st.lists(_times, max_size=3).map(tuple),
+        likes=_ids,
+        dislikes=_ids,
+        frequency=st.sampled_from([None, "daily", "weekly"]),
+        confirmations=st.lists(_times, max_size=3).map(tuple),
+        handled=st.lists(st.text(max_size=20), max_size=3).map(tuple),
+    )
+)
+def test_a_reader_state_reads_back_the_same_after_a_reopen(state: ReaderState) -> None:
+    memory = MemoryStorage()
+    with Store.open(Path("mem.json"), storage=memory, now=NOW) as store:
+        store.set_reader_state("a@x.org", state)
+    with Store.open(Path("mem.json"), storage=memory, now=NOW) as store:
+        assert store.reader_state("a@x.org") == state
+
+
+def test_a_damaged_reader_state_is_reported_with_the_reader(tmp_path: Path) -> None:
+    db = tmp_path / "digest.json"
+    reader = {"email": "alice@example.org", "replies": {"unsubscribed_at": 17}, "batches": []}
+    db.write_text(json.dumps({"meta": {"1": {"schema": 2}}, "subscribers": {"1": reader}}))
+    with Store.open(db, readonly=True) as store:  # the others' mail is not stopped by it
+        assert store.readers_with_state() == ("alice@example.org",)
+        with pytest.raises(StoreCorruptError, match=r"alice@example\.org.*--resume"):
+            store.reader_state("alice@example.org")
 
 
 def test_a_reader_known_only_by_a_reply_still_gets_first_seen_at_the_first_cycle() -> None:
     with Store.open(Path("mem.json"), storage=MemoryStorage()) as store:
-        store.set_reader_state("a@x.org", {"frequency": "weekly"})
+        store.set_reader_state("a@x.org", ReaderState(frequency="weekly"))
         store.ensure_watermarks("a@x.org", ["k:x"], NOW, now=NOW)
         assert store.subscriber("a@x.org").first_seen == NOW
 
@@ -90,10 +125,10 @@ def test_only_subscribers_of_the_config_have_a_state_for_ingest() -> None:
     with Store.open(Path("mem.json"), storage=MemoryStorage()) as store:
         readers = SubscriberReaders(store, ["Alice@Example.org"])
         assert readers.reader_state("mallory@example.org") is None
-        assert readers.reader_state("alice@example.org") == {}
-        readers.set_reader_state("alice@example.org", {"likes": ["1"]})
+        assert readers.reader_state("alice@example.org") == ReaderState()
+        readers.set_reader_state("alice@example.org", ReaderState(likes=("1",)))
         # kept under the address as subscribers.yaml spells it
-        assert store.reader_state("Alice@Example.org") == {"likes": ["1"]}
+        assert store.reader_state("Alice@Example.org") == ReaderState(likes=("1",))
 
 
 # -- the planner ----------------------------------------------------------------------------
@@ -181,14 +216,14 @@ def test_three_refused_cycles_within_30_days_suspend() -> None:
     with Store.open(Path("mem.json"), storage=MemoryStorage()) as store:
         for day in (0, 1, 2):
             record_refusal(store, "a@x.org", "550 5.1.1 User unknown", NOW + timedelta(days=day))
-        state = from_dict(store.reader_state("a@x.org") or {})
+        state = store.reader_state("a@x.org")
         assert state.suspended_at == NOW + timedelta(days=2)
 
 
 def test_a_policy_refusal_changes_no_reader() -> None:
     with Store.open(Path("mem.json"), storage=MemoryStorage()) as store:
         assert not record_refusal(store, "a@x.org", "554 5.7.1 Spam", NOW)
-        assert store.reader_states() == {}
+        assert store.readers_with_state() == ()
 
 
 # -- the CLI ------------------------------------------------------------------------------------
@@ -226,7 +261,7 @@ def test_check_imap_refused_login_exits_78_naming_the_setting(
 def test_readers_resume_names_an_unknown_address(write_config, tmp_path, capsys) -> None:
     cfg = write_config(config_dict("http://127.0.0.1:9/api/query"))
     with Store.open(tmp_path / "digest.json") as store:
-        store.set_reader_state("bob@example.org", {"frequency": "weekly"})
+        store.set_reader_state("bob@example.org", ReaderState(frequency="weekly"))
     assert main(["readers", "nobody@x.org", "--resume", "--config", str(cfg)]) == EXIT_USAGE
     assert "no subscriber nobody@x.org" in capsys.readouterr().err
 
@@ -234,8 +269,8 @@ def test_readers_resume_names_an_unknown_address(write_config, tmp_path, capsys)
 def test_readers_lists_only_readers_with_a_choice(write_config, tmp_path, capsys) -> None:
     cfg = write_config(config_dict("http://127.0.0.1:9/api/query"))
     with Store.open(tmp_path / "digest.json") as store:
-        store.set_reader_state("bob@example.org", {"frequency": "weekly"})
-        store.set_reader_state("gone@example.org", to_dict(UNSUBSCRIBED))
+        store.set_reader_state("bob@example.org", ReaderState(frequency="weekly"))
+        store.set_reader_state("gone@example.org", UNSUBSCRIBED)
     assert main(["readers", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
@@ -246,8 +281,9 @@ def test_readers_lists_only_readers_with_a_choice(write_config, tmp_path, capsys
 
 def test_readers_resume_of_a_damaged_state_starts_afresh(write_config, tmp_path, capsys) -> None:
     cfg = write_config(config_dict("http://127.0.0.1:9/api/query"))
-    with Store.open(tmp_path / "digest.json") as store:
-        store.set_reader_state("alice@example.org", {"unsubscribed_at": 42})
+    reader = {"email": "alice@example.org", "replies": {"unsubscribed_at": 42}, "batches": []}
+    damaged = {"meta": {"1": {"schema": 2}}, "subscribers": {"1": reader}}
+    (tmp_path / "digest.json").write_text(json.dumps(damaged))
     assert main(["readers", "alice@example.org", "--resume", "--config", str(cfg)]) == 0
     with Store.open(tmp_path / "digest.json", readonly=True) as store:
-        assert store.reader_state("alice@example.org") is None
+        assert store.readers_with_state() == ()

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from digest.errors import StoreCorruptError
+from digest.models import ReaderState
 from digest.replies.readers import (
     AskedByPlainReply,
     Bounced,
     Lifted,
-    ReaderState,
     Verified,
     apply,
     describe,
     effective_frequency,
-    from_dict,
     is_suppressed,
     suppression,
-    to_dict,
 )
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
@@ -154,39 +147,6 @@ def test_describe_lists_every_choice() -> None:
 
 def test_describe_of_a_reader_who_chose_nothing_is_empty() -> None:
     assert describe(FRESH, NOW) == ""
-
-
-_times = st.datetimes(
-    min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)
-)
-_ids = st.lists(st.from_regex(r"\d{4}\.\d{5}", fullmatch=True), max_size=5).map(tuple)
-
-
-@given(
-    st.builds(
-        ReaderState,
-        unsubscribed_at=st.none() | _times,
-        suspended_at=st.none() | _times,
-        paused_until=st.none() | _times,
-        hard_bounces=st.lists(_times, max_size=3).map(tuple),
-        likes=_ids,
-        dislikes=_ids,
-        frequency=st.sampled_from([None, "daily", "weekly"]),
-        confirmations=st.lists(_times, max_size=3).map(tuple),
-        handled=st.lists(st.text(max_size=20), max_size=3).map(tuple),
-    )
-)
-def test_state_survives_the_round_trip_through_its_stored_form(state: ReaderState) -> None:
-    assert from_dict(to_dict(state)) == state
-
-
-def test_an_empty_stored_record_is_a_fresh_reader() -> None:
-    assert from_dict({}) == FRESH
-
-
-def test_a_damaged_stored_record_is_reported_with_the_reader() -> None:
-    with pytest.raises(StoreCorruptError, match=r"alice@example\.org"):
-        from_dict({"unsubscribed_at": 17}, who="alice@example.org")
 
 
 def test_unverified_hard_bounces_are_logged_but_never_counted() -> None:

@@ -25,8 +25,10 @@ import pytest
 
 from digest.cli.entry import main
 from digest.config import loading as config_mod
-from digest.replies.readers import from_dict, is_suppressed
+from digest.models import ReaderState
+from digest.replies.readers import is_suppressed
 from digest.service.daemon import Daemon
+from digest.store.format import reader_state_to_doc
 from digest.store.store import Store
 from tests.conftest import config_dict
 from tests.service.test_daemon import ALL_DAYS, FakeTime
@@ -74,13 +76,19 @@ class Site:
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         )
 
-    def state(self, email_: str) -> dict[str, Any]:
+    def reader(self, email_: str) -> ReaderState:
         with Store.open(self.db, readonly=True) as store:
-            return dict(store.reader_state(email_) or {})
+            return store.reader_state(email_)
+
+    def state(self, email_: str) -> dict[str, Any]:
+        """The reader's choices as the database holds them."""
+        return reader_state_to_doc(self.reader(email_))
 
     def states(self) -> dict[str, dict[str, Any]]:
         with Store.open(self.db, readonly=True) as store:
-            return {k: dict(v) for k, v in store.reader_states().items()}
+            return {
+                k: reader_state_to_doc(store.reader_state(k)) for k in store.readers_with_state()
+            }
 
 
 @pytest.fixture
@@ -160,7 +168,7 @@ def test_a_replayed_unsubscribe_does_not_undo_the_operators_lifting(site: Site) 
     site.ingest(unsubscribe)
     assert main(["readers", ALICE, "--resume", "--config", str(site.cfg)]) == 0
     assert site.ingest(unsubscribe).returncode == 0
-    assert not is_suppressed(from_dict(site.state(ALICE)), datetime.now(UTC))
+    assert not is_suppressed(site.reader(ALICE), datetime.now(UTC))
 
 
 def test_the_pause_and_weekly_footer_links_of_a_real_digest_act(site: Site) -> None:

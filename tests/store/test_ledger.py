@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.store.ledger import Ledger, LedgerError, decode_ids, encode_ids
+from digest.store.format import decode_ids, encode_ids
+from digest.store.ledger import Ledger, LedgerError
 
 IDS = ["2611.00001", "2611.00002", "hep-th/9901001", "solv-int/9901001"]
 TIMES = [f"2026-11-{d:02d}T07:00:00+00:00" for d in (28, 29, 30)]

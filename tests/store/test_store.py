@@ -21,8 +21,9 @@ import pytest
 
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
 from digest.models import Paper
-from digest.store.ledger import decode_ids
-from digest.store.store import AtomicJSONStorage, JournalStorage, MemoryStorage, Store
+from digest.store.format import decode_ids
+from digest.store.storage import AtomicJSONStorage, JournalStorage, MemoryStorage, snapshot_db
+from digest.store.store import Store
 from tests.support.paths import FIXTURES, ROOT
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
@@ -157,7 +158,7 @@ def test_prune_drops_only_what_is_past_retention(backend: Backend) -> None:
 def test_the_tinydb_view_shows_the_current_state(backend: Backend) -> None:
     with backend.open() as store:
         store.record_delivery("a@x.org", {"2611.00001": 1}, NOW)
-        (doc,) = store.db.table("subscribers").all()
+        (doc,) = snapshot_db(store.ledger.to_data()).table("subscribers").all()
         assert doc["email"] == "a@x.org" and doc["batches"][0]["ids"] == "2611.00001"
 
 
@@ -324,7 +325,8 @@ CHILD = """
 import os, sys, time
 from datetime import UTC, datetime
 from pathlib import Path
-from digest.store.store import AtomicJSONStorage, Store
+from digest.store.storage import AtomicJSONStorage
+from digest.store.store import Store
 db, n, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 now = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 def stop(marker):

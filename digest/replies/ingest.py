@@ -28,7 +28,7 @@ from digest.replies.classify import (
     Bounce,
     Command,
     Ignore,
-    Outcome,
+    Meaning,
     PlainReply,
     classify,
     describe,
@@ -63,9 +63,9 @@ class Response:
     reply: EmailMessage | None  # a confirmation to send, if any
 
 
-def event_of(outcome: Outcome) -> Event | None:
-    """The reader event an outcome amounts to; None for what changes no reader."""
-    match outcome:
+def event_of(meaning: Meaning) -> Event | None:
+    """The reader event a meaning amounts to; None for what changes no reader."""
+    match meaning:
         case Command(_, action, argument, _, message_id):
             return Verified(action, argument, message_id)
         case Bounce(_, hard, status, message_id, verified):
@@ -77,7 +77,7 @@ def event_of(outcome: Outcome) -> Event | None:
 
 
 def respond(
-    outcome: Command | Bounce | PlainReply,
+    meaning: Command | Bounce | PlainReply,
     state: ReaderState,
     now: datetime,
     *,
@@ -86,13 +86,13 @@ def respond(
     list_name: str = "Daily Papers",
 ) -> Response:
     """The reader's new state, the effects, and the confirmation mail to send (if any)."""
-    event = event_of(outcome)
+    event = event_of(meaning)
     assert event is not None  # Command, Bounce and PlainReply all map to an event
     new, effects = apply(state, event, now)
     reply = None
-    if effects.confirm is not None and isinstance(outcome, PlainReply):
+    if effects.confirm is not None and isinstance(meaning, PlainReply):
         reply = confirmation_message(
-            outcome, secret=secret, operator=operator, now=now, list_name=list_name
+            meaning, secret=secret, operator=operator, now=now, list_name=list_name
         )
     return Response(new, effects, reply)
 
@@ -101,7 +101,7 @@ def respond(
 class Handling:
     """What one incoming message did: the shell saves ``state`` and sends ``reply``."""
 
-    outcome: Outcome
+    meaning: Meaning
     reader: str | None = None  # the subscriber whose state changed or was consulted
     response: Response | None = None
 
@@ -113,11 +113,11 @@ class Handling:
         person writing to the operator: the IMAP poller leaves it where the
         operator will see it.
         """
-        return not isinstance(self.outcome, Ignore)
+        return not isinstance(self.meaning, Ignore)
 
     @property
     def log(self) -> str:
-        what = describe(self.outcome)
+        what = describe(self.meaning)
         return f"{what}: {self.response.effects.log}" if self.response else what
 
 
@@ -138,15 +138,15 @@ def handle(
     subscriber: a bounce, command or plain reply for a stranger changes
     nothing and is never answered.
     """
-    outcome = classify(raw, secret=secret, own_addresses=(operator.addr_spec, *also_ours))
-    if not isinstance(outcome, Command | Bounce | PlainReply):
-        return Handling(outcome)
-    address = reader_of(outcome)
+    meaning = classify(raw, secret=secret, own_addresses=(operator.addr_spec, *also_ours))
+    if not isinstance(meaning, Command | Bounce | PlainReply):
+        return Handling(meaning)
+    address = reader_of(meaning)
     state = state_of(address) if address else None
     if address is None or state is None:
-        return Handling(Ignore(f"{describe(outcome)}, who is not a subscriber"))
-    response = respond(outcome, state, now, secret=secret, operator=operator, list_name=list_name)
-    return Handling(outcome, address, response)
+        return Handling(Ignore(f"{describe(meaning)}, who is not a subscriber"))
+    response = respond(meaning, state, now, secret=secret, operator=operator, list_name=list_name)
+    return Handling(meaning, address, response)
 
 
 def confirmation_message(

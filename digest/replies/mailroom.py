@@ -128,7 +128,7 @@ class PollHandler:
         self._stack = contextlib.ExitStack()
         self._store: Store | None = None
 
-    def __call__(self, raw: bytes) -> inbox.Outcome:
+    def __call__(self, raw: bytes) -> inbox.Filed:
         now = self.clock()
         if self._store is None:
             try:

@@ -6,12 +6,12 @@ from digest.replies.commands import ReaderLinks, reader_links
 from digest.replies.inbox import check_login
 from digest.replies.ingest import read_message
 from digest.replies.mailroom import (
-    context,
     ingest_one,
     load_secret,
     operator,
     poll_inbox,
     record_refusal,
+    reply_context,
     send_replies,
 )
 from digest.replies.readers import (
@@ -34,7 +34,6 @@ __all__ = [
     "ReplySecret",
     "apply",
     "check_login",
-    "context",
     "describe",
     "effective_frequency",
     "from_dict",
@@ -46,6 +45,7 @@ __all__ = [
     "read_message",
     "reader_links",
     "record_refusal",
+    "reply_context",
     "send_replies",
     "suppression",
     "to_dict",

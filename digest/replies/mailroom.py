@@ -59,7 +59,7 @@ def load_secret(settings: Settings, env: Mapping[str, str]) -> tokens.ReplySecre
     return tokens.load_secret(settings.database.parent, env)
 
 
-def context(settings: Settings, env: Mapping[str, str]) -> ReplyContext:
+def reply_context(settings: Settings, env: Mapping[str, str]) -> ReplyContext:
     address, list_name = operator(settings)
     ours: tuple[str, ...] = ()
     if settings.inbox is not None and "@" in settings.inbox.username:

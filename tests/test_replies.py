@@ -30,7 +30,7 @@ from digest.replies.classify import (
     classify,
 )
 from digest.replies.commands import ReaderLinks, reader_links
-from digest.replies.ingest import Handling, handle
+from digest.replies.ingest import Decision, ReplyContext, decide
 from digest.replies.readers import ReaderState, is_suppressed
 from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import apple_mail, gmail, open_mailto, outlook, plain
@@ -39,6 +39,7 @@ MAIL = Path(__file__).parent / "fixtures" / "mail"
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")
 OPERATOR = Address("Daily Papers", "papers", "digest.example.org")
 NOW = datetime(2026, 12, 3, 8, 30, tzinfo=UTC)
+CONTEXT = ReplyContext(SECRET, OPERATOR)
 SUBSCRIBERS = (
     "alice@example.org",
     "bob@example.com",
@@ -72,8 +73,8 @@ class Inbox:
         self.states.update({k.replace("_at_", "@"): v for k, v in states.items()})
         self.sent: list[EmailMessage] = []
 
-    def deliver(self, raw: bytes, now: datetime = NOW) -> Handling:
-        handling = handle(raw, secret=SECRET, operator=OPERATOR, state_of=self.states.get, now=now)
+    def deliver(self, raw: bytes, now: datetime = NOW) -> Decision:
+        handling = decide(raw, CONTEXT, state_of=self.states.get, now=now)
         if handling.response is not None and handling.reader is not None:
             self.states[handling.reader] = handling.response.state
             if handling.response.reply is not None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from digest.replies.commands import ReaderLinks, reader_links
 from digest.replies.inbox import check_login
-from digest.replies.ingest import read_message
 from digest.replies.mailroom import (
     ingest_one,
     load_secret,
     operator,
     poll_inbox,
+    read_message,
     record_refusal,
     reply_context,
     send_replies,

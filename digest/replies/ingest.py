@@ -1,30 +1,22 @@
 """What an incoming message does: the reader's new state, and at most one answer.
 
-``handle`` is the pure decision: ``replies.classify`` says what the message
-is, ``readers.apply`` what that does to the reader, ``confirmation_message``
-what (if anything) to answer. ``ingest_message`` is the thin shell around it
-that ``digest ingest`` (an MTA pipe alias, procmail, fetchmail's ``mda``)
-and the IMAP poller both call. Its result is an exit code in the MTA's
-language (sysexits): 0 when the message was handled or deliberately
-ignored, 75 (EX_TEMPFAIL) when it must be offered again later, e.g. because
-the database is busy. Nothing here returns 78 or raises: for a pipe that
-would bounce a reader's unsubscribe back to them.
+``decide`` is the whole decision about one message, and pure:
+``replies.classify`` says what the message means, ``readers.apply`` what
+that does to the reader, ``confirmation_message`` what (if anything) to
+answer. It reads the reader's state through ``state_of`` and saves and
+sends nothing; ``digest.replies.mailroom`` is the I/O around it.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any, BinaryIO, Protocol
 
-from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
 from digest.replies.classify import (
-    MAX_MESSAGE_BYTES,
     Bounce,
     Command,
     Ignore,
@@ -43,17 +35,20 @@ from digest.replies.readers import (
     ReaderState,
     Verified,
     apply,
-    from_dict,
-    to_dict,
 )
 from digest.replies.tokens import ReplySecret
 
-log = logging.getLogger(__name__)
-
-_CHUNK = 1 << 16
+DEFAULT_LIST_NAME = "Daily Papers"
 
 
-# -- the pure decision ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """What deciding about a reply needs beside the message and the reader's state."""
+
+    secret: ReplySecret
+    operator: Address  # the From of every digest: where the links send commands
+    list_name: str = DEFAULT_LIST_NAME
+    also_ours: tuple[str, ...] = ()  # other addresses of ours (the IMAP login): never answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +72,7 @@ def event_of(meaning: Meaning) -> Event | None:
 
 
 def respond(
-    meaning: Command | Bounce | PlainReply,
-    state: ReaderState,
-    now: datetime,
-    *,
-    secret: ReplySecret,
-    operator: Address,
-    list_name: str = "Daily Papers",
+    meaning: Command | Bounce | PlainReply, state: ReaderState, now: datetime, ctx: ReplyContext
 ) -> Response:
     """The reader's new state, the effects, and the confirmation mail to send (if any)."""
     event = event_of(meaning)
@@ -91,15 +80,13 @@ def respond(
     new, effects = apply(state, event, now)
     reply = None
     if effects.confirm is not None and isinstance(meaning, PlainReply):
-        reply = confirmation_message(
-            meaning, secret=secret, operator=operator, now=now, list_name=list_name
-        )
+        reply = confirmation_message(meaning, ctx, now)
     return Response(new, effects, reply)
 
 
 @dataclass(frozen=True, slots=True)
-class Handling:
-    """What one incoming message did: the shell saves ``state`` and sends ``reply``."""
+class Decision:
+    """What one incoming message does: the shell saves ``state`` and sends ``reply``."""
 
     meaning: Meaning
     reader: str | None = None  # the subscriber whose state changed or was consulted
@@ -121,16 +108,13 @@ class Handling:
         return f"{what}: {self.response.effects.log}" if self.response else what
 
 
-def handle(
+def decide(
     raw: bytes,
+    ctx: ReplyContext,
     *,
-    secret: ReplySecret,
-    operator: Address,
     state_of: Callable[[str], ReaderState | None],
     now: datetime,
-    list_name: str = "Daily Papers",
-    also_ours: Collection[str] = (),
-) -> Handling:
+) -> Decision:
     """Everything ``digest ingest`` and the IMAP poller decide about one message; pure.
 
     ``state_of(address)`` gives a subscriber's stored state (``ReaderState()``
@@ -138,25 +122,18 @@ def handle(
     subscriber: a bounce, command or plain reply for a stranger changes
     nothing and is never answered.
     """
-    meaning = classify(raw, secret=secret, own_addresses=(operator.addr_spec, *also_ours))
+    own = (ctx.operator.addr_spec, *ctx.also_ours)
+    meaning = classify(raw, secret=ctx.secret, own_addresses=own)
     if not isinstance(meaning, Command | Bounce | PlainReply):
-        return Handling(meaning)
+        return Decision(meaning)
     address = reader_of(meaning)
     state = state_of(address) if address else None
     if address is None or state is None:
-        return Handling(Ignore(f"{describe(meaning)}, who is not a subscriber"))
-    response = respond(meaning, state, now, secret=secret, operator=operator, list_name=list_name)
-    return Handling(meaning, address, response)
+        return Decision(Ignore(f"{describe(meaning)}, who is not a subscriber"))
+    return Decision(meaning, address, respond(meaning, state, now, ctx))
 
 
-def confirmation_message(
-    request: PlainReply,
-    *,
-    secret: ReplySecret,
-    operator: Address,
-    now: datetime,
-    list_name: str = "Daily Papers",
-) -> EmailMessage:
+def confirmation_message(request: PlainReply, ctx: ReplyContext, now: datetime) -> EmailMessage:
     """The answer to a plain reply: the tokened link, mailed only to the From address.
 
     The subject never carries the token: an out-of-office echo of it must
@@ -164,10 +141,10 @@ def confirmation_message(
     tells well-behaved responders not to answer, and our own ``classify``
     ignores it should it come back.
     """
-    address = request.sender
+    address, operator, list_name = request.sender, ctx.operator, ctx.list_name
     what = DESCRIPTIONS[request.action].format(address=address, argument="")
-    link = command_mailto(secret, operator, address, request.action, list_name=list_name)
-    line = command_line(secret, address, request.action)
+    link = command_mailto(ctx.secret, operator, address, request.action, list_name=list_name)
+    line = command_line(ctx.secret, address, request.action)
     msg = EmailMessage()
     msg["From"] = operator
     msg["To"] = Address(username=address.rpartition("@")[0], domain=address.rpartition("@")[2])
@@ -196,82 +173,3 @@ def confirmation_message(
         "for this, ignore this message.\n"
     )
     return msg
-
-
-# -- the shell ---------------------------------------------------------------------------
-
-
-class ReaderStore(Protocol):
-    """What ingesting needs from the store (the lead's TinyDB store provides it)."""
-
-    def reader_state(self, address: str) -> Mapping[str, Any] | None:
-        """The stored dict for a subscriber ({} if none yet); None if not a subscriber."""
-
-    def set_reader_state(self, address: str, state: Mapping[str, Any]) -> None:
-        """Save (and flush) the dict ``readers.to_dict`` made."""
-
-
-@dataclass(frozen=True, slots=True)
-class Ingested:
-    exit_code: int
-    handling: Handling | None  # None when the message could not be handled at all
-    # A confirmation for the caller to send, already counted in the saved state.
-    # RFC 3834 §3.3: send it with a null envelope sender (MAIL FROM:<>), so
-    # that its own bounce can never start a loop.
-    reply: EmailMessage | None = None
-
-
-def read_message(stream: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> bytes:
-    """The first ``limit`` bytes of ``stream``, reading (and dropping) the rest.
-
-    An MTA pipe expects its child to take the whole message; a child that
-    exits early makes it see a broken pipe and retry or bounce.
-    """
-    kept = bytearray()
-    while chunk := stream.read(_CHUNK):
-        if len(kept) < limit:
-            kept += chunk[: limit - len(kept)]
-    return bytes(kept)
-
-
-def ingest_message(
-    raw: bytes,
-    *,
-    secret: ReplySecret,
-    operator: Address,
-    store: ReaderStore,
-    now: datetime,
-    list_name: str = "Daily Papers",
-    also_ours: Collection[str] = (),
-) -> Ingested:
-    """Classify, apply and save; the exit code for the MTA and the answer to send.
-
-    The caller sends ``reply`` (synchronously from ``digest ingest``, on its
-    event loop from the daemon's poller). If it fails to go out, log that and
-    keep exit code 0: a retry would be refused as a replay, and the reader can
-    simply ask again.
-    """
-
-    def state_of(address: str) -> ReaderState | None:
-        doc = store.reader_state(address)
-        return None if doc is None else from_dict(doc, who=address)
-
-    try:
-        handling = handle(
-            raw,
-            secret=secret,
-            operator=operator,
-            state_of=state_of,
-            now=now,
-            list_name=list_name,
-            also_ours=also_ours,
-        )
-        response = handling.response
-        if response is not None and handling.reader is not None and response.effects.changed:
-            store.set_reader_state(handling.reader, to_dict(response.state))
-    except (DigestError, OSError) as exc:
-        # A busy or damaged database: the MTA keeps the message and retries.
-        log.warning("reply not handled, will be retried: %s", exc)
-        return Ingested(EXIT_TEMPFAIL, None)
-    log.info("reply: %s", handling.log)
-    return Ingested(EXIT_OK, handling, response.reply if response else None)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from digest.errors import StoreLockedError
+from digest.models import Settings, SmtpSettings
 from digest.replies.commands import reader_links
 from digest.replies.ingest import ReplyContext
-from digest.replies.mailroom import Ingested, Mailroom, ReaderStore, read_message
+from digest.replies.mailroom import Ingested, Mailroom, ReaderStore, read_message, reply_context
 from digest.replies.readers import from_dict, is_suppressed
 from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import gmail
@@ -42,12 +43,12 @@ class MemoryStore:
         self.writes += 1
 
 
-def mailroom(store: MemoryStore) -> Mailroom:
-    return Mailroom(CONTEXT, lambda now: contextlib.nullcontext(store))
+def mailroom(store: MemoryStore, ctx: ReplyContext = CONTEXT) -> Mailroom:
+    return Mailroom(ctx, lambda now: contextlib.nullcontext(store))
 
 
-def take(raw: bytes, store: MemoryStore) -> Ingested:
-    room = mailroom(store)
+def take(raw: bytes, store: MemoryStore, ctx: ReplyContext = CONTEXT) -> Ingested:
+    room = mailroom(store, ctx)
     try:
         return room.take(raw, NOW)
     finally:
@@ -64,6 +65,11 @@ def ingest(raw: bytes, store: MemoryStore, sent: list[EmailMessage] | None = Non
 def unsubscribe_from(address: str) -> bytes:
     """What Gmail's unsubscribe button sends for the digest's List-Unsubscribe header."""
     return gmail(reader_links(SECRET, OPERATOR, address).list_unsubscribe.strip("<>"), address)
+
+
+def plain_reply() -> bytes:
+    """Grace's "unsubscribe" without a token: it earns a confirmation."""
+    return (MAIL / "outlook_plain_reply_unsubscribe.eml").read_bytes()
 
 
 def test_an_unsubscribe_is_saved_and_exits_0() -> None:
@@ -153,3 +159,36 @@ def test_an_ignored_message_is_filed_for_a_human_and_a_command_as_handled() -> N
     store = MemoryStore("alice@example.org")
     assert take(b"Subject: hello\n\nAre you the editor?\n", store).filed == "ignored"
     assert take(unsubscribe_from("alice@example.org"), store).filed == "handled"
+
+
+def operator_templates(tmp_path: Path, files: Mapping[str, str]) -> ReplyContext:
+    """The context ``digest ingest`` makes when ``settings.templates`` holds ``files``."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    settings = Settings(
+        database=tmp_path / "digest.json",
+        templates=folder,
+        smtp=SmtpSettings(sender="Daily Papers <papers@digest.example.org>"),
+    )
+    return reply_context(settings, {})
+
+
+def test_the_operators_confirmation_template_is_used_and_the_subject_still_shipped(
+    tmp_path: Path,
+) -> None:
+    ctx = operator_templates(tmp_path, {"confirm.txt": "To {{ what }}, send:\n  {{ line }}\n"})
+    result = take(plain_reply(), MemoryStore("grace@example.edu"), ctx)
+    assert result.reply is not None
+    text = result.reply.get_content()
+    assert text.startswith("To stop all mail to grace@example.edu, send:\n  unsubscribe grace@")
+    subject = "Daily Papers: confirm to stop all mail to grace@example.edu"
+    assert result.reply["Subject"] == subject
+
+
+def test_a_broken_confirmation_template_exits_75_and_saves_nothing(tmp_path: Path) -> None:
+    ctx = operator_templates(tmp_path, {"confirm_subject.txt": "{{ no_such_variable }}\n"})
+    store = MemoryStore("grace@example.edu")
+    result = take(plain_reply(), store, ctx)
+    assert (result.exit_code, result.reply, store.writes) == (75, None, 0)

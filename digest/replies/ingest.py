@@ -3,8 +3,9 @@
 ``decide`` is the whole decision about one message, and pure:
 ``replies.classify`` says what the message means, ``readers.apply`` what
 that does to the reader, ``confirmation_message`` what (if anything) to
-answer. It reads the reader's state through ``state_of`` and saves and
-sends nothing; ``digest.replies.mailroom`` is the I/O around it.
+answer. It reads the reader's state through ``state_of`` (and the mail
+templates) and saves and sends nothing; ``digest.replies.mailroom`` is the
+I/O around it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
+from digest.mail import render_template
 from digest.replies.classify import (
     Bounce,
     Command,
@@ -49,6 +52,7 @@ class ReplyContext:
     operator: Address  # the From of every digest: where the links send commands
     list_name: str = DEFAULT_LIST_NAME
     also_ours: tuple[str, ...] = ()  # other addresses of ours (the IMAP login): never answered
+    templates: Path | None = None  # the operator's mail templates, before the shipped ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +143,28 @@ def confirmation_message(request: PlainReply, ctx: ReplyContext, now: datetime) 
     The subject never carries the token: an out-of-office echo of it must
     not be able to confirm. ``Auto-Submitted: auto-replied`` (RFC 3834 §5)
     tells well-behaved responders not to answer, and our own ``classify``
-    ignores it should it come back.
+    ignores it should it come back. Subject and text come from the templates
+    ``confirm_subject.txt`` and ``confirm.txt``; a broken one raises
+    ``TemplateError``.
     """
     address, operator, list_name = request.sender, ctx.operator, ctx.list_name
     what = DESCRIPTIONS[request.action].format(address=address, argument="")
     link = command_mailto(ctx.secret, operator, address, request.action, list_name=list_name)
     line = command_line(ctx.secret, address, request.action)
+    context = {
+        "list_name": list_name,
+        "what": what,
+        "reader": address,
+        "operator": operator.addr_spec,
+        "link": link,
+        "line": line,
+    }
+    subject = render_template(ctx.templates, "confirm_subject.txt", context)
+    text = render_template(ctx.templates, "confirm.txt", context)
     msg = EmailMessage()
     msg["From"] = operator
     msg["To"] = Address(username=address.rpartition("@")[0], domain=address.rpartition("@")[2])
-    msg["Subject"] = f"{list_name}: confirm to {what}"
+    msg["Subject"] = " ".join(subject.split())  # one line, whatever the template does
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = make_msgid(domain=operator.domain or None)
     if request.message_id:
@@ -156,20 +172,5 @@ def confirmation_message(request: PlainReply, ctx: ReplyContext, now: datetime) 
         msg["References"] = " ".join((*request.references, request.message_id))
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(
-        f"Someone, probably you, asked {list_name} by email to {what}.\n"
-        "\n"
-        "A From address is easy to forge, so nothing has changed yet. To confirm,\n"
-        "open this link and send the message it prepares, unchanged:\n"
-        "\n"
-        f"  {link}\n"
-        "\n"
-        "or send a message to "
-        f"{operator.addr_spec} with this line as its subject:\n"
-        "\n"
-        f"  {line}\n"
-        "\n"
-        "Replying to this message does not confirm anything. If you did not ask\n"
-        "for this, ignore this message.\n"
-    )
+    msg.set_content(text)
     return msg

@@ -63,7 +63,7 @@ def reply_context(settings: Settings, env: Mapping[str, str]) -> ReplyContext:
     ours: tuple[str, ...] = ()
     if settings.inbox is not None and "@" in settings.inbox.username:
         ours = (settings.inbox.username,)
-    return ReplyContext(load_secret(settings, env), address, list_name, ours)
+    return ReplyContext(load_secret(settings, env), address, list_name, ours, settings.templates)
 
 
 def read_message(stream: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> bytes:
@@ -172,8 +172,9 @@ class Mailroom:
             if response is not None and decision.reader is not None and response.effects.changed:
                 readers.set_reader_state(decision.reader, to_dict(response.state))
         except (DigestError, OSError) as exc:
-            # A busy or damaged database: the MTA keeps the message and
-            # retries, the poller leaves it for the next poll.
+            # A busy or damaged database, or a broken confirmation template:
+            # the MTA keeps the message and retries, the poller leaves it for
+            # the next poll, and nothing is saved meanwhile.
             log.warning("reply not handled, will be retried: %s", exc)
             return Ingested(EXIT_TEMPFAIL, None)
         log.info("reply: %s", decision.log)

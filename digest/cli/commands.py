@@ -24,7 +24,6 @@ from digest.cycle import CycleReport, Hooks, Options, SubscriberReport, collabor
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError, DigestError
 from digest.mail import Mailer
 from digest.models import Config
-from digest.replies import ingest, mailroom
 from digest.service import Daemon
 from digest.store import Store
 
@@ -124,13 +123,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     An MTA turns any other exit into a bounce to the sender: the reader who
     clicked "unsubscribe" would get their own message back.
     """
-    raw = ingest.read_message(sys.stdin.buffer)  # first: the MTA expects the whole message taken
+    raw = replies.read_message(sys.stdin.buffer)  # first: the MTA expects the whole message taken
     try:
         cfg = config.load_named(args.config, os.environ)
-        ctx = mailroom.context(cfg.settings, os.environ)
-        result = mailroom.ingest_one(raw, cfg, ctx, datetime.now(UTC))
+        ctx = replies.reply_context(cfg.settings, os.environ)
+        result = replies.ingest_one(raw, cfg, ctx, datetime.now(UTC))
         if result.reply is not None:
-            asyncio.run(mailroom.send_replies(cfg.settings.smtp, [result.reply]))
+            asyncio.run(replies.send_replies(cfg.settings.smtp, [result.reply]))
     except DigestError as exc:
         print(f"digest ingest: {exc} (the message will be offered again)", file=sys.stderr)
         return EXIT_TEMPFAIL

@@ -1,8 +1,8 @@
 """From ranked matches to a finished message: rendering, fitting, headers.
 
 What is shown comes from ``selection`` and what the templates see from
-``view`` (both pure). Rendering uses Jinja2 with autoescaping on for HTML and
-``StrictUndefined`` everywhere; nothing from a feed is ever marked safe.
+``view`` (both pure). ``digest.mail`` renders the templates (autoescaping on
+for HTML, ``StrictUndefined`` everywhere); nothing from a feed is ever marked safe.
 Headers are built by the ``email`` package (``policy.default`` refuses CR/LF).
 """
 
@@ -17,17 +17,14 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import css_inline
-import jinja2
 
 from digest.compose import view
 from digest.compose.selection import build_digest, fit_to_limit, fits
-from digest.compose.view import CYCLE_CACHE, render_context
-from digest.errors import TemplateError
-from digest.mail import mime
+from digest.compose.view import render_context
+from digest.mail import forget_templates, mime, render_template
 from digest.models import (
     LIST_NAME,
     Digest,
@@ -47,77 +44,8 @@ TEMPLATE_NAMES = ("digest.html", "digest.txt", "subject.txt")
 LinkMaker = Callable[[tuple[str, ...]], ReaderLinks]
 
 
-def shipped_templates() -> Path:
-    """The templates inside the installed package, or in the source tree."""
-    package = Path(__file__).resolve().parent.parent  # digest/
-    installed = package / "templates" / "email"
-    return installed if installed.is_dir() else package.parent / "templates" / "email"
-
-
 # --------------------------------------------------------------------------
 # Rendering
-
-
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-class _Environment(jinja2.Environment):
-    """Jinja's environment, with ``p.title`` on a plain dict found without an exception.
-
-    ``Environment.getattr`` tries ``getattr(obj, name)`` and then
-    ``obj[name]``; on ``render_context``'s dicts the first always raises
-    ``AttributeError`` (a thousand times a digest) unless ``name`` is one of
-    ``dict``'s own attributes (a ``dict`` instance has no others). Looking
-    the key up first in exactly the other cases gives the same value.
-    """
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except (TypeError, LookupError):
-                pass
-        return super().getattr(obj, attribute)
-
-
-@lru_cache(maxsize=8)
-def _environment(override: Path | None) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = []
-    if override is not None:
-        loaders.append(jinja2.FileSystemLoader(str(override)))
-    loaders.append(jinja2.FileSystemLoader(str(shipped_templates())))
-    env = _Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["wordwrap"] = _cached_wordwrap(env.filters["wordwrap"])
-    return env
-
-
-def _cached_wordwrap(wordwrap: Callable[..., str]) -> Callable[..., str]:
-    """Jinja's own ``wordwrap``, remembered per (text, options) for the cycle.
-
-    The text template wraps every title, author list and abstract for every
-    reader, and ``textwrap`` was the largest cost of a digest; the papers are
-    the same for every reader. Only plain ``str`` input is cached (``Markup``
-    hashes like its ``str`` but may wrap differently); the rest goes through.
-    """
-
-    @lru_cache(maxsize=CYCLE_CACHE, typed=True)  # typed: a width of True is not 1
-    def wrapped(env: jinja2.Environment, s: str, *args: Any, **kwargs: Any) -> str:
-        return wordwrap(env, s, *args, **kwargs)
-
-    @jinja2.pass_environment
-    def cached(env: jinja2.Environment, s: Any, *args: Any, **kwargs: Any) -> str:
-        if type(s) is not str:
-            return wordwrap(env, s, *args, **kwargs)
-        return wrapped(env, s, *args, **kwargs)
-
-    return cached
 
 
 _INLINER = css_inline.CSSInliner(
@@ -135,17 +63,6 @@ class Rendered:
     list_unsubscribe: str | None = None
 
 
-def _render_one(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
-    try:
-        return env.get_template(name).render(context)
-    except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or name
-        line = getattr(exc, "lineno", None)
-        raise TemplateError(
-            f"template {where}{f', line {line}' if line else ''}: {exc.message or exc}"
-        ) from exc
-
-
 def render_html(
     digest: Digest,
     settings: Settings,
@@ -153,10 +70,9 @@ def render_html(
     context: Mapping[str, Any] | None = None,
 ) -> str:
     """The HTML part, CSS inlined (``context``: ``render_context``'s, if made already)."""
-    env = _environment(settings.templates)
     if context is None:
         context = render_context(digest, settings.smtp.sender, links)
-    return _INLINER.inline(_render_one(env, "digest.html", context))
+    return _INLINER.inline(render_template(settings.templates, "digest.html", context))
 
 
 def render(
@@ -167,13 +83,13 @@ def render(
     context: Mapping[str, Any] | None = None,
 ) -> Rendered:
     """Render subject, text and HTML; raises ``TemplateError`` naming the template."""
-    env = _environment(settings.templates)
+    templates = settings.templates
     if context is None:
         context = render_context(digest, settings.smtp.sender, links)
-    subject = " ".join(_render_one(env, "subject.txt", context).split())
-    text = _render_one(env, "digest.txt", context)
+    subject = " ".join(render_template(templates, "subject.txt", context).split())
+    text = render_template(templates, "digest.txt", context)
     if html is None:
-        html = _INLINER.inline(_render_one(env, "digest.html", context))
+        html = _INLINER.inline(render_template(templates, "digest.html", context))
     unsubscribe = links.list_unsubscribe if links is not None else None
     return Rendered(subject=subject, text=text, html=html, list_unsubscribe=unsubscribe)
 
@@ -305,4 +221,4 @@ def forget_cycle() -> None:
     """
     view.forget_cycle()
     _cycle_headers.cache_clear()
-    _environment.cache_clear()  # its wordwrap cache goes with it
+    forget_templates()  # the wordwrap cache goes with the environments

@@ -14,7 +14,7 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 
-from digest import compose, ranking
+from digest import compose, ranking, replies
 from digest.cycle import pool as composer
 from digest.cycle.dispatch import Outgoing
 from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
@@ -22,7 +22,7 @@ from digest.cycle.report import Status, SubscriberReport
 from digest.cycle.state import Run
 from digest.errors import DigestError
 from digest.models import Ranked, Subscriber
-from digest.replies import mailroom, reader_links
+from digest.replies import reader_links
 
 
 def replan(
@@ -106,7 +106,7 @@ def _links(run: Run, email: str) -> compose.LinkMaker | None:
     secret = run.collab.secret
     if secret is None:
         return None
-    operator, list_name = mailroom.operator(run.config.settings)
+    operator, list_name = replies.operator(run.config.settings)
     # a partial, not a lambda: it crosses to the composing processes
     return functools.partial(reader_links, secret, operator, email, list_name=list_name)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from digest.replies.commands import ReaderLinks, reader_links
 from digest.replies.inbox import check_login
-from digest.replies.ingest import read_message
 from digest.replies.mailroom import (
-    context,
     ingest_one,
     load_secret,
     operator,
     poll_inbox,
+    read_message,
     record_refusal,
+    reply_context,
     send_replies,
 )
 from digest.replies.readers import (
@@ -30,7 +30,6 @@ __all__ = [
     "ReplySecret",
     "apply",
     "check_login",
-    "context",
     "describe",
     "effective_frequency",
     "ingest_one",
@@ -41,6 +40,7 @@ __all__ = [
     "read_message",
     "reader_links",
     "record_refusal",
+    "reply_context",
     "send_replies",
     "suppression",
 ]

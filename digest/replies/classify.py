@@ -1,7 +1,7 @@
 """What a message sent to the operator's address means, and what to answer.
 
 ``classify`` turns the raw bytes an MTA pipe or the IMAP poller hands over
-into one ``Outcome``; it never raises, whatever the bytes. The order of the
+into one ``Meaning``; it never raises, whatever the bytes. The order of the
 checks is the safety argument:
 
 1. bounces (RFC 3464 reports, prose bounces, null senders) are read for the
@@ -16,7 +16,7 @@ checks is the safety argument:
    spoofable, so it only earns a confirmation mail carrying the tokened link,
    sent to that address (``confirmation_message``), a few per day at most.
 
-``digest.replies.ingest`` then decides what the outcome does to the reader's state.
+``digest.replies.ingest`` then decides what the meaning does to the reader's state.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ _QUOTE_STARTS = re.compile(
 )
 
 
-# -- outcomes ---------------------------------------------------------------------
+# -- meanings ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,21 +142,22 @@ class Ignore:
     reason: str
 
 
-Outcome = Command | Bounce | AutoReply | PlainReply | Ignore
+# What a message means: one of the kinds above.
+Meaning = Command | Bounce | AutoReply | PlainReply | Ignore
 
 
-def reader_of(outcome: Outcome) -> str | None:
-    """The address whose state the outcome concerns (still to be checked against subscribers)."""
-    match outcome:
+def reader_of(meaning: Meaning) -> str | None:
+    """The address whose state the meaning concerns (still to be checked against subscribers)."""
+    match meaning:
         case Command(subscriber=address) | Bounce(recipient=address) | PlainReply(sender=address):
             return address
         case _:
             return None
 
 
-def describe(outcome: Outcome) -> str:
+def describe(meaning: Meaning) -> str:
     """One log line: what the message was."""
-    match outcome:
+    match meaning:
         case Command(subscriber, action, argument, sender, _):
             arg = f" {argument}" if argument else ""
             via = f" (sent from {sender})" if sender and sender != subscriber else ""
@@ -175,7 +176,7 @@ def describe(outcome: Outcome) -> str:
 # -- classification ---------------------------------------------------------------------
 
 
-def classify(raw: bytes, *, secret: ReplySecret, own_addresses: Collection[str] = ()) -> Outcome:
+def classify(raw: bytes, *, secret: ReplySecret, own_addresses: Collection[str] = ()) -> Meaning:
     """What ``raw`` (one RFC 5322 message) is; never raises.
 
     ``own_addresses``: the operator's From/Reply-To addresses; mail from them
@@ -185,13 +186,13 @@ def classify(raw: bytes, *, secret: ReplySecret, own_addresses: Collection[str] 
     try:
         msg = BytesParser(policy=default).parsebytes(raw[:MAX_MESSAGE_BYTES])
         return _classify(msg, secret, {normalise_address(a) for a in own_addresses})
-    except Exception as exc:  # any input at all must end in an outcome
+    except Exception as exc:  # any input at all must end in a meaning
         # The email package raises a zoo of errors on hostile headers (and
         # some are bugs); a message we cannot read is ignored, never answered.
         return Ignore(f"unreadable message ({type(exc).__name__})")
 
 
-def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Outcome:
+def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Meaning:
     sender = _from_address(msg)
     null_sender = _null_sender(msg)
     message_id = _header(msg, "Message-ID") or None

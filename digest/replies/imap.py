@@ -1,7 +1,7 @@
 """The IMAP protocol without a socket: folder names, FETCH and SEARCH answers, flags, ports.
 
 Pure helpers for ``digest.replies.inbox`` (the I/O shell around imaplib), and the
-types its callers see: a handler's ``Outcome`` and a poll's ``PollResult``.
+types its callers see: a handler's ``Filed`` and a poll's ``PollResult``.
 Here so that they can be tested on recorded answers, and so that
 ``digest.config.loading`` can pick the default port without importing imaplib.
 """
@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Outcome = Literal["handled", "ignored", "tempfail"]
-Handle = Callable[[bytes], Outcome]
+# What a handler says becomes of an inbox message: filed as handled (read),
+# filed as ignored (left unread for a human), or left in place for the next poll.
+Filed = Literal["handled", "ignored", "tempfail"]
+Handle = Callable[[bytes], Filed]
 
 HANDLED_KEYWORD = "$DigestHandled"
 
@@ -112,9 +114,9 @@ def parse_capabilities(data: Sequence[object]) -> frozenset[str]:
     return frozenset(caps)
 
 
-def flags_for(outcome: Outcome) -> str:
+def flags_for(filed: Filed) -> str:
     """Handled mail is marked read; ignored mail stays unread so a human notices it."""
-    return f"({HANDLED_KEYWORD} \\Seen)" if outcome == "handled" else f"({HANDLED_KEYWORD})"
+    return f"({HANDLED_KEYWORD} \\Seen)" if filed == "handled" else f"({HANDLED_KEYWORD})"
 
 
 def triage(

@@ -32,8 +32,8 @@ from digest.errors import InboxConfigError, InboxError
 from digest.models import InboxSettings
 from digest.replies.imap import (
     HANDLED_KEYWORD,
+    Filed,
     Handle,
-    Outcome,
     PollResult,
     flags_for,
     mailbox_name,
@@ -50,8 +50,8 @@ __all__ = [
     "HANDLED_KEYWORD",
     "MAX_MESSAGE_BYTES",
     "MAX_PER_POLL",
+    "Filed",
     "Handle",
-    "Outcome",
     "PollResult",
     "check_login",
     "poll",
@@ -240,7 +240,7 @@ class _Poll:
             return PollResult()
         typ, data = self.conn.uid("FETCH", uid_set(uids), "(RFC822.SIZE)")
         todo, oversized = triage(uids, parse_sizes(data), self.max_bytes, MAX_PER_POLL)
-        done: dict[Outcome, list[int]] = {"handled": [], "ignored": [], "tempfail": []}
+        done: dict[Filed, list[int]] = {"handled": [], "ignored": [], "tempfail": []}
         failed: list[int] = []
         for uid in todo:
             if self.should_stop():
@@ -250,22 +250,22 @@ class _Poll:
             if raw is None:
                 continue
             try:
-                outcome = self.handle(raw)
+                filed = self.handle(raw)
             except Exception:
                 # A bug in the handler must neither stop the daemon nor lose the
                 # message, nor keep the rest of the folder waiting behind it.
                 log.exception("inbox: handling UID %d failed; it stays in the folder", uid)
                 failed.append(uid)
                 continue
-            if outcome not in done:
+            if filed not in done:
                 log.error(
-                    "inbox: handler answered %r for UID %d; it stays in the folder", outcome, uid
+                    "inbox: handler answered %r for UID %d; it stays in the folder", filed, uid
                 )
                 failed.append(uid)
                 continue
-            done[outcome].append(uid)
-            if outcome != "tempfail":
-                self._file(uid, outcome)
+            done[filed].append(uid)
+            if filed != "tempfail":
+                self._file(uid, filed)
         result = PollResult(
             handled=tuple(done["handled"]),
             ignored=tuple(done["ignored"]),
@@ -286,9 +286,9 @@ class _Poll:
         )
         return result
 
-    def _file(self, uid: int, outcome: Outcome) -> None:
+    def _file(self, uid: int, filed: Filed) -> None:
         """Flag first (so it is never handled twice), then move it out of the way."""
-        self.conn.uid("STORE", str(uid), "+FLAGS.SILENT", flags_for(outcome))
+        self.conn.uid("STORE", str(uid), "+FLAGS.SILENT", flags_for(filed))
         dest = self._destination()
         if dest is None:
             return

@@ -1,35 +1,30 @@
 """What an incoming message does: the reader's new state, and at most one answer.
 
-``handle`` is the pure decision: ``replies.classify`` says what the message
-is, ``readers.apply`` what that does to the reader, ``confirmation_message``
-what (if anything) to answer. ``ingest_message`` is the thin shell around it
-that ``digest ingest`` (an MTA pipe alias, procmail, fetchmail's ``mda``)
-and the IMAP poller both call. Its result is an exit code in the MTA's
-language (sysexits): 0 when the message was handled or deliberately
-ignored, 75 (EX_TEMPFAIL) when it must be offered again later, e.g. because
-the database is busy. Nothing here returns 78 or raises: for a pipe that
-would bounce a reader's unsubscribe back to them.
+``decide`` is the whole decision about one message, and pure:
+``replies.classify`` says what the message means, ``readers.apply`` what
+that does to the reader, ``confirmation_message`` what (if anything) to
+answer. It reads the reader's state through ``state_of`` (and the mail
+templates) and saves and sends nothing; ``digest.replies.mailroom`` is the
+I/O around it.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import BinaryIO, Protocol
+from pathlib import Path
 
-from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
+from digest.mail import render_template
 from digest.models import ReaderState
 from digest.replies.classify import (
-    MAX_MESSAGE_BYTES,
     Bounce,
     Command,
     Ignore,
-    Outcome,
+    Meaning,
     PlainReply,
     classify,
     describe,
@@ -46,12 +41,18 @@ from digest.replies.readers import (
 )
 from digest.replies.tokens import ReplySecret
 
-log = logging.getLogger(__name__)
-
-_CHUNK = 1 << 16
+DEFAULT_LIST_NAME = "Daily Papers"
 
 
-# -- the pure decision ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """What deciding about a reply needs beside the message and the reader's state."""
+
+    secret: ReplySecret
+    operator: Address  # the From of every digest: where the links send commands
+    list_name: str = DEFAULT_LIST_NAME
+    also_ours: tuple[str, ...] = ()  # other addresses of ours (the IMAP login): never answered
+    templates: Path | None = None  # the operator's mail templates, before the shipped ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +62,9 @@ class Response:
     reply: EmailMessage | None  # a confirmation to send, if any
 
 
-def event_of(outcome: Outcome) -> Event | None:
-    """The reader event an outcome amounts to; None for what changes no reader."""
-    match outcome:
+def event_of(meaning: Meaning) -> Event | None:
+    """The reader event a meaning amounts to; None for what changes no reader."""
+    match meaning:
         case Command(_, action, argument, _, message_id):
             return Verified(action, argument, message_id)
         case Bounce(_, hard, status, message_id, verified):
@@ -75,31 +76,23 @@ def event_of(outcome: Outcome) -> Event | None:
 
 
 def respond(
-    outcome: Command | Bounce | PlainReply,
-    state: ReaderState,
-    now: datetime,
-    *,
-    secret: ReplySecret,
-    operator: Address,
-    list_name: str = "Daily Papers",
+    meaning: Command | Bounce | PlainReply, state: ReaderState, now: datetime, ctx: ReplyContext
 ) -> Response:
     """The reader's new state, the effects, and the confirmation mail to send (if any)."""
-    event = event_of(outcome)
+    event = event_of(meaning)
     assert event is not None  # Command, Bounce and PlainReply all map to an event
     new, effects = apply(state, event, now)
     reply = None
-    if effects.confirm is not None and isinstance(outcome, PlainReply):
-        reply = confirmation_message(
-            outcome, secret=secret, operator=operator, now=now, list_name=list_name
-        )
+    if effects.confirm is not None and isinstance(meaning, PlainReply):
+        reply = confirmation_message(meaning, ctx, now)
     return Response(new, effects, reply)
 
 
 @dataclass(frozen=True, slots=True)
-class Handling:
-    """What one incoming message did: the shell saves ``state`` and sends ``reply``."""
+class Decision:
+    """What one incoming message does: the shell saves ``state`` and sends ``reply``."""
 
-    outcome: Outcome
+    meaning: Meaning
     reader: str | None = None  # the subscriber whose state changed or was consulted
     response: Response | None = None
 
@@ -111,24 +104,21 @@ class Handling:
         person writing to the operator: the IMAP poller leaves it where the
         operator will see it.
         """
-        return not isinstance(self.outcome, Ignore)
+        return not isinstance(self.meaning, Ignore)
 
     @property
     def log(self) -> str:
-        what = describe(self.outcome)
+        what = describe(self.meaning)
         return f"{what}: {self.response.effects.log}" if self.response else what
 
 
-def handle(
+def decide(
     raw: bytes,
+    ctx: ReplyContext,
     *,
-    secret: ReplySecret,
-    operator: Address,
     state_of: Callable[[str], ReaderState | None],
     now: datetime,
-    list_name: str = "Daily Papers",
-    also_ours: Collection[str] = (),
-) -> Handling:
+) -> Decision:
     """Everything ``digest ingest`` and the IMAP poller decide about one message; pure.
 
     ``state_of(address)`` gives a subscriber's stored state (``ReaderState()``
@@ -136,40 +126,45 @@ def handle(
     subscriber: a bounce, command or plain reply for a stranger changes
     nothing and is never answered.
     """
-    outcome = classify(raw, secret=secret, own_addresses=(operator.addr_spec, *also_ours))
-    if not isinstance(outcome, Command | Bounce | PlainReply):
-        return Handling(outcome)
-    address = reader_of(outcome)
+    own = (ctx.operator.addr_spec, *ctx.also_ours)
+    meaning = classify(raw, secret=ctx.secret, own_addresses=own)
+    if not isinstance(meaning, Command | Bounce | PlainReply):
+        return Decision(meaning)
+    address = reader_of(meaning)
     state = state_of(address) if address else None
     if address is None or state is None:
-        return Handling(Ignore(f"{describe(outcome)}, who is not a subscriber"))
-    response = respond(outcome, state, now, secret=secret, operator=operator, list_name=list_name)
-    return Handling(outcome, address, response)
+        return Decision(Ignore(f"{describe(meaning)}, who is not a subscriber"))
+    return Decision(meaning, address, respond(meaning, state, now, ctx))
 
 
-def confirmation_message(
-    request: PlainReply,
-    *,
-    secret: ReplySecret,
-    operator: Address,
-    now: datetime,
-    list_name: str = "Daily Papers",
-) -> EmailMessage:
+def confirmation_message(request: PlainReply, ctx: ReplyContext, now: datetime) -> EmailMessage:
     """The answer to a plain reply: the tokened link, mailed only to the From address.
 
     The subject never carries the token: an out-of-office echo of it must
     not be able to confirm. ``Auto-Submitted: auto-replied`` (RFC 3834 §5)
     tells well-behaved responders not to answer, and our own ``classify``
-    ignores it should it come back.
+    ignores it should it come back. Subject and text come from the templates
+    ``confirm_subject.txt`` and ``confirm.txt``; a broken one raises
+    ``TemplateError``.
     """
-    address = request.sender
+    address, operator, list_name = request.sender, ctx.operator, ctx.list_name
     what = DESCRIPTIONS[request.action].format(address=address, argument="")
-    link = command_mailto(secret, operator, address, request.action, list_name=list_name)
-    line = command_line(secret, address, request.action)
+    link = command_mailto(ctx.secret, operator, address, request.action, list_name=list_name)
+    line = command_line(ctx.secret, address, request.action)
+    context = {
+        "list_name": list_name,
+        "what": what,
+        "reader": address,
+        "operator": operator.addr_spec,
+        "link": link,
+        "line": line,
+    }
+    subject = render_template(ctx.templates, "confirm_subject.txt", context)
+    text = render_template(ctx.templates, "confirm.txt", context)
     msg = EmailMessage()
     msg["From"] = operator
     msg["To"] = Address(username=address.rpartition("@")[0], domain=address.rpartition("@")[2])
-    msg["Subject"] = f"{list_name}: confirm to {what}"
+    msg["Subject"] = " ".join(subject.split())  # one line, whatever the template does
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = make_msgid(domain=operator.domain or None)
     if request.message_id:
@@ -177,95 +172,5 @@ def confirmation_message(
         msg["References"] = " ".join((*request.references, request.message_id))
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(
-        f"Someone, probably you, asked {list_name} by email to {what}.\n"
-        "\n"
-        "A From address is easy to forge, so nothing has changed yet. To confirm,\n"
-        "open this link and send the message it prepares, unchanged:\n"
-        "\n"
-        f"  {link}\n"
-        "\n"
-        "or send a message to "
-        f"{operator.addr_spec} with this line as its subject:\n"
-        "\n"
-        f"  {line}\n"
-        "\n"
-        "Replying to this message does not confirm anything. If you did not ask\n"
-        "for this, ignore this message.\n"
-    )
+    msg.set_content(text)
     return msg
-
-
-# -- the shell ---------------------------------------------------------------------------
-
-
-class ReaderStore(Protocol):
-    """What ingesting needs from the store (the lead's TinyDB store provides it)."""
-
-    def reader_state(self, address: str) -> ReaderState | None:
-        """A subscriber's state (``ReaderState()`` if none yet); None if not a subscriber."""
-
-    def set_reader_state(self, address: str, state: ReaderState) -> None:
-        """Save (and flush) a subscriber's new state."""
-
-
-@dataclass(frozen=True, slots=True)
-class Ingested:
-    exit_code: int
-    handling: Handling | None  # None when the message could not be handled at all
-    # A confirmation for the caller to send, already counted in the saved state.
-    # RFC 3834 §3.3: send it with a null envelope sender (MAIL FROM:<>), so
-    # that its own bounce can never start a loop.
-    reply: EmailMessage | None = None
-
-
-def read_message(stream: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> bytes:
-    """The first ``limit`` bytes of ``stream``, reading (and dropping) the rest.
-
-    An MTA pipe expects its child to take the whole message; a child that
-    exits early makes it see a broken pipe and retry or bounce.
-    """
-    kept = bytearray()
-    while chunk := stream.read(_CHUNK):
-        if len(kept) < limit:
-            kept += chunk[: limit - len(kept)]
-    return bytes(kept)
-
-
-def ingest_message(
-    raw: bytes,
-    *,
-    secret: ReplySecret,
-    operator: Address,
-    store: ReaderStore,
-    now: datetime,
-    list_name: str = "Daily Papers",
-    also_ours: Collection[str] = (),
-) -> Ingested:
-    """Classify, apply and save; the exit code for the MTA and the answer to send.
-
-    The caller sends ``reply`` (synchronously from ``digest ingest``, on its
-    event loop from the daemon's poller). If it fails to go out, log that and
-    keep exit code 0: a retry would be refused as a replay, and the reader can
-    simply ask again.
-    """
-
-    try:
-        handling = handle(
-            raw,
-            secret=secret,
-            operator=operator,
-            state_of=store.reader_state,
-            now=now,
-            list_name=list_name,
-            also_ours=also_ours,
-        )
-        response = handling.response
-        if response is not None and handling.reader is not None and response.effects.changed:
-            store.set_reader_state(handling.reader, response.state)
-    except (DigestError, OSError) as exc:
-        # A busy or damaged database: the MTA keeps the message and retries.
-        log.warning("reply not handled, will be retried: %s", exc)
-        return Ingested(EXIT_TEMPFAIL, None)
-    log.info("reply: %s", handling.log)
-    return Ingested(EXIT_OK, handling, response.reply if response else None)

@@ -1,50 +1,50 @@
-"""The I/O around readers' replies: one message in, at most one confirmation out.
+"""The I/O around readers' replies: a message in, the reader's state saved, an answer out.
 
 ``digest ingest`` (an MTA pipe alias, procmail, fetchmail's ``mda``) and the
-daemon's IMAP poller both come here. ``ingest.handle`` decides; this module
-finds what it needs (the reply secret beside the database, the operator's
-address, which addresses are subscribers), opens the store briefly, sends
-confirmations with the null envelope sender, and turns a cycle's SMTP
-refusal of a recipient into a verified hard bounce. The store is opened per
-message (``digest ingest``) or at the first message of a poll, never while a
-cycle holds it: a held lock is a temporary failure, and the MTA or the next
-poll offers the message again.
+daemon's IMAP poller both come here, to ``Mailroom.take``: the one shell
+around ``ingest.decide``. It finds what deciding needs (the reply secret
+beside the database, the operator's address, which addresses are
+subscribers), opens the store at the first message and keeps it until
+``close`` (per message for ``digest ingest``, per poll for the poller, never
+while a cycle holds it), saves what the decision changed, and says what
+becomes of the message: an exit code in the MTA's language (sysexits), 0
+when the message was handled or deliberately ignored, 75 (EX_TEMPFAIL) when
+it must be offered again later, e.g. because the database is busy; the
+poller reads the same as ``Filed``. Nothing here returns 78 or raises for a
+message: for a pipe that would bounce a reader's unsubscribe back to them.
+This module also sends the confirmations, with the null envelope sender,
+and turns a cycle's SMTP refusal of a recipient into a verified hard bounce.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
+from typing import BinaryIO, Protocol
 
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
 from digest.mail import Mailer
 from digest.models import Config, ReaderState, Settings, SmtpSettings, format_sender
 from digest.replies import inbox, tokens
 from digest.replies.bounces import recipient_refusal
-from digest.replies.ingest import Ingested, ingest_message
+from digest.replies.classify import MAX_MESSAGE_BYTES
+from digest.replies.imap import Filed
+from digest.replies.ingest import DEFAULT_LIST_NAME, Decision, ReplyContext, decide
 from digest.replies.readers import Bounced, apply
 from digest.stop import Stop
 from digest.store import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIST_NAME = "Daily Papers"
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyContext:
-    """What deciding about a reply needs beside the message and the store."""
-
-    secret: tokens.ReplySecret
-    operator: Address  # the From of every digest: where the links send commands
-    list_name: str
-    also_ours: tuple[str, ...] = ()  # other addresses of ours (the IMAP login): never answered
+_CHUNK = 1 << 16
 
 
 def operator(settings: Settings) -> tuple[Address, str]:
@@ -58,16 +58,39 @@ def load_secret(settings: Settings, env: Mapping[str, str]) -> tokens.ReplySecre
     return tokens.load_secret(settings.database.parent, env)
 
 
-def context(settings: Settings, env: Mapping[str, str]) -> ReplyContext:
+def reply_context(settings: Settings, env: Mapping[str, str]) -> ReplyContext:
     address, list_name = operator(settings)
     ours: tuple[str, ...] = ()
     if settings.inbox is not None and "@" in settings.inbox.username:
         ours = (settings.inbox.username,)
-    return ReplyContext(load_secret(settings, env), address, list_name, ours)
+    return ReplyContext(load_secret(settings, env), address, list_name, ours, settings.templates)
+
+
+def read_message(stream: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> bytes:
+    """The first ``limit`` bytes of ``stream``, reading (and dropping) the rest.
+
+    An MTA pipe expects its child to take the whole message; a child that
+    exits early makes it see a broken pipe and retry or bounce.
+    """
+    kept = bytearray()
+    while chunk := stream.read(_CHUNK):
+        if len(kept) < limit:
+            kept += chunk[: limit - len(kept)]
+    return bytes(kept)
+
+
+class ReaderStore(Protocol):
+    """What taking a message in needs from the store."""
+
+    def reader_state(self, address: str) -> ReaderState | None:
+        """A subscriber's state (``ReaderState()`` if none yet); None if not a subscriber."""
+
+    def set_reader_state(self, address: str, state: ReaderState) -> None:
+        """Save (and flush) a subscriber's new state."""
 
 
 class SubscriberReaders:
-    """The store as ``ingest.ReaderStore``: only subscribers of the current config have a state.
+    """The store as a ``ReaderStore``: only subscribers of the current config have a state.
 
     Reply addresses come normalised (lower case); the store keys readers by
     the address as ``subscribers.yaml`` spells it, so this maps one to the other.
@@ -88,68 +111,90 @@ class SubscriberReaders:
         self.store.flush()
 
 
-def _ingest(raw: bytes, cfg: Config, ctx: ReplyContext, store: Store, now: datetime) -> Ingested:
-    return ingest_message(
-        raw,
-        secret=ctx.secret,
-        operator=ctx.operator,
-        store=SubscriberReaders(store, (s.email for s in cfg.subscribers)),
-        now=now,
-        list_name=ctx.list_name,
-        also_ours=ctx.also_ours,
-    )
+@contextlib.contextmanager
+def subscriber_readers(cfg: Config, now: datetime) -> Iterator[ReaderStore]:
+    """The database of ``cfg``, open, as its subscribers' ``ReaderStore``."""
+    with Store.open(cfg.settings.database, now=now) as store:
+        yield SubscriberReaders(store, (s.email for s in cfg.subscribers))
 
 
-def ingest_one(raw: bytes, cfg: Config, ctx: ReplyContext, now: datetime) -> Ingested:
-    """``digest ingest``: open the store, handle one message, close; 75 when the store is busy."""
-    result: Ingested | None = None
-    try:
-        with Store.open(cfg.settings.database, now=now) as store:
-            result = _ingest(raw, cfg, ctx, store, now)
-    except (DigestError, OSError) as exc:
-        if result is None or result.exit_code != EXIT_OK:
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What became of one message: the MTA's exit code, the decision, the answer to send."""
+
+    exit_code: int
+    decision: Decision | None  # None when the message could not be handled at all
+    # A confirmation for the caller to send, already counted in the saved state.
+    # RFC 3834 §3.3: send it with a null envelope sender (MAIL FROM:<>), so
+    # that its own bounce can never start a loop.
+    reply: EmailMessage | None = None
+
+    @property
+    def filed(self) -> Filed:
+        """The exit code in the IMAP poller's words."""
+        if self.exit_code != EXIT_OK or self.decision is None:
+            return "tempfail"
+        return "handled" if self.decision.understood else "ignored"
+
+
+class Mailroom:
+    """Messages taken in one at a time; the readers opened at the first, kept until ``close``.
+
+    ``open_readers(now)`` opens the store (``subscriber_readers`` with the
+    config: tests pass one in memory).
+    """
+
+    def __init__(
+        self,
+        ctx: ReplyContext,
+        open_readers: Callable[[datetime], AbstractContextManager[ReaderStore]],
+    ) -> None:
+        self.ctx = ctx
+        self.open_readers = open_readers
+        self._stack = contextlib.ExitStack()
+        self._readers: ReaderStore | None = None
+
+    def take(self, raw: bytes, now: datetime) -> Ingested:
+        """Decide about ``raw`` and save what it changes; 75 when that cannot be done now.
+
+        The caller sends ``reply`` (synchronously from ``digest ingest``, on
+        its event loop from the daemon's poller). If it fails to go out, log
+        that and keep exit code 0: a retry would be refused as a replay, and
+        the reader can simply ask again.
+        """
+        try:
+            if self._readers is None:
+                self._readers = self._stack.enter_context(self.open_readers(now))
+            readers = self._readers
+            decision = decide(raw, self.ctx, state_of=readers.reader_state, now=now)
+            response = decision.response
+            if response is not None and decision.reader is not None and response.effects.changed:
+                readers.set_reader_state(decision.reader, response.state)
+        except (DigestError, OSError) as exc:
+            # A busy or damaged database, or a broken confirmation template:
+            # the MTA keeps the message and retries, the poller leaves it for
+            # the next poll, and nothing is saved meanwhile.
             log.warning("reply not handled, will be retried: %s", exc)
             return Ingested(EXIT_TEMPFAIL, None)
-        # the change is in the journal already (durable); the next open folds it
-        log.warning("reply handled; folding the journal failed: %s", exc)
-    assert result is not None
-    return result
-
-
-class PollHandler:
-    """The IMAP poller's ``handle``: the store opens at the first message, stays for the poll."""
-
-    def __init__(self, cfg: Config, ctx: ReplyContext, clock: Callable[[], datetime]) -> None:
-        self.cfg = cfg
-        self.ctx = ctx
-        self.clock = clock
-        self.replies: list[EmailMessage] = []
-        self._stack = contextlib.ExitStack()
-        self._store: Store | None = None
-
-    def __call__(self, raw: bytes) -> inbox.Outcome:
-        now = self.clock()
-        if self._store is None:
-            try:
-                self._store = self._stack.enter_context(
-                    Store.open(self.cfg.settings.database, now=now)
-                )
-            except (DigestError, OSError) as exc:
-                log.info("inbox: the database is busy, messages wait for the next poll: %s", exc)
-                return "tempfail"
-        result = _ingest(raw, self.cfg, self.ctx, self._store, now)
-        if result.exit_code != EXIT_OK or result.handling is None:
-            return "tempfail"
-        if result.reply is not None:
-            self.replies.append(result.reply)
-        return "handled" if result.handling.understood else "ignored"
+        log.info("reply: %s", decision.log)
+        return Ingested(EXIT_OK, decision, response.reply if response else None)
 
     def close(self) -> None:
         try:
             self._stack.close()
-        except (DigestError, OSError) as exc:  # journaled already: the next open folds it
-            log.warning("inbox: closing the database after the poll failed: %s", exc)
-        self._store = None
+        except (DigestError, OSError) as exc:
+            # what was saved is in the journal already (durable): the next open folds it
+            log.warning("closing the database after taking replies in failed: %s", exc)
+        self._readers = None
+
+
+def ingest_one(raw: bytes, cfg: Config, ctx: ReplyContext, now: datetime) -> Ingested:
+    """``digest ingest``: open the store, take one message in, close."""
+    room = Mailroom(ctx, functools.partial(subscriber_readers, cfg))
+    try:
+        return room.take(raw, now)
+    finally:
+        room.close()
 
 
 def poll_inbox(
@@ -164,12 +209,20 @@ def poll_inbox(
     Raises ``InboxError``/``InboxConfigError`` as ``inbox.poll`` does.
     """
     assert cfg.settings.inbox is not None
-    handler = PollHandler(cfg, ctx, clock)
+    room = Mailroom(ctx, functools.partial(subscriber_readers, cfg))
+    replies: list[EmailMessage] = []
+
+    def handle(raw: bytes) -> Filed:
+        result = room.take(raw, clock())
+        if result.reply is not None:
+            replies.append(result.reply)
+        return result.filed
+
     try:
-        result = inbox.poll(cfg.settings.inbox, handler, should_stop=should_stop)
+        result = inbox.poll(cfg.settings.inbox, handle, should_stop=should_stop)
     finally:
-        handler.close()
-    return result, handler.replies
+        room.close()
+    return result, replies
 
 
 async def send_replies(

@@ -45,7 +45,7 @@ from digest.cycle import (
 )
 from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
 from digest.models import WEEKDAY_NAMES, Config
-from digest.replies import mailroom
+from digest.replies import load_secret, poll_inbox, reply_context, send_replies
 from digest.service.notify import sd_notify as sd_notify
 from digest.service.notify import watchdog_interval as watchdog_interval
 from digest.stop import Sleep, Stop
@@ -250,10 +250,8 @@ class Daemon:
             return
         self.next_poll = self.clock() + timedelta(minutes=cfg.settings.inbox.poll_interval)
         try:
-            ctx = mailroom.context(cfg.settings, self.env)
-            _, replies = await asyncio.to_thread(
-                mailroom.poll_inbox, cfg, ctx, self.clock, self.stop.is_set
-            )
+            ctx = reply_context(cfg.settings, self.env)
+            _, replies = await asyncio.to_thread(poll_inbox, cfg, ctx, self.clock, self.stop.is_set)
         except (InboxConfigError, ConfigError) as exc:
             log.error("inbox: %s; replies are not read until it is fixed", exc)
             return
@@ -265,7 +263,7 @@ class Daemon:
             return
         if replies and not self.stop.is_set():
             stop = Stop(self.stop, sleep=self.sleep)
-            await mailroom.send_replies(cfg.settings.smtp, replies, stop=stop)
+            await send_replies(cfg.settings.smtp, replies, stop=stop)
 
     async def _maybe_cycle(self) -> None:
         assert self.config is not None
@@ -292,7 +290,7 @@ class Daemon:
     async def _cycle(self, cfg: Config, now: datetime, slot: datetime) -> None:
         stop = Stop(self.stop, sleep=self.sleep)
         with Store.open(cfg.settings.database, now=now) as store:
-            secret = mailroom.load_secret(cfg.settings, self.env)
+            secret = load_secret(cfg.settings, self.env)
             async with collaborators(
                 cfg.settings, Options(), now=now, stop=stop, secret=secret
             ) as collab:

@@ -273,5 +273,7 @@ def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("daily_papers_digest-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for template in ("digest.html", "digest.txt", "subject.txt"):
+    shipped = sorted(p.name for p in (root / "templates" / "email").iterdir())
+    assert {"digest.html", "confirm.txt", "confirm_subject.txt"} <= set(shipped)
+    for template in shipped:
         assert f"digest/templates/email/{template}" in names

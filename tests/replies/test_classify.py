@@ -25,12 +25,12 @@ from digest.replies.classify import (
     Bounce,
     Command,
     Ignore,
-    Outcome,
+    Meaning,
     PlainReply,
     classify,
 )
 from digest.replies.commands import ReaderLinks, reader_links
-from digest.replies.ingest import Handling, handle
+from digest.replies.ingest import Decision, ReplyContext, decide
 from digest.replies.readers import is_suppressed
 from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import apple_mail, gmail, open_mailto, outlook, plain
@@ -39,6 +39,7 @@ from tests.support.paths import MAIL
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")
 OPERATOR = Address("Daily Papers", "papers", "digest.example.org")
 NOW = datetime(2026, 12, 3, 8, 30, tzinfo=UTC)
+CONTEXT = ReplyContext(SECRET, OPERATOR)
 SUBSCRIBERS = (
     "alice@example.org",
     "bob@example.com",
@@ -60,7 +61,7 @@ def fixture(name: str) -> bytes:
     return (MAIL / name).read_bytes()
 
 
-def outcome_of(raw: bytes) -> Outcome:
+def outcome_of(raw: bytes) -> Meaning:
     return classify(raw, secret=SECRET, own_addresses=("papers@digest.example.org",))
 
 
@@ -72,8 +73,8 @@ class Inbox:
         self.states.update({k.replace("_at_", "@"): v for k, v in states.items()})
         self.sent: list[EmailMessage] = []
 
-    def deliver(self, raw: bytes, now: datetime = NOW) -> Handling:
-        handling = handle(raw, secret=SECRET, operator=OPERATOR, state_of=self.states.get, now=now)
+    def deliver(self, raw: bytes, now: datetime = NOW) -> Decision:
+        handling = decide(raw, CONTEXT, state_of=self.states.get, now=now)
         if handling.response is not None and handling.reader is not None:
             self.states[handling.reader] = handling.response.state
             if handling.response.reply is not None:
@@ -91,7 +92,7 @@ def test_gmail_unsubscribe_button_unsubscribes_that_reader_only() -> None:
     inbox = Inbox()
     uri = links().list_unsubscribe.strip("<>")
     handling = inbox.deliver(gmail(uri, "Alice <alice@example.org>"))
-    assert handling.outcome == Command(
+    assert handling.meaning == Command(
         "alice@example.org",
         "unsubscribe",
         "",
@@ -164,7 +165,7 @@ def test_a_forged_token_changes_nothing_and_is_not_answered() -> None:
     inbox = Inbox()
     raw = plain("mallory@evil.example", "unsubscribe alice@example.org " + "A" * 26, "")
     handling = inbox.deliver(raw)
-    assert isinstance(handling.outcome, Ignore)
+    assert isinstance(handling.meaning, Ignore)
     assert inbox.untouched_except() and inbox.sent == []
 
 
@@ -174,7 +175,7 @@ def test_a_token_moved_to_another_address_changes_nothing() -> None:
         "alice@example.org", "bob@example.com"
     )
     handling = inbox.deliver(plain("mallory@evil.example", subject, ""))
-    assert isinstance(handling.outcome, Ignore) and "does not match" in handling.outcome.reason
+    assert isinstance(handling.meaning, Ignore) and "does not match" in handling.meaning.reason
     assert inbox.untouched_except() and inbox.sent == []
 
 
@@ -195,7 +196,7 @@ def test_a_command_for_someone_who_is_no_longer_a_subscriber_changes_nothing() -
     inbox = Inbox()
     uri = links("zoe@example.org").unsubscribe
     handling = inbox.deliver(gmail(uri, "zoe@example.org"))
-    assert isinstance(handling.outcome, Ignore) and "not a subscriber" in handling.outcome.reason
+    assert isinstance(handling.meaning, Ignore) and "not a subscriber" in handling.meaning.reason
     assert "zoe@example.org" not in inbox.states and inbox.sent == []
 
 
@@ -299,7 +300,7 @@ def test_a_bounce_for_a_former_subscriber_changes_nothing() -> None:
     inbox = Inbox()
     del inbox.states["carol@example.net"]  # removed from subscribers.yaml since
     handling = inbox.deliver(fixture("exim_bounce_plain.eml"))
-    assert isinstance(handling.outcome, Ignore) and "not a subscriber" in handling.outcome.reason
+    assert isinstance(handling.meaning, Ignore) and "not a subscriber" in handling.meaning.reason
     assert inbox.untouched_except() and inbox.sent == []
 
 
@@ -308,7 +309,7 @@ def test_backscatter_for_an_address_we_never_mailed_changes_nothing() -> None:
     inbox = Inbox()
     raw = forged(fixture("exim_bounce_plain.eml")).replace(b"carol@", b"nobody@")
     handling = inbox.deliver(raw)
-    assert isinstance(handling.outcome, Ignore)
+    assert isinstance(handling.meaning, Ignore)
     assert inbox.untouched_except() and inbox.sent == []
 
 
@@ -350,7 +351,7 @@ def test_a_bounce_we_cannot_read_counts_for_the_reader_whose_digest_it_returns()
 def test_out_of_office_replies_are_ignored_and_never_answered(name: str) -> None:
     inbox = Inbox()
     handling = inbox.deliver(fixture(name))
-    assert isinstance(handling.outcome, AutoReply)
+    assert isinstance(handling.meaning, AutoReply)
     assert inbox.untouched_except() and inbox.sent == []
 
 
@@ -378,7 +379,7 @@ def test_a_confirmation_mail_coming_back_is_not_answered() -> None:
     (confirmation,) = inbox.sent
     # A reader address that forwards everything back to us, or a misrouted copy.
     handling = inbox.deliver(confirmation.as_bytes(policy=SMTP), NOW + timedelta(minutes=1))
-    assert isinstance(handling.outcome, AutoReply)
+    assert isinstance(handling.meaning, AutoReply)
     assert len(inbox.sent) == 1 and not is_suppressed(inbox.states["grace@example.edu"], NOW)
 
 
@@ -495,7 +496,7 @@ def test_a_reply_to_a_digest_whose_subject_starts_with_daily_is_not_a_command() 
 def test_malformed_messages_never_act(name: str) -> None:
     inbox = Inbox()
     handling = inbox.deliver(fixture(name))
-    assert not isinstance(handling.outcome, Command | Bounce)
+    assert not isinstance(handling.meaning, Command | Bounce)
     assert all(not is_suppressed(s, NOW) for s in inbox.states.values())
 
 
@@ -557,7 +558,7 @@ def test_replying_to_the_confirmation_does_not_confirm() -> None:
     quoted = "\n".join(f"> {line}" for line in confirmation.get_content().splitlines())
     raw = plain("heidi@icloud.example", f"Re: {confirmation['Subject']}", f"no!\n\n{quoted}\n")
     handling = inbox.deliver(raw.replace(b"<plain.0001@", b"<reply.0001@"), NOW)
-    assert isinstance(handling.outcome, Ignore)
+    assert isinstance(handling.meaning, Ignore)
     assert not is_suppressed(inbox.states["heidi@icloud.example"], NOW)
 
 

@@ -16,7 +16,7 @@ from digest.config.loading import imap_default_port
 from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigError, InboxError
 from digest.models import InboxSettings
 from digest.replies.imap import mailbox_name, parse_body, parse_search, parse_sizes
-from digest.replies.inbox import HANDLED_KEYWORD, Outcome, check_login, poll
+from digest.replies.inbox import HANDLED_KEYWORD, Filed, check_login, poll
 from tests.support.dovecot import Dovecot, free_port
 from tests.support.programs import needs
 
@@ -61,11 +61,11 @@ def inbox(dovecot: Dovecot) -> InboxSettings:
 class Recorder:
     """A ``handle`` that answers ``outcome`` and keeps what it was given."""
 
-    def __init__(self, outcome: Outcome = "handled") -> None:
-        self.outcome: Outcome = outcome
+    def __init__(self, outcome: Filed = "handled") -> None:
+        self.outcome: Filed = outcome
         self.seen: list[bytes] = []
 
-    def __call__(self, raw: bytes) -> Outcome:
+    def __call__(self, raw: bytes) -> Filed:
         self.seen.append(raw)
         return self.outcome
 
@@ -237,7 +237,7 @@ def test_a_handler_that_raises_leaves_its_message_and_goes_on(
     dovecot.append(inbox.folder, message("poison"))
     dovecot.append(inbox.folder, message("unsubscribe"))
 
-    def handle(raw: bytes) -> Outcome:
+    def handle(raw: bytes) -> Filed:
         if b"poison" in raw:
             raise ValueError("a bug in the handler")
         return "handled"
@@ -316,7 +316,7 @@ def test_without_move_only_the_handled_uid_is_expunged() -> None:
         handle = Recorder("handled")
         handle_human = Recorder("tempfail")
 
-        def answer(raw: bytes) -> Outcome:
+        def answer(raw: bytes) -> Filed:
             return (handle_human if b"binned" in raw else handle)(raw)
 
         result = poll(s, answer)
@@ -336,7 +336,7 @@ def test_server_disappearing_mid_poll_is_a_temporary_error() -> None:
             imap.append(s.folder, message(f"reply {n}"))
         calls: list[bytes] = []
 
-        def handle(raw: bytes) -> Outcome:
+        def handle(raw: bytes) -> Filed:
             calls.append(raw)
             imap.crash()
             return "handled"

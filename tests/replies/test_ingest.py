@@ -1,16 +1,20 @@
-"""The ingest shell: exit codes for the MTA, state saved, confirmations sent."""
+"""The mailroom: exit codes for the MTA, state saved, confirmations handed back, one store open."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from pathlib import Path
 
 from digest.errors import StoreCorruptError, StoreLockedError
-from digest.models import ReaderState
+from digest.models import ReaderState, Settings, SmtpSettings
 from digest.replies.commands import reader_links
-from digest.replies.ingest import ingest_message, read_message
+from digest.replies.ingest import ReplyContext
+from digest.replies.mailroom import Ingested, Mailroom, ReaderStore, read_message, reply_context
 from digest.replies.readers import is_suppressed
 from digest.replies.tokens import ReplySecret
 from tests.support.mail_clients import gmail
@@ -19,6 +23,7 @@ from tests.support.paths import MAIL
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")
 OPERATOR = Address("Daily Papers", "papers", "digest.example.org")
 NOW = datetime(2026, 12, 3, 8, 30, tzinfo=UTC)
+CONTEXT = ReplyContext(SECRET, OPERATOR)
 
 
 class MemoryStore:
@@ -40,8 +45,20 @@ class MemoryStore:
         self.writes += 1
 
 
+def mailroom(store: MemoryStore, ctx: ReplyContext = CONTEXT) -> Mailroom:
+    return Mailroom(ctx, lambda now: contextlib.nullcontext(store))
+
+
+def take(raw: bytes, store: MemoryStore, ctx: ReplyContext = CONTEXT) -> Ingested:
+    room = mailroom(store, ctx)
+    try:
+        return room.take(raw, NOW)
+    finally:
+        room.close()
+
+
 def ingest(raw: bytes, store: MemoryStore, sent: list[EmailMessage] | None = None) -> int:
-    result = ingest_message(raw, secret=SECRET, operator=OPERATOR, store=store, now=NOW)
+    result = take(raw, store)
     if sent is not None and result.reply is not None:
         sent.append(result.reply)
     return result.exit_code
@@ -50,6 +67,11 @@ def ingest(raw: bytes, store: MemoryStore, sent: list[EmailMessage] | None = Non
 def unsubscribe_from(address: str) -> bytes:
     """What Gmail's unsubscribe button sends for the digest's List-Unsubscribe header."""
     return gmail(reader_links(SECRET, OPERATOR, address).list_unsubscribe.strip("<>"), address)
+
+
+def plain_reply() -> bytes:
+    """Grace's "unsubscribe" without a token: it earns a confirmation."""
+    return (MAIL / "outlook_plain_reply_unsubscribe.eml").read_bytes()
 
 
 def test_an_unsubscribe_is_saved_and_exits_0() -> None:
@@ -86,13 +108,7 @@ def test_a_plain_reply_saves_the_confirmation_count_and_sends_one_mail() -> None
 
 
 def test_an_unsubscribe_has_nothing_to_send() -> None:
-    result = ingest_message(
-        unsubscribe_from("alice@example.org"),
-        secret=SECRET,
-        operator=OPERATOR,
-        store=MemoryStore("alice@example.org"),
-        now=NOW,
-    )
+    result = take(unsubscribe_from("alice@example.org"), MemoryStore("alice@example.org"))
     assert (result.exit_code, result.reply) == (0, None)
 
 
@@ -100,3 +116,81 @@ def test_read_message_keeps_the_cap_and_drains_the_rest() -> None:
     stream = io.BytesIO(b"x" * 300_000)
     assert len(read_message(stream, limit=100_000)) == 100_000
     assert stream.read() == b""  # the MTA's pipe was read to the end
+
+
+def test_a_database_that_cannot_be_opened_exits_75() -> None:
+    def locked(now: datetime) -> contextlib.AbstractContextManager[ReaderStore]:
+        raise StoreLockedError("the database is in use by pid 4242")
+
+    result = Mailroom(CONTEXT, locked).take(unsubscribe_from("alice@example.org"), NOW)
+    assert (result.exit_code, result.decision, result.filed) == (75, None, "tempfail")
+
+
+def test_the_store_is_opened_at_the_first_message_and_kept_for_the_rest() -> None:
+    store = MemoryStore("alice@example.org", "bob@example.com")
+    opened: list[datetime] = []
+
+    @contextlib.contextmanager
+    def open_readers(now: datetime) -> Iterator[ReaderStore]:
+        opened.append(now)
+        yield store
+
+    room = Mailroom(CONTEXT, open_readers)
+    for address in ("alice@example.org", "bob@example.com"):
+        assert room.take(unsubscribe_from(address), NOW).filed == "handled"
+    room.close()
+    assert opened == [NOW]
+    assert all(is_suppressed(state, NOW) for state in store.states.values())
+
+
+def test_a_failed_close_after_a_saved_change_keeps_exit_0() -> None:
+    store = MemoryStore("alice@example.org")
+
+    @contextlib.contextmanager
+    def open_readers(now: datetime) -> Iterator[ReaderStore]:
+        yield store
+        raise OSError("folding the journal: no space left on device")
+
+    room = Mailroom(CONTEXT, open_readers)
+    assert room.take(unsubscribe_from("alice@example.org"), NOW).exit_code == 0
+    room.close()  # logged, not raised: the change is journaled already
+    assert is_suppressed(store.states["alice@example.org"], NOW)
+
+
+def test_an_ignored_message_is_filed_for_a_human_and_a_command_as_handled() -> None:
+    store = MemoryStore("alice@example.org")
+    assert take(b"Subject: hello\n\nAre you the editor?\n", store).filed == "ignored"
+    assert take(unsubscribe_from("alice@example.org"), store).filed == "handled"
+
+
+def operator_templates(tmp_path: Path, files: Mapping[str, str]) -> ReplyContext:
+    """The context ``digest ingest`` makes when ``settings.templates`` holds ``files``."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    settings = Settings(
+        database=tmp_path / "digest.json",
+        templates=folder,
+        smtp=SmtpSettings(sender="Daily Papers <papers@digest.example.org>"),
+    )
+    return reply_context(settings, {})
+
+
+def test_the_operators_confirmation_template_is_used_and_the_subject_still_shipped(
+    tmp_path: Path,
+) -> None:
+    ctx = operator_templates(tmp_path, {"confirm.txt": "To {{ what }}, send:\n  {{ line }}\n"})
+    result = take(plain_reply(), MemoryStore("grace@example.edu"), ctx)
+    assert result.reply is not None
+    text = result.reply.get_content()
+    assert text.startswith("To stop all mail to grace@example.edu, send:\n  unsubscribe grace@")
+    subject = "Daily Papers: confirm to stop all mail to grace@example.edu"
+    assert result.reply["Subject"] == subject
+
+
+def test_a_broken_confirmation_template_exits_75_and_saves_nothing(tmp_path: Path) -> None:
+    ctx = operator_templates(tmp_path, {"confirm_subject.txt": "{{ no_such_variable }}\n"})
+    store = MemoryStore("grace@example.edu")
+    result = take(plain_reply(), store, ctx)
+    assert (result.exit_code, result.reply, store.writes) == (75, None, 0)

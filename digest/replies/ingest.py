@@ -202,7 +202,7 @@ def confirmation_message(
 
 
 class ReaderStore(Protocol):
-    """What ingesting needs from the store (the lead's TinyDB store provides it)."""
+    """What ingesting needs from the store (``digest.store.Store`` provides it)."""
 
     def reader_state(self, address: str) -> Mapping[str, Any] | None:
         """The stored dict for a subscriber ({} if none yet); None if not a subscriber."""

@@ -1,4 +1,4 @@
-"""Issue 12's cycle figures: wall time, peak RSS and the split of a full cycle, with baseline.
+"""A full cycle at scale: wall time, peak RSS and the split of the cycle, with baseline.
 
 A full cycle (fetch, match, plan, compose, send, record, housekeeping) for N
 readers following 3 to 5 of 50 keywords, on a realistic day of 900 papers

@@ -1,6 +1,6 @@
 """Ranking quality and cost of digest.ranking.relevance on real arXiv listing days.
 
-Quality (issue 10): a reader follows one broad keyword (100+ matches in a
+Quality: a reader follows one broad keyword (100+ matches in a
 day) and likes 8 papers from one field, taken from *another* day's listing.
 Printed for each scenario: the field's share among the reader's first 10
 papers in rank order, against its base rate among all their matches and

@@ -1,6 +1,6 @@
 """What reader links and reply handling cost at a department's scale.
 
-Prints, for 10,000 readers with 25 papers each (issue 12's scale):
+Prints, for 10,000 readers with 25 papers each (the largest scale the benchmarks plan for):
 
 * building every digest's links (7 + 2 per paper mailto URIs, one HMAC
   each), beside the baseline of the same number of bare HMAC-SHA256 calls;

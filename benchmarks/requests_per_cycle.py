@@ -9,7 +9,7 @@ vocabulary, how many query strings digest builds and how many a naive client
 
 Then an ordinary day, measured: digest's real arXiv client against the
 loopback arXiv server holding 1,700 papers submitted over the last 7 days
-(about what arXiv returns for 50 broad keywords, issue 12), with the old
+(about what arXiv returns for 50 broad keywords), with the old
 page size (200) against the new default (1,000): requests, and whether both
 fetched exactly the same papers (same recall).
 

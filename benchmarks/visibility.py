@@ -1,4 +1,4 @@
-"""Visibility and cost of ranked digests that never hide a paper (issue 10).
+"""Visibility and cost of ranked digests that never hide a paper.
 
 Visibility: how many of a reader's matches their one mail shows (in full or
 as a compact row), and its HTML size against the 100 KB limit:

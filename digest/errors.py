@@ -9,7 +9,7 @@ once, at the module that imports that library, with ``raise ... from``.
 
 from __future__ import annotations
 
-# Exit codes (design.md): sysexits' EX_TEMPFAIL, EX_CONFIG and EX_SOFTWARE,
+# Exit codes (docs/commands.md): sysexits' EX_TEMPFAIL, EX_CONFIG and EX_SOFTWARE,
 # and the shell's 128 + SIGINT. systemd's RestartPreventExitStatus=78 keeps a
 # broken config from restart-looping.
 EXIT_OK = 0

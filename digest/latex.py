@@ -5,7 +5,7 @@ changes the meaning: ``n^{r-1}`` becomes ``n^(r-1)`` (not ``n^r-1``),
 ``\\frac{a+b}{c}`` becomes ``(a+b)/c`` and ``{1\\over 2}`` becomes ``1/2``.
 pylatexenc parses; the subclass below renders scripts, fractions and roots
 with the parentheses their grouping needs, and the wrapping guards the known
-pitfalls (delivery-and-operations §4): a bare ``%`` starts a comment and eats
+pitfalls of arXiv abstracts: a bare ``%`` starts a comment and eats
 the rest of the line, a bare ``&`` is an alignment tab and vanishes, an
 unbalanced ``$`` turns the rest into math, URLs carry ``~`` and ``_``, and
 mathematical alphanumerics (``𝒪``, ``𝐱``) sit in the astral plane, which

@@ -38,7 +38,7 @@ def split_arxiv_id(raw: str) -> tuple[str, int]:
     """``http://arxiv.org/abs/2202.12139v3`` -> ``("2202.12139", 3)``.
 
     arXiv entry ids are always versioned URLs; the versionless id is the
-    stable key for "already sent" (design.md: revisions are not re-sent).
+    stable key for "already sent" (docs/delivery.md: revisions are not re-sent).
     Old-style ids (``astro-ph/9904306v1``) keep their archive prefix.
     """
     ident = raw.strip()
@@ -68,7 +68,7 @@ class Paper:
     doi: str | None = None
 
     # Links are derived from the id, never taken from the feed: captures
-    # from November 2025 had <link>s without rel/title (arxiv-api.md §3).
+    # from November 2025 had <link>s without rel/title (tests/fixtures/api_new_2025-11_*).
     @property
     def abs_url(self) -> str:
         return f"https://arxiv.org/abs/{self.id}"
@@ -90,7 +90,7 @@ class Paper:
 class ArxivSettings:
     api_url: str = "https://export.arxiv.org/api/query"
     request_interval: float = 3.0
-    # arXiv allows up to 2000 per call (arxiv-api.md §2); 1000 keeps an ordinary
+    # arXiv allows up to 2000 per call (arXiv API User's Manual); 1000 keeps an ordinary
     # day (about 1,700 papers in the 7-day window for 50 keywords) to 2 requests
     # while a page stays about 1.5 MB and a few seconds to serve
     page_size: int = 1000

@@ -2,8 +2,8 @@
 
 feedparser is given bytes, never a URL, and works by element name and
 namespace, so both the legacy layout and the November 2025 one parse
-(arxiv-api.md §3). HTML sanitising is off: it would turn ``$s<1$`` into
-``<s><1`` (§8); everything is escaped later, when it is rendered.
+(tests/fixtures/ holds both). HTML sanitising is off: it would turn ``$s<1$`` into
+``<s><1``; everything is escaped later, when it is rendered.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Asking the arXiv API: paging, politeness, retries, timeouts (httpx).
 
-arXiv's terms (arxiv-api.md §6): "make no more than one request every three
+arXiv's API terms of use: "make no more than one request every three
 seconds, and limit requests to a single connection at a time". One client
 with one connection, and a limiter that spaces *every* request, retries
 included, by ``request_interval``. The clock and the sleep are injected so
@@ -40,7 +40,7 @@ def user_agent(contact: str | None) -> str:
     return f"{agent} ({contact})" if contact else agent
 
 
-# arXiv caps start + max_results at 30000 (arxiv-api.md §2).
+# arXiv caps start + max_results at 30000 (arXiv API User's Manual).
 MAX_OFFSET = 30000
 # Back-off after a failure: base * 2**attempt seconds, with jitter, capped.
 BACKOFF_BASE = 5.0

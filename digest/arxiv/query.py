@@ -1,10 +1,10 @@
 """Building arXiv API query strings: pure functions, no I/O.
 
 One batched query for the union of everybody's keywords (arXiv's terms ask
-clients to batch, arxiv-api.md §6), split only where a URL would grow too
+clients to batch), split only where a URL would grow too
 long, never one query per keyword. Each keyword is a quoted phrase on title
 and abstract; unquoted multi-word terms have been seen to hang the API
-(§2). The date window is on ``submittedDate``, the v1 submission time, and is
+(other clients report it). The date window is on ``submittedDate``, the v1 submission time, and is
 several days wide because papers are announced days after submission.
 """
 
@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 # Conservative: well below the 8 KiB request-line limit of common servers.
 MAX_URL_LENGTH = 4000
-# Papers wait in moderation for 1-4+ days before announcement (§5), and the
+# Papers wait in moderation for 1-4+ days before announcement, and the
 # API has lagged announcements by up to a day: look back a week.
 WINDOW_DAYS = 7
 # After a long outage, look back to the last good fetch, but no further.

@@ -1,7 +1,7 @@
 """The ``digest`` command: argument parsing, logging set-up, exit codes.
 
 Errors are one or two readable lines on stderr; the traceback only with
-``-v`` (design.md). The commands themselves live in ``digest.cli.commands``
+``-v`` (docs/commands.md). The commands themselves live in ``digest.cli.commands``
 (the work) and ``digest.cli.status`` (what is stored); log and progress lines in
 ``digest.cli.terminal``; the output-path checks in ``digest.cli.writable``.
 """

@@ -15,7 +15,7 @@ from digest.models import Digest, Match, Ranked, Section, Subscriber
 from digest.ranking import order_section
 
 AUTHORS_SECTION = "Authors you follow"
-# Gmail clips HTML over ~102 KB, which hides the footer (delivery §3).
+# Gmail clips HTML over ~102 KB, which hides the footer.
 HTML_LIMIT = 100_000
 
 

@@ -207,7 +207,7 @@ def ids_to_look_up(
     are ids arXiv already answered without an entry; they are not asked
     again, so they cannot hold the front of the queue for ever. The rest
     wait for the next cycle (arXiv asks for one request every three
-    seconds, arxiv-api.md §6); meanwhile the likes found so far rank.
+    seconds, in its API terms of use); meanwhile the likes found so far rank.
     """
     wanted = {
         liked.arxiv_id

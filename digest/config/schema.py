@@ -39,7 +39,7 @@ from digest.models import (
 )
 
 # Characters and words that would change the meaning of an arXiv query when
-# a keyword is put inside ti:"..." (arxiv-api.md §2): quotes end the phrase,
+# a keyword is put inside ti:"..." (arXiv API User's Manual): quotes end the phrase,
 # parentheses group, a colon starts a field prefix, and AND/OR/ANDNOT are the
 # operators (always upper case in arXiv's syntax).
 _QUERY_BREAKING = re.compile(r'["()\[\]{}:\\]')

@@ -1,7 +1,7 @@
 """One pass: fetch -> plan -> compose -> dispatch -> record, then housekeeping.
 
 This module only orchestrates; each step's rules live in the module named
-after it. The order of side effects is the delivery contract (design.md):
+after it. The order of side effects is the delivery contract (docs/delivery.md):
 papers are cached first; a subscriber's papers are recorded as delivered only
 after the SMTP server accepted that subscriber's message, and the database is
 flushed right then, so a crash afterwards cannot make anyone receive a paper

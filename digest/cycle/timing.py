@@ -82,7 +82,7 @@ def due_slot(now: datetime, settings: Settings, last_slot: datetime | None) -> d
     return slot
 
 
-# arXiv announces at 20:00 US Eastern, Sunday to Thursday (arxiv-api.md §5).
+# arXiv announces at 20:00 US Eastern, Sunday to Thursday (arXiv's availability page).
 _ANNOUNCE_TZ = ZoneInfo("America/New_York")
 _ANNOUNCE_DAYS = (6, 0, 1, 2, 3)  # Sun..Thu as datetime.weekday()
 

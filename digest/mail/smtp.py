@@ -1,6 +1,6 @@
 """Sending digests over SMTP (aiosmtplib): one connection per batch, every outcome classified.
 
-Rules from delivery-and-operations §1:
+Rules that follow from aiosmtplib 5.x's behaviour:
 
 * TLS is mapped explicitly. aiosmtplib's default ``start_tls=None`` upgrades
   only when the server offers STARTTLS, so a stripped EHLO would send the

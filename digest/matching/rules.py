@@ -1,4 +1,4 @@
-"""What "matches" means (design.md, Matching): pure functions, no I/O.
+"""What "matches" means (docs/delivery.md, "Matching"): pure functions, no I/O.
 
 A keyword is a phrase. It matches when its words appear in order and
 adjacent in the title or the abstract, after both sides are normalised the

@@ -1,4 +1,4 @@
-"""Relevance order inside a digest's sections (issue 10): pure, no I/O.
+"""Relevance order inside a digest's sections (docs/delivery.md, "What a digest shows"): pure.
 
 Matching (``digest.matching.rules``) decides *whether* a reader gets a paper; this
 module decides *where* it goes in their mail. Two parts:

@@ -4,7 +4,7 @@ Two parts with two jobs. ``schedule`` owns the wake-up: its jobs, one per
 cycle day at ``send_at``, set a flag that wakes the loop, and its
 ``idle_seconds`` says how long the loop may sleep. It does not decide what is
 owed: it keeps no state across restarts, does not replay missed runs and
-stops rescheduling a job that raised (delivery-and-operations §6). That is
+stops rescheduling a job that raised (schedule 1.2's behaviour). That is
 ``timing.due_slot``'s job, from the slot the store says was completed last on
 the injected clock, which gives catch-up after downtime and never two cycles
 for one slot. So a test can drive the daemon in-process on a fake clock and

@@ -191,7 +191,7 @@ def test_check_names_a_database_path_that_is_a_folder(setup, capsys) -> None:
     )
 
 
-# -- where global options may go (issue 9.1) ---------------------------------
+# -- where global options may go: before or after the command ----------------
 
 GOOD = "subscribers:\n  - email: a@example.org\n    keywords: [compiler]\n"
 BROKEN = "subscribers:\n  - email: not-an-address\n    keywords: [compiler]\n"
@@ -238,7 +238,7 @@ def test_the_later_config_option_wins(two_configs: Path) -> None:
     assert cli.main(argv) == 0
 
 
-# -- what an operator reads (issue 9.10) ---------------------------------------
+# -- what an operator reads: times in the configured zone, honest summaries ---
 
 
 def test_status_reads_as_text_in_the_configured_time_zone(arxiv, smtp, write_config, capsys):

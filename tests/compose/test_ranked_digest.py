@@ -1,4 +1,4 @@
-"""Ranked digests that never hide a paper (issue 10): order, likes, compact rows, the budget.
+"""Ranked digests that never hide a paper: order, likes, compact rows, the size budget.
 
 Composed digests first (pure), then real cycles against the loopback arXiv
 and SMTP servers: likes from ids (looked up by ``id_list``) and from a

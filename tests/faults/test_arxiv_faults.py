@@ -131,7 +131,7 @@ def test_exhausted_retries_exit_75_record_nothing_and_the_next_run_delivers(outc
 def test_arxiv_unreachable_exits_75_and_the_next_run_delivers(outcomes) -> None:
     w = world(outcomes, "connection refused")
     first, second = w.runs[:2]
-    # an interactive `once` gives up at once with the fix (issue 9.6), not after the back-off
+    # an interactive `once` gives up at once with the fix (docs/commands.md), not after the back-off
     assert first.code == 75 and "refused the connection" in first.stderr, str(first)
     assert "Traceback" not in first.stderr
     assert second.code == 0, str(second)

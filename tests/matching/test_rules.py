@@ -1,4 +1,4 @@
-"""Matching rules (design.md, Matching): tables for each rule, properties for the invariants."""
+"""Matching rules (docs/delivery.md, "Matching"): a table per rule, properties for invariants."""
 
 from __future__ import annotations
 

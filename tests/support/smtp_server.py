@@ -2,7 +2,7 @@
 
 aiosmtpd's Controller cannot bind port 0 (aio-libs/aiosmtpd#388), so the
 server runs on its own event loop in a thread, created with
-``loop.create_server`` on port 0 (delivery-and-operations §2).
+``loop.create_server`` on port 0.
 """
 
 from __future__ import annotations

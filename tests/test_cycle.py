@@ -12,6 +12,7 @@ import asyncio
 import email
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -119,6 +120,18 @@ def test_a_second_run_right_after_sends_nothing(setup) -> None:
     first = len(smtp.received)
     assert run(cfg, "once") == 0
     assert len(smtp.received) == first
+
+
+def test_a_cycle_that_mails_splits_its_time_into_phases_that_do_not_overlap(setup) -> None:
+    cfg, _, smtp = setup
+    started = time.perf_counter()
+    report = once(cfg)
+    wall = time.perf_counter() - started
+    assert len(smtp.received) == 2
+    phases = ("fetch", "match", "plan", "compose", "send", "record", "housekeeping")
+    assert sorted(report.timings) == sorted(phases)
+    # composed in this process, inside delivery: no moment is charged to two phases
+    assert sum(report.timings.values()) <= wall
 
 
 def test_refused_subscriber_stays_pending_and_goes_out_exactly_once_later(setup, capsys) -> None:

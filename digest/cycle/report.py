@@ -120,8 +120,9 @@ class CycleReport:
     error: str | None = None
     dry_run: bool = False
     previous_fetch: datetime | None = None
-    # seconds per phase: fetch, match, plan, compose, send, record, housekeeping
-    # (compose and send overlap in time; "send" is delivery's wall time without them)
+    # seconds per phase: fetch, match, plan, compose, send, record, housekeeping, each
+    # moment charged to the innermost phase running (plan, compose and record run
+    # inside send); a pool's composing time is added beside, overlapping send
     timings: Mapping[str, float] = field(default_factory=dict)
 
     @property

@@ -130,7 +130,7 @@ async def run_cycle(
     """Run one cycle; never raises for a single subscriber's failure."""
     subs = select_subscribers(config, options.only)
     run = Run(config, store, collab, now, options, hooks)
-    with run.timed("record"):
+    with run.phases.phase("record"):
         before = snapshot(store, subs)
     fetched: tuple[Paper, ...] = ()
     error: str | None = None
@@ -141,7 +141,7 @@ async def run_cycle(
         # the compose caches serve the readers of one cycle; a daemon gives the memory back
         compose.forget_cycle()
         if run.records:
-            with run.timed("housekeeping"):
+            with run.phases.phase("housekeeping"):
                 housekeeping.tidy(config, store, now, pool.index)
     except DigestError as exc:
         error = str(exc)
@@ -155,10 +155,10 @@ async def _fetch_and_cache(
     run: Run, subs: Sequence[Subscriber], before: Snapshot
 ) -> tuple[Paper, ...]:
     """Fetch the window (and revisions); the papers are cached before anything else."""
-    with run.timed("fetch"):
+    with run.phases.phase("fetch"):
         fetched = await _fetch(run, subs, before)
     if run.records:
-        with run.timed("record"):
+        with run.phases.phase("record"):
             run.store.add_papers(fetched, run.now)
             run.store.set_last_fetch(run.now)
             run.store.flush()
@@ -173,7 +173,7 @@ async def _match(
     if run.records and liked:
         run.store.add_papers(liked, run.now)  # cached like any paper; pruning keeps them
         run.store.flush()
-    with run.timed("match"):
+    with run.phases.phase("match"):
         pool = candidates(before.cached, fetched)
         _index_terms(pool, subs)
     likes.gather(run, pool, liked, before)
@@ -188,17 +188,13 @@ async def _deliver(
     if not sending:
         return
     plans = replan(run, sending, before, pool)
-    # planning, composing and recording happen inside delivery: "send" is the rest
-    before_send = run.timer() - run.timings.get("record", 0.0) - run.timings["plan"]
-    await run.collab.delivery.deliver(
-        compose_each(run, plans, len(sending)),
-        lambda item, s, d: _on_fate(run, item, s, d),
-        total=len(sending),
-    )
-    inside = run.timings.get("record", 0.0) + run.timings["plan"]
-    if not run.pooled:
-        inside += run.timings.get("compose", 0.0)
-    run.timings["send"] = run.timer() - before_send - inside
+    # planning, composing and recording run inside delivery, each in its own phase
+    with run.phases.phase("send"):
+        await run.collab.delivery.deliver(
+            compose_each(run, plans, len(sending)),
+            lambda item, s, d: _on_fate(run, item, s, d),
+            total=len(sending),
+        )
 
 
 def _finish(run: Run, before: Snapshot, fetched: Sequence[Paper], error: str | None) -> CycleReport:
@@ -213,13 +209,14 @@ def _finish(run: Run, before: Snapshot, fetched: Sequence[Paper], error: str | N
         error=error,
         dry_run=run.options.dry_run,
         previous_fetch=before.last_fetch,
-        timings=dict(run.timings),
+        timings=run.phases.seconds(),
     )
     if run.records:
-        with run.timed("record"):
+        with run.phases.phase("record"):
             run.store.set_last_cycle(report.record().to_dict())
             run.store.flush()
-    log.debug("cycle timings: %s", ", ".join(f"{k} {v:.3f} s" for k, v in run.timings.items()))
+    timings = run.phases.seconds()
+    log.debug("cycle timings: %s", ", ".join(f"{k} {v:.3f} s" for k, v in timings.items()))
     return report
 
 
@@ -275,14 +272,14 @@ async def _plan(
         if run.collab.stop.is_set():
             break
         try:
-            with run.timed("plan"):
+            with run.phases.phase("plan"):
                 state = before.state(sub.email)
                 reader = before.reader(sub.email)
                 plan = plan_subscriber(
                     sub, state, pool, settings, run.now, before.last_fetch, reader
                 )
             if run.records:
-                with run.timed("record"):
+                with run.phases.phase("record"):
                     run.store.ensure_watermarks(
                         sub.email, plan.term_keys, plan.watermark_start or run.now, now=run.now
                     )
@@ -293,7 +290,7 @@ async def _plan(
         except DigestError as exc:
             run.emit(SubscriberReport(sub.email, "failed", detail=str(exc)))
     if run.records:
-        with run.timed("record"):
+        with run.phases.phase("record"):
             run.store.flush()
     return sending
 
@@ -315,7 +312,7 @@ def _record_unsent(run: Run, plan: Plan) -> None:
 def _on_fate(run: Run, item: Outgoing, status: Status, detail: str) -> None:
     if status in ("sent", "outbox") and run.records:
         # side effect first, bookkeeping second: record only what was accepted
-        with run.timed("record"):
+        with run.phases.phase("record"):
             _record_delivery(run.store, item, run.now)
     elif (
         status == "refused"

@@ -6,9 +6,7 @@ Split from ``digest.cycle.run`` so the steps in ``digest.cycle.stream`` and
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -17,6 +15,7 @@ from pathlib import Path
 from digest import compose, ranking
 from digest.arxiv import ArxivClient, Progress
 from digest.cycle.dispatch import Delivery
+from digest.cycle.phases import Phases
 from digest.cycle.report import SubscriberReport
 from digest.models import Config, Digest, Paper
 from digest.replies import ReplySecret
@@ -76,22 +75,12 @@ class Run:
     papers: dict[str, Paper] = field(default_factory=dict)
     background: tuple[Paper, ...] = ()  # the corpus's papers
     # seconds per phase (fetch, match, plan, compose, send, record, housekeeping)
-    timings: dict[str, float] = field(default_factory=dict)
-    timer: Callable[[], float] = time.perf_counter
-    pooled: bool = False  # composed by other processes, beside sending
+    phases: Phases = field(default_factory=Phases)
 
     @cached_property
     def corpus(self) -> ranking.Corpus:
         """The cycle's recent papers as tf-idf vectors: built once, on first need."""
         return ranking.build_corpus(self.background)
-
-    @contextlib.contextmanager
-    def timed(self, phase: str) -> Iterator[None]:
-        started = self.timer()
-        try:
-            yield
-        finally:
-            self.timings[phase] = self.timings.get(phase, 0.0) + self.timer() - started
 
     @property
     def records(self) -> bool:

@@ -31,7 +31,7 @@ def replan(
     """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
     settings = run.config.settings
     for sub in subs:
-        with run.timed("plan"):
+        with run.phases.phase("plan"):
             state, reader = before.state(sub.email), before.reader(sub.email)
             plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch, reader)
         yield plan
@@ -61,8 +61,7 @@ async def compose_each(run: Run, plans: Iterator[Plan], count: int) -> AsyncIter
                     continue
                 digest, message, seconds = result
                 # the workers' time: it overlaps sending, so the split sums to more than the wall
-                run.timings["compose"] = run.timings.get("compose", 0.0) + seconds
-                run.pooled = True
+                run.phases.add("compose", seconds)
                 item = Outgoing(plan, message, digest)
                 if run.options.dry_run and run.options.outbox is None:
                     run.emit(item_report(item, "dry-run"))
@@ -75,7 +74,7 @@ async def compose_each(run: Run, plans: Iterator[Plan], count: int) -> AsyncIter
         if run.collab.stop.is_set():
             return
         try:
-            with run.timed("compose"):
+            with run.phases.phase("compose"):
                 item = _compose(run, plan)
         except DigestError as exc:
             run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=str(exc)))

@@ -1,89 +1,125 @@
 """The compose stream: each sending reader's plan made again, ranked, composed, one at a time.
 
 Delivery pulls from ``compose_each`` as its connections are ready, so at most
-a few messages wait in memory; many messages are composed by a pool of
-processes (``digest.cycle.pool``). Ranking sits between plan and compose: the
-corpus is built once per cycle (on first need), each reader's profile from
-their likes, and ``compose`` gets the ranked matches.
+a few messages wait in memory. The messages come from one source of two
+kinds: a pool of processes when there are many (``digest.cycle.pool``), or
+this process. Ranking sits between plan and compose: the corpus is built once
+per cycle (on first need), each reader's profile from their likes, and
+``compose`` gets the ranked matches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 
 from digest import compose, ranking
 from digest.cycle import pool as composer
 from digest.cycle.dispatch import Outgoing
+from digest.cycle.phases import Phases
 from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
 from digest.cycle.report import Status, SubscriberReport
 from digest.cycle.state import Run
 from digest.errors import DigestError
-from digest.models import Ranked, Subscriber
+from digest.models import Digest, Ranked, Subscriber
 from digest.replies import mailroom, reader_links
+
+# what composing one message takes: the plan, its matches ranked, the reader's link maker
+Ranking = tuple[Plan, Sequence[Ranked], compose.LinkMaker | None]
+# a plan with its digest and message, or with why they could not be composed
+Made = tuple[Plan, tuple[Digest, bytes] | str]
 
 
 def replan(
     run: Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
 ) -> Iterator[Plan]:
     """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
-    settings = run.config.settings
     for sub in subs:
         with run.phases.phase("plan"):
             state, reader = before.state(sub.email), before.reader(sub.email)
-            plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch, reader)
+            plan = plan_subscriber(
+                sub, state, pool, run.config.settings, run.now, before.last_fetch, reader
+            )
         yield plan
 
 
 async def compose_each(run: Run, plans: Iterator[Plan], count: int) -> AsyncIterator[Outgoing]:
     """Each plan's message, composed when the senders are ready for it.
 
-    Composing is CPU work: between messages the event loop serves the
-    connections, SIGTERM and the watchdog; on a stop nothing more is composed.
-    Many messages are composed by a pool of processes (``digest.cycle.pool``).
+    On a stop nothing more is composed or handed on. A message that could not
+    be composed is reported failed (its matches stay pending); a dry run
+    without an outbox reports what it would send instead of sending it.
     """
+    stopped = run.collab.stop.is_set
+    looks_only = run.options.dry_run and run.options.outbox is None
+    made = _source(run, plans, count)
+    try:
+        async for plan, result in made:
+            if stopped():
+                return
+            if isinstance(result, str):
+                run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
+                continue
+            digest, message = result
+            item = Outgoing(plan, message, digest)
+            if looks_only:
+                run.emit(item_report(item, "dry-run"))
+            else:
+                yield item
+            # not held while the next message is composed
+            del item, result, digest, message
+    finally:
+        await made.aclose()
+
+
+def _source(run: Run, plans: Iterator[Plan], count: int) -> AsyncGenerator[Made, None]:
+    """The plans' messages, from a pool of processes when there are many, else from this one."""
+    ranked = ((p, _rank(run, p), _links(run, p.subscriber.email)) for p in plans)
+    # the preview hook is shown each rendering, which never leaves the process that made it
     workers = 0 if run.hooks.on_composed is not None else composer.workers_for(count)
     if workers:
         stopped = run.collab.stop.is_set
-        settings = run.config.settings
-        ranked = ((plan, _rank(run, plan), _links(run, plan.subscriber.email)) for plan in plans)
-        pooled = composer.pooled(ranked, settings, run.now, workers, stopped)
-        try:
-            while True:
-                got = await anext(pooled, None)
-                if got is None or stopped():
-                    return
-                plan, result = got
-                if isinstance(result, str):
-                    run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
-                    continue
-                digest, message, seconds = result
-                # the workers' time: it overlaps sending, so the split sums to more than the wall
-                run.phases.add("compose", seconds)
-                item = Outgoing(plan, message, digest)
-                if run.options.dry_run and run.options.outbox is None:
-                    run.emit(item_report(item, "dry-run"))
-                    continue
-                yield item
-        finally:
-            await pooled.aclose()
-        return
-    for plan in plans:
-        if run.collab.stop.is_set():
-            return
-        try:
-            with run.phases.phase("compose"):
-                item = _compose(run, plan)
-        except DigestError as exc:
-            run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=str(exc)))
-            continue
-        if run.options.dry_run and run.options.outbox is None:
-            run.emit(item_report(item, "dry-run"))
-            continue
-        yield item
-        del item
+        pooled = composer.pooled(ranked, run.config.settings, run.now, workers, stopped)
+        return _from_pool(pooled, run.phases)
+    return _in_process(run, ranked)
+
+
+async def _from_pool(
+    pooled: AsyncGenerator[tuple[Plan, composer.Composed], None], phases: Phases
+) -> AsyncGenerator[Made, None]:
+    try:
+        async for plan, result in pooled:
+            if isinstance(result, str):
+                yield plan, result
+                continue
+            digest, message, seconds = result
+            # the workers' time: it overlaps sending, so the split sums to more than the wall
+            phases.add("compose", seconds)
+            yield plan, (digest, message)
+    finally:
+        await pooled.aclose()
+
+
+async def _in_process(run: Run, ranked: Iterator[Ranking]) -> AsyncGenerator[Made, None]:
+    # composing is CPU work: between messages the event loop serves the
+    # connections, SIGTERM and the watchdog; on a stop nothing more is composed
+    while not run.collab.stop.is_set():
+        with run.phases.phase("compose"):
+            got = next(ranked, None)
+            if got is None:
+                return
+            plan, order, links = got
+            result: tuple[Digest, bytes] | str
+            try:
+                result = composer.message(
+                    plan, order, run.config.settings, run.now, links, run.hooks.on_composed
+                )
+            except DigestError as exc:
+                result = str(exc)
+        yield plan, result
+        del got, order, result  # not held while the next message is composed
         await asyncio.sleep(0)
 
 
@@ -108,26 +144,6 @@ def _links(run: Run, email: str) -> compose.LinkMaker | None:
     operator, list_name = mailroom.operator(run.config.settings)
     # a partial, not a lambda: it crosses to the composing processes
     return functools.partial(reader_links, secret, operator, email, list_name=list_name)
-
-
-def _compose(run: Run, plan: Plan) -> Outgoing:
-    settings = run.config.settings
-    links = _links(run, plan.subscriber.email)
-    if run.hooks.on_composed is None:
-        digest, message = composer.message(plan, _rank(run, plan), settings, run.now, links)
-        return Outgoing(plan, message, digest)
-    digest, rendered = compose.compose(
-        plan.subscriber,
-        _rank(run, plan),
-        settings,
-        cycle_id=plan.cycle_id,
-        created=run.now,
-        revisions=plan.revisions,
-        empty_reason=plan.empty_reason,
-        links=links,
-    )
-    run.hooks.on_composed(digest, rendered)
-    return Outgoing(plan, compose.build_message(digest, rendered, settings), digest)
 
 
 def item_report(item: Outgoing, status: Status, detail: str = "") -> SubscriberReport:

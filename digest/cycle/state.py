@@ -1,7 +1,7 @@
-"""What one cycle carries: the caller's options and hooks, its collaborators, its moving parts.
+"""What one cycle is given: the caller's options and hooks, its collaborators, the lot as one value.
 
-Split from ``digest.cycle.run`` so the steps in ``digest.cycle.stream`` and
-``digest.cycle.likes`` can take the run without importing the orchestrator.
+The steps of ``digest.cycle.run`` and the compose stream read ``Cycle`` and
+change none of it; what a step makes, it returns.
 """
 
 from __future__ import annotations
@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 
-from digest import compose, ranking
+from digest import compose
 from digest.arxiv import ArxivClient, Progress
 from digest.cycle.dispatch import Delivery
-from digest.cycle.phases import Phases
 from digest.cycle.report import SubscriberReport
-from digest.models import Config, Digest, Paper
+from digest.models import Config, Digest, Settings
 from digest.replies import ReplySecret
 from digest.stop import Stop
 from digest.store import Store
@@ -60,9 +58,9 @@ class Collaborators:
     secret: ReplySecret | None = None
 
 
-@dataclass
-class Run:
-    """One cycle's moving parts, so the steps below take few arguments."""
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """One cycle's givens, so its steps take few arguments."""
 
     config: Config
     store: Store
@@ -70,23 +68,12 @@ class Run:
     now: datetime
     options: Options
     hooks: Hooks
-    reports: list[SubscriberReport] = field(default_factory=list)
-    # what ranking reads: the cache, the fetch and the liked papers looked up
-    papers: dict[str, Paper] = field(default_factory=dict)
-    background: tuple[Paper, ...] = ()  # the corpus's papers
-    # seconds per phase (fetch, match, plan, compose, send, record, housekeeping)
-    phases: Phases = field(default_factory=Phases)
 
-    @cached_property
-    def corpus(self) -> ranking.Corpus:
-        """The cycle's recent papers as tf-idf vectors: built once, on first need."""
-        return ranking.build_corpus(self.background)
+    @property
+    def settings(self) -> Settings:
+        return self.config.settings
 
     @property
     def records(self) -> bool:
+        """Whether the cycle writes what it did to the store (not in a dry run)."""
         return not self.options.dry_run
-
-    def emit(self, report: SubscriberReport) -> None:
-        self.reports.append(report)
-        if self.hooks.report_line:
-            self.hooks.report_line(report)

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from digest import compose, ranking
 from digest.cycle import pool as composer
 from digest.cycle.dispatch import Outgoing
 from digest.cycle.phases import Phases
 from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
-from digest.cycle.report import Status, SubscriberReport
-from digest.cycle.state import Run
+from digest.cycle.report import Reports, Status, SubscriberReport
+from digest.cycle.state import Cycle
 from digest.errors import DigestError
-from digest.models import Digest, Ranked, Subscriber
+from digest.models import Digest, Paper, Ranked, Subscriber
 from digest.replies import mailroom, reader_links
 
 # what composing one message takes: the plan, its matches ranked, the reader's link maker
@@ -32,40 +33,65 @@ Ranking = tuple[Plan, Sequence[Ranked], compose.LinkMaker | None]
 Made = tuple[Plan, tuple[Digest, bytes] | str]
 
 
+@dataclass(frozen=True)
+class Matched:
+    """The match step's product: the candidate pool, and what ranking reads beside it.
+
+    Not slotted, for the cached corpus: it is built on first need, so a cycle
+    that mails nobody never builds it.
+    """
+
+    pool: Candidates
+    papers: Mapping[str, Paper]  # every paper by id: the pool's, and liked papers looked up
+    background: tuple[Paper, ...]  # the papers word weights are measured against
+
+    @cached_property
+    def corpus(self) -> ranking.Corpus:
+        """The cycle's recent papers as tf-idf vectors: built once, on first need."""
+        return ranking.build_corpus(self.background)
+
+
 def replan(
-    run: Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
+    cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates, phases: Phases
 ) -> Iterator[Plan]:
     """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
     for sub in subs:
-        with run.phases.phase("plan"):
+        with phases.phase("plan"):
             state, reader = before.state(sub.email), before.reader(sub.email)
             plan = plan_subscriber(
-                sub, state, pool, run.config.settings, run.now, before.last_fetch, reader
+                sub, state, pool, cycle.settings, cycle.now, before.last_fetch, reader
             )
         yield plan
 
 
-async def compose_each(run: Run, plans: Iterator[Plan], count: int) -> AsyncIterator[Outgoing]:
+async def compose_each(
+    cycle: Cycle,
+    matched: Matched,
+    plans: Iterator[Plan],
+    count: int,
+    phases: Phases,
+    reports: Reports,
+) -> AsyncIterator[Outgoing]:
     """Each plan's message, composed when the senders are ready for it.
 
     On a stop nothing more is composed or handed on. A message that could not
     be composed is reported failed (its matches stay pending); a dry run
     without an outbox reports what it would send instead of sending it.
     """
-    stopped = run.collab.stop.is_set
-    looks_only = run.options.dry_run and run.options.outbox is None
-    made = _source(run, plans, count)
+    stopped = cycle.collab.stop.is_set
+    looks_only = cycle.options.dry_run and cycle.options.outbox is None
+    made = _source(cycle, matched, plans, count, phases)
     try:
         async for plan, result in made:
             if stopped():
                 return
             if isinstance(result, str):
-                run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
+                reports.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
                 continue
             digest, message = result
             item = Outgoing(plan, message, digest)
             if looks_only:
-                run.emit(item_report(item, "dry-run"))
+                reports.emit(item_report(item, "dry-run"))
             else:
                 yield item
             # not held while the next message is composed
@@ -74,16 +100,18 @@ async def compose_each(run: Run, plans: Iterator[Plan], count: int) -> AsyncIter
         await made.aclose()
 
 
-def _source(run: Run, plans: Iterator[Plan], count: int) -> AsyncGenerator[Made, None]:
+def _source(
+    cycle: Cycle, matched: Matched, plans: Iterator[Plan], count: int, phases: Phases
+) -> AsyncGenerator[Made, None]:
     """The plans' messages, from a pool of processes when there are many, else from this one."""
-    ranked = ((p, _rank(run, p), _links(run, p.subscriber.email)) for p in plans)
+    ranked = ((p, _rank(matched, p), _links(cycle, p.subscriber.email)) for p in plans)
     # the preview hook is shown each rendering, which never leaves the process that made it
-    workers = 0 if run.hooks.on_composed is not None else composer.workers_for(count)
+    workers = 0 if cycle.hooks.on_composed is not None else composer.workers_for(count)
     if workers:
-        stopped = run.collab.stop.is_set
-        pooled = composer.pooled(ranked, run.config.settings, run.now, workers, stopped)
-        return _from_pool(pooled, run.phases)
-    return _in_process(run, ranked)
+        stopped = cycle.collab.stop.is_set
+        pooled = composer.pooled(ranked, cycle.settings, cycle.now, workers, stopped)
+        return _from_pool(pooled, phases)
+    return _in_process(cycle, ranked, phases)
 
 
 async def _from_pool(
@@ -102,11 +130,13 @@ async def _from_pool(
         await pooled.aclose()
 
 
-async def _in_process(run: Run, ranked: Iterator[Ranking]) -> AsyncGenerator[Made, None]:
+async def _in_process(
+    cycle: Cycle, ranked: Iterator[Ranking], phases: Phases
+) -> AsyncGenerator[Made, None]:
     # composing is CPU work: between messages the event loop serves the
     # connections, SIGTERM and the watchdog; on a stop nothing more is composed
-    while not run.collab.stop.is_set():
-        with run.phases.phase("compose"):
+    while not cycle.collab.stop.is_set():
+        with phases.phase("compose"):
             got = next(ranked, None)
             if got is None:
                 return
@@ -114,7 +144,7 @@ async def _in_process(run: Run, ranked: Iterator[Ranking]) -> AsyncGenerator[Mad
             result: tuple[Digest, bytes] | str
             try:
                 result = composer.message(
-                    plan, order, run.config.settings, run.now, links, run.hooks.on_composed
+                    plan, order, cycle.settings, cycle.now, links, cycle.hooks.on_composed
                 )
             except DigestError as exc:
                 result = str(exc)
@@ -123,25 +153,25 @@ async def _in_process(run: Run, ranked: Iterator[Ranking]) -> AsyncGenerator[Mad
         await asyncio.sleep(0)
 
 
-def _rank(run: Run, plan: Plan) -> tuple[Ranked, ...]:
+def _rank(matched: Matched, plan: Plan) -> tuple[Ranked, ...]:
     """``plan``'s matches scored for its reader: keywords, and closeness to their likes."""
     # likes: from subscribers.yaml and from "more like this" replies; dislikes:
     # "less like this" (plan.as_chosen merged them into the plan's subscriber)
     likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
     profile = (
-        ranking.build_profile(run.corpus, likes, dislikes=dislikes, papers=run.papers)
+        ranking.build_profile(matched.corpus, likes, dislikes=dislikes, papers=matched.papers)
         if likes or dislikes
         else None
     )
-    return ranking.rank(plan.matches, run.corpus, profile or ranking.NO_PROFILE)
+    return ranking.rank(plan.matches, matched.corpus, profile or ranking.NO_PROFILE)
 
 
-def _links(run: Run, email: str) -> compose.LinkMaker | None:
+def _links(cycle: Cycle, email: str) -> compose.LinkMaker | None:
     """The reader's tokened reply links, when the cycle has the reply secret."""
-    secret = run.collab.secret
+    secret = cycle.collab.secret
     if secret is None:
         return None
-    operator, list_name = mailroom.operator(run.config.settings)
+    operator, list_name = mailroom.operator(cycle.settings)
     # a partial, not a lambda: it crosses to the composing processes
     return functools.partial(reader_links, secret, operator, email, list_name=list_name)
 

@@ -24,8 +24,9 @@ import yaml
 from digest.cli.entry import main
 from digest.config import loading as config_mod
 from digest.cycle import pool as pool_mod
+from digest.cycle.inputs import Options, collaborators
 from digest.cycle.report import CycleReport
-from digest.cycle.run import Options, collaborators, run_cycle
+from digest.cycle.run import run_cycle
 from digest.matching.rules import contains_phrase
 from digest.stop import Stop
 from digest.store.store import Store

@@ -22,8 +22,9 @@ import yaml
 from digest.cli.entry import main
 from digest.compose.render import HTML_LIMIT, compose
 from digest.config import loading as config_mod
+from digest.cycle.inputs import Options, collaborators
 from digest.cycle.report import CycleReport
-from digest.cycle.run import Options, collaborators, run_cycle
+from digest.cycle.run import run_cycle
 from digest.matching.rules import match_all
 from digest.models import Liked, Paper, Settings, SmtpSettings, Subscriber
 from digest.ranking import relevance as rank

@@ -15,7 +15,7 @@ A digest delivers only the papers its mail shows; the matches it left out
 for size are recorded as skipped with it, never as delivered.
 
 Each step takes what it needs and returns what it made; what the cycle was
-given is one frozen ``Cycle`` (``digest.cycle.state``), the reports go to one
+given is one frozen ``Cycle`` (``digest.cycle.inputs``), the reports go to one
 sink and the seconds per phase to one recorder (``digest.cycle.phases``). The
 ranked compose stream that delivery pulls from is ``digest.cycle.stream``.
 """
@@ -23,19 +23,17 @@ ranked compose stream that delivery pulls from is ``digest.cycle.stream``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import os
-import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from digest import compose, replies
-from digest.arxiv import ArxivClient, build_queries, window
+from digest.arxiv import build_queries, window
 from digest.config import library
 from digest.cycle import housekeeping
-from digest.cycle.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
+from digest.cycle.dispatch import Outgoing
+from digest.cycle.inputs import DEFAULTS, NO_HOOKS, Collaborators, Cycle, Hooks, Options
 from digest.cycle.phases import Phases
 from digest.cycle.plan import (
     Candidates,
@@ -49,58 +47,13 @@ from digest.cycle.plan import (
     select_subscribers,
 )
 from digest.cycle.report import CycleReport, Reports, Status, SubscriberReport
-from digest.cycle.state import DEFAULTS, NO_HOOKS, Cycle
-from digest.cycle.state import Collaborators as Collaborators
-from digest.cycle.state import Hooks as Hooks
-from digest.cycle.state import Options as Options
-from digest.cycle.state import WallClock as WallClock
 from digest.cycle.stream import Matched, compose_each, item_report, replan
 from digest.errors import DigestError, FetchError
-from digest.mail import Mailer
-from digest.models import Config, Paper, Settings, Subscriber, newest_versions
-from digest.replies import ReaderState, ReplySecret, from_dict
-from digest.stop import Stop
+from digest.models import Config, Paper, Subscriber, newest_versions
+from digest.replies import ReaderState, from_dict
 from digest.store import Store
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.asynccontextmanager
-async def collaborators(
-    settings: Settings,
-    options: Options,
-    *,
-    now: datetime,
-    stop: Stop | None = None,
-    hooks: Hooks = NO_HOOKS,
-    secret: ReplySecret | None = None,
-) -> AsyncIterator[Collaborators]:
-    """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``.
-
-    ``secret`` signs the reply links; by default the credential or the file
-    beside the database (``replies.load_secret``).
-    """
-    stop = stop if stop is not None else Stop()
-    secret = secret or _reply_secret(settings, options)
-    async with ArxivClient(settings.arxiv, stop=stop, fail_fast=options.interactive) as client:
-        delivery: Delivery
-        if options.outbox is not None:
-            delivery = Outbox(options.outbox, now)
-        else:
-            mailer = Mailer(settings.smtp, connections=settings.smtp.connections, stop=stop)
-            delivery = SmtpDelivery(mailer, hooks.send_progress)
-        yield Collaborators(client, delivery, stop=stop, secret=secret)
-
-
-def _reply_secret(settings: Settings, options: Options) -> ReplySecret:
-    try:
-        return replies.load_secret(settings, os.environ)
-    except DigestError:
-        if not options.dry_run:
-            raise
-        # a preview by someone who cannot read the state folder: its links
-        # are for looking at, and are never mailed
-        return ReplySecret(secrets.token_bytes(32))
 
 
 def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:

@@ -19,10 +19,10 @@ from functools import cached_property
 from digest import compose, ranking
 from digest.cycle import pool as composer
 from digest.cycle.dispatch import Outgoing
+from digest.cycle.inputs import Cycle
 from digest.cycle.phases import Phases
 from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
 from digest.cycle.report import Reports, Status, SubscriberReport
-from digest.cycle.state import Cycle
 from digest.errors import DigestError
 from digest.models import Digest, Paper, Ranked, Subscriber
 from digest.replies import mailroom, reader_links

@@ -1,20 +1,27 @@
 """What one cycle is given: the caller's options and hooks, its collaborators, the lot as one value.
 
+``collaborators`` makes the real collaborators; tests pass loopback or fake ones.
+
 The steps of ``digest.cycle.run`` and the compose stream read ``Cycle`` and
 change none of it; what a step makes, it returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest import compose
+from digest import compose, replies
 from digest.arxiv import ArxivClient, Progress
-from digest.cycle.dispatch import Delivery
+from digest.cycle.dispatch import Delivery, Outbox, SmtpDelivery
 from digest.cycle.report import SubscriberReport
+from digest.errors import DigestError
+from digest.mail import Mailer
 from digest.models import Config, Digest, Settings
 from digest.replies import ReplySecret
 from digest.stop import Stop
@@ -56,6 +63,44 @@ class Collaborators:
     stop: Stop = field(default_factory=Stop)
     # signs the reply links in each digest; None: digests carry none (tests of other parts)
     secret: ReplySecret | None = None
+
+
+@contextlib.asynccontextmanager
+async def collaborators(
+    settings: Settings,
+    options: Options,
+    *,
+    now: datetime,
+    stop: Stop | None = None,
+    hooks: Hooks = NO_HOOKS,
+    secret: ReplySecret | None = None,
+) -> AsyncIterator[Collaborators]:
+    """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``.
+
+    ``secret`` signs the reply links; by default the credential or the file
+    beside the database (``replies.load_secret``).
+    """
+    stop = stop if stop is not None else Stop()
+    secret = secret or _reply_secret(settings, options)
+    async with ArxivClient(settings.arxiv, stop=stop, fail_fast=options.interactive) as client:
+        delivery: Delivery
+        if options.outbox is not None:
+            delivery = Outbox(options.outbox, now)
+        else:
+            mailer = Mailer(settings.smtp, connections=settings.smtp.connections, stop=stop)
+            delivery = SmtpDelivery(mailer, hooks.send_progress)
+        yield Collaborators(client, delivery, stop=stop, secret=secret)
+
+
+def _reply_secret(settings: Settings, options: Options) -> ReplySecret:
+    try:
+        return replies.load_secret(settings, os.environ)
+    except DigestError:
+        if not options.dry_run:
+            raise
+        # a preview by someone who cannot read the state folder: its links
+        # are for looking at, and are never mailed
+        return ReplySecret(secrets.token_bytes(32))
 
 
 @dataclass(frozen=True, slots=True)

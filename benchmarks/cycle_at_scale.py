@@ -225,7 +225,8 @@ def _rss_mib() -> float:
 def scenario(code: Path, readers: int, cycles: int, small: int, addr: dict[str, Any]) -> None:
     """One full cycle for ``readers``, then ``cycles`` small ones; print figures as JSON."""
     sys.path.insert(0, str(code))
-    from digest.cycle.run import Options, collaborators, run_cycle
+    # the package's face: the baseline revision's modules may be laid out otherwise
+    from digest.cycle import Options, collaborators, run_cycle
     from digest.models import ArxivSettings, Config, Settings, SmtpSettings, Subscriber
     from digest.store.store import Store
 

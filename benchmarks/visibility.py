@@ -229,7 +229,8 @@ def cost(n: int) -> None:
     sys.path.insert(0, str(ROOT))
     from benchmarks.ranking_quality import OTHER_DAY, load
     from digest.cycle import stream as compose_stream
-    from digest.cycle.run import Hooks, Options, collaborators, run_cycle
+    from digest.cycle.inputs import Hooks, Options, collaborators
+    from digest.cycle.run import run_cycle
     from digest.models import (
         ArxivSettings,
         Config,
@@ -266,15 +267,15 @@ def cost(n: int) -> None:
         subs.append(Subscriber(email, kws, likes=likes))
     unranked = compose_stream._rank
 
-    def date_order(run: Any, plan: Any) -> tuple[Any, ...]:
+    def date_order(matched: Any, plan: Any) -> tuple[Any, ...]:
         return tuple(Ranked(m, 0.0) for m in plan.matches)  # compose sorts: newest first
 
     inside = [0.0]  # seconds spent ranking (the corpus is built on the first call)
 
-    def timed(run: Any, plan: Any) -> tuple[Any, ...]:
+    def timed(matched: Any, plan: Any) -> tuple[Any, ...]:
         t = time.perf_counter()
         try:
-            return unranked(run, plan)
+            return unranked(matched, plan)
         finally:
             inside[0] += time.perf_counter() - t
 

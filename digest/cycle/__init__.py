@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from digest.cycle.inputs import Hooks, Options, collaborators
 from digest.cycle.plan import plan_cycle
 from digest.cycle.report import CycleRecord, CycleReport, SubscriberReport
-from digest.cycle.run import Hooks, Options, collaborators, run_cycle, snapshot
+from digest.cycle.run import run_cycle, snapshot
 from digest.cycle.timing import announcements_between, clock_text, due_slot, local_text, next_run
 
 __all__ = [

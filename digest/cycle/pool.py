@@ -37,8 +37,12 @@ def message(
     settings: Settings,
     created: datetime,
     links: compose.LinkMaker | None = None,
+    seen: Callable[[Digest, compose.Rendered], None] | None = None,
 ) -> tuple[Digest, bytes]:
-    """``plan``'s digest, its matches in ``ranked`` order, and its message, serialised once."""
+    """``plan``'s digest, its matches in ``ranked`` order, and its message, serialised once.
+
+    ``seen`` is shown the rendering before it is serialised (the preview keeps the HTML).
+    """
     digest, rendered = compose.compose(
         plan.subscriber,
         ranked,
@@ -49,6 +53,8 @@ def message(
         empty_reason=plan.empty_reason,
         links=links,
     )
+    if seen is not None:
+        seen(digest, rendered)
     return digest, compose.build_message(digest, rendered, settings)
 
 

@@ -1,4 +1,4 @@
-"""What a cycle did: per-subscriber reports, the cycle record, and their wording.
+"""What a cycle did: per-subscriber reports as they are made, the cycle record, their wording.
 
 ``CycleRecord`` is what the store keeps of the last cycle (``status`` and the
 quiet-cycle note read it); ``to_dict``/``from_dict`` are its only translation
@@ -7,7 +7,7 @@ to and from the store's JSON, so nobody reads the record by string keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -58,6 +58,25 @@ class SubscriberReport:
             "failed": f"failed, {n} stay pending",
         }[self.status]
         return f"{self.email}: {text}" + (f" ({self.detail})" if self.detail else "")
+
+
+class Reports:
+    """Where the steps of a cycle put each subscriber's report, passed on to ``line`` at once.
+
+    The CLI prints each line as it happens; the cycle's report lists them all.
+    """
+
+    def __init__(self, line: Callable[[SubscriberReport], None] | None = None) -> None:
+        self._line = line
+        self._made: list[SubscriberReport] = []
+
+    def emit(self, report: SubscriberReport) -> None:
+        self._made.append(report)
+        if self._line:
+            self._line(report)
+
+    def all(self) -> tuple[SubscriberReport, ...]:
+        return tuple(self._made)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +139,9 @@ class CycleReport:
     error: str | None = None
     dry_run: bool = False
     previous_fetch: datetime | None = None
-    # seconds per phase: fetch, match, plan, compose, send, record, housekeeping
-    # (compose and send overlap in time; "send" is delivery's wall time without them)
+    # seconds per phase: fetch, match, plan, compose, send, record, housekeeping, each
+    # moment charged to the innermost phase running (plan, compose and record run
+    # inside send); a pool's composing time is added beside, overlapping send
     timings: Mapping[str, float] = field(default_factory=dict)
 
     @property

@@ -14,25 +14,27 @@ true (papers cached, a digest delivered, a slot served, the cycle's summary).
 A digest delivers only the papers its mail shows; the matches it left out
 for size are recorded as skipped with it, never as delivered.
 
-Its parts: the run's state and collaborators in ``digest.cycle.state``, the
-liked-paper lookup for ranking in ``digest.cycle.likes``, and the ranked compose
-stream that delivery pulls from in ``digest.cycle.stream``.
+Each step takes what it needs and returns what it made; what the cycle was
+given is one frozen ``Cycle`` (``digest.cycle.inputs``), the reports go to one
+sink and the seconds per phase to one recorder (``digest.cycle.phases``). The
+ranked compose stream that delivery pulls from is ``digest.cycle.stream``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
-import os
-import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from digest import compose, replies
-from digest.arxiv import ArxivClient, build_queries, window
-from digest.cycle import housekeeping, likes
-from digest.cycle.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
+from digest.arxiv import build_queries, window
+from digest.config import library
+from digest.cycle import housekeeping
+from digest.cycle.dispatch import Outgoing
+from digest.cycle.inputs import DEFAULTS, NO_HOOKS, Collaborators, Cycle, Hooks, Options
+from digest.cycle.phases import Phases
 from digest.cycle.plan import (
     Candidates,
     Plan,
@@ -44,59 +46,13 @@ from digest.cycle.plan import (
     revision_watch,
     select_subscribers,
 )
-from digest.cycle.report import CycleReport, Status, SubscriberReport
-from digest.cycle.state import DEFAULTS, NO_HOOKS, Run
-from digest.cycle.state import Collaborators as Collaborators
-from digest.cycle.state import Hooks as Hooks
-from digest.cycle.state import Options as Options
-from digest.cycle.state import WallClock as WallClock
-from digest.cycle.stream import compose_each, item_report, replan
-from digest.errors import DigestError
-from digest.mail import Mailer
-from digest.models import Config, Paper, Settings, Subscriber, newest_versions
-from digest.replies import ReplySecret
-from digest.stop import Stop
+from digest.cycle.report import CycleReport, Reports, Status, SubscriberReport
+from digest.cycle.stream import Matched, compose_each, item_report, replan
+from digest.errors import DigestError, FetchError
+from digest.models import Config, Paper, Subscriber, newest_versions
 from digest.store import Store
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.asynccontextmanager
-async def collaborators(
-    settings: Settings,
-    options: Options,
-    *,
-    now: datetime,
-    stop: Stop | None = None,
-    hooks: Hooks = NO_HOOKS,
-    secret: ReplySecret | None = None,
-) -> AsyncIterator[Collaborators]:
-    """The real ones: arXiv over HTTP, and SMTP or the outbox, sharing one ``stop``.
-
-    ``secret`` signs the reply links; by default the credential or the file
-    beside the database (``replies.load_secret``).
-    """
-    stop = stop if stop is not None else Stop()
-    secret = secret or _reply_secret(settings, options)
-    async with ArxivClient(settings.arxiv, stop=stop, fail_fast=options.interactive) as client:
-        delivery: Delivery
-        if options.outbox is not None:
-            delivery = Outbox(options.outbox, now)
-        else:
-            mailer = Mailer(settings.smtp, connections=settings.smtp.connections, stop=stop)
-            delivery = SmtpDelivery(mailer, hooks.send_progress)
-        yield Collaborators(client, delivery, stop=stop, secret=secret)
-
-
-def _reply_secret(settings: Settings, options: Options) -> ReplySecret:
-    try:
-        return replies.load_secret(settings, os.environ)
-    except DigestError:
-        if not options.dry_run:
-            raise
-        # a preview by someone who cannot read the state folder: its links
-        # are for looking at, and are never mailed
-        return ReplySecret(secrets.token_bytes(32))
 
 
 def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:
@@ -123,98 +79,189 @@ async def run_cycle(
     hooks: Hooks = NO_HOOKS,
 ) -> CycleReport:
     """Run one cycle; never raises for a single subscriber's failure."""
+    cycle = Cycle(config, store, collab, now, options, hooks)
     subs = select_subscribers(config, options.only)
-    run = Run(config, store, collab, now, options, hooks)
-    with run.timed("record"):
+    phases = Phases()
+    reports = Reports(hooks.report_line)
+    with phases.phase("record"):
         before = snapshot(store, subs)
     fetched: tuple[Paper, ...] = ()
     error: str | None = None
     try:
-        fetched = await _fetch_and_cache(run, subs, before)
-        pool = await _match(run, subs, before, fetched)
-        await _deliver(run, subs, before, pool)
+        fetched = await _fetch_and_cache(cycle, subs, before, phases)
+        matched = await _match(cycle, subs, before, fetched, phases)
+        sending = await _plan(cycle, subs, before, matched.pool, phases, reports)
+        await _deliver(cycle, sending, before, matched, phases, reports)
         # the compose caches serve the readers of one cycle; a daemon gives the memory back
         compose.forget_cycle()
-        if run.records:
-            with run.timed("housekeeping"):
-                housekeeping.tidy(config, store, now, pool.index)
+        if cycle.records:
+            with phases.phase("housekeeping"):
+                housekeeping.tidy(config, store, now, matched.pool.index)
     except DigestError as exc:
         error = str(exc)
         raise
     finally:
-        report = _finish(run, before, fetched, error)
+        report = _finish(cycle, before, fetched, error, phases, reports)
     return report
 
 
 async def _fetch_and_cache(
-    run: Run, subs: Sequence[Subscriber], before: Snapshot
+    cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot, phases: Phases
 ) -> tuple[Paper, ...]:
     """Fetch the window (and revisions); the papers are cached before anything else."""
-    with run.timed("fetch"):
-        fetched = await _fetch(run, subs, before)
-    if run.records:
-        with run.timed("record"):
-            run.store.add_papers(fetched, run.now)
-            run.store.set_last_fetch(run.now)
-            run.store.flush()
+    with phases.phase("fetch"):
+        fetched = await _fetch(cycle, subs, before)
+    if cycle.records:
+        with phases.phase("record"):
+            cycle.store.add_papers(fetched, cycle.now)
+            cycle.store.set_last_fetch(cycle.now)
+            cycle.store.flush()
     return fetched
 
 
 async def _match(
-    run: Run, subs: Sequence[Subscriber], before: Snapshot, fetched: Sequence[Paper]
-) -> Candidates:
-    """The candidate pool with every keyword matched once, and ranking's inputs set."""
-    liked = await likes.look_up_likes(run, subs, before, fetched)
-    if run.records and liked:
-        run.store.add_papers(liked, run.now)  # cached like any paper; pruning keeps them
-        run.store.flush()
-    with run.timed("match"):
+    cycle: Cycle,
+    subs: Sequence[Subscriber],
+    before: Snapshot,
+    fetched: Sequence[Paper],
+    phases: Phases,
+) -> Matched:
+    """The candidate pool with every keyword matched once, and what ranking reads beside it.
+
+    A reader's profile is built from their likes (``digest.ranking.relevance``);
+    a liked paper neither cached nor fetched is looked up here, and cached
+    like any paper (pruning keeps them).
+    """
+    liked = await _look_up_likes(cycle, subs, before, fetched)
+    if cycle.records and liked:
+        with phases.phase("record"):
+            cycle.store.add_papers(liked, cycle.now)
+            cycle.store.flush()
+    with phases.phase("match"):
         pool = candidates(before.cached, fetched)
         _index_terms(pool, subs)
-    likes.gather(run, pool, liked, before)
-    return pool
+        papers = {**pool.by_id, **{p.id: p for p in liked if p.id not in pool.by_id}}
+        # the background that word weights are measured against: the papers of
+        # the fetch window (the cache keeps half a year; ranking needs today's)
+        since, _ = window(cycle.now, before.last_fetch, cycle.settings.lookback_days)
+        background = tuple(p for p in pool.ordered if p.published >= since) or pool.ordered
+    return Matched(pool, papers, background)
+
+
+async def _look_up_likes(
+    cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot, fetched: Sequence[Paper]
+) -> tuple[Paper, ...]:
+    """Liked papers known only by id and not cached: one ``id_list`` request at most."""
+    settings = cycle.settings
+    known = {p.id for p in before.cached} | {p.id for p in fetched}
+    ids = library.ids_to_look_up(
+        subs, known, api_url=settings.arxiv.api_url, page_size=settings.arxiv.page_size
+    )
+    if not ids:
+        return ()
+    try:
+        papers = await cycle.collab.arxiv.fetch_ids(ids)
+    except FetchError as exc:
+        # the mail does not wait for it: ranking uses the likes it has, and
+        # the lookup is tried again next cycle
+        log.warning("could not look up %d liked papers (tried next cycle): %s", len(ids), exc)
+        return ()
+    log.info("looked up %d of %d liked papers", len(papers), len(ids))
+    return papers
+
+
+async def _plan(
+    cycle: Cycle,
+    subs: Sequence[Subscriber],
+    before: Snapshot,
+    pool: Candidates,
+    phases: Phases,
+    reports: Reports,
+) -> tuple[Subscriber, ...]:
+    """Everybody's plan; the watermarks are saved before anything is sent.
+
+    Returns the subscribers who get a message, not their plans: 10,000
+    plans of a few hundred matches each would hold memory in proportion to
+    the readers; ``replan`` makes each again (pure, a millisecond) when its
+    message is composed.
+    """
+    settings, now = cycle.settings, cycle.now
+    sending: list[Subscriber] = []
+    for sub in subs:
+        # let the event loop run between subscribers so SIGTERM and the
+        # watchdog are served, and stop once told to
+        await asyncio.sleep(0)
+        if cycle.collab.stop.is_set():
+            break
+        try:
+            with phases.phase("plan"):
+                state = before.state(sub.email)
+                reader = before.reader(sub.email)
+                plan = plan_subscriber(sub, state, pool, settings, now, before.last_fetch, reader)
+            if cycle.records:
+                with phases.phase("record"):
+                    cycle.store.ensure_watermarks(
+                        sub.email, plan.term_keys, plan.watermark_start or now, now=now
+                    )
+            if plan.sends:
+                sending.append(sub)
+            else:
+                _record_unsent(cycle, plan, reports)
+        except DigestError as exc:
+            reports.emit(SubscriberReport(sub.email, "failed", detail=str(exc)))
+    if cycle.records:
+        with phases.phase("record"):
+            cycle.store.flush()
+    return tuple(sending)
 
 
 async def _deliver(
-    run: Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
+    cycle: Cycle,
+    sending: Sequence[Subscriber],
+    before: Snapshot,
+    matched: Matched,
+    phases: Phases,
+    reports: Reports,
 ) -> None:
-    """Plan everybody, then compose and send to those who get a message."""
-    sending = await _plan(run, subs, before, pool)
+    """Compose and send to those who get a message, recording each accepted one."""
     if not sending:
         return
-    plans = replan(run, sending, before, pool)
-    # planning, composing and recording happen inside delivery: "send" is the rest
-    before_send = run.timer() - run.timings.get("record", 0.0) - run.timings["plan"]
-    await run.collab.delivery.deliver(
-        compose_each(run, plans, len(sending)),
-        lambda item, s, d: _on_fate(run, item, s, d),
-        total=len(sending),
-    )
-    inside = run.timings.get("record", 0.0) + run.timings["plan"]
-    if not run.pooled:
-        inside += run.timings.get("compose", 0.0)
-    run.timings["send"] = run.timer() - before_send - inside
+    plans = replan(cycle, sending, before, matched.pool, phases)
+    with phases.phase("send"):
+        await cycle.collab.delivery.deliver(
+            compose_each(cycle, matched, plans, len(sending), phases, reports),
+            functools.partial(_on_fate, cycle, phases, reports),
+            total=len(sending),
+        )
 
 
-def _finish(run: Run, before: Snapshot, fetched: Sequence[Paper], error: str | None) -> CycleReport:
+def _finish(
+    cycle: Cycle,
+    before: Snapshot,
+    fetched: Sequence[Paper],
+    error: str | None,
+    phases: Phases,
+    reports: Reports,
+) -> CycleReport:
     """The cycle's report, saved as its record (always, even after a failure)."""
     report = CycleReport(
-        started=run.now,
-        finished=run.collab.clock(),
-        requests=run.collab.arxiv.stats.requests,
+        started=cycle.now,
+        finished=cycle.collab.clock(),
+        requests=cycle.collab.arxiv.stats.requests,
         fetched=len(fetched),
         new_papers=count_new(before, fetched),
-        subscribers=tuple(run.reports),
+        subscribers=reports.all(),
         error=error,
-        dry_run=run.options.dry_run,
+        dry_run=cycle.options.dry_run,
         previous_fetch=before.last_fetch,
-        timings=dict(run.timings),
+        timings=phases.seconds(),
     )
-    if run.records:
-        with run.timed("record"):
-            run.store.set_last_cycle(report.record().to_dict())
-            run.store.flush()
-    log.debug("cycle timings: %s", ", ".join(f"{k} {v:.3f} s" for k, v in run.timings.items()))
+    if cycle.records:
+        with phases.phase("record"):
+            cycle.store.set_last_cycle(report.record().to_dict())
+            cycle.store.flush()
+    timings = phases.seconds()
+    log.debug("cycle timings: %s", ", ".join(f"{k} {v:.3f} s" for k, v in timings.items()))
     return report
 
 
@@ -227,16 +274,16 @@ def _index_terms(pool: Candidates, subs: Sequence[Subscriber]) -> None:
             pool.index.author(name)
 
 
-async def _fetch(run: Run, subs: Sequence[Subscriber], before: Snapshot) -> tuple[Paper, ...]:
-    settings = run.config.settings
+async def _fetch(cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot) -> tuple[Paper, ...]:
+    settings, now = cycle.settings, cycle.now
     terms = fetch_terms(subs, settings.arxiv.categories)
-    start, end = window(run.now, before.last_fetch, settings.lookback_days)
+    start, end = window(now, before.last_fetch, settings.lookback_days)
     queries = build_queries(
         terms, start, end, api_url=settings.arxiv.api_url, page_size=settings.arxiv.page_size
     )
-    client = run.collab.arxiv
-    papers = await client.fetch_all(queries, progress=run.hooks.fetch_progress)
-    watch = revision_watch(subs, before, run.now)
+    client = cycle.collab.arxiv
+    papers = await client.fetch_all(queries, progress=cycle.hooks.fetch_progress)
+    watch = revision_watch(subs, before, now)
     if watch:
         # the window is on v1 submission dates, so a new version of an older
         # paper never shows up in it: ask for those papers by id
@@ -251,75 +298,35 @@ async def _fetch(run: Run, subs: Sequence[Subscriber], before: Snapshot) -> tupl
     return papers
 
 
-async def _plan(
-    run: Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
-) -> list[Subscriber]:
-    """Everybody's plan; the watermarks are saved before anything is sent.
-
-    Returns the subscribers who get a message, not their plans: 10,000
-    plans of a few hundred matches each would hold memory in proportion to
-    the readers; ``_replan`` makes each again (pure, a millisecond) when its
-    message is composed.
-    """
-    settings = run.config.settings
-    sending: list[Subscriber] = []
-    for sub in subs:
-        # let the event loop run between subscribers so SIGTERM and the
-        # watchdog are served, and stop once told to
-        await asyncio.sleep(0)
-        if run.collab.stop.is_set():
-            break
-        try:
-            with run.timed("plan"):
-                state = before.state(sub.email)
-                reader = before.reader(sub.email)
-                plan = plan_subscriber(
-                    sub, state, pool, settings, run.now, before.last_fetch, reader
-                )
-            if run.records:
-                with run.timed("record"):
-                    run.store.ensure_watermarks(
-                        sub.email, plan.term_keys, plan.watermark_start or run.now, now=run.now
-                    )
-            if plan.sends:
-                sending.append(sub)
-            else:
-                _record_unsent(run, plan)
-        except DigestError as exc:
-            run.emit(SubscriberReport(sub.email, "failed", detail=str(exc)))
-    if run.records:
-        with run.timed("record"):
-            run.store.flush()
-    return sending
-
-
-def _record_unsent(run: Run, plan: Plan) -> None:
+def _record_unsent(cycle: Cycle, plan: Plan, reports: Reports) -> None:
     sub = plan.subscriber
     if plan.reason == "suppressed":
-        run.emit(SubscriberReport(sub.email, "suppressed", detail=plan.suppressed or ""))
+        reports.emit(SubscriberReport(sub.email, "suppressed", detail=plan.suppressed or ""))
         return
     if plan.reason == "waiting":
-        run.emit(SubscriberReport(sub.email, "waiting", detail=f"weekly on {sub.weekday}"))
+        reports.emit(SubscriberReport(sub.email, "waiting", detail=f"weekly on {sub.weekday}"))
         return
-    run.emit(SubscriberReport(sub.email, "nothing"))
-    if run.records and plan.served_slot is not None:
+    reports.emit(SubscriberReport(sub.email, "nothing"))
+    if cycle.records and plan.served_slot is not None:
         # a weekly subscriber with nothing new is served silently, not retried daily
-        run.store.mark_served(sub.email, served_slot=plan.served_slot)
+        cycle.store.mark_served(sub.email, served_slot=plan.served_slot)
 
 
-def _on_fate(run: Run, item: Outgoing, status: Status, detail: str) -> None:
-    if status in ("sent", "outbox") and run.records:
+def _on_fate(
+    cycle: Cycle, phases: Phases, reports: Reports, item: Outgoing, status: Status, detail: str
+) -> None:
+    if status in ("sent", "outbox") and cycle.records:
         # side effect first, bookkeeping second: record only what was accepted
-        with run.timed("record"):
-            _record_delivery(run.store, item, run.now)
+        with phases.phase("record"):
+            _record_delivery(cycle.store, item, cycle.now)
     elif (
         status == "refused"
-        and run.records
+        and cycle.records
         # our relay refused the reader for good: a verified hard bounce
-        and replies.record_refusal(run.store, item.email, detail, run.now)
+        and replies.record_refusal(cycle.store, item.email, detail, cycle.now)
     ):
-        run.store.flush()
-    run.emit(item_report(item, status, detail))
+        cycle.store.flush()
+    reports.emit(item_report(item, status, detail))
 
 
 def _record_delivery(store: Store, item: Outgoing, now: datetime) -> None:

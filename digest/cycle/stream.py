@@ -1,134 +1,179 @@
 """The compose stream: each sending reader's plan made again, ranked, composed, one at a time.
 
 Delivery pulls from ``compose_each`` as its connections are ready, so at most
-a few messages wait in memory; many messages are composed by a pool of
-processes (``digest.cycle.pool``). Ranking sits between plan and compose: the
-corpus is built once per cycle (on first need), each reader's profile from
-their likes, and ``compose`` gets the ranked matches.
+a few messages wait in memory. The messages come from one source of two
+kinds: a pool of processes when there are many (``digest.cycle.pool``), or
+this process. Ranking sits between plan and compose: the corpus is built once
+per cycle (on first need), each reader's profile from their likes, and
+``compose`` gets the ranked matches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from digest import compose, ranking, replies
 from digest.cycle import pool as composer
 from digest.cycle.dispatch import Outgoing
+from digest.cycle.inputs import Cycle
+from digest.cycle.phases import Phases
 from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
-from digest.cycle.report import Status, SubscriberReport
-from digest.cycle.state import Run
+from digest.cycle.report import Reports, Status, SubscriberReport
 from digest.errors import DigestError
-from digest.models import Ranked, Subscriber
+from digest.models import Digest, Paper, Ranked, Subscriber
 from digest.replies import reader_links
+
+# what composing one message takes: the plan, its matches ranked, the reader's link maker
+Ranking = tuple[Plan, Sequence[Ranked], compose.LinkMaker | None]
+# a plan with its digest and message, or with why they could not be composed
+Made = tuple[Plan, tuple[Digest, bytes] | str]
+
+
+@dataclass(frozen=True)
+class Matched:
+    """The match step's product: the candidate pool, and what ranking reads beside it.
+
+    Not slotted, for the cached corpus: it is built on first need, so a cycle
+    that mails nobody never builds it.
+    """
+
+    pool: Candidates
+    papers: Mapping[str, Paper]  # every paper by id: the pool's, and liked papers looked up
+    background: tuple[Paper, ...]  # the papers word weights are measured against
+
+    @cached_property
+    def corpus(self) -> ranking.Corpus:
+        """The cycle's recent papers as tf-idf vectors: built once, on first need."""
+        return ranking.build_corpus(self.background)
 
 
 def replan(
-    run: Run, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates
+    cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates, phases: Phases
 ) -> Iterator[Plan]:
     """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
-    settings = run.config.settings
     for sub in subs:
-        with run.timed("plan"):
+        with phases.phase("plan"):
             state, reader = before.state(sub.email), before.reader(sub.email)
-            plan = plan_subscriber(sub, state, pool, settings, run.now, before.last_fetch, reader)
+            plan = plan_subscriber(
+                sub, state, pool, cycle.settings, cycle.now, before.last_fetch, reader
+            )
         yield plan
 
 
-async def compose_each(run: Run, plans: Iterator[Plan], count: int) -> AsyncIterator[Outgoing]:
+async def compose_each(
+    cycle: Cycle,
+    matched: Matched,
+    plans: Iterator[Plan],
+    count: int,
+    phases: Phases,
+    reports: Reports,
+) -> AsyncIterator[Outgoing]:
     """Each plan's message, composed when the senders are ready for it.
 
-    Composing is CPU work: between messages the event loop serves the
-    connections, SIGTERM and the watchdog; on a stop nothing more is composed.
-    Many messages are composed by a pool of processes (``digest.cycle.pool``).
+    On a stop nothing more is composed or handed on. A message that could not
+    be composed is reported failed (its matches stay pending); a dry run
+    without an outbox reports what it would send instead of sending it.
     """
-    workers = 0 if run.hooks.on_composed is not None else composer.workers_for(count)
-    if workers:
-        stopped = run.collab.stop.is_set
-        settings = run.config.settings
-        ranked = ((plan, _rank(run, plan), _links(run, plan.subscriber.email)) for plan in plans)
-        pooled = composer.pooled(ranked, settings, run.now, workers, stopped)
-        try:
-            while True:
-                got = await anext(pooled, None)
-                if got is None or stopped():
-                    return
-                plan, result = got
-                if isinstance(result, str):
-                    run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
-                    continue
-                digest, message, seconds = result
-                # the workers' time: it overlaps sending, so the split sums to more than the wall
-                run.timings["compose"] = run.timings.get("compose", 0.0) + seconds
-                run.pooled = True
-                item = Outgoing(plan, message, digest)
-                if run.options.dry_run and run.options.outbox is None:
-                    run.emit(item_report(item, "dry-run"))
-                    continue
+    stopped = cycle.collab.stop.is_set
+    looks_only = cycle.options.dry_run and cycle.options.outbox is None
+    made = _source(cycle, matched, plans, count, phases)
+    try:
+        async for plan, result in made:
+            if stopped():
+                return
+            if isinstance(result, str):
+                reports.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
+                continue
+            digest, message = result
+            item = Outgoing(plan, message, digest)
+            if looks_only:
+                reports.emit(item_report(item, "dry-run"))
+            else:
                 yield item
-        finally:
-            await pooled.aclose()
-        return
-    for plan in plans:
-        if run.collab.stop.is_set():
-            return
-        try:
-            with run.timed("compose"):
-                item = _compose(run, plan)
-        except DigestError as exc:
-            run.emit(SubscriberReport(plan.subscriber.email, "failed", detail=str(exc)))
-            continue
-        if run.options.dry_run and run.options.outbox is None:
-            run.emit(item_report(item, "dry-run"))
-            continue
-        yield item
-        del item
+            # not held while the next message is composed
+            del item, result, digest, message
+    finally:
+        await made.aclose()
+
+
+def _source(
+    cycle: Cycle, matched: Matched, plans: Iterator[Plan], count: int, phases: Phases
+) -> AsyncGenerator[Made, None]:
+    """The plans' messages, from a pool of processes when there are many, else from this one."""
+    ranked = ((p, _rank(matched, p), _links(cycle, p.subscriber.email)) for p in plans)
+    # the preview hook is shown each rendering, which never leaves the process that made it
+    workers = 0 if cycle.hooks.on_composed is not None else composer.workers_for(count)
+    if workers:
+        stopped = cycle.collab.stop.is_set
+        pooled = composer.pooled(ranked, cycle.settings, cycle.now, workers, stopped)
+        return _from_pool(pooled, phases)
+    return _in_process(cycle, ranked, phases)
+
+
+async def _from_pool(
+    pooled: AsyncGenerator[tuple[Plan, composer.Composed], None], phases: Phases
+) -> AsyncGenerator[Made, None]:
+    try:
+        async for plan, result in pooled:
+            if isinstance(result, str):
+                yield plan, result
+                continue
+            digest, message, seconds = result
+            # the workers' time: it overlaps sending, so the split sums to more than the wall
+            phases.add("compose", seconds)
+            yield plan, (digest, message)
+    finally:
+        await pooled.aclose()
+
+
+async def _in_process(
+    cycle: Cycle, ranked: Iterator[Ranking], phases: Phases
+) -> AsyncGenerator[Made, None]:
+    # composing is CPU work: between messages the event loop serves the
+    # connections, SIGTERM and the watchdog; on a stop nothing more is composed
+    while not cycle.collab.stop.is_set():
+        with phases.phase("compose"):
+            got = next(ranked, None)
+            if got is None:
+                return
+            plan, order, links = got
+            result: tuple[Digest, bytes] | str
+            try:
+                result = composer.message(
+                    plan, order, cycle.settings, cycle.now, links, cycle.hooks.on_composed
+                )
+            except DigestError as exc:
+                result = str(exc)
+        yield plan, result
+        del got, order, result  # not held while the next message is composed
         await asyncio.sleep(0)
 
 
-def _rank(run: Run, plan: Plan) -> tuple[Ranked, ...]:
+def _rank(matched: Matched, plan: Plan) -> tuple[Ranked, ...]:
     """``plan``'s matches scored for its reader: keywords, and closeness to their likes."""
     # likes: from subscribers.yaml and from "more like this" replies; dislikes:
     # "less like this" (plan.as_chosen merged them into the plan's subscriber)
     likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
     profile = (
-        ranking.build_profile(run.corpus, likes, dislikes=dislikes, papers=run.papers)
+        ranking.build_profile(matched.corpus, likes, dislikes=dislikes, papers=matched.papers)
         if likes or dislikes
         else None
     )
-    return ranking.rank(plan.matches, run.corpus, profile or ranking.NO_PROFILE)
+    return ranking.rank(plan.matches, matched.corpus, profile or ranking.NO_PROFILE)
 
 
-def _links(run: Run, email: str) -> compose.LinkMaker | None:
+def _links(cycle: Cycle, email: str) -> compose.LinkMaker | None:
     """The reader's tokened reply links, when the cycle has the reply secret."""
-    secret = run.collab.secret
+    secret = cycle.collab.secret
     if secret is None:
         return None
-    operator, list_name = replies.operator(run.config.settings)
+    operator, list_name = replies.operator(cycle.settings)
     # a partial, not a lambda: it crosses to the composing processes
     return functools.partial(reader_links, secret, operator, email, list_name=list_name)
-
-
-def _compose(run: Run, plan: Plan) -> Outgoing:
-    settings = run.config.settings
-    links = _links(run, plan.subscriber.email)
-    if run.hooks.on_composed is None:
-        digest, message = composer.message(plan, _rank(run, plan), settings, run.now, links)
-        return Outgoing(plan, message, digest)
-    digest, rendered = compose.compose(
-        plan.subscriber,
-        _rank(run, plan),
-        settings,
-        cycle_id=plan.cycle_id,
-        created=run.now,
-        revisions=plan.revisions,
-        empty_reason=plan.empty_reason,
-        links=links,
-    )
-    run.hooks.on_composed(digest, rendered)
-    return Outgoing(plan, compose.build_message(digest, rendered, settings), digest)
 
 
 def item_report(item: Outgoing, status: Status, detail: str = "") -> SubscriberReport:

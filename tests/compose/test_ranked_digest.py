@@ -23,8 +23,9 @@ from digest.cli.entry import main
 from digest.compose.render import compose
 from digest.compose.selection import HTML_LIMIT
 from digest.config import loading as config_mod
+from digest.cycle.inputs import Options, collaborators
 from digest.cycle.report import CycleReport
-from digest.cycle.run import Options, collaborators, run_cycle
+from digest.cycle.run import run_cycle
 from digest.matching.rules import match_all
 from digest.models import Liked, Paper, Settings, SmtpSettings, Subscriber
 from digest.ranking import relevance as rank

@@ -12,6 +12,7 @@ import asyncio
 import email
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -22,8 +23,10 @@ import yaml
 
 from digest.cli.entry import main
 from digest.config import loading as config_mod
+from digest.cycle import pool as pool_mod
+from digest.cycle.inputs import Options, collaborators
 from digest.cycle.report import CycleReport
-from digest.cycle.run import Options, collaborators, run_cycle
+from digest.cycle.run import run_cycle
 from digest.matching.rules import contains_phrase
 from digest.stop import Stop
 from digest.store.store import Store
@@ -54,10 +57,10 @@ async def no_sleep(seconds: float) -> None:
     await asyncio.sleep(0)
 
 
-def once(cfg: Path) -> CycleReport:
+def once(cfg: Path, now: datetime | None = None) -> CycleReport:
     """A cycle as ``digest once`` runs it, with the back-off sleeps skipped (injected)."""
     conf = config_mod.load(cfg, env={})
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
 
     async def go(store: Store) -> CycleReport:
         stop = Stop(sleep=no_sleep)
@@ -119,6 +122,48 @@ def test_a_second_run_right_after_sends_nothing(setup) -> None:
     first = len(smtp.received)
     assert run(cfg, "once") == 0
     assert len(smtp.received) == first
+
+
+def test_a_cycle_that_mails_splits_its_time_into_phases_that_do_not_overlap(setup) -> None:
+    cfg, _, smtp = setup
+    started = time.perf_counter()
+    report = once(cfg)
+    wall = time.perf_counter() - started
+    assert len(smtp.received) == 2
+    phases = ("fetch", "match", "plan", "compose", "send", "record", "housekeeping")
+    assert sorted(report.timings) == sorted(phases)
+    # composed in this process, inside delivery: no moment is charged to two phases
+    assert sum(report.timings.values()) <= wall
+
+
+def test_the_pool_of_processes_composes_the_same_mail_as_this_process(
+    setup, write_config, monkeypatch
+) -> None:
+    """Many readers are composed by other processes; what they make is what one would."""
+    cfg, arxiv, smtp = setup
+    now = datetime.now(UTC)
+    here = once(cfg, now=now)
+    composed_here = {r.rcpt_tos[0]: r.raw for r in smtp.received}
+    smtp.received.clear()
+    pooled_cfg = write_config(
+        config_dict(arxiv.url, smtp.port, database="pooled.json"), name="pooled.yaml"
+    )
+    pools: list[int] = []
+    real_pool = pool_mod.pooled
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pools.append(1)
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(pool_mod, "workers_for", lambda messages: 2)
+    monkeypatch.setattr(pool_mod, "pooled", counted)
+    pooled = once(pooled_cfg, now=now)
+    assert pools == [1]
+    assert {r.rcpt_tos[0]: r.raw for r in smtp.received} == composed_here
+    assert [(r.email, r.status, r.titles) for r in pooled.subscribers] == [
+        (r.email, r.status, r.titles) for r in here.subscribers
+    ]
+    assert pooled.timings["compose"] > 0 and "send" in pooled.timings
 
 
 def test_refused_subscriber_stays_pending_and_goes_out_exactly_once_later(setup, capsys) -> None:

@@ -45,7 +45,7 @@ from digest.arxiv.feed import MalformedPage, parse_page  # noqa: E402
 from digest.errors import ArxivQueryError  # noqa: E402
 from digest.matching.rules import match_all, normalize_words  # noqa: E402
 from digest.models import Liked, Match, Paper, Settings, Subscriber  # noqa: E402
-from digest.ranking import rank as rk  # noqa: E402
+from digest.ranking import relevance as rk  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 DAY, LIKES_DAY, OTHER_DAY = "2026-06-09", "2026-06-16", "2026-06-30"

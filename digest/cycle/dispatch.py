@@ -9,9 +9,10 @@ Neither touches the store: what a fate means for the database is the cycle's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,29 @@ class Outgoing:
 
 # (item, status, detail): "sent"/"outbox" mean delivered, anything else pending
 OnFate = Callable[[Outgoing, Status, str], None]
+
+
+@contextlib.contextmanager
+def naming_if_unrecorded(item: Outgoing, status: Status) -> Iterator[None]:
+    """Record ``item``'s delivery in the block; if that fails, log what will be sent again.
+
+    The server (or the outbox) has the message and the database does not (a
+    full disk, an I/O error), so the next cycle repeats exactly these papers
+    to this reader: the log says so, with the count, before the error ends
+    the cycle.
+    """
+    try:
+        yield
+    except Exception as exc:
+        log.error(
+            "%s: %s a digest of %d papers, but it could not be recorded (%s); "
+            "the next cycle sends these papers again",
+            item.email,
+            "the SMTP server accepted" if status == "sent" else "the outbox holds",
+            len(item.digest.delivers),
+            exc,
+        )
+        raise
 
 
 class Delivery(Protocol):

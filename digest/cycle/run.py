@@ -32,7 +32,7 @@ from datetime import datetime
 from digest import compose, replies
 from digest.arxiv import ArxivClient, build_queries, window
 from digest.cycle import housekeeping, likes
-from digest.cycle.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
+from digest.cycle.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery, naming_if_unrecorded
 from digest.cycle.plan import (
     Candidates,
     Plan,
@@ -315,7 +315,7 @@ def _record_unsent(run: Run, plan: Plan) -> None:
 def _on_fate(run: Run, item: Outgoing, status: Status, detail: str) -> None:
     if status in ("sent", "outbox") and run.records:
         # side effect first, bookkeeping second: record only what was accepted
-        with run.timed("record"):
+        with run.timed("record"), naming_if_unrecorded(item, status):
             _record_delivery(run.store, item, run.now)
     elif (
         status == "refused"

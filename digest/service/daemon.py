@@ -43,7 +43,7 @@ from digest.cycle import (
     next_run,
     run_cycle,
 )
-from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
+from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError, translate
 from digest.models import WEEKDAY_NAMES, Config
 from digest.replies import mailroom
 from digest.service.notify import sd_notify as sd_notify
@@ -277,15 +277,16 @@ class Daemon:
             return
         try:
             await self._cycle(self.config, now, slot)
-        except DigestError as exc:
-            if self.stop.is_set():
-                log.info("cycle interrupted by stop: %s", exc)
-                return
-            self._failed(now, exc)
-        except Exception:  # a bug must not kill the service: log it and try again later
-            self.retry_at = now + RETRY_AFTER_FETCH_ERROR
-            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC crashed"
-            log.exception("cycle crashed; retrying at %s", f"{self.retry_at:%H:%M} UTC")
+        except Exception as exc:
+            error = translate(exc)  # a full disk is a failure to retry, not a crash
+            if error is None:  # a bug must not kill the service: log it and try again later
+                self.retry_at = now + RETRY_AFTER_FETCH_ERROR
+                self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC crashed"
+                log.exception("cycle crashed; retrying at %s", f"{self.retry_at:%H:%M} UTC")
+            elif self.stop.is_set():
+                log.info("cycle interrupted by stop: %s", error)
+            else:
+                self._failed(now, error)
         finally:
             self._status()
 

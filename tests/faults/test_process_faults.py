@@ -1,24 +1,32 @@
 """The operator and the machine: SIGTERM in every phase, a broken database, two processes at once.
 
-Not covered here: the clock jumping back an hour (neither faketime nor
-libfaketime is installed, and digest reads the real clock; see
-docs/reliability.md) and a full disk (no ENOSPC injection without a mount).
+Also: a full disk (a small tmpfs) before a cycle, and an output nobody
+reads. Not covered here: the clock jumping back an hour
+(neither faketime nor libfaketime is installed, and digest reads the real
+clock; see docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.faults import disk
 from tests.faults.conftest import run_side_by_side
-from tests.faults.world import World, wait_for
+from tests.faults.world import Run, World, wait_for
 
 # -- SIGTERM to `digest run` in each phase of its cycle ---------------------------
 
@@ -144,10 +152,77 @@ def racing(tmp: Path) -> dict[str, Any]:
     return {"world": w, "codes": codes, "logs": logs, "once": once, "final": final}
 
 
+# -- a full disk, an output nobody reads -------------------------------------------------
+
+
+THIRTY = MANY[:30]
+
+
+def disk_full_before_a_cycle(tmp: Path) -> dict[str, Any]:
+    """Not a byte free in the state folder before the first cycle; then room again."""
+    with disk.small_disk(tmp / "state"), World(tmp) as w:
+        disk.fill(w.db.parent)
+        once = w.once(timeout=60)
+        daemon = w.run("run", timeout=60)
+        disk.free(w.db.parent)
+        clean = w.once()
+        w.settle()
+    return {"world": w, "once": once, "daemon": daemon, "clean": clean}
+
+
+def closed_output(how: str) -> Callable[[Path], dict[str, Any]]:
+    """``digest once`` whose stdout and stderr go to a pipe nobody reads, then a clean one."""
+
+    def scenario(tmp: Path) -> dict[str, Any]:
+        with World(tmp, readers=THIRTY) as w:
+            cmd = [sys.executable, "-m", "digest", "once", "--config", str(w.cfg)]
+            w.first_run = datetime.now(UTC)  # the checker's lookback counts from here
+            t0 = time.monotonic()
+            if how == "closed":  # the reader is gone before digest starts
+                r, wr = os.pipe()
+                os.close(r)
+                proc = subprocess.Popen(
+                    cmd, cwd=tmp, env=w.env(), stdout=wr, stderr=wr, start_new_session=True
+                )
+                os.close(wr)
+            else:  # the reader goes away after 5 bytes
+                code_file = tmp / "code"
+                shell = f"{shlex.join(cmd)} 2>&1 | head -c 5; echo ${{PIPESTATUS[0]}} > {code_file}"
+                proc = subprocess.Popen(
+                    ["bash", "-c", shell],
+                    cwd=tmp,
+                    env=w.env(),
+                    stdout=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            try:
+                out, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # digest too, not only the shell
+                proc.communicate()
+                raise AssertionError(f"digest once with its output {how} hung for 60 s") from None
+            code = proc.returncode if how == "closed" else int(code_file.read_text())
+            stdout = (out or b"").decode(errors="replace")
+            first = Run(("once",), code, stdout, "", time.monotonic() - t0)
+            accepted = len(w.smtp_script.accepted)
+            clean = w.once()
+            w.settle()
+        return {"world": w, "first": first, "accepted": accepted, "clean": clean}
+
+    return scenario
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, Future[Any]]:
     scenarios: dict[str, Callable[[Path], Any]] = {f"SIGTERM {k}": v for k, v in SIGTERM.items()}
     scenarios.update(contenders=contenders, racing=racing)
+    scenarios.update(
+        {
+            "disk full before a cycle": disk_full_before_a_cycle,
+            "output closed": closed_output("closed"),
+            "output cut by head": closed_output("head"),
+        }
+    )
     return run_side_by_side(scenarios, tmp_path_factory)
 
 
@@ -281,3 +356,31 @@ def test_the_checker_catches_a_duplicate_and_a_stranger(tmp_path) -> None:
         w.write_config()
         with pytest.raises(AssertionError, match=r"alice@example\.org: message 1 delivered"):
             w.check()
+
+
+# -- a full disk, an output nobody reads -------------------------------------------------
+
+
+def test_a_full_disk_before_a_cycle_exits_75_naming_the_path(outcomes) -> None:
+    out = outcomes["disk full before a cycle"].result(timeout=300)
+    w = out["world"]
+    for run in (out["once"], out["daemon"]):
+        assert run.code == 75, str(run)
+        assert "No space left on device" in run.stderr, str(run)
+        assert str(w.db.parent) in run.stderr and "Traceback" not in run.stderr, str(run)
+        assert "unexpected error" not in run.stderr, str(run)
+    assert out["clean"].code == 0, str(out["clean"])
+    w.check()
+
+
+@pytest.mark.parametrize("how", ["closed", "cut by head"])
+def test_an_output_nobody_reads_ends_the_cycle_with_75_and_loses_nothing(outcomes, how) -> None:
+    out = outcomes[f"output {how}"].result(timeout=300)
+    first = out["first"]
+    assert first.code == 75, str(first)
+    assert first.seconds < 30, str(first)
+    assert 1 <= out["accepted"] < 30  # it stopped early: the rest wait for the next cycle
+    if how == "cut by head":
+        assert len(first.stdout) == 5
+    assert out["clean"].code == 0, str(out["clean"])
+    out["world"].check()  # each accepted digest was recorded before its line was written

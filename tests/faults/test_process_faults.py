@@ -1,7 +1,7 @@
 """The operator and the machine: SIGTERM in every phase, a broken database, two processes at once.
 
-Also: a full disk (a small tmpfs) before a cycle, and an output nobody
-reads. Not covered here: the clock jumping back an hour
+Also: a full disk (a small tmpfs) before a cycle, an output nobody reads,
+and a second outbox run on one day. Not covered here: the clock jumping back an hour
 (neither faketime nor libfaketime is installed, and digest reads the real
 clock; see docs/reliability.md).
 """
@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from tests.faults import disk
+from tests.faults import disk, invariants
 from tests.faults.conftest import run_side_by_side
+from tests.faults.smtp import Accepted
 from tests.faults.world import Run, World, wait_for
 
 # -- SIGTERM to `digest run` in each phase of its cycle ---------------------------
@@ -212,6 +213,18 @@ def closed_output(how: str) -> Callable[[Path], dict[str, Any]]:
     return scenario
 
 
+def outbox_twice(tmp: Path) -> dict[str, Any]:
+    """Two ``once --outbox`` runs on one day, new papers in between: every paper in a file."""
+    with World(tmp) as w:
+        box = tmp / "outbox"
+        first = w.once("--outbox", str(box))
+        w.script.entries[:0] = w.script.fresh  # three new submissions arrive
+        w.script.ever.extend(w.script.fresh)
+        second = w.once("--outbox", str(box))
+        w.settle()
+    return {"world": w, "first": first, "second": second, "box": box}
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, Future[Any]]:
     scenarios: dict[str, Callable[[Path], Any]] = {f"SIGTERM {k}": v for k, v in SIGTERM.items()}
@@ -221,6 +234,7 @@ def outcomes(tmp_path_factory) -> dict[str, Future[Any]]:
             "disk full before a cycle": disk_full_before_a_cycle,
             "output closed": closed_output("closed"),
             "output cut by head": closed_output("head"),
+            "outbox twice": outbox_twice,
         }
     )
     return run_side_by_side(scenarios, tmp_path_factory)
@@ -384,3 +398,20 @@ def test_an_output_nobody_reads_ends_the_cycle_with_75_and_loses_nothing(outcome
         assert len(first.stdout) == 5
     assert out["clean"].code == 0, str(out["clean"])
     out["world"].check()  # each accepted digest was recorded before its line was written
+
+
+def test_a_second_outbox_run_on_one_day_keeps_every_file(outcomes) -> None:
+    out = outcomes["outbox twice"].result(timeout=300)
+    w, box = out["world"], out["box"]
+    assert out["first"].code == 0 and out["second"].code == 0, str(out["second"])
+    files = sorted(box.glob("*.eml"))
+    assert len(files) == 4 + 3, [f.name for f in files]  # 3 readers got a fresh paper
+    written = []
+    for n, f in enumerate(files, 1):
+        raw = f.read_bytes()
+        msg = Accepted(n, "", [], raw).message
+        written.append(Accepted(n, "", [str(msg["To"].addresses[0].addr_spec)], raw))
+    # every paper recorded as delivered is in a file, and in one file only
+    want = w.expected()
+    invariants.check_deliveries(written, want)
+    assert invariants.status_counts(w.settled.stdout) == {r: (len(i), 0) for r, i in want.items()}

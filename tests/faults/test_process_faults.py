@@ -188,7 +188,10 @@ def closed_output(how: str) -> Callable[[Path], dict[str, Any]]:
                 os.close(wr)
             else:  # the reader goes away after 5 bytes
                 code_file = tmp / "code"
-                shell = f"{shlex.join(cmd)} 2>&1 | head -c 5; echo ${{PIPESTATUS[0]}} > {code_file}"
+                shell = (
+                    f"{shlex.join(cmd)} 2>&1 | head -c 5; "
+                    f"echo ${{PIPESTATUS[0]}} > {shlex.quote(str(code_file))}"
+                )
                 proc = subprocess.Popen(
                     ["bash", "-c", shell],
                     cwd=tmp,

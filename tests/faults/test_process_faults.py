@@ -1,7 +1,8 @@
 """The operator and the machine: SIGTERM in every phase, a broken database, two processes at once.
 
 Also: a full disk (a small tmpfs) before a cycle, an output nobody reads,
-and a second outbox run on one day. Not covered here: the clock jumping back an hour
+a second outbox run on one day, and a daemon stuck on its SMTP peer whose
+watchdog must go quiet. Not covered here: the clock jumping back an hour
 (neither faketime nor libfaketime is installed, and digest reads the real
 clock; see docs/reliability.md).
 """
@@ -12,6 +13,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -228,6 +230,80 @@ def outbox_twice(tmp: Path) -> dict[str, Any]:
     return {"world": w, "first": first, "second": second, "box": box}
 
 
+# -- a daemon stuck on its SMTP peer: the watchdog goes quiet ---------------------------
+
+
+class Notifications:
+    """A unix datagram socket standing in for systemd's $NOTIFY_SOCKET; keeps arrival times."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.got: list[tuple[float, str]] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self._open = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._open:
+            try:
+                self.got.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._open = False
+        self._thread.join(2)
+        self.sock.close()
+
+    def pings(self, start: float, end: float) -> int:
+        return sum(1 for t, m in self.got if start <= t < end and "WATCHDOG=1" in m)
+
+
+WATCHDOG_USEC = 1_000_000
+
+
+def stuck_peer(tmp: Path) -> dict[str, Any]:
+    """The server never answers DATA of message 2 (and digest's own timeout is a minute)."""
+    with World(tmp, settings={"smtp": {"timeout": 60}}) as w:
+        notes = Notifications(tmp / "notify.sock")
+        w.env_extra.update(NOTIFY_SOCKET=str(notes.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
+        stuck = threading.Event()
+        stuck_at: list[float] = []
+
+        def on_event(ev: str, n: int) -> None:
+            if (ev, n) == ("DATA", 2):
+                stuck_at.append(time.monotonic())
+                stuck.set()
+
+        w.smtp_script.on_event = on_event
+        w.smtp_script.rule = lambda ev, n, arg: "hang" if (ev, n) == ("DATA", 2) else None
+        proc = w.daemon()
+        assert stuck.wait(60), (tmp / "daemon.log").read_text()
+        time.sleep(4 * WATCHDOG_USEC / 1e6)
+        code, seconds = w.stop(proc)
+        notes.close()
+        w.smtp_script.on_event = None
+        w.smtp_script.rule = None
+        clean = w.once()
+        w.settle()
+    t = stuck_at[0]
+    return {
+        "world": w,
+        "code": code,
+        "seconds": seconds,
+        "before": notes.pings(0, t),
+        # a check that saw the last progress may still ping within one period
+        "while_stuck": notes.pings(t + WATCHDOG_USEC / 1e6, t + 4 * WATCHDOG_USEC / 1e6),
+        "clean": clean,
+        "log": (tmp / "daemon.log").read_text(),
+    }
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, Future[Any]]:
     scenarios: dict[str, Callable[[Path], Any]] = {f"SIGTERM {k}": v for k, v in SIGTERM.items()}
@@ -238,6 +314,7 @@ def outcomes(tmp_path_factory) -> dict[str, Future[Any]]:
             "output closed": closed_output("closed"),
             "output cut by head": closed_output("head"),
             "outbox twice": outbox_twice,
+            "stuck peer": stuck_peer,
         }
     )
     return run_side_by_side(scenarios, tmp_path_factory)
@@ -418,3 +495,12 @@ def test_a_second_outbox_run_on_one_day_keeps_every_file(outcomes) -> None:
     want = w.expected()
     invariants.check_deliveries(written, want)
     assert invariants.status_counts(w.settled.stdout) == {r: (len(i), 0) for r, i in want.items()}
+
+
+def test_a_daemon_stuck_on_its_smtp_peer_stops_feeding_the_watchdog(outcomes) -> None:
+    out = outcomes["stuck peer"].result(timeout=300)
+    assert out["before"] >= 1, out["log"]  # fed while the cycle moved
+    assert out["while_stuck"] == 0, out["log"]  # so systemd would restart it
+    assert out["code"] == 0 and out["seconds"] < 10, out["log"]
+    assert out["clean"].code == 0, str(out["clean"])
+    out["world"].check()

@@ -179,7 +179,7 @@ MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE})
 def machine_cause(exc: BaseException) -> OSError | None:
     """The full disk, quota, I/O error or closed pipe behind ``exc``, if any (its causes too)."""
     seen: BaseException | None = exc
-    for _ in range(10):  # a chain is a few links long; a cycle in it must not hang us
+    for _ in range(10):  # a chain is a few links long; bounded, should one ever loop
         if seen is None:
             break
         if isinstance(seen, OSError) and seen.errno in MACHINE_ERRNOS:
@@ -203,8 +203,8 @@ def translate(exc: BaseException) -> DigestError | None:
         return exc if isinstance(exc, MachineError) else MachineError(str(exc))
     if cause.errno == errno.EPIPE:
         return MachineError(
-            "the output was closed (nobody reads it any more), so the cycle stopped; "
-            "what was delivered is recorded and the rest goes out at the next cycle"
+            "the output was closed (its reader went away), so digest stopped there; "
+            "what a cycle delivered before is recorded, the rest goes out at the next one"
         )
     where = f" ({cause.filename})" if cause.filename else ""
     return MachineError(

@@ -1,4 +1,4 @@
-"""Replace a file in one step: the one atomic-write helper (store and archive).
+"""Replace or create a file in one step: the one atomic-write helper (store, archive, outbox).
 
 A reader, or the next start after a crash or power loss, sees either the old
 file or the new one, never a torn mix: the new content goes to a temporary
@@ -29,6 +29,20 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> N
     database but not for a page meant to be read). On failure the temporary
     file is removed and ``path`` is left as it was.
     """
+    _publish(path, data, mode, replace=True)
+
+
+def create_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+    """Like ``write_atomic``, but never replaces: ``FileExistsError`` if ``path`` exists.
+
+    The finished temporary file gets ``path`` as a second name (a hard link,
+    which fails rather than replace), so nobody sees it half-written and a
+    file already there is never touched.
+    """
+    _publish(path, data, mode, replace=False)
+
+
+def _publish(path: Path, data: bytes | str, mode: int | None, *, replace: bool) -> None:
     folder = path.parent
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{TMP_PREFIX}{path.name}.")
@@ -43,12 +57,16 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> N
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(folder)  # make the rename itself durable
+    fsync_dir(folder)  # make the new name itself durable
 
 
 def fsync_dir(folder: Path) -> None:

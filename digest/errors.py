@@ -9,6 +9,8 @@ once, at the module that imports that library, with ``raise ... from``.
 
 from __future__ import annotations
 
+import errno
+
 # Exit codes (docs/commands.md): sysexits' EX_TEMPFAIL, EX_CONFIG and EX_SOFTWARE,
 # and the shell's 128 + SIGINT. systemd's RestartPreventExitStatus=78 keeps a
 # broken config from restart-looping.
@@ -158,3 +160,53 @@ class CannotCreateError(OutputError):
     """A path given on the command line (``-o``, ``--outbox``) cannot be written."""
 
     exit_code = EXIT_CANTCREAT
+
+
+class MachineError(DigestError):
+    """The disk is full, over quota or failing, or nobody reads the output any more.
+
+    Not digest's fault and not the config's: a rerun once it is fixed is
+    safe (exit 75). What was delivered before is recorded; a delivery the
+    database could not keep is named in the log.
+    """
+
+
+# errno values that say the machine failed, not digest: whichever module met
+# them and however it translated them, they end in a MachineError (exit 75)
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE})
+
+
+def machine_cause(exc: BaseException) -> OSError | None:
+    """The full disk, quota, I/O error or closed pipe behind ``exc``, if any (its causes too)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain is a few links long; bounded, should one ever loop
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in MACHINE_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def translate(exc: BaseException) -> DigestError | None:
+    """``exc`` as the error the operator is told, or None for a bug (shown as one).
+
+    The one rule for every boundary (the CLI, the daemon): a full or
+    failing disk or a closed output is a ``MachineError`` whatever module
+    met it, even one that translated it as a config or output error; other
+    ``DigestError`` are themselves; any other exception is a bug.
+    """
+    cause = machine_cause(exc)
+    if cause is None:
+        return exc if isinstance(exc, DigestError) else None
+    if isinstance(exc, DigestError):
+        return exc if isinstance(exc, MachineError) else MachineError(str(exc))
+    if cause.errno == errno.EPIPE:
+        return MachineError(
+            "the output was closed (its reader went away), so digest stopped there; "
+            "what a cycle delivered before is recorded, the rest goes out at the next one"
+        )
+    where = f" ({cause.filename})" if cause.filename else ""
+    return MachineError(
+        f"{cause.strerror or cause}{where}; free some space or fix the disk and run again"
+    )

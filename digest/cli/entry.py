@@ -9,7 +9,9 @@ Errors are one or two readable lines on stderr; the traceback only with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +21,7 @@ from digest import __version__
 from digest.cli.commands import cmd_archive, cmd_check, cmd_ingest, cmd_once, cmd_preview, cmd_run
 from digest.cli.status import cmd_readers, cmd_status
 from digest.cli.terminal import setup_logging
-from digest.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, DigestError, UsageError
+from digest.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, UsageError, translate
 
 log = logging.getLogger("digest")
 
@@ -119,24 +121,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     setup_logging(args.verbose)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a full disk or a closed pipe behind stdout shows here
+        return code
     except UsageError as exc:
-        print(f"digest: {exc}", file=sys.stderr)
+        _say(f"digest: {exc}")
         return EXIT_USAGE
-    except DigestError as exc:
-        if args.verbose:
-            log.exception("digest failed")
-        print(f"digest: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
-        print("digest: interrupted", file=sys.stderr)
+        _say("digest: interrupted")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug: say so briefly, the traceback with -v
+    except Exception as exc:
+        # the one place where what went wrong becomes an exit code
+        error = translate(exc)
         if args.verbose:
-            log.exception("unexpected error")
-        print(
-            f"digest: unexpected error: {type(exc).__name__}: {exc} "
-            "(run with -v for the traceback)",
-            file=sys.stderr,
+            log.exception("digest failed" if error else "unexpected error")
+        if error is not None:
+            _say(f"digest: {error}")
+            return error.exit_code
+        # a bug: say so briefly, the traceback with -v
+        _say(
+            f"digest: unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)"
         )
         return EXIT_SOFTWARE
+    finally:
+        _flush_or_discard()
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if anybody still reads it."""
+    with contextlib.suppress(OSError, ValueError):  # a closed pipe, or no stderr at all
+        print(line, file=sys.stderr, flush=True)
+
+
+def _flush_or_discard() -> None:
+    """Flush stdout and stderr now; what nobody can read any more goes to /dev/null.
+
+    The interpreter flushes both again on the way out: into a closed pipe
+    that prints "Exception ignored" and turns the exit code into 120.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)

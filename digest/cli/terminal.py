@@ -83,8 +83,27 @@ class ProgressLine:
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Log lines on stderr that first erase a progress line in the way."""
+    """Log lines on stderr that first erase a progress line in the way.
+
+    Once stderr cannot be written (a pipe whose reader left: ``digest once
+    2>&1 | head``), later lines are dropped: logging must never be what
+    fails the process, nor print a "Logging error" report per line.
+    """
+
+    gone = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        ProgressLine.clear_all()
+        if self.gone:
+            return
+        try:
+            ProgressLine.clear_all()
+        except (OSError, ValueError):
+            self.gone = True
+            return
         super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError | ValueError):
+            self.gone = True
+            return
+        super().handleError(record)

@@ -9,9 +9,11 @@ Neither touches the store: what a fate means for the database is the cycle's.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +59,29 @@ class Outgoing:
 OnFate = Callable[[Outgoing, Status, str], None]
 
 
+@contextlib.contextmanager
+def naming_if_unrecorded(item: Outgoing, status: Status) -> Iterator[None]:
+    """Record ``item``'s delivery in the block; if that fails, log what will be sent again.
+
+    The server (or the outbox) has the message and the database does not (a
+    full disk, an I/O error), so the next cycle repeats exactly these papers
+    to this reader: the log says so, with the count, before the error ends
+    the cycle.
+    """
+    try:
+        yield
+    except Exception as exc:
+        log.error(
+            "%s: %s a digest of %d papers, but it could not be recorded (%s); "
+            "the next cycle sends these papers again",
+            item.email,
+            "the SMTP server accepted" if status == "sent" else "the outbox holds",
+            len(item.digest.delivers),
+            exc,
+        )
+        raise
+
+
 class Delivery(Protocol):
     async def deliver(
         self, items: AsyncIterable[Outgoing], on_fate: OnFate, total: int = 0
@@ -67,9 +92,18 @@ def _safe_name(email: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@+-]", "_", email)
 
 
+# names tried per reader and day (DATE-EMAIL.eml, DATE-EMAIL-2.eml, ...): a bound on the
+# search for a free one, far above any real use
+MAX_FILES_A_DAY = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Outbox:
-    """Writes each message to ``folder/DATE-EMAIL.eml`` instead of sending it."""
+    """Writes each message to ``folder/DATE-EMAIL.eml`` instead of sending it.
+
+    A file is never overwritten: its papers are recorded as delivered, so a
+    second run on the same day (new papers since) writes ``DATE-EMAIL-2.eml``.
+    """
 
     folder: Path
     today: datetime
@@ -87,14 +121,26 @@ class Outbox:
                         f"cannot create the outbox {self.folder}: {exc}", path=str(self.folder)
                     ) from exc
                 made = True
-            path = self.folder / f"{self.today:%Y-%m-%d}-{_safe_name(item.email)}.eml"
-            try:
-                # a reader's name, address and papers: owner-only, whatever the umask
-                atomic.write_atomic(path, item.message, mode=0o600)
-            except OSError as exc:
-                on_fate(item, "failed", f"cannot write {path}: {exc}")
+            path, error = self._write(item)
+            if error is not None:
+                on_fate(item, "failed", f"cannot write {path}: {error}")
                 continue
             on_fate(item, "outbox", str(path))
+
+    def _write(self, item: Outgoing) -> tuple[Path, OSError | None]:
+        """The new file holding ``item``; or where it could not be written, and why."""
+        stem = f"{self.today:%Y-%m-%d}-{_safe_name(item.email)}"
+        for n in range(1, MAX_FILES_A_DAY + 1):
+            path = self.folder / (f"{stem}.eml" if n == 1 else f"{stem}-{n}.eml")
+            try:
+                # a reader's name, address and papers: owner-only, whatever the umask
+                atomic.create_atomic(path, item.message, mode=0o600)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                return path, exc
+            return path, None
+        return self.folder, OSError(errno.EEXIST, f"{MAX_FILES_A_DAY} files for one reader today")
 
 
 @dataclass(frozen=True, slots=True)

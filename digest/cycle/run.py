@@ -32,7 +32,7 @@ from digest import compose, replies
 from digest.arxiv import build_queries, window
 from digest.config import library
 from digest.cycle import housekeeping
-from digest.cycle.dispatch import Outgoing
+from digest.cycle.dispatch import Outgoing, naming_if_unrecorded
 from digest.cycle.inputs import DEFAULTS, NO_HOOKS, Collaborators, Cycle, Hooks, Options
 from digest.cycle.phases import Phases
 from digest.cycle.plan import (
@@ -317,7 +317,7 @@ def _on_fate(
 ) -> None:
     if status in ("sent", "outbox") and cycle.records:
         # side effect first, bookkeeping second: record only what was accepted
-        with phases.phase("record"):
+        with phases.phase("record"), naming_if_unrecorded(item, status):
             _record_delivery(cycle.store, item, cycle.now)
     elif (
         status == "refused"

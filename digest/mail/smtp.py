@@ -202,13 +202,16 @@ class Mailer:
         return str(reply).strip()  # aiosmtplib returns the final reply as text
 
     async def _deliver(
-        self, smtp: aiosmtplib.SMTP, key: str, recipient: str, msg: bytes
+        self, smtp: aiosmtplib.SMTP, key: str, recipient: str, msg: bytes, halt: asyncio.Event
     ) -> Outcome:
         if self._unusable:
             return Outcome(recipient, "deferred", self._unusable, key)
         last = ""
         server_gone = 0
         for attempt in range(self.attempts):
+            if attempt and halt.is_set():
+                # the batch is ending (a failure beside us): finish, do not knock again
+                return Outcome(recipient, "deferred", f"not retried: {last}", key)
             try:
                 if attempt:
                     await self.stop.sleep(self.retry_delay * 2 ** (attempt - 1))
@@ -251,45 +254,69 @@ class Mailer:
         so the caller can record an accepted delivery before the next send.
         On a stop request the message in flight gets ``STOP_GRACE`` seconds
         to be accepted and the rest are deferred (their papers stay pending).
+
+        If ``batch`` or ``on_outcome`` raises (a full disk, a closed output),
+        no connection takes another message; those in flight are finished,
+        without retries, and reported (a message the server took is never
+        dropped unsaid); then the first error is raised.
         """
         queue: _Queue = asyncio.Queue(AHEAD * self.connections)
         results: dict[int, Outcome] = {}
-        tasks = [asyncio.ensure_future(_feed(batch, queue, self.connections))]
-        tasks += [
-            asyncio.ensure_future(self._work(queue, results, on_outcome))
+        halt = asyncio.Event()  # a task failed: the connections take no new message
+        feeder = asyncio.ensure_future(_feed(batch, queue, self.connections, halt))
+        workers = [
+            asyncio.ensure_future(self._work(queue, results, on_outcome, halt))
             for _ in range(self.connections)
         ]
+        failure: BaseException | None = None
+        pending: set[asyncio.Future[None]] = {feeder, *workers}
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    if task.cancelled() or task.exception() is None:
+                        continue
+                    failure = failure or task.exception()  # the task set ``halt``
+                    # the feeder waits for the composer and for room in the queue:
+                    # neither is wanted now, so it is ended, not awaited
+                    feeder.cancel()
         finally:
-            # one failing (the composer, or recording an outcome) ends them all
-            for task in tasks:
+            # only when send_all itself is cancelled is anything still running here
+            for task in (feeder, *workers):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            await asyncio.gather(feeder, *workers, return_exceptions=True)
+        if failure is not None:
+            raise failure
         return tuple(results[i] for i in range(len(results)))
 
     async def _work(
-        self, queue: _Queue, results: dict[int, Outcome], on_outcome: OnOutcome | None
+        self,
+        queue: _Queue,
+        results: dict[int, Outcome],
+        on_outcome: OnOutcome | None,
+        halt: asyncio.Event,
     ) -> None:
-        """One connection: send queued items until the end mark; report each fate."""
+        """One connection: send queued items until the end mark or a halt; report each fate."""
         smtp = self._client()  # connects on its first message only
         try:
-            while (got := await queue.get()) is not None:
+            while (got := await _take(queue, halt)) is not None:
                 index, (key, recipient, msg) = got
                 del got
                 if self.stop.is_set():
                     outcome = Outcome(recipient, "deferred", "stopping before sending", key)
                 else:
                     data = msg if isinstance(msg, bytes) else msg.as_bytes()
-                    outcome = await self._deliver(smtp, key, recipient, data)
+                    outcome = await self._deliver(smtp, key, recipient, data, halt)
                     del data
                 del msg
                 results[index] = outcome
                 if on_outcome is not None:
                     on_outcome(outcome)
+        except BaseException:
+            # at once, not from send_all a turn later, and before the hang-up below
+            # awaits: meanwhile another connection would take its next message
+            halt.set()
+            raise
         finally:
             await self._hang_up(smtp)
 
@@ -324,8 +351,15 @@ class Mailer:
 _Queue = asyncio.Queue[tuple[int, Item] | None]  # numbered items; None: no more
 
 
-async def _feed(batch: Iterable[Item] | AsyncIterable[Item], queue: _Queue, ends: int) -> None:
-    """Number ``batch``'s items into ``queue`` as they come, then one end mark per connection."""
+async def _feed(
+    batch: Iterable[Item] | AsyncIterable[Item], queue: _Queue, ends: int, halt: asyncio.Event
+) -> None:
+    """Number ``batch``'s items into ``queue`` as they come, then one end mark per connection.
+
+    The end marks follow only a complete batch. If ``batch`` fails, ``halt``
+    ends the connections instead: a ``put`` into a full queue that no
+    connection reads any more would never return.
+    """
     index = 0
     try:
         if isinstance(batch, AsyncIterable):
@@ -336,6 +370,30 @@ async def _feed(batch: Iterable[Item] | AsyncIterable[Item], queue: _Queue, ends
             for item in batch:
                 await queue.put((index, item))
                 index += 1
+    except BaseException:
+        halt.set()
+        raise
+    for _ in range(ends):
+        await queue.put(None)
+
+
+async def _take(queue: _Queue, halt: asyncio.Event) -> tuple[int, Item] | None:
+    """The next numbered item; None at an end mark, or as soon as ``halt`` is set.
+
+    Waiting for the feeder must end when the feeder (or another connection)
+    fails: the end marks never come then.
+    """
+    if halt.is_set():
+        return None
+    if not queue.empty():
+        return queue.get_nowait()
+    get = asyncio.ensure_future(queue.get())
+    halted = asyncio.ensure_future(halt.wait())
+    try:
+        await asyncio.wait({get, halted}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for _ in range(ends):
-            await queue.put(None)
+        halted.cancel()
+        get.cancel()  # a no-op once it has its item
+    if halt.is_set() or get.cancelled():
+        return None  # an item taken in the same instant stays unsent: its papers stay pending
+    return get.result()

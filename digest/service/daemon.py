@@ -11,10 +11,11 @@ for one slot. So a test can drive the daemon in-process on a fake clock and
 a fake sleep: the flag and ``idle_seconds`` only make it wake sooner.
 
 Sleeps are sliced (at most ``SLICE`` seconds) because monotonic sleeps do not
-advance during suspend, and the watchdog must be fed. Signals are handled on
-the event loop: SIGHUP reloads, SIGTERM/SIGINT stop after the message in
-flight (each delivery is recorded as it is accepted, so state is never
-half-written).
+advance during suspend. The watchdog is fed only while the work moves or
+rests (``notify.Watchdog``), so a cycle stuck on a peer, or on itself, gets
+the daemon restarted. Signals are handled on the event loop: SIGHUP
+reloads, SIGTERM/SIGINT stop after the message in flight (each delivery is
+recorded as it is accepted, so state is never half-written).
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ from digest.cycle import (
     next_run,
     run_cycle,
 )
-from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError
+from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError, translate
 from digest.models import WEEKDAY_NAMES, Config
 from digest.replies import load_secret, poll_inbox, reply_context, send_replies
+from digest.service.notify import Watchdog
 from digest.service.notify import sd_notify as sd_notify
 from digest.service.notify import watchdog_interval as watchdog_interval
 from digest.stop import Sleep, Stop
@@ -90,6 +92,8 @@ class Daemon:
         self.sleep = sleep
         self.notify = notify or (lambda state: sd_notify(state, self.env))
         self.stop = asyncio.Event()
+        # every wait of every cycle and poll goes through it; the watchdog reads its pulse
+        self.pulse = Stop(self.stop, sleep=sleep)
         self.wake = asyncio.Event()
         self.reload_requested = False
         self.config: Config | None = None
@@ -209,9 +213,12 @@ class Daemon:
         return 0
 
     async def _watchdog(self, interval: float) -> None:
-        # a task on the same event loop: a blocked loop stops the pings, as it should
+        # a task on the same event loop: a blocked loop stops the pings, as it should;
+        # so does a loop that turns while the work stands still (``Watchdog``)
+        watchdog = Watchdog(self.pulse)
         while True:
-            self.notify("WATCHDOG=1")
+            if watchdog.due():
+                self.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
 
     async def _sleep(self) -> None:
@@ -226,7 +233,8 @@ class Daemon:
         sleeper = asyncio.ensure_future(self.sleep(timeout + 0.05))
         waker = asyncio.ensure_future(self.wake.wait())
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            with self.pulse.rest():
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (sleeper, waker):
                 task.cancel()
@@ -251,7 +259,12 @@ class Daemon:
         self.next_poll = self.clock() + timedelta(minutes=cfg.settings.inbox.poll_interval)
         try:
             ctx = reply_context(cfg.settings, self.env)
-            _, replies = await asyncio.to_thread(poll_inbox, cfg, ctx, self.clock, self.stop.is_set)
+            # a thread the pulse cannot see into; each of imaplib's waits has the
+            # inbox's timeout, so the poll counts as a wait of known length
+            with self.pulse.rest():
+                _, replies = await asyncio.to_thread(
+                    poll_inbox, cfg, ctx, self.clock, self.stop.is_set
+                )
         except (InboxConfigError, ConfigError) as exc:
             log.error("inbox: %s; replies are not read until it is fixed", exc)
             return
@@ -262,8 +275,7 @@ class Daemon:
             log.exception("inbox poll crashed; trying again at the next poll")
             return
         if replies and not self.stop.is_set():
-            stop = Stop(self.stop, sleep=self.sleep)
-            await send_replies(cfg.settings.smtp, replies, stop=stop)
+            await send_replies(cfg.settings.smtp, replies, stop=self.pulse)
 
     async def _maybe_cycle(self) -> None:
         assert self.config is not None
@@ -275,24 +287,24 @@ class Daemon:
             return
         try:
             await self._cycle(self.config, now, slot)
-        except DigestError as exc:
-            if self.stop.is_set():
-                log.info("cycle interrupted by stop: %s", exc)
-                return
-            self._failed(now, exc)
-        except Exception:  # a bug must not kill the service: log it and try again later
-            self.retry_at = now + RETRY_AFTER_FETCH_ERROR
-            self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC crashed"
-            log.exception("cycle crashed; retrying at %s", f"{self.retry_at:%H:%M} UTC")
+        except Exception as exc:
+            error = translate(exc)  # a full disk is a failure to retry, not a crash
+            if error is None:  # a bug must not kill the service: log it and try again later
+                self.retry_at = now + RETRY_AFTER_FETCH_ERROR
+                self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC crashed"
+                log.exception("cycle crashed; retrying at %s", f"{self.retry_at:%H:%M} UTC")
+            elif self.stop.is_set():
+                log.info("cycle interrupted by stop: %s", error)
+            else:
+                self._failed(now, error)
         finally:
             self._status()
 
     async def _cycle(self, cfg: Config, now: datetime, slot: datetime) -> None:
-        stop = Stop(self.stop, sleep=self.sleep)
         with Store.open(cfg.settings.database, now=now) as store:
             secret = load_secret(cfg.settings, self.env)
             async with collaborators(
-                cfg.settings, Options(), now=now, stop=stop, secret=secret
+                cfg.settings, Options(), now=now, stop=self.pulse, secret=secret
             ) as collab:
                 report = await run_cycle(cfg, store, replace(collab, clock=self.clock), now=now)
             if self.stop.is_set() and report.exit_code != 0:

@@ -197,8 +197,12 @@ class Store:
                 f"the database {self.path} is in use by digest (pid {holder}); "
                 "wait for it to finish, or stop the service first"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:  # a full disk: the pid that names the owner does not fit
+            os.close(fd)
+            raise StoreError(f"cannot write the lock file {lock_path}: {exc}") from exc
         self._lock_fd = fd
 
     def _remove_stale_temps(self) -> None:

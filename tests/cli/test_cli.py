@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import subprocess
@@ -19,6 +20,7 @@ from digest.cli import terminal
 from digest.cli.entry import main
 from digest.cli.status import quiet_cycle_note
 from digest.cycle.report import CycleRecord
+from digest.errors import OutputError, translate
 from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer
 from tests.support.paths import ROOT
@@ -278,3 +280,41 @@ def test_archive_without_a_database_says_there_is_nothing_yet(setup, capsys) -> 
     assert run(cfg, "archive") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and "nothing to show yet" in captured.err
+
+
+def test_a_full_or_failing_disk_exits_75_whichever_module_met_it() -> None:
+    full = OSError(errno.ENOSPC, "No space left on device", "/var/lib/digest/x")
+    raw = translate(full)
+    assert raw is not None and raw.exit_code == 75 and "/var/lib/digest/x" in str(raw)
+    # a module that called it a config problem (78) does not get the last word
+    try:
+        raise OutputError("cannot create the outbox /o: [Errno 28] No space left") from full
+    except OutputError as exc:
+        wrapped = translate(exc)
+    assert wrapped is not None and wrapped.exit_code == 75 and "/o" in str(wrapped)
+    unwritable = translate(OutputError("cannot create the outbox /o"))
+    assert unwritable is not None and unwritable.exit_code == 78
+    assert translate(KeyError("a bug")) is None
+
+
+def test_logging_into_a_closed_stderr_drops_the_lines_without_failing(capsys) -> None:
+    class Closed:
+        writes = 0
+
+        def write(self, text: str) -> int:
+            Closed.writes += 1
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    handler = terminal._StderrHandler(Closed())  # type: ignore[arg-type]
+    logger = logging.getLogger("tests.closed-stderr")
+    logger.addHandler(handler)
+    try:
+        for n in range(3):
+            logger.warning("line %d", n)
+    finally:
+        logger.removeHandler(handler)
+    assert Closed.writes == 1  # tried once, then quiet
+    assert "Logging error" not in capsys.readouterr().err

@@ -258,6 +258,22 @@ def test_dry_run_outbox_records_nothing(setup) -> None:
     assert not (cfg.parent / "digest.json").exists()
 
 
+def test_an_outbox_file_is_never_overwritten(setup) -> None:
+    cfg, _, _ = setup
+    outbox = cfg.parent / "outbox"
+    assert run(cfg, "once", "--dry-run", "--outbox", str(outbox)) == 0
+    first = {f.name: f.read_bytes() for f in outbox.glob("*.eml")}
+    assert run(cfg, "once", "--dry-run", "--outbox", str(outbox)) == 0
+    names = sorted(f.name[11:] for f in outbox.glob("*.eml"))
+    assert names == [
+        "alice@example.org-2.eml",
+        "alice@example.org.eml",
+        "bob@example.org-2.eml",
+        "bob@example.org.eml",
+    ]
+    assert all((outbox / name).read_bytes() == data for name, data in first.items())
+
+
 def test_only_one_subscriber(setup, capsys) -> None:
     cfg, _, smtp = setup
     assert run(cfg, "once", "--subscriber", "bob@example.org") == 0

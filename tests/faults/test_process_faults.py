@@ -1,24 +1,35 @@
 """The operator and the machine: SIGTERM in every phase, a broken database, two processes at once.
 
-Not covered here: the clock jumping back an hour (neither faketime nor
-libfaketime is installed, and digest reads the real clock; see
-docs/reliability.md) and a full disk (no ENOSPC injection without a mount).
+Also: a full disk (a small tmpfs) before a cycle, an output nobody reads,
+a second outbox run on one day, and a daemon stuck on its SMTP peer whose
+watchdog must go quiet. Not covered here: the clock jumping back an hour
+(neither faketime nor libfaketime is installed, and digest reads the real
+clock; see docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.faults import disk, invariants
 from tests.faults.conftest import run_side_by_side
-from tests.faults.world import World, wait_for
+from tests.faults.smtp import Accepted
+from tests.faults.world import Run, World, wait_for
 
 # -- SIGTERM to `digest run` in each phase of its cycle ---------------------------
 
@@ -144,10 +155,168 @@ def racing(tmp: Path) -> dict[str, Any]:
     return {"world": w, "codes": codes, "logs": logs, "once": once, "final": final}
 
 
+# -- a full disk, an output nobody reads -------------------------------------------------
+
+
+THIRTY = MANY[:30]
+
+
+def disk_full_before_a_cycle(tmp: Path) -> dict[str, Any]:
+    """Not a byte free in the state folder before the first cycle; then room again."""
+    with disk.small_disk(tmp / "state"), World(tmp) as w:
+        disk.fill(w.db.parent)
+        once = w.once(timeout=60)
+        daemon = w.run("run", timeout=60)
+        disk.free(w.db.parent)
+        clean = w.once()
+        w.settle()
+    return {"world": w, "once": once, "daemon": daemon, "clean": clean}
+
+
+def closed_output(how: str) -> Callable[[Path], dict[str, Any]]:
+    """``digest once`` whose stdout and stderr go to a pipe nobody reads, then a clean one."""
+
+    def scenario(tmp: Path) -> dict[str, Any]:
+        with World(tmp, readers=THIRTY) as w:
+            cmd = [sys.executable, "-m", "digest", "once", "--config", str(w.cfg)]
+            w.first_run = datetime.now(UTC)  # the checker's lookback counts from here
+            t0 = time.monotonic()
+            if how == "closed":  # the reader is gone before digest starts
+                r, wr = os.pipe()
+                os.close(r)
+                proc = subprocess.Popen(
+                    cmd, cwd=tmp, env=w.env(), stdout=wr, stderr=wr, start_new_session=True
+                )
+                os.close(wr)
+            else:  # the reader goes away after 5 bytes
+                code_file = tmp / "code"
+                shell = (
+                    f"{shlex.join(cmd)} 2>&1 | head -c 5; "
+                    f"echo ${{PIPESTATUS[0]}} > {shlex.quote(str(code_file))}"
+                )
+                proc = subprocess.Popen(
+                    ["bash", "-c", shell],
+                    cwd=tmp,
+                    env=w.env(),
+                    stdout=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            try:
+                out, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # digest too, not only the shell
+                proc.communicate()
+                raise AssertionError(f"digest once with its output {how} hung for 60 s") from None
+            code = proc.returncode if how == "closed" else int(code_file.read_text())
+            stdout = (out or b"").decode(errors="replace")
+            first = Run(("once",), code, stdout, "", time.monotonic() - t0)
+            accepted = len(w.smtp_script.accepted)
+            clean = w.once()
+            w.settle()
+        return {"world": w, "first": first, "accepted": accepted, "clean": clean}
+
+    return scenario
+
+
+def outbox_twice(tmp: Path) -> dict[str, Any]:
+    """Two ``once --outbox`` runs on one day, new papers in between: every paper in a file."""
+    with World(tmp) as w:
+        box = tmp / "outbox"
+        first = w.once("--outbox", str(box))
+        w.script.entries[:0] = w.script.fresh  # three new submissions arrive
+        w.script.ever.extend(w.script.fresh)
+        second = w.once("--outbox", str(box))
+        w.settle()
+    return {"world": w, "first": first, "second": second, "box": box}
+
+
+# -- a daemon stuck on its SMTP peer: the watchdog goes quiet ---------------------------
+
+
+class Notifications:
+    """A unix datagram socket standing in for systemd's $NOTIFY_SOCKET; keeps arrival times."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.got: list[tuple[float, str]] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self._open = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._open:
+            try:
+                self.got.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._open = False
+        self._thread.join(2)
+        self.sock.close()
+
+    def pings(self, start: float, end: float) -> int:
+        return sum(1 for t, m in self.got if start <= t < end and "WATCHDOG=1" in m)
+
+
+WATCHDOG_USEC = 1_000_000
+
+
+def stuck_peer(tmp: Path) -> dict[str, Any]:
+    """The server never answers DATA of message 2 (and digest's own timeout is a minute)."""
+    with World(tmp, settings={"smtp": {"timeout": 60}}) as w:
+        notes = Notifications(tmp / "notify.sock")
+        w.env_extra.update(NOTIFY_SOCKET=str(notes.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
+        stuck = threading.Event()
+        stuck_at: list[float] = []
+
+        def on_event(ev: str, n: int) -> None:
+            if (ev, n) == ("DATA", 2):
+                stuck_at.append(time.monotonic())
+                stuck.set()
+
+        w.smtp_script.on_event = on_event
+        w.smtp_script.rule = lambda ev, n, arg: "hang" if (ev, n) == ("DATA", 2) else None
+        proc = w.daemon()
+        assert stuck.wait(60), (tmp / "daemon.log").read_text()
+        time.sleep(4 * WATCHDOG_USEC / 1e6)
+        code, seconds = w.stop(proc)
+        notes.close()
+        w.smtp_script.on_event = None
+        w.smtp_script.rule = None
+        clean = w.once()
+        w.settle()
+    t = stuck_at[0]
+    return {
+        "world": w,
+        "code": code,
+        "seconds": seconds,
+        "before": notes.pings(0, t),
+        # a check that saw the last progress may still ping within one period
+        "while_stuck": notes.pings(t + WATCHDOG_USEC / 1e6, t + 4 * WATCHDOG_USEC / 1e6),
+        "clean": clean,
+        "log": (tmp / "daemon.log").read_text(),
+    }
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, Future[Any]]:
     scenarios: dict[str, Callable[[Path], Any]] = {f"SIGTERM {k}": v for k, v in SIGTERM.items()}
     scenarios.update(contenders=contenders, racing=racing)
+    scenarios.update(
+        {
+            "disk full before a cycle": disk_full_before_a_cycle,
+            "output closed": closed_output("closed"),
+            "output cut by head": closed_output("head"),
+            "outbox twice": outbox_twice,
+            "stuck peer": stuck_peer,
+        }
+    )
     return run_side_by_side(scenarios, tmp_path_factory)
 
 
@@ -281,3 +450,57 @@ def test_the_checker_catches_a_duplicate_and_a_stranger(tmp_path) -> None:
         w.write_config()
         with pytest.raises(AssertionError, match=r"alice@example\.org: message 1 delivered"):
             w.check()
+
+
+# -- a full disk, an output nobody reads -------------------------------------------------
+
+
+def test_a_full_disk_before_a_cycle_exits_75_naming_the_path(outcomes) -> None:
+    out = outcomes["disk full before a cycle"].result(timeout=300)
+    w = out["world"]
+    for run in (out["once"], out["daemon"]):
+        assert run.code == 75, str(run)
+        assert "No space left on device" in run.stderr, str(run)
+        assert str(w.db.parent) in run.stderr and "Traceback" not in run.stderr, str(run)
+        assert "unexpected error" not in run.stderr, str(run)
+    assert out["clean"].code == 0, str(out["clean"])
+    w.check()
+
+
+@pytest.mark.parametrize("how", ["closed", "cut by head"])
+def test_an_output_nobody_reads_ends_the_cycle_with_75_and_loses_nothing(outcomes, how) -> None:
+    out = outcomes[f"output {how}"].result(timeout=300)
+    first = out["first"]
+    assert first.code == 75, str(first)
+    assert first.seconds < 30, str(first)
+    assert 1 <= out["accepted"] < 30  # it stopped early: the rest wait for the next cycle
+    if how == "cut by head":
+        assert len(first.stdout) == 5
+    assert out["clean"].code == 0, str(out["clean"])
+    out["world"].check()  # each accepted digest was recorded before its line was written
+
+
+def test_a_second_outbox_run_on_one_day_keeps_every_file(outcomes) -> None:
+    out = outcomes["outbox twice"].result(timeout=300)
+    w, box = out["world"], out["box"]
+    assert out["first"].code == 0 and out["second"].code == 0, str(out["second"])
+    files = sorted(box.glob("*.eml"))
+    assert len(files) == 4 + 3, [f.name for f in files]  # 3 readers got a fresh paper
+    written = []
+    for n, f in enumerate(files, 1):
+        raw = f.read_bytes()
+        msg = Accepted(n, "", [], raw).message
+        written.append(Accepted(n, "", [str(msg["To"].addresses[0].addr_spec)], raw))
+    # every paper recorded as delivered is in a file, and in one file only
+    want = w.expected()
+    invariants.check_deliveries(written, want)
+    assert invariants.status_counts(w.settled.stdout) == {r: (len(i), 0) for r, i in want.items()}
+
+
+def test_a_daemon_stuck_on_its_smtp_peer_stops_feeding_the_watchdog(outcomes) -> None:
+    out = outcomes["stuck peer"].result(timeout=300)
+    assert out["before"] >= 1, out["log"]  # fed while the cycle moved
+    assert out["while_stuck"] == 0, out["log"]  # so systemd would restart it
+    assert out["code"] == 0 and out["seconds"] < 10, out["log"]
+    assert out["clean"].code == 0, str(out["clean"])
+    out["world"].check()

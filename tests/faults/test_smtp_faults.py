@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults import disk
 from tests.faults.conftest import run_side_by_side
 from tests.faults.test_arxiv_faults import closed_port
 from tests.faults.world import World
@@ -114,6 +116,29 @@ def quit_hangs(tmp: Path) -> World:
     return w.settle()
 
 
+MANY = [
+    {"email": f"r{i:02d}@example.org", "keywords": ["testing", "proton", "electron"]}
+    for i in range(30)
+]
+
+
+def disk_full_mid_send(tmp: Path) -> World:
+    """The state folder runs out of space while the third message is being accepted."""
+    with disk.small_disk(tmp / "state"), World(tmp, readers=MANY) as w:
+
+        def on_event(ev: str, n: int) -> None:
+            if (ev, n) == ("EOD", 3):  # before the server answers "250"
+                disk.fill(w.db.parent)
+
+        w.smtp_script.on_event = on_event
+        w.once(timeout=60)
+        w.smtp_script.on_event = None
+        disk.free(w.db.parent)
+        w.once()
+        w.settle()
+    return w
+
+
 CERT: tuple[Path, Path] = (Path(), Path())
 SCENARIOS: dict[str, Callable[[Path], World]] = {
     "550 for one recipient": refuse_bob,
@@ -125,6 +150,7 @@ SCENARIOS: dict[str, Callable[[Path], World]] = {
     "wrong password": wrong_password,
     "server down for a whole cycle": server_down,
     "QUIT never answered": quit_hangs,
+    "disk full mid-send": disk_full_mid_send,
 }
 
 
@@ -215,3 +241,30 @@ def test_a_server_that_accepts_then_hangs_on_quit_loses_and_repeats_nothing(outc
     assert first.seconds < 30
     assert second.code == 0 and len(w.smtp_script.accepted) == 4
     w.check()
+
+
+UNRECORDED = re.compile(
+    r"(\S+@example\.org): the SMTP server accepted a digest of (\d+) papers?, "
+    r"but it could not be recorded"
+)
+
+
+def test_a_disk_full_mid_send_ends_the_cycle_with_75_and_names_what_will_repeat(
+    outcomes,
+) -> None:
+    w = world(outcomes, "disk full mid-send")
+    full, after = w.runs[:2]
+    assert full.code == 75, str(full)
+    assert full.seconds < 30, str(full)  # it ended; it did not wait for anything
+    assert "No space left on device" in full.stderr and str(w.db.parent) in full.stderr
+    assert "Traceback" not in full.stderr
+    assert after.code == 0, str(after)
+    # what the server took but the database could not keep is named, reader and papers ...
+    named = {m[1]: int(m[2]) for m in UNRECORDED.finditer(full.stderr)}
+    assert named, full.stderr
+    verdict = w.check(max_repeated=len(named))
+    # ... and is exactly what the next cycle sent again
+    repeated = {a.rcpt_tos[0] for a in w.smtp_script.accepted if a.number in verdict.repeated}
+    assert repeated == set(named)
+    for reader, papers in named.items():
+        assert all(len(ids) == papers for ids in w.messages_to(reader)), reader

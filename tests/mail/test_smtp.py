@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
+import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -195,3 +197,94 @@ def test_a_stop_ends_the_back_off_between_attempts(smtp: SmtpServer) -> None:
 
     outcome, took = asyncio.run(go())
     assert took < 0.5 and outcome.status == "deferred" and "stopping" in outcome.detail
+
+
+# -- the batch ends, whatever fails beside the senders -------------------------------
+
+
+def bounded(work, seconds: float = 10.0):
+    """Run ``work()`` (a coroutine function) to its end in a thread; fail if it hangs.
+
+    ``asyncio.wait_for`` cannot bound a hang in ``send_all``'s own clean-up: it
+    waits for the cancelled task to finish, so the loop runs in a thread instead.
+    """
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = asyncio.run(work())
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"send_all still running after {seconds} s: it hangs"
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]
+
+
+def test_a_failing_record_ends_the_batch_with_its_error_instead_of_hanging(
+    smtp: SmtpServer,
+) -> None:
+    reported: list[str] = []
+
+    def record(outcome) -> None:
+        reported.append(outcome.recipient)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def go():
+        mailer = Mailer(plain(smtp.port), sleep=NoSleep())
+        batch = [(f"r{i}", f"r{i}@example.org", message(f"r{i}@example.org")) for i in range(30)]
+        return await mailer.send_all(batch, record)
+
+    with pytest.raises(OSError, match="No space left"):
+        bounded(go)
+    # the one whose record failed reached the caller, and nothing was sent after it
+    assert reported == ["r0@example.org"]
+    assert [r.rcpt_tos for r in smtp.received] == [["r0@example.org"]]
+
+
+def test_after_a_failing_record_the_other_connections_finish_and_report_their_message(
+    smtp: SmtpServer,
+) -> None:
+    smtp.behaviour.data_delay = 0.3  # every message is in flight on both connections at once
+    reported: list[str] = []
+
+    def record(outcome) -> None:
+        reported.append(outcome.recipient)
+        if len(reported) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+
+    async def go():
+        mailer = Mailer(plain(smtp.port), sleep=NoSleep(), connections=3)
+        batch = [(f"r{i}", f"r{i}@example.org", message(f"r{i}@example.org")) for i in range(30)]
+        return await mailer.send_all(batch, record)
+
+    with pytest.raises(OSError, match="Input/output error"):
+        bounded(go)
+    accepted = [r.rcpt_tos[0] for r in smtp.received]
+    # nothing the server took goes unreported, and no new message started after the failure
+    assert sorted(reported) == sorted(accepted)
+    assert 1 <= len(accepted) <= 3
+
+
+def test_a_failing_composer_ends_the_batch_once_the_message_in_flight_is_reported(
+    smtp: SmtpServer,
+) -> None:
+    smtp.behaviour.data_delay = 0.5
+    reported: list[str] = []
+
+    async def compose():
+        yield "a", "a@example.org", message("a@example.org")
+        await asyncio.sleep(0.2)  # a's DATA is in flight
+        raise RuntimeError("the composer broke")
+
+    async def go():
+        mailer = Mailer(plain(smtp.port), sleep=NoSleep())
+        return await mailer.send_all(compose(), lambda o: reported.append(o.status))
+
+    with pytest.raises(RuntimeError, match="the composer broke"):
+        bounded(go)
+    assert reported == ["accepted"] and len(smtp.received) == 1

@@ -21,6 +21,8 @@ import yaml
 
 from digest.models import Config, Settings
 from digest.service.daemon import Daemon, build_scheduler, sd_notify, watchdog_interval
+from digest.service.notify import Watchdog
+from digest.stop import Stop
 from digest.store.store import Store
 from tests.conftest import config_dict
 from tests.support.arxiv_server import make_entry
@@ -286,10 +288,33 @@ def test_sd_notify_on_an_abstract_socket() -> None:
         assert sock.recv(4096) == b"READY=1"
 
 
-def test_watchdog_interval_is_half_of_watchdog_usec() -> None:
-    assert watchdog_interval({"WATCHDOG_USEC": "120000000"}) == 60.0
+def test_the_watchdog_looks_four_times_per_watchdog_usec() -> None:
+    # a ping may come up to one look after the progress: work that moves every
+    # 90 s of the unit's 120 s is never killed
+    assert watchdog_interval({"WATCHDOG_USEC": "120000000"}) == 30.0
     assert watchdog_interval({"WATCHDOG_USEC": "120000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval({}) is None
+
+
+def test_the_watchdog_is_fed_only_while_the_work_moves_or_rests() -> None:
+    async def go() -> list[bool]:
+        pulse = Stop()
+        watchdog = Watchdog(pulse)
+        seen = [watchdog.due()]  # the first look always pings
+        never = asyncio.ensure_future(asyncio.Event().wait())  # a peer that never answers
+        stuck = asyncio.ensure_future(pulse.run(never, "sending"))
+        await asyncio.sleep(0.01)
+        seen += [watchdog.due(), watchdog.due()]  # no wait ended: quiet
+        stuck.cancel()
+        await asyncio.gather(stuck, return_exceptions=True)
+        seen.append(watchdog.due())  # the wait ended (here: cut): moved
+        with pulse.rest():  # a back-off: nothing moves, nothing is stuck
+            seen += [watchdog.due(), watchdog.due()]
+        await pulse.run(asyncio.sleep(0), "a request")
+        seen += [watchdog.due(), watchdog.due()]
+        return seen
+
+    assert asyncio.run(go()) == [True, False, False, True, True, True, True, False]
 
 
 def test_scheduler_has_one_job_per_cycle_day_in_the_configured_zone() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from digest import __version__
 from digest.arxiv.fetch import ArxivClient
+from digest.arxiv.limits import answer_deadline
 from digest.errors import ArxivQueryError, FetchError, Stopped
 from digest.models import ArxivSettings
 from digest.stop import Stop
@@ -51,7 +52,9 @@ def settings(url: str, **kw) -> ArxivSettings:
     return replace(base, **kw)
 
 
-def fetch(s: ArxivSettings, queries=("q",), sleep=None):
+def fetch(s: ArxivSettings, queries=("q",), sleep=None, within: float = 30.0):
+    """Fetch every page; a fetch still running after ``within`` seconds fails the test."""
+
     async def go():
         kwargs = {"rng": random.Random(1)}
         if sleep is not None:
@@ -60,7 +63,10 @@ def fetch(s: ArxivSettings, queries=("q",), sleep=None):
             papers = await client.fetch_all(list(queries))
             return papers, client.stats
 
-    return asyncio.run(go())
+    async def bounded():
+        return await asyncio.wait_for(go(), within)
+
+    return asyncio.run(bounded())
 
 
 def test_pages_through_all_results_in_order(server: ArxivServer) -> None:
@@ -102,6 +108,24 @@ def test_timeout_is_retried(server: ArxivServer) -> None:
     server.state.faults = ["hang"]
     papers, stats = fetch(settings(server.url, timeout=0.3), sleep=FakeSleep())
     assert len(papers) == 30 and stats.retries == 1
+
+
+def test_a_trickling_answer_is_cut_off_at_the_deadline_and_retried(server: ArxivServer) -> None:
+    # one byte every 50 ms: each read comes well inside the 0.3 s timeout
+    server.state.faults = ["trickle"]
+    t0 = time.monotonic()
+    papers, stats = fetch(settings(server.url, timeout=0.3), sleep=FakeSleep(), within=10)
+    assert len(papers) == 30 and stats.retries == 1
+    assert time.monotonic() - t0 < answer_deadline(0.3) + 2
+
+
+def test_a_trickle_on_every_attempt_says_why_it_gave_up(server: ArxivServer) -> None:
+    server.state.faults = ["trickle"] * 2
+    with pytest.raises(FetchError) as info:
+        fetch(settings(server.url, timeout=0.3, max_retries=1), sleep=FakeSleep(), within=10)
+    deadline = answer_deadline(0.3)
+    assert f"last: no whole answer within {deadline:g} s" in str(info.value)
+    assert info.value.retryable
 
 
 def test_exhausted_retries_raise_a_readable_error(server: ArxivServer) -> None:
@@ -221,6 +245,11 @@ def test_a_stop_interrupts_the_back_off_at_once(server: ArxivServer) -> None:
 def test_a_stop_cancels_the_request_in_flight(server: ArxivServer) -> None:
     server.state.delay = 3.0
     assert seconds_to_stop(server, settings(server.url, timeout=10.0), after_first=0.0) < 0.5
+
+
+def test_a_stop_cuts_a_trickling_answer_short(server: ArxivServer) -> None:
+    server.state.faults = ["trickle"]
+    assert seconds_to_stop(server, settings(server.url, timeout=10.0), after_first=0.5) < 0.5
 
 
 def test_a_rejected_query_carries_its_facts_and_is_not_retryable(server: ArxivServer) -> None:

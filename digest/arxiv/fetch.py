@@ -23,6 +23,7 @@ import httpx
 
 from digest import __version__
 from digest.arxiv.feed import MalformedPage, Page, parse_page
+from digest.arxiv.limits import answer_deadline
 from digest.arxiv.query import id_batches, id_page_params, page_params
 from digest.errors import ArxivQueryError, FetchError
 from digest.models import ArxivSettings, Paper, newest_versions
@@ -105,8 +106,15 @@ def _wall_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _retry_after(response: httpx.Response, now: datetime) -> float | None:
-    value = response.headers.get("Retry-After")
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+def _retry_after(headers: httpx.Headers, now: datetime) -> float | None:
+    value = headers.get("Retry-After")
     if not value:
         return None
     try:
@@ -146,6 +154,7 @@ class ArxivClient:
         self.wall_clock = wall_clock
         self.rng = rng or random.Random()
         self.stats = FetchStats()
+        self.deadline = answer_deadline(settings.timeout)
         self._client = httpx.AsyncClient(
             transport=transport,
             headers={"User-Agent": user_agent(settings.contact), "Accept": "application/atom+xml"},
@@ -262,6 +271,20 @@ class ArxivClient:
             attempts=1,
         )
 
+    async def _get(self, params: dict[str, str]) -> _Answer:
+        """One request and its whole answer, within ``self.deadline`` (``TimeoutError``).
+
+        The deadline covers reading the body too: httpx's own timeout is per
+        read, and a server trickling a byte at a time never trips it.
+        """
+        async with (
+            asyncio.timeout(self.deadline),
+            self._client.stream("GET", self.settings.api_url, params=params) as response,
+        ):
+            self.stats.answered += 1
+            body = b"".join([chunk async for chunk in response.aiter_bytes()])
+            return _Answer(response.status_code, response.headers, body)
+
     async def _attempt(self, query: str | IdLookup, start: int, page_size: int) -> Page:
         if isinstance(query, IdLookup):
             params = id_page_params(query.ids, start, page_size)
@@ -269,9 +292,9 @@ class ArxivClient:
             params = page_params(query, start, page_size)
         self.stats.requests += 1
         try:
-            response = await self.stop.run(
-                self._client.get(self.settings.api_url, params=params), "the fetch"
-            )
+            answer = await self.stop.run(self._get(params), "the fetch")
+        except TimeoutError as exc:
+            raise _Retryable(f"no whole answer within {self.deadline:g} s") from exc
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out after {self.settings.timeout:g} s") from exc
         except httpx.ConnectError as exc:
@@ -280,12 +303,12 @@ class ArxivClient:
             raise _Retryable(f"connection failed: {exc}") from exc
         except httpx.TransportError as exc:
             raise _Retryable(f"connection failed: {exc}") from exc
-        self.stats.answered += 1
-        status = response.status_code
+        status = answer.status
         if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}", _retry_after(response, self.wall_clock()), status)
+            wait = _retry_after(answer.headers, self.wall_clock())
+            raise _Retryable(f"HTTP {status}", wait, status)
         try:
-            page = parse_page(response.content)
+            page = parse_page(answer.body)
         except ArxivQueryError as exc:
             url = self.settings.api_url
             raise ArxivQueryError(

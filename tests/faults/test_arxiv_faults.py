@@ -74,6 +74,7 @@ SCENARIOS: dict[str, Callable[[Path], World]] = {
     "connection reset": faulty({2: "reset"}),
     "timeout": faulty({1: "timeout"}),
     "stall after the headers": faulty({2: "stall"}),
+    "trickling answer": faulty({2: "trickle"}),
     "truncated XML": faulty({3: "truncated"}),
     "HTML error page with 200": faulty({1: "html200"}),
     "spurious empty page": faulty({2: "empty"}),
@@ -101,6 +102,7 @@ RETRIED = [
     ("connection reset", 4),
     ("timeout", 4),
     ("stall after the headers", 4),
+    ("trickling answer", 4),
     ("truncated XML", 4),
     ("HTML error page with 200", 4),
     ("spurious empty page", 4),
@@ -115,6 +117,14 @@ def test_a_retried_fault_costs_retries_and_loses_nothing(outcomes, name, request
     assert w.arxiv.requests == requests  # 3 pages + one retry per fault
     assert "retry" in run.stderr and "Traceback" not in run.stderr
     w.check()
+
+
+def test_a_trickling_answer_is_given_up_at_four_timeouts(outcomes) -> None:
+    w = world(outcomes, "trickling answer")
+    run = w.runs[0]
+    # arxiv.timeout is 2 s: the whole answer gets 8 s, then the page is asked again
+    assert "(no whole answer within 8 s); retry 1 of 2" in run.stderr, str(run)
+    assert run.seconds < 60  # the server would trickle for a minute
 
 
 def test_exhausted_retries_exit_75_record_nothing_and_the_next_run_delivers(outcomes) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import random
 import time
+import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,12 +16,13 @@ import httpx
 import pytest
 
 from digest import __version__
+from digest.arxiv.feed import MalformedPage
 from digest.arxiv.fetch import ArxivClient
-from digest.arxiv.limits import answer_deadline
+from digest.arxiv.limits import Body, answer_deadline, max_answer_bytes
 from digest.errors import ArxivQueryError, FetchError, Stopped
 from digest.models import ArxivSettings
 from digest.stop import Stop
-from tests.support.arxiv_server import ArxivServer, load_entries
+from tests.support.arxiv_server import ArxivServer, gzip_bomb, load_entries
 
 PAGES = (
     "api_new_2026-04_all-testing_start-0_max-10.xml",
@@ -128,6 +131,66 @@ def test_a_trickle_on_every_attempt_says_why_it_gave_up(server: ArxivServer) -> 
     assert info.value.retryable
 
 
+def test_a_gzip_answer_is_inflated(server: ArxivServer) -> None:
+    server.state.faults = ["gzip"]
+    papers, stats = fetch(settings(server.url))
+    assert len(papers) == 30 and stats.retries == 0
+
+
+def refused_for_size(server: ArxivServer, fault: str) -> tuple[FetchError, int, float]:
+    """The error a one-fault fetch ends with, the peak memory it took, and how long."""
+    server.state.faults = [fault]
+    gzip_bomb(64 << 20)  # built before measuring: the server's work is not the client's
+    tracemalloc.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(FetchError) as info:
+            fetch(settings(server.url), sleep=FakeSleep())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(server.state.requests) == 1  # the same answer would come again: not retried
+    return info.value, peak, time.monotonic() - t0
+
+
+def test_a_gzip_bomb_is_refused_before_it_inflates(server: ArxivServer) -> None:
+    err, peak, _ = refused_for_size(server, "gzip-bomb")  # 64 KB inflating to 64 MB
+    cap = max_answer_bytes(10)
+    assert peak < 4 * cap
+    assert str(err) == (
+        f"arXiv's answer from {server.url} inflates to more than {cap:,} bytes, the cap "
+        "for a page of 10 entries; it was not read further and nothing was recorded, rerun later"
+    )
+    assert err.retryable and err.url == server.url
+
+
+def test_an_announced_length_over_the_cap_is_refused_before_reading(server: ArxivServer) -> None:
+    err, _, seconds = refused_for_size(server, "huge-length")
+    assert f"announces 1,073,741,824 bytes, more than {max_answer_bytes(10):,}" in str(err)
+    assert seconds < 1  # the body trickles: the client did not wait for it
+
+
+def test_an_unsized_body_over_the_cap_is_refused(server: ArxivServer) -> None:
+    err, peak, _ = refused_for_size(server, "endless")  # 8 MB, no Content-Length
+    assert f"sends more than {max_answer_bytes(10):,} bytes" in str(err)
+    assert peak < 4 * max_answer_bytes(10)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("gzip", b"this is not gzip"),
+        ("br", b"brotli was never asked for"),
+        ("gzip, gzip", gzip.compress(gzip.compress(b"<feed/>"))),  # stacked: a bomb in a bomb
+    ],
+)
+def test_a_body_that_cannot_be_inflated_is_a_bad_page(encoding: str, data: bytes) -> None:
+    with pytest.raises(MalformedPage):
+        body = Body(1000, encoding, None)
+        body.feed(data)
+        body.finish()
+
+
 def test_exhausted_retries_raise_a_readable_error(server: ArxivServer) -> None:
     server.state.faults = ["503"] * 4
     with pytest.raises(FetchError) as info:
@@ -170,6 +233,11 @@ def test_several_queries_merge_and_deduplicate(server: ArxivServer) -> None:
     assert len(server.state.requests) == 6
 
 
+def streamed(status: int, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    """An answer whose body is still to be read, as a real transport gives it."""
+    return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+
+
 def test_transport_is_injectable() -> None:
     header, entries = load_entries([PAGES[0]])
     body = header + b"".join(entries) + b"</feed>"
@@ -178,7 +246,7 @@ def test_transport_is_injectable() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, content=body)
+        return streamed(200, body)
 
     async def go():
         async with ArxivClient(
@@ -196,8 +264,8 @@ def test_retry_after_as_a_date_is_read_on_the_injected_clock() -> None:
     header, entries = load_entries([PAGES[0]])
     ok = (header + b"".join(entries) + b"</feed>").replace(b">214881<", b">10<")
     answers = [
-        httpx.Response(503, headers={"Retry-After": "Mon, 30 Nov 2026 07:00:40 GMT"}),
-        httpx.Response(200, content=ok),
+        streamed(503, b"", {"Retry-After": "Mon, 30 Nov 2026 07:00:40 GMT"}),
+        streamed(200, ok),
     ]
     sleep = FakeSleep()
 

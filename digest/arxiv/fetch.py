@@ -1,4 +1,4 @@
-"""Asking the arXiv API: paging, politeness, retries, timeouts (httpx).
+"""Asking the arXiv API: paging, politeness, retries, timeouts, bounded answers (httpx).
 
 arXiv's terms (arxiv-api.md §6): "make no more than one request every three
 seconds, and limit requests to a single connection at a time". One client
@@ -23,7 +23,7 @@ import httpx
 
 from digest import __version__
 from digest.arxiv.feed import MalformedPage, Page, parse_page
-from digest.arxiv.limits import answer_deadline
+from digest.arxiv.limits import ACCEPT_ENCODING, Body, TooLarge, answer_deadline, max_answer_bytes
 from digest.arxiv.query import id_batches, id_page_params, page_params
 from digest.errors import ArxivQueryError, FetchError
 from digest.models import ArxivSettings, Paper, newest_versions
@@ -155,9 +155,14 @@ class ArxivClient:
         self.rng = rng or random.Random()
         self.stats = FetchStats()
         self.deadline = answer_deadline(settings.timeout)
+        self.max_bytes = max_answer_bytes(settings.page_size)
         self._client = httpx.AsyncClient(
             transport=transport,
-            headers={"User-Agent": user_agent(settings.contact), "Accept": "application/atom+xml"},
+            headers={
+                "User-Agent": user_agent(settings.contact),
+                "Accept": "application/atom+xml",
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
             timeout=httpx.Timeout(settings.timeout),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             follow_redirects=True,
@@ -271,19 +276,37 @@ class ArxivClient:
             attempts=1,
         )
 
+    def _too_large(self, exc: TooLarge) -> FetchError:
+        # not retried: the same answer would come again, at the same cost
+        url = self.settings.api_url
+        return FetchError(
+            f"arXiv's answer from {url} {exc}, the cap for a page of "
+            f"{self.settings.page_size} entries; it was not read further and nothing "
+            "was recorded, rerun later",
+            url=url,
+            attempts=1,
+        )
+
     async def _get(self, params: dict[str, str]) -> _Answer:
         """One request and its whole answer, within ``self.deadline`` (``TimeoutError``).
 
         The deadline covers reading the body too: httpx's own timeout is per
-        read, and a server trickling a byte at a time never trips it.
+        read, and a server trickling a byte at a time never trips it. The
+        body is read raw and inflated here, within ``self.max_bytes``
+        (``TooLarge``): httpx's decoders inflate without a limit.
         """
         async with (
             asyncio.timeout(self.deadline),
             self._client.stream("GET", self.settings.api_url, params=params) as response,
         ):
             self.stats.answered += 1
-            body = b"".join([chunk async for chunk in response.aiter_bytes()])
-            return _Answer(response.status_code, response.headers, body)
+            headers = response.headers
+            body = Body(
+                self.max_bytes, headers.get("Content-Encoding"), headers.get("Content-Length")
+            )
+            async for chunk in response.aiter_raw():
+                body.feed(chunk)
+            return _Answer(response.status_code, headers, body.finish())
 
     async def _attempt(self, query: str | IdLookup, start: int, page_size: int) -> Page:
         if isinstance(query, IdLookup):
@@ -293,6 +316,10 @@ class ArxivClient:
         self.stats.requests += 1
         try:
             answer = await self.stop.run(self._get(params), "the fetch")
+        except TooLarge as exc:
+            raise self._too_large(exc) from exc
+        except MalformedPage as exc:
+            raise _Retryable(f"bad answer: {exc}") from exc
         except TimeoutError as exc:
             raise _Retryable(f"no whole answer within {self.deadline:g} s") from exc
         except httpx.TimeoutException as exc:

@@ -7,7 +7,9 @@ invariant checker judges all the mail the SMTP server accepted.
 
 from __future__ import annotations
 
+import re
 import socket
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -15,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from digest.arxiv.limits import max_answer_bytes
 from tests.faults.conftest import run_side_by_side
 from tests.faults.world import World
+from tests.support.arxiv_server import gzip_bomb
 
 
 def closed_port() -> int:
@@ -44,6 +48,28 @@ def refused(tmp: Path) -> World:
         w.env_extra["DIGEST_ARXIV_API_URL"] = f"http://127.0.0.1:{closed_port()}/api/query"
         w.once()
         del w.env_extra["DIGEST_ARXIV_API_URL"]
+        w.once()
+    return w.settle()
+
+
+# runs digest as its child and reports the child's peak resident memory
+PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(f'peak RSS {kb} kB', file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def bombed(tmp: Path) -> World:
+    """The second page is 1 MB of gzip inflating to 256 MB; then a clean run."""
+    gzip_bomb(256 << 20)  # made before the server is asked: compressing takes seconds
+    with World(tmp) as w:
+        w.prefix = [sys.executable, "-c", PEAK_RSS]
+        w.script.faults = {2: "gzip-bomb"}
+        w.once()
+        w.prefix = []
         w.once()
     return w.settle()
 
@@ -82,6 +108,7 @@ SCENARIOS: dict[str, Callable[[Path], World]] = {
     "totalResults grows between pages": faulty({2: "grow"}, then_clean=True),
     "totalResults shrinks between pages": faulty({2: "shrink"}, then_clean=True),
     "paper reappears with a new version": new_version,
+    "gzip bomb": bombed,
 }
 
 
@@ -135,6 +162,20 @@ def test_exhausted_retries_exit_75_record_nothing_and_the_next_run_delivers(outc
     assert "Traceback" not in first.stderr
     assert [a.number for a in w.smtp_script.accepted if a.number <= 0] == []
     assert w.runs[1].code == 0
+    w.check()
+
+
+def test_a_gzip_bomb_exits_75_naming_the_cap_and_memory_stays_small(outcomes) -> None:
+    w = world(outcomes, "gzip bomb")
+    first, second = w.runs[:2]
+    cap = max_answer_bytes(10)  # page_size 10
+    assert first.code == 75, str(first)
+    assert f"answer from {w.arxiv.url} inflates to more than {cap:,} bytes" in first.stderr
+    assert "Traceback" not in first.stderr
+    peak = re.search(r"peak RSS (\d+) kB", first.stderr)
+    assert peak is not None and int(peak.group(1)) < 250_000, peak  # inflated, it took 1 GB
+    assert w.arxiv.requests == 2 + 3  # the bomb is not asked for again
+    assert second.code == 0, str(second)
     w.check()
 
 

@@ -237,8 +237,8 @@ class _Handler(AtomHandler):
             return self._send(200, bomb, headers={"Content-Encoding": "gzip"})
         if fault == "huge-length":  # claims a gigabyte, then sends it slowly
             return self._trickle(body, state.trickle_interval, claim=1 << 30)
-        if fault == "endless":  # no Content-Length, and more than any page weighs
-            return self._send_unsized(body + b"<!-- padding -->" * (1 << 19))
+        if fault == "endless":  # no Content-Length, and 8 MB: more than any page weighs
+            return self._send_unsized(body, padding=8 << 20)
         if fault == "empty":
             body = state.header + b"</feed>\n"  # 200, the header's totals, no entries
         elif fault == "truncated":
@@ -249,13 +249,16 @@ class _Handler(AtomHandler):
             time.sleep(state.delay)
         self._send(200, body)
 
-    def _send_unsized(self, body: bytes) -> None:
+    def _send_unsized(self, body: bytes, padding: int) -> None:
         # HTTP/1.0 without Content-Length: the body ends when the connection closes
         self.send_response(200)
         self.send_header("Content-Type", "application/atom+xml; charset=utf-8")
         self.end_headers()
+        block = b" " * (64 << 10)  # written a block at a time: the server's memory stays small
         with contextlib.suppress(OSError):
             self.wfile.write(body)
+            for _ in range(padding // len(block)):
+                self.wfile.write(block)
         self.close_connection = True
 
 

@@ -12,15 +12,17 @@ import socket
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pytest
 
 from digest.arxiv.limits import max_answer_bytes
 from tests.faults.conftest import run_side_by_side
 from tests.faults.world import World
-from tests.support.arxiv_server import gzip_bomb
+from tests.support.arxiv_server import gzip_bomb, make_entry
 
 
 def closed_port() -> int:
@@ -74,6 +76,30 @@ def bombed(tmp: Path) -> World:
     return w.settle()
 
 
+MARKUP_ID = "<img src=x onerror=alert(1)>"
+
+
+def odd_ids(tmp: Path) -> World:
+    """One cycle brings entries whose ids are markup or two ids; the next, those two papers."""
+    with World(tmp, settings={"archive": str(tmp / "page.md")}) as w:
+        t = datetime.now(UTC) - timedelta(minutes=30)
+        odd = [
+            make_entry(escape(MARKUP_ID), "A proton trap", "The proton.", published=t),
+            make_entry("2611.90001 2611.90002", "Proton electron", "Both.", published=t),
+        ]
+        w.script.entries[:0] = odd
+        w.script.ever.extend(odd)
+        w.once()
+        real = [
+            make_entry("2611.90001", "A proton radius update", "The proton.", published=t),
+            make_entry("2611.90002", "Electron beams", "An electron study.", published=t),
+        ]
+        w.script.entries[:0] = real
+        w.script.ever.extend(real)
+        w.once()
+    return w.settle()
+
+
 def new_version(tmp: Path) -> World:
     """A paper shows up twice in one answer (v1 and v2), then only as v3 in the next cycle."""
     with World(tmp) as w:
@@ -109,6 +135,7 @@ SCENARIOS: dict[str, Callable[[Path], World]] = {
     "totalResults shrinks between pages": faulty({2: "shrink"}, then_clean=True),
     "paper reappears with a new version": new_version,
     "gzip bomb": bombed,
+    "ids that are not arXiv identifiers": odd_ids,
 }
 
 
@@ -177,6 +204,32 @@ def test_a_gzip_bomb_exits_75_naming_the_cap_and_memory_stays_small(outcomes) ->
     assert w.arxiv.requests == 2 + 3  # the bomb is not asked for again
     assert second.code == 0, str(second)
     w.check()
+
+
+def test_entries_without_an_arxiv_identifier_are_dropped_and_lose_no_real_paper(outcomes) -> None:
+    w = world(outcomes, "ids that are not arXiv identifiers")
+    first, second = w.runs[:2]
+    assert [first.code, second.code] == [0, 0], str(first)
+    assert "dropped 2 arXiv entries whose id is not an arXiv identifier" in first.stderr
+    page = (w.tmp / "page.md").read_text()
+    assert "<img" not in page and "2611.90001 2611.90002" not in page
+    assert "https://arxiv.org/abs/2611.90001v1" in page
+    # the two real papers came in the second cycle: both were sent
+    assert "https://arxiv.org/abs/2611.90001" in abstract_links(w, "alice@example.org")
+    assert "https://arxiv.org/abs/2611.90002" in abstract_links(w, "bob@example.org")
+    w.check()
+
+
+def abstract_links(w: World, reader: str) -> list[str]:
+    """The abstract links of every digest ``reader`` got, as the text part writes them."""
+    links = []
+    for accepted in w.smtp_script.accepted:
+        if accepted.rcpt_tos == [reader]:
+            body = accepted.message.get_body(("plain",))
+            assert body is not None
+            text = body.get_content()
+            links += re.findall(r"^ *Abstract: (.*?)\r?$", text, re.M)
+    return links
 
 
 def test_arxiv_unreachable_exits_75_and_the_next_run_delivers(outcomes) -> None:

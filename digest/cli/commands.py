@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from digest import atomic, config, replies
+from digest import arxiv, atomic, config, replies
 from digest.cli.invocation import load_config, wall_now
 from digest.cli.terminal import ProgressLine
 from digest.cli.writable import check_output, check_writable
@@ -35,6 +35,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     s = cfg.settings
     check_writable(cfg)
+    unfit = arxiv.unfit_terms(cfg.subscribers, s.arxiv)
+    if unfit:
+        # the cycle leaves them out and serves everybody else; here the operator hears of it
+        raise ConfigError(str(cfg.path), [f"{u}: shorten it" for u in unfit])
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
     print(
         f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from digest import compose, replies
-from digest.arxiv import ArxivClient, build_queries, window
+from digest.arxiv import ArxivClient, build_queries, unfit_terms, window
 from digest.cycle import housekeeping, likes
 from digest.cycle.dispatch import Delivery, Outbox, Outgoing, SmtpDelivery
 from digest.cycle.plan import (
@@ -239,6 +239,8 @@ async def _fetch(run: Run, subs: Sequence[Subscriber], before: Snapshot) -> tupl
     queries = build_queries(
         terms, start, end, api_url=settings.arxiv.api_url, page_size=settings.arxiv.page_size
     )
+    for unfit in unfit_terms(subs, settings.arxiv):
+        log.warning("%s: not fetched; the others are", unfit)
     client = run.collab.arxiv
     papers = await client.fetch_all(queries, progress=run.hooks.fetch_progress)
     watch = revision_watch(subs, before, run.now)

@@ -21,7 +21,7 @@ import pytest
 
 from digest.arxiv.limits import max_answer_bytes
 from tests.faults.conftest import run_side_by_side
-from tests.faults.world import World
+from tests.faults.world import READERS, World
 from tests.support.arxiv_server import gzip_bomb, make_entry
 
 
@@ -100,6 +100,19 @@ def odd_ids(tmp: Path) -> World:
     return w.settle()
 
 
+# about 5,600 characters: with it, a request URL passes the server's 8 KB limit
+LONG_KEYWORD = " ".join(f"word{i}" for i in range(800))
+
+
+def long_keyword(tmp: Path) -> World:
+    """A fifth reader follows "proton" and a keyword no arXiv request URL can carry."""
+    eve = {"email": "eve@example.org", "keywords": [LONG_KEYWORD, "proton"]}
+    with World(tmp, readers=[*(dict(r) for r in READERS), eve]) as w:
+        w.run("check", timeout=60)
+        w.once()
+    return w.settle()
+
+
 def new_version(tmp: Path) -> World:
     """A paper shows up twice in one answer (v1 and v2), then only as v3 in the next cycle."""
     with World(tmp) as w:
@@ -136,6 +149,7 @@ SCENARIOS: dict[str, Callable[[Path], World]] = {
     "paper reappears with a new version": new_version,
     "gzip bomb": bombed,
     "ids that are not arXiv identifiers": odd_ids,
+    "a keyword too long for any URL": long_keyword,
 }
 
 
@@ -230,6 +244,23 @@ def abstract_links(w: World, reader: str) -> list[str]:
             text = body.get_content()
             links += re.findall(r"^ *Abstract: (.*?)\r?$", text, re.M)
     return links
+
+
+def test_check_names_a_keyword_no_url_can_carry_and_exits_78(outcomes) -> None:
+    w = world(outcomes, "a keyword too long for any URL")
+    check = w.runs[0]
+    assert check.code == 78, str(check)
+    assert "eve@example.org: keywords: 'word0 word1" in check.stderr
+    assert "Traceback" not in check.stderr
+
+
+def test_a_keyword_no_url_can_carry_is_left_out_and_everyone_is_served(outcomes) -> None:
+    w = world(outcomes, "a keyword too long for any URL")
+    once = w.runs[1]
+    assert once.code == 0, str(once)
+    assert "WARNING eve@example.org: keywords: 'word0 word1" in once.stderr
+    assert w.arxiv.requests == 3  # the three pages; no request was refused
+    w.check()  # eve got her proton papers; the others theirs
 
 
 def test_arxiv_unreachable_exits_75_and_the_next_run_delivers(outcomes) -> None:

@@ -14,7 +14,7 @@ server refuses the URL (414) and the fetch fails for everybody.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -146,10 +146,11 @@ def build_queries(
     """
     clauses = [_keyword_clause(k) for k in terms.keywords]
     clauses += [_author_clause(a) for a in terms.authors]
-    fits = _fits(terms.categories, api_url=api_url, page_size=page_size, limit=max_url_length)
+    cats = terms.categories
+    fitting = [c for c in clauses if _alone_length(c, cats, api_url, page_size) <= max_url_length]
     queries: list[str] = []
     batch: list[str] = []
-    for clause in filter(fits, clauses):
+    for clause in fitting:
         candidate = [*batch, clause]
         q = _assemble(candidate, terms.categories, start, end)
         if batch and url_length(api_url, q, page_size) > max_url_length:
@@ -169,15 +170,6 @@ _ANY_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 def _alone_length(clause: str, categories: Sequence[str], api_url: str, page_size: int) -> int:
     """The length of the longest URL asking for ``clause`` alone."""
     return url_length(api_url, _assemble([clause], categories, _ANY_TIME, _ANY_TIME), page_size)
-
-
-def _fits(
-    categories: Sequence[str], *, api_url: str, page_size: int, limit: int
-) -> Callable[[str], bool]:
-    def fits(clause: str) -> bool:
-        return _alone_length(clause, categories, api_url, page_size) <= limit
-
-    return fits
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,13 +200,15 @@ def unfit_terms(
     """Every keyword and author that ``build_queries`` leaves out, with whose it is."""
     out: list[Unfit] = []
     cats, api_url, page_size = settings.categories, settings.api_url, settings.page_size
+    lengths: dict[str, int] = {}  # readers share their terms: measure each clause once
     for sub in subscribers:
         asked: list[tuple[Literal["keywords", "authors"], str, str]] = [
             *(("keywords", k, _keyword_clause(k)) for k in sub.keywords),
             *(("authors", a, _author_clause(a)) for a in sub.authors),
         ]
         for setting, phrase, clause in asked:
-            length = _alone_length(clause, cats, api_url, page_size)
-            if length > max_url_length:
-                out.append(Unfit(sub.email, setting, phrase, length, max_url_length))
+            if clause not in lengths:
+                lengths[clause] = _alone_length(clause, cats, api_url, page_size)
+            if lengths[clause] > max_url_length:
+                out.append(Unfit(sub.email, setting, phrase, lengths[clause], max_url_length))
     return tuple(out)

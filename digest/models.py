@@ -28,14 +28,20 @@ WEEKDAY_NAMES = dict(
 Security = Literal["none", "starttls", "tls"]
 Frequency = Literal["daily", "weekly"]
 
-_VERSION_RE = re.compile(r"v(\d+)$")
+# The arXiv identifier (arxiv.org/help/arxiv_identifier), the one definition
+# of it: YYMM.NNNNN since 2015, YYMM.NNNN from April 2007 to 2014, and before
+# that archive(.SUBJ)/YYMMNNN (hep-th/9901001, math.AG/0601001); each may
+# carry a version, vN. Only such ids enter the store, the page and links.
+_YYMM = r"\d\d(?:0[1-9]|1[0-2])"
+ARXIV_ID = rf"(?:{_YYMM}\.\d{{4,5}}|[a-z]+(?:-[a-z]+)?(?:\.[A-Z]{{2}})?/{_YYMM}\d{{3}})"
+_VERSIONED_ID = re.compile(rf"(?P<id>{ARXIV_ID})(?:v(?P<version>[1-9]\d*))?")
 # An arXiv category ("cs.LG") or archive ("cs", "hep-th"): config validates
 # with it and compose uses it to tell categories from MSC/ACM codes.
 CATEGORY_RE = re.compile(r"[a-z][a-z\-]*(\.[A-Za-z\-]+)?")
 
 
-def split_arxiv_id(raw: str) -> tuple[str, int]:
-    """``http://arxiv.org/abs/2202.12139v3`` -> ``("2202.12139", 3)``.
+def split_arxiv_id(raw: str) -> tuple[str, int] | None:
+    """``http://arxiv.org/abs/2202.12139v3`` -> ``("2202.12139", 3)``; None if not an arXiv id.
 
     arXiv entry ids are always versioned URLs; the versionless id is the
     stable key for "already sent" (docs/delivery.md: revisions are not re-sent).
@@ -46,10 +52,10 @@ def split_arxiv_id(raw: str) -> tuple[str, int]:
         if ident.startswith(prefix):
             ident = ident[len(prefix) :]
             break
-    m = _VERSION_RE.search(ident)
+    m = _VERSIONED_ID.fullmatch(ident)
     if m is None:
-        return ident, 1
-    return ident[: m.start()], int(m.group(1))
+        return None
+    return m["id"], int(m["version"] or 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from digest.arxiv.fetch import ArxivClient, Progress
-from digest.arxiv.query import Terms, build_queries, id_batches, window
+from digest.arxiv.query import Terms, Unfit, build_queries, id_batches, unfit_terms, window
 
 __all__ = [
     "ArxivClient",
     "Progress",
     "Terms",
+    "Unfit",
     "build_queries",
     "id_batches",
+    "unfit_terms",
     "window",
 ]

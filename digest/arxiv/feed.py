@@ -82,24 +82,48 @@ def parse_page(data: bytes) -> Page:
     except ValueError as exc:
         raise MalformedPage(f"bad opensearch counts: {exc}") from exc
     papers = []
+    refused: list[str] = []
     for entry in d.entries:
+        raw_id = str(entry.get("id") or "")
+        if raw_id and split_arxiv_id(raw_id) is None:
+            refused.append(raw_id)
+            continue
         paper = parse_entry(entry)
         if paper is None:
             # the legacy backend returned blank <entry>s for missing ids
             log.debug("skipping an arXiv entry without id or title")
             continue
         papers.append(paper)
+    if refused:
+        # such an id would be written into the page and links, and a stored
+        # "2401.00001 2401.00002" would read back as two papers delivered
+        log.warning(
+            "dropped %d arXiv entries whose id is not an arXiv identifier: %s",
+            len(refused),
+            ", ".join(_shown(r) for r in refused[:_NAMED]),
+        )
     return Page(total_results, start_index, len(d.entries), tuple(papers))
 
 
+_NAMED = 5  # ids named in the warning; a whole page of them is counted, not listed
+
+
+def _shown(raw: str, width: int = 60) -> str:
+    """An untrusted id for a log line: shortened, quoted, control characters escaped."""
+    return repr(raw if len(raw) <= width else raw[:width] + "...")
+
+
 def parse_entry(entry: Any) -> Paper | None:
-    """One feedparser entry as a ``Paper``; None for a blank entry."""
+    """One feedparser entry as a ``Paper``; None for a blank entry or one with no arXiv id."""
     raw_id = entry.get("id")
     title = entry.get("title")
     # A title may literally be "0" (arxiv.py #71): test for None, not falsiness.
     if not raw_id or title is None or "arxiv.org/abs/" not in raw_id:
         return None
-    ident, version = split_arxiv_id(raw_id)
+    split = split_arxiv_id(raw_id)
+    if split is None:
+        return None
+    ident, version = split
     published = _when(entry.get("published_parsed"))
     updated = _when(entry.get("updated_parsed")) or published
     if published is None or updated is None:

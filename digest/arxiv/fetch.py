@@ -1,4 +1,4 @@
-"""Asking the arXiv API: paging, politeness, retries, timeouts (httpx).
+"""Asking the arXiv API: paging, politeness, retries, timeouts, bounded answers (httpx).
 
 arXiv's API terms of use: "make no more than one request every three
 seconds, and limit requests to a single connection at a time". One client
@@ -23,6 +23,7 @@ import httpx
 
 from digest import __version__
 from digest.arxiv.feed import MalformedPage, Page, parse_page
+from digest.arxiv.limits import ACCEPT_ENCODING, Body, TooLarge, answer_deadline, max_answer_bytes
 from digest.arxiv.query import id_batches, id_page_params, page_params
 from digest.errors import ArxivQueryError, FetchError
 from digest.models import ArxivSettings, Paper, newest_versions
@@ -105,8 +106,15 @@ def _wall_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _retry_after(response: httpx.Response, now: datetime) -> float | None:
-    value = response.headers.get("Retry-After")
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+def _retry_after(headers: httpx.Headers, now: datetime) -> float | None:
+    value = headers.get("Retry-After")
     if not value:
         return None
     try:
@@ -146,9 +154,15 @@ class ArxivClient:
         self.wall_clock = wall_clock
         self.rng = rng or random.Random()
         self.stats = FetchStats()
+        self.deadline = answer_deadline(settings.timeout)
+        self.max_bytes = max_answer_bytes(settings.page_size)
         self._client = httpx.AsyncClient(
             transport=transport,
-            headers={"User-Agent": user_agent(settings.contact), "Accept": "application/atom+xml"},
+            headers={
+                "User-Agent": user_agent(settings.contact),
+                "Accept": "application/atom+xml",
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
             timeout=httpx.Timeout(settings.timeout),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             follow_redirects=True,
@@ -262,6 +276,38 @@ class ArxivClient:
             attempts=1,
         )
 
+    def _too_large(self, exc: TooLarge) -> FetchError:
+        # not retried: the same answer would come again, at the same cost
+        url = self.settings.api_url
+        return FetchError(
+            f"arXiv's answer from {url} {exc}, the cap for a page of "
+            f"{self.settings.page_size} entries; it was not read further and nothing "
+            "was recorded, rerun later",
+            url=url,
+            attempts=1,
+        )
+
+    async def _get(self, params: dict[str, str]) -> _Answer:
+        """One request and its whole answer, within ``self.deadline`` (``TimeoutError``).
+
+        The deadline covers reading the body too: httpx's own timeout is per
+        read, and a server trickling a byte at a time never trips it. The
+        body is read raw and inflated here, within ``self.max_bytes``
+        (``TooLarge``): httpx's decoders inflate without a limit.
+        """
+        async with (
+            asyncio.timeout(self.deadline),
+            self._client.stream("GET", self.settings.api_url, params=params) as response,
+        ):
+            self.stats.answered += 1
+            headers = response.headers
+            body = Body(
+                self.max_bytes, headers.get("Content-Encoding"), headers.get("Content-Length")
+            )
+            async for chunk in response.aiter_raw():
+                body.feed(chunk)
+            return _Answer(response.status_code, headers, body.finish())
+
     async def _attempt(self, query: str | IdLookup, start: int, page_size: int) -> Page:
         if isinstance(query, IdLookup):
             params = id_page_params(query.ids, start, page_size)
@@ -269,9 +315,13 @@ class ArxivClient:
             params = page_params(query, start, page_size)
         self.stats.requests += 1
         try:
-            response = await self.stop.run(
-                self._client.get(self.settings.api_url, params=params), "the fetch"
-            )
+            answer = await self.stop.run(self._get(params), "the fetch")
+        except TooLarge as exc:
+            raise self._too_large(exc) from exc
+        except MalformedPage as exc:
+            raise _Retryable(f"bad answer: {exc}") from exc
+        except TimeoutError as exc:
+            raise _Retryable(f"no whole answer within {self.deadline:g} s") from exc
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out after {self.settings.timeout:g} s") from exc
         except httpx.ConnectError as exc:
@@ -280,12 +330,12 @@ class ArxivClient:
             raise _Retryable(f"connection failed: {exc}") from exc
         except httpx.TransportError as exc:
             raise _Retryable(f"connection failed: {exc}") from exc
-        self.stats.answered += 1
-        status = response.status_code
+        status = answer.status
         if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}", _retry_after(response, self.wall_clock()), status)
+            wait = _retry_after(answer.headers, self.wall_clock())
+            raise _Retryable(f"HTTP {status}", wait, status)
         try:
-            page = parse_page(response.content)
+            page = parse_page(answer.body)
         except ArxivQueryError as exc:
             url = self.settings.api_url
             raise ArxivQueryError(

@@ -6,6 +6,10 @@ long, never one query per keyword. Each keyword is a quoted phrase on title
 and abstract; unquoted multi-word terms have been seen to hang the API
 (other clients report it). The date window is on ``submittedDate``, the v1 submission time, and is
 several days wide because papers are announced days after submission.
+
+A keyword or author too long for any URL on its own is left out of the
+fetch, and ``unfit_terms`` names it with whose it is: asked anyway, the
+server refuses the URL (414) and the fetch fails for everybody.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from urllib.parse import urlencode
 
-# Conservative: well below the 8 KiB request-line limit of common servers.
+from digest.models import ArxivSettings, Subscriber
+
+# Conservative: well below the 8 KiB request-line limit of common servers
+# (longer ones are answered 414 URI Too Long).
 MAX_URL_LENGTH = 4000
 # Papers wait in moderation for 1-4+ days before announcement, and the
 # API has lagged announcements by up to a day: look back a week.
@@ -130,16 +138,19 @@ def build_queries(
     page_size: int,
     max_url_length: int = MAX_URL_LENGTH,
 ) -> tuple[str, ...]:
-    """As few ``search_query`` strings as the URL length allows, covering every term.
+    """As few ``search_query`` strings as the URL length allows, covering every term that fits.
 
-    Greedy packing in first-seen order; a single clause too long for any
-    URL still gets a query of its own (arXiv then answers, or says why).
+    Greedy packing in first-seen order. A clause too long for any URL on its
+    own is left out (``unfit_terms`` says whose it is): asked alone, it would
+    be refused, and the fetch would fail for everybody.
     """
     clauses = [_keyword_clause(k) for k in terms.keywords]
     clauses += [_author_clause(a) for a in terms.authors]
+    cats = terms.categories
+    fitting = [c for c in clauses if _alone_length(c, cats, api_url, page_size) <= max_url_length]
     queries: list[str] = []
     batch: list[str] = []
-    for clause in clauses:
+    for clause in fitting:
         candidate = [*batch, clause]
         q = _assemble(candidate, terms.categories, start, end)
         if batch and url_length(api_url, q, page_size) > max_url_length:
@@ -150,3 +161,54 @@ def build_queries(
     if batch:
         queries.append(_assemble(batch, terms.categories, start, end))
     return tuple(queries)
+
+
+# the window's dates have a fixed width: any will do to measure a URL
+_ANY_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _alone_length(clause: str, categories: Sequence[str], api_url: str, page_size: int) -> int:
+    """The length of the longest URL asking for ``clause`` alone."""
+    return url_length(api_url, _assemble([clause], categories, _ANY_TIME, _ANY_TIME), page_size)
+
+
+@dataclass(frozen=True, slots=True)
+class Unfit:
+    """A reader's keyword or author that no arXiv request URL can carry."""
+
+    reader: str
+    setting: Literal["keywords", "authors"]
+    phrase: str
+    url_length: int  # of the URL asking for it alone
+    limit: int
+
+    def __str__(self) -> str:
+        short = self.phrase if len(self.phrase) <= 40 else self.phrase[:40] + "..."
+        return (
+            f"{self.reader}: {self.setting}: {short!r} is too long for an arXiv request "
+            f"(alone it makes a URL of {self.url_length:,} characters; requests are kept "
+            f"under {self.limit:,})"
+        )
+
+
+def unfit_terms(
+    subscribers: Iterable[Subscriber],
+    settings: ArxivSettings,
+    *,
+    max_url_length: int = MAX_URL_LENGTH,
+) -> tuple[Unfit, ...]:
+    """Every keyword and author that ``build_queries`` leaves out, with whose it is."""
+    out: list[Unfit] = []
+    cats, api_url, page_size = settings.categories, settings.api_url, settings.page_size
+    lengths: dict[str, int] = {}  # readers share their terms: measure each clause once
+    for sub in subscribers:
+        asked: list[tuple[Literal["keywords", "authors"], str, str]] = [
+            *(("keywords", k, _keyword_clause(k)) for k in sub.keywords),
+            *(("authors", a, _author_clause(a)) for a in sub.authors),
+        ]
+        for setting, phrase, clause in asked:
+            if clause not in lengths:
+                lengths[clause] = _alone_length(clause, cats, api_url, page_size)
+            if lengths[clause] > max_url_length:
+                out.append(Unfit(sub.email, setting, phrase, lengths[clause], max_url_length))
+    return tuple(out)

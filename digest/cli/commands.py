@@ -16,7 +16,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest import atomic, config, replies
+from digest import arxiv, atomic, config, replies
 from digest.cli.terminal import ProgressLine
 from digest.cli.writable import check_output, check_writable
 from digest.compose import archive
@@ -34,6 +34,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = config.load_named(args.config, os.environ)
     s = cfg.settings
     check_writable(cfg)
+    unfit = arxiv.unfit_terms(cfg.subscribers, s.arxiv)
+    if unfit:
+        # the cycle leaves them out and serves everybody else; here the operator hears of it
+        raise ConfigError(str(cfg.path), [f"{u}: shorten it" for u in unfit])
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
     print(
         f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "

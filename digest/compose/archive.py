@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from digest import atomic, latex
 from digest.errors import DigestError
@@ -72,7 +73,10 @@ def _collapsed(text: str) -> str:
 
 
 def _row(p: Paper) -> str:
-    title = f"**[{_link_text(latex.text(p.title))}](https://arxiv.org/abs/{p.id}v{p.version})**"
+    # the id is an arXiv identifier (the feed admits no other); quoted anyway,
+    # so that nothing in it can end the link or become markup
+    url = f"https://arxiv.org/abs/{quote(p.versioned_id, safe='/')}"
+    title = f"**[{_link_text(latex.text(p.title))}]({url})**"
     comment = latex.text(p.comment or "")
     comment_cell = _collapsed(comment) if len(comment) > COMMENT_INLINE else _cell(comment)
     abstract = _collapsed(latex.text(p.abstract))

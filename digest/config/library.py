@@ -27,13 +27,10 @@ from bibtexparser.model import Entry, ParsingFailedBlock
 from digest.arxiv import id_batches
 from digest.errors import ConfigError
 from digest.latex import to_text
-from digest.models import Liked, Subscriber
+from digest.models import ARXIV_ID, Liked, Subscriber
 
-# arXiv identifiers (arxiv.org/help/arxiv_identifier): YYMM.NNNN (2007-2014)
-# or YYMM.NNNNN (from 2015), and before April 2007 archive[.SUBJ]/YYMMNNN.
-_NEW_ID = r"\d{4}\.\d{4,5}"
-_OLD_ID = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"
-_ID = rf"(?P<id>{_NEW_ID}|{_OLD_ID})(?:v\d+)?"
+# written as people write them: in any case (normalised by _versionless)
+_ID = rf"(?P<id>{ARXIV_ID})(?:v\d+)?"
 _BARE = re.compile(rf"(?:arxiv:)?{_ID}", re.IGNORECASE)
 # where an id sits inside a longer text: an abs/pdf URL, arXiv's DOI, "arXiv:<id>"
 _INSIDE = re.compile(

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from digest import compose, replies
-from digest.arxiv import build_queries, window
+from digest.arxiv import build_queries, unfit_terms, window
 from digest.config import library
 from digest.cycle import housekeeping
 from digest.cycle.dispatch import Outgoing, naming_if_unrecorded
@@ -281,6 +281,8 @@ async def _fetch(cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot) -> 
     queries = build_queries(
         terms, start, end, api_url=settings.arxiv.api_url, page_size=settings.arxiv.page_size
     )
+    for unfit in unfit_terms(subs, settings.arxiv):
+        log.warning("%s: not fetched; the others are", unfit)
     client = cycle.collab.arxiv
     papers = await client.fetch_all(queries, progress=cycle.hooks.fetch_progress)
     watch = revision_watch(subs, before, now)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
+from xml.sax.saxutils import escape
 
 import pytest
 
 from digest.arxiv.feed import MalformedPage, parse_page
 from digest.errors import ArxivQueryError
 from digest.models import split_arxiv_id
+from tests.support.arxiv_server import load_entries, make_entry
 from tests.support.paths import FIXTURES
 
 FIX = FIXTURES
@@ -25,10 +28,54 @@ def read(name: str) -> bytes:
         ("https://arxiv.org/abs/astro-ph/9904306v1", ("astro-ph/9904306", 1)),
         ("oai:arXiv.org:2401.00001v12", ("2401.00001", 12)),
         ("1201.4869", ("1201.4869", 1)),
+        ("http://arxiv.org/abs/0704.0001v2", ("0704.0001", 2)),
+        ("http://arxiv.org/abs/math.AG/0601001v1", ("math.AG/0601001", 1)),
+        ("http://arxiv.org/abs/solv-int/9901001v1", ("solv-int/9901001", 1)),
     ],
 )
 def test_versionless_ids(raw: str, expected: tuple[str, int]) -> None:
     assert split_arxiv_id(raw) == expected
+
+
+NOT_IDS = [
+    "<img src=x onerror=alert(1)>",
+    "2401.00001 2401.00002",  # two ids: stored, it would read as both
+    "2401.00001v1v2",
+    "2413.00001",  # no 13th month
+    "2401.001",
+    "2401.000001",
+    "../../2401.00001",
+    "hep-th/990100",
+    "hep-th/9901001/extra",
+    "javascript:alert(1)//2401.00001",
+]
+
+
+@pytest.mark.parametrize("raw", NOT_IDS)
+def test_what_is_not_an_arxiv_identifier_has_no_id(raw: str) -> None:
+    assert split_arxiv_id(f"http://arxiv.org/abs/{raw}v1") is None
+
+
+def page_of(*ids: str) -> bytes:
+    header, _ = load_entries(["api_new_2026-04_all-testing_start-0_max-10.xml"])
+    entries = [make_entry(escape(i), f"Paper {n}", "Text.") for n, i in enumerate(ids)]
+    return header + b"".join(entries) + b"</feed>"
+
+
+def test_entries_whose_id_is_not_an_arxiv_identifier_are_dropped_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hostile = ["<img src=x onerror=alert(1)>", "2401.00001 2401.00002", "x\n" * 300]
+    with caplog.at_level(logging.WARNING, logger="digest.arxiv.feed"):
+        page = parse_page(page_of("2401.00003", *hostile, "hep-th/9901001"))
+    assert [p.id for p in page.papers] == ["2401.00003", "hep-th/9901001"]
+    assert page.entry_count == 5  # still entries: paging counts them
+    (warning,) = caplog.records
+    message = warning.getMessage()
+    assert message.startswith("dropped 3 arXiv entries whose id is not an arXiv identifier: ")
+    assert "'http://arxiv.org/abs/<img src=x onerror=alert(1)>v1'" in message
+    assert "'http://arxiv.org/abs/2401.00001 2401.00002v1'" in message
+    assert "\n" not in message and len(message) < 300  # escaped and shortened
 
 
 def test_new_layout_page_parses_every_field() -> None:

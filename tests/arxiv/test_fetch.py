@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import random
 import time
+import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,11 +16,13 @@ import httpx
 import pytest
 
 from digest import __version__
+from digest.arxiv.feed import MalformedPage
 from digest.arxiv.fetch import ArxivClient
+from digest.arxiv.limits import Body, answer_deadline, max_answer_bytes
 from digest.errors import ArxivQueryError, FetchError, Stopped
 from digest.models import ArxivSettings
 from digest.stop import Stop
-from tests.support.arxiv_server import ArxivServer, load_entries
+from tests.support.arxiv_server import ArxivServer, gzip_bomb, load_entries
 
 PAGES = (
     "api_new_2026-04_all-testing_start-0_max-10.xml",
@@ -51,7 +55,9 @@ def settings(url: str, **kw) -> ArxivSettings:
     return replace(base, **kw)
 
 
-def fetch(s: ArxivSettings, queries=("q",), sleep=None):
+def fetch(s: ArxivSettings, queries=("q",), sleep=None, within: float = 30.0):
+    """Fetch every page; a fetch still running after ``within`` seconds fails the test."""
+
     async def go():
         kwargs = {"rng": random.Random(1)}
         if sleep is not None:
@@ -60,7 +66,10 @@ def fetch(s: ArxivSettings, queries=("q",), sleep=None):
             papers = await client.fetch_all(list(queries))
             return papers, client.stats
 
-    return asyncio.run(go())
+    async def bounded():
+        return await asyncio.wait_for(go(), within)
+
+    return asyncio.run(bounded())
 
 
 def test_pages_through_all_results_in_order(server: ArxivServer) -> None:
@@ -102,6 +111,84 @@ def test_timeout_is_retried(server: ArxivServer) -> None:
     server.state.faults = ["hang"]
     papers, stats = fetch(settings(server.url, timeout=0.3), sleep=FakeSleep())
     assert len(papers) == 30 and stats.retries == 1
+
+
+def test_a_trickling_answer_is_cut_off_at_the_deadline_and_retried(server: ArxivServer) -> None:
+    # one byte every 50 ms: each read comes well inside the 0.3 s timeout
+    server.state.faults = ["trickle"]
+    t0 = time.monotonic()
+    papers, stats = fetch(settings(server.url, timeout=0.3), sleep=FakeSleep(), within=10)
+    assert len(papers) == 30 and stats.retries == 1
+    assert time.monotonic() - t0 < answer_deadline(0.3) + 2
+
+
+def test_a_trickle_on_every_attempt_says_why_it_gave_up(server: ArxivServer) -> None:
+    server.state.faults = ["trickle"] * 2
+    with pytest.raises(FetchError) as info:
+        fetch(settings(server.url, timeout=0.3, max_retries=1), sleep=FakeSleep(), within=10)
+    deadline = answer_deadline(0.3)
+    assert f"last: no whole answer within {deadline:g} s" in str(info.value)
+    assert info.value.retryable
+
+
+def test_a_gzip_answer_is_inflated(server: ArxivServer) -> None:
+    server.state.faults = ["gzip"]
+    papers, stats = fetch(settings(server.url))
+    assert len(papers) == 30 and stats.retries == 0
+
+
+def refused_for_size(server: ArxivServer, fault: str) -> tuple[FetchError, int, float]:
+    """The error a one-fault fetch ends with, the peak memory it took, and how long."""
+    server.state.faults = [fault]
+    gzip_bomb(64 << 20)  # built before measuring: the server's work is not the client's
+    tracemalloc.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(FetchError) as info:
+            fetch(settings(server.url), sleep=FakeSleep())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(server.state.requests) == 1  # the same answer would come again: not retried
+    return info.value, peak, time.monotonic() - t0
+
+
+def test_a_gzip_bomb_is_refused_before_it_inflates(server: ArxivServer) -> None:
+    err, peak, _ = refused_for_size(server, "gzip-bomb")  # 64 KB inflating to 64 MB
+    cap = max_answer_bytes(10)
+    assert peak < 4 * cap
+    assert str(err) == (
+        f"arXiv's answer from {server.url} inflates to more than {cap:,} bytes, the cap "
+        "for a page of 10 entries; it was not read further and nothing was recorded, rerun later"
+    )
+    assert err.retryable and err.url == server.url
+
+
+def test_an_announced_length_over_the_cap_is_refused_before_reading(server: ArxivServer) -> None:
+    err, _, seconds = refused_for_size(server, "huge-length")
+    assert f"announces 1,073,741,824 bytes, more than {max_answer_bytes(10):,}" in str(err)
+    assert seconds < 1  # the body trickles: the client did not wait for it
+
+
+def test_an_unsized_body_over_the_cap_is_refused(server: ArxivServer) -> None:
+    err, peak, _ = refused_for_size(server, "endless")  # 8 MB, no Content-Length
+    assert f"sends more than {max_answer_bytes(10):,} bytes" in str(err)
+    assert peak < 4 * max_answer_bytes(10)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("gzip", b"this is not gzip"),
+        ("br", b"brotli was never asked for"),
+        ("gzip, gzip", gzip.compress(gzip.compress(b"<feed/>"))),  # stacked: a bomb in a bomb
+    ],
+)
+def test_a_body_that_cannot_be_inflated_is_a_bad_page(encoding: str, data: bytes) -> None:
+    with pytest.raises(MalformedPage):
+        body = Body(1000, encoding, None)
+        body.feed(data)
+        body.finish()
 
 
 def test_exhausted_retries_raise_a_readable_error(server: ArxivServer) -> None:
@@ -146,6 +233,11 @@ def test_several_queries_merge_and_deduplicate(server: ArxivServer) -> None:
     assert len(server.state.requests) == 6
 
 
+def streamed(status: int, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    """An answer whose body is still to be read, as a real transport gives it."""
+    return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+
+
 def test_transport_is_injectable() -> None:
     header, entries = load_entries([PAGES[0]])
     body = header + b"".join(entries) + b"</feed>"
@@ -154,7 +246,7 @@ def test_transport_is_injectable() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, content=body)
+        return streamed(200, body)
 
     async def go():
         async with ArxivClient(
@@ -172,8 +264,8 @@ def test_retry_after_as_a_date_is_read_on_the_injected_clock() -> None:
     header, entries = load_entries([PAGES[0]])
     ok = (header + b"".join(entries) + b"</feed>").replace(b">214881<", b">10<")
     answers = [
-        httpx.Response(503, headers={"Retry-After": "Mon, 30 Nov 2026 07:00:40 GMT"}),
-        httpx.Response(200, content=ok),
+        streamed(503, b"", {"Retry-After": "Mon, 30 Nov 2026 07:00:40 GMT"}),
+        streamed(200, ok),
     ]
     sleep = FakeSleep()
 
@@ -221,6 +313,11 @@ def test_a_stop_interrupts_the_back_off_at_once(server: ArxivServer) -> None:
 def test_a_stop_cancels_the_request_in_flight(server: ArxivServer) -> None:
     server.state.delay = 3.0
     assert seconds_to_stop(server, settings(server.url, timeout=10.0), after_first=0.0) < 0.5
+
+
+def test_a_stop_cuts_a_trickling_answer_short(server: ArxivServer) -> None:
+    server.state.faults = ["trickle"]
+    assert seconds_to_stop(server, settings(server.url, timeout=10.0), after_first=0.5) < 0.5
 
 
 def test_a_rejected_query_carries_its_facts_and_is_not_retryable(server: ArxivServer) -> None:

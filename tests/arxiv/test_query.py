@@ -6,13 +6,16 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from digest.arxiv.query import (
+    MAX_URL_LENGTH,
     MAX_WINDOW_DAYS,
     Terms,
     build_queries,
     page_params,
+    unfit_terms,
     url_length,
     window,
 )
+from digest.models import ArxivSettings, Subscriber
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 API = "https://export.arxiv.org/api/query"
@@ -46,6 +49,42 @@ def test_many_keywords_split_into_as_few_queries_as_url_length_allows() -> None:
     assert all(f'ti:"{k}"' in joined for k in keywords)
     # greedy packing: no two neighbouring queries could have been one
     assert len(queries) <= len(" ".join(queries)) // 3000 + 1
+
+
+# one reader's keyword of about 5,600 characters: twice that in one clause
+LONG = " ".join(f"word{i}" for i in range(800))
+
+
+def test_a_term_no_url_can_carry_is_left_out_and_the_others_still_fit() -> None:
+    terms = Terms(("graph", LONG, "compiler"), ("Jane Doe", LONG), ("cs",))
+    queries = build_queries(terms, NOW - timedelta(days=7), NOW, api_url=API, page_size=200)
+    assert queries and all(url_length(API, q, 200) <= MAX_URL_LENGTH for q in queries)
+    joined = " ".join(queries)
+    assert all(t in joined for t in ('ti:"graph"', 'abs:"compiler"', 'au:"Jane Doe"'))
+    assert "word1 " not in joined
+
+
+def test_when_every_term_is_too_long_there_is_no_query() -> None:
+    terms = Terms((LONG,), ())
+    assert build_queries(terms, NOW, NOW, api_url=API, page_size=200) == ()
+
+
+def test_terms_no_url_can_carry_are_named_with_their_reader_and_setting() -> None:
+    subs = (
+        Subscriber("a@example.org", ("graph", LONG)),
+        Subscriber("b@example.org", ("graph",), authors=("Jane Doe", LONG)),
+        Subscriber("c@example.org", ("compiler",)),
+    )
+    unfit = unfit_terms(subs, ArxivSettings(api_url=API, page_size=200))
+    assert [(u.reader, u.setting, u.phrase) for u in unfit] == [
+        ("a@example.org", "keywords", LONG),
+        ("b@example.org", "authors", LONG),
+    ]
+    text = str(unfit[0])
+    assert text.startswith(
+        "a@example.org: keywords: 'word0 word1 word2 word3 word4 word5 word...' is too long"
+    )
+    assert f"requests are kept under {MAX_URL_LENGTH:,}" in text and len(text) < 300
 
 
 def test_page_params_sort_newest_submissions_first() -> None:

@@ -86,6 +86,15 @@ def test_at_most_100_rows_newest_first() -> None:
     assert dates_ids == [f"{i:05d}" for i in range(100)]
 
 
+def test_the_page_escapes_a_paper_id_it_links_to() -> None:
+    # the feed admits arXiv identifiers only; the page does not rely on it
+    hostile = replace(paper(1, "Graph"), id="<img src=x onerror=alert(1)>) [x](y")
+    page = archive.render(["graph"], [hostile], NOW)
+    (row,) = [ln for ln in page.splitlines() if ln.startswith("| **[")]
+    assert "<img" not in page and ") [x]" not in row and " " not in row.split("](")[1][:40]
+    assert "(https://arxiv.org/abs/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E%29" in row
+
+
 def test_hostile_titles_and_comments_cannot_break_the_table() -> None:
     hostile = "Graph | col <script>alert(1)</script> [x](javascript:y) *bold*\nnewline"
     long_comment = "Graph | " + "<b>c</b> " * 20

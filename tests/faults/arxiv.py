@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.arxiv_server import AtomHandler
+from tests.support.arxiv_server import AtomHandler, gzip_bomb
 
 # Every fault this server knows; the tests name them.
 FAULTS = (
@@ -38,6 +38,8 @@ FAULTS = (
     "grow",  # three new submissions arrive before this page: totalResults grows
     "shrink",  # two papers vanish before this page: totalResults shrinks
     "hold",  # answer normally, but only after ``hold_seconds``
+    "trickle",  # a whole answer, one byte every ``trickle_interval`` seconds
+    "gzip-bomb",  # 1 MB of gzip that inflates to 256 MB
 )
 
 HTML_ERROR = (
@@ -62,7 +64,10 @@ class ArxivScript:
     faults: dict[int, str] = field(default_factory=dict)
     on_request: Callable[[int], None] | None = None
     hold_seconds: float = 3.0
+    trickle_interval: float = 0.25
     client_timeout: float = 2.0
+    # a longer request target is answered 414 URI Too Long, as common front ends do
+    max_url: int = 8192
     served: list[Served] = field(default_factory=list)
     # every entry ever served as part of arXiv's holdings (the checker's universe)
     ever: list[bytes] = field(default_factory=list)
@@ -99,6 +104,8 @@ class _Handler(AtomHandler):
         start = int(params.get("start", 0))
         size = int(params.get("max_results", 10))
         body = script.page(script.entries, start, size)
+        if len(self.path) > script.max_url:
+            return self._send(414, b"URI Too Long", "text/plain")
         if fault in ("503", "429"):
             return self._send(int(fault), b"busy", "text/plain")
         if fault in ("503-retry-after", "429-retry-after", "503-retry-after-60"):
@@ -126,6 +133,10 @@ class _Handler(AtomHandler):
             return None
         elif fault == "truncated":
             body = body[: len(body) // 2]
+        elif fault == "trickle":
+            return self._trickle(body, script.trickle_interval)
+        elif fault == "gzip-bomb":
+            return self._send(200, gzip_bomb(256 << 20), headers={"Content-Encoding": "gzip"})
         elif fault == "html200":
             return self._send(200, HTML_ERROR, "text/html")
         elif fault == "empty":

@@ -13,9 +13,12 @@ normally again. Every request is logged with its time (monotonic).
 from __future__ import annotations
 
 import contextlib
+import functools
+import gzip
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -114,6 +117,8 @@ class ArxivState:
     by_id_only: list[bytes] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     delay: float = 0.0
+    trickle_interval: float = 0.05  # seconds between the bytes of a "trickle" answer
+    max_url: int | None = None  # a longer request target is answered 414, like a front end
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests ever being answered at once
 
@@ -129,6 +134,15 @@ class ArxivState:
         header = re.sub(rb"(<opensearch:startIndex[^>]*>)\d+", rb"\g<1>%d" % start, header)
         header = re.sub(rb"(<opensearch:itemsPerPage[^>]*>)\d+", rb"\g<1>%d" % size, header)
         return header + b"".join(chunk) + b"</feed>\n"
+
+
+@functools.cache
+def gzip_bomb(inflated: int) -> bytes:
+    """``inflated`` bytes of zeros, gzip-compressed (about a thousandth of that on the wire)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1 << 20)
+    parts = [z.compress(block) for _ in range(inflated >> 20)]
+    return b"".join([*parts, z.flush()])
 
 
 class AtomHandler(BaseHTTPRequestHandler):
@@ -152,6 +166,27 @@ class AtomHandler(BaseHTTPRequestHandler):
         self.end_headers()
         with contextlib.suppress(OSError):  # the client went away (or was killed)
             self.wfile.write(body)
+
+    def _trickle(
+        self, body: bytes, interval: float, *, claim: int | None = None, for_at_most: float = 60.0
+    ) -> None:
+        """A valid answer, one byte every ``interval`` seconds, until the client leaves.
+
+        ``claim`` is the Content-Length to announce instead of the true one.
+        """
+        self.send_response(200)
+        self.send_header("Content-Type", "application/atom+xml; charset=utf-8")
+        self.send_header("Content-Length", str(len(body) if claim is None else claim))
+        self.end_headers()
+        end = time.monotonic() + for_at_most
+        with contextlib.suppress(OSError):
+            for i in range(len(body)):
+                if time.monotonic() > end:
+                    break
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(interval)
+        self.close_connection = True
 
 
 class _Handler(AtomHandler):
@@ -177,6 +212,8 @@ class _Handler(AtomHandler):
             fault = state.faults.pop(0) if state.faults else None
         start = int(query.get("start", 0))
         size = int(query.get("max_results", 10))
+        if state.max_url is not None and len(self.path) > state.max_url:
+            return self._send(414, b"URI Too Long", "text/plain")
         if fault == "503":
             return self._send(503, b"Service Unavailable", "text/plain", {"Retry-After": "0"})
         if fault == "429":
@@ -190,6 +227,17 @@ class _Handler(AtomHandler):
                 (FIXTURES / "api_new_2026-04_error_http-400_incorrect-id-format.xml").read_bytes(),
             )
         body = state.page(start, size, query.get("id_list"))
+        if fault == "trickle":
+            return self._trickle(body, state.trickle_interval)
+        if fault == "gzip":  # a whole page, compressed as arXiv may send it
+            return self._send(200, gzip.compress(body), headers={"Content-Encoding": "gzip"})
+        if fault == "gzip-bomb":  # 64 KB on the wire, 64 MB inflated
+            bomb = gzip_bomb(64 << 20)
+            return self._send(200, bomb, headers={"Content-Encoding": "gzip"})
+        if fault == "huge-length":  # claims a gigabyte, then sends it slowly
+            return self._trickle(body, state.trickle_interval, claim=1 << 30)
+        if fault == "endless":  # no Content-Length, and 8 MB: more than any page weighs
+            return self._send_unsized(body, padding=8 << 20)
         if fault == "empty":
             body = state.header + b"</feed>\n"  # 200, the header's totals, no entries
         elif fault == "truncated":
@@ -199,6 +247,18 @@ class _Handler(AtomHandler):
         if state.delay:
             time.sleep(state.delay)
         self._send(200, body)
+
+    def _send_unsized(self, body: bytes, padding: int) -> None:
+        # HTTP/1.0 without Content-Length: the body ends when the connection closes
+        self.send_response(200)
+        self.send_header("Content-Type", "application/atom+xml; charset=utf-8")
+        self.end_headers()
+        block = b" " * (64 << 10)  # written a block at a time: the server's memory stays small
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+            for _ in range(padding // len(block)):
+                self.wfile.write(block)
+        self.close_connection = True
 
 
 class _Server(ThreadingHTTPServer):

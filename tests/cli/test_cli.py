@@ -21,8 +21,8 @@ from digest.cli.entry import main
 from digest.cli.status import quiet_cycle_note
 from digest.cycle.report import CycleRecord
 from digest.errors import OutputError, translate
-from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer
+from tests.support.configs import config_dict
 from tests.support.paths import ROOT
 from tests.support.smtp_server import SmtpServer
 

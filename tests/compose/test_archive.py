@@ -15,7 +15,7 @@ from digest.compose import archive
 from digest.errors import DigestError
 from digest.matching.rules import contains_phrase
 from digest.models import Paper, Subscriber
-from tests.conftest import config_dict
+from tests.support.configs import config_dict
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 

@@ -30,8 +30,8 @@ from digest.matching.rules import match_all
 from digest.models import Liked, Paper, Settings, SmtpSettings, Subscriber
 from digest.ranking import relevance as rank
 from digest.store.store import Store
-from tests.conftest import config_dict
 from tests.support.arxiv_server import ArxivServer, make_entry
+from tests.support.configs import config_dict
 from tests.support.paths import GOLDEN
 from tests.support.smtp_server import SmtpServer
 

@@ -30,8 +30,8 @@ from digest.cycle.run import run_cycle
 from digest.matching.rules import contains_phrase
 from digest.stop import Stop
 from digest.store.store import Store
-from tests.conftest import CORPUS, config_dict
 from tests.support.arxiv_server import ArxivServer, make_entry, recent_entries
+from tests.support.configs import CORPUS, config_dict
 from tests.support.smtp_server import SmtpServer
 
 HOSTILE = '<script>alert(1)</script> & <img src=x onerror=alert(2)> "q"'

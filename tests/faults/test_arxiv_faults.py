@@ -8,7 +8,6 @@ invariant checker judges all the mail the SMTP server accepted.
 from __future__ import annotations
 
 import re
-import socket
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -23,12 +22,7 @@ from digest.arxiv.limits import max_answer_bytes
 from tests.faults.conftest import run_side_by_side
 from tests.faults.world import READERS, World
 from tests.support.arxiv_server import gzip_bomb, make_entry
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.network import free_port
 
 
 def faulty(faults: dict[int, str], then_clean: bool = False, **kw: Any) -> Callable[[Path], World]:
@@ -47,7 +41,7 @@ def faulty(faults: dict[int, str], then_clean: bool = False, **kw: Any) -> Calla
 
 def refused(tmp: Path) -> World:
     with World(tmp, settings={"arxiv": {"max_retries": 1}}) as w:
-        w.env_extra["DIGEST_ARXIV_API_URL"] = f"http://127.0.0.1:{closed_port()}/api/query"
+        w.env_extra["DIGEST_ARXIV_API_URL"] = f"http://127.0.0.1:{free_port()}/api/query"
         w.once()
         del w.env_extra["DIGEST_ARXIV_API_URL"]
         w.once()

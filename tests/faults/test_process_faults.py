@@ -29,7 +29,8 @@ import pytest
 from tests.faults import disk, invariants
 from tests.faults.conftest import run_side_by_side
 from tests.faults.smtp import Accepted
-from tests.faults.world import Run, World, wait_for
+from tests.faults.world import Run, World
+from tests.support.waiting import wait_for
 
 # -- SIGTERM to `digest run` in each phase of its cycle ---------------------------
 

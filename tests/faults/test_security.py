@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import run_side_by_side
-from tests.faults.world import READERS, World, make_entry, wait_for
+from tests.faults.world import READERS, World, make_entry
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 

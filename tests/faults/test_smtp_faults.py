@@ -12,8 +12,8 @@ import pytest
 
 from tests.faults import disk
 from tests.faults.conftest import run_side_by_side
-from tests.faults.test_arxiv_faults import closed_port
 from tests.faults.world import World
+from tests.support.network import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
@@ -100,7 +100,7 @@ def wrong_password(tmp: Path) -> World:
 
 def server_down(tmp: Path) -> World:
     with World(tmp) as w:
-        w.env_extra["DIGEST_SMTP_PORT"] = str(closed_port())
+        w.env_extra["DIGEST_SMTP_PORT"] = str(free_port())
         w.once()
         del w.env_extra["DIGEST_SMTP_PORT"]
         w.once()

@@ -280,11 +280,3 @@ def world(tmp: Path, **kwargs: Any) -> Iterator[World]:
     with World(tmp, **kwargs) as w:
         yield w
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False

@@ -17,7 +17,8 @@ from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigEr
 from digest.models import InboxSettings
 from digest.replies.imap import mailbox_name, parse_body, parse_search, parse_sizes
 from digest.replies.inbox import HANDLED_KEYWORD, Filed, check_login, poll
-from tests.support.dovecot import Dovecot, free_port
+from tests.support.dovecot import Dovecot
+from tests.support.network import free_port
 from tests.support.programs import needs
 
 _folders = itertools.count(1)

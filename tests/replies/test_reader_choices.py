@@ -23,7 +23,7 @@ from digest.replies.bounces import recipient_refusal
 from digest.replies.mailroom import SubscriberReaders, record_refusal
 from digest.store.storage import MemoryStorage
 from digest.store.store import Store
-from tests.conftest import config_dict
+from tests.support.configs import config_dict
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday
 SETTINGS = Settings(lookback_days=2)

@@ -25,14 +25,14 @@ import pytest
 
 from digest.cli.entry import main
 from digest.config import loading as config_mod
-from digest.models import ReaderState
+from digest.models import WEEKDAYS, ReaderState
 from digest.replies.readers import is_suppressed
 from digest.service.daemon import Daemon
 from digest.store.format import reader_state_to_doc
 from digest.store.store import Store
-from tests.conftest import config_dict
-from tests.service.test_daemon import ALL_DAYS, FakeTime
 from tests.support.arxiv_server import ArxivServer, make_entry
+from tests.support.clock import FakeTime
+from tests.support.configs import config_dict
 from tests.support.dovecot import BINARY, Dovecot
 from tests.support.mail_clients import gmail, outlook, plain
 from tests.support.paths import MAIL, ROOT
@@ -418,7 +418,7 @@ def test_an_unsubscribe_in_the_imap_inbox_stops_the_next_cycles_mail_to_that_rea
     fake = FakeTime(datetime.now(UTC))
     slot = fake.now + timedelta(hours=1)
     site, folder = imap_site(
-        arxiv, smtp, write_config, dovecot, send_at=f"{slot:%H:%M:%S}", days=ALL_DAYS
+        arxiv, smtp, write_config, dovecot, send_at=f"{slot:%H:%M:%S}", days=list(WEEKDAYS)
     )
     monkeypatch.setenv("DIGEST_IMAP_PASSWORD", dovecot.password)
     first = site.cycle()

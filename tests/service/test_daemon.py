@@ -19,16 +19,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest.models import Config, Settings
+from digest.models import WEEKDAYS, Config, Settings
 from digest.service.daemon import Daemon, build_scheduler, sd_notify, watchdog_interval
 from digest.service.notify import Watchdog
 from digest.stop import Stop
 from digest.store.store import Store
-from tests.conftest import config_dict
 from tests.support.arxiv_server import make_entry
+from tests.support.clock import FakeTime
+from tests.support.configs import config_dict
 from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
-ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS = list(WEEKDAYS)
 
 
 class NotifySocket:
@@ -60,15 +62,6 @@ class NotifySocket:
 
     def states(self) -> list[str]:
         return [line.split("=")[0] for m in self.messages for line in m.splitlines()]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -333,22 +326,6 @@ def test_scheduler_has_one_job_per_cycle_day_in_the_configured_zone() -> None:
 
 
 # -- in-process, on a fake clock -----------------------------------------------------
-
-
-class FakeTime:
-    """The daemon's clock and sleep: sleeping moves the clock, and nothing waits for real."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-        self.on_sleep: Callable[[], None] = lambda: None
-
-    def clock(self) -> datetime:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-        self.on_sleep()
-        await asyncio.sleep(0)
 
 
 def run_in_process(cfg: Path, fake: FakeTime, until: Callable[[], bool], limit: timedelta) -> int:

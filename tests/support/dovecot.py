@@ -26,18 +26,13 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from tests.support.network import free_port
 from tests.support.programs import make_certificate
 
 BINARY = Path("/usr/sbin/dovecot")
 START_TIMEOUT = 10.0
 
 SslMode = Literal["no", "yes", "required"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Dovecot:

@@ -35,14 +35,11 @@ import email.policy
 import functools
 import os
 import pstats
-import shutil
 import signal
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -63,12 +60,12 @@ from digest.mail.smtp import Mailer  # noqa: E402
 from digest.matching.rules import match_all  # noqa: E402
 from digest.models import Settings, SmtpSettings  # noqa: E402
 from digest.ranking.relevance import build_corpus, rank  # noqa: E402
+from tests.support.postfix import Postfix  # noqa: E402
 from tests.support.spam import CREATED, SUBSCRIBERS, day_papers  # noqa: E402
 
 SENDER = "Daily Papers <papers@digest.example.org>"
 ENVELOPE = "papers@digest.example.org"
 HELO = "digest.example.org"
-QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 
 Batch = list[tuple[str, str, EmailMessage]]
 
@@ -276,128 +273,18 @@ def send_naive_per_message(port: int, batch: Batch, _connections: int = 1) -> No
 # (c) a private Postfix on loopback
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def postfix_main_cf(base: Path) -> str:
-    """Accept from loopback, discard everything, never look anything up."""
-    return f"""\
-compatibility_level = 3.6
-queue_directory = {base}/queue
-data_directory = {base}/data
-myhostname = digest-bench.localdomain
-mydomain = localdomain
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mydestination =
-relay_domains =
-local_recipient_maps =
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-default_transport = discard
-relay_transport = discard
-disable_dns_lookups = yes
-smtp_host_lookup = native
-biff = no
-syslog_name = postfix-digestbench
-maillog_file = {base}/maillog
-maillog_file_prefixes = {base}
-"""
-
-
-# No chroot (a throw-away queue directory has no chroot jail), only the
-# services an accept-and-discard instance uses; the smtpd listens on one port.
-POSTFIX_MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n -  0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n -  - trivial-rewrite
-bounce    unix  - - n -  0 bounce
-defer     unix  - - n -  0 bounce
-trace     unix  - - n -  0 bounce
-verify    unix  - - n -  1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -  - proxymap
-showq     unix  n - n -  - showq
-error     unix  - - n -  - error
-retry     unix  - - n -  - error
-discard   unix  - - n -  - discard
-anvil     unix  - - n -  1 anvil
-scache    unix  - - n -  1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
-
-
-def postfix_binary() -> str | None:
-    return shutil.which("postfix") or (
-        "/usr/sbin/postfix" if Path("/usr/sbin/postfix").exists() else None
-    )
-
-
-class Postfix:
-    """A private Postfix instance in a temporary directory; ``why_not`` if it cannot run."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.base = Path(tempfile.mkdtemp(prefix="digest-postfix-"))
-        self.etc = self.base / "etc"
-        self.exe = postfix_binary()
-        self.running = False
-        self.why_not = ""
-
-    def start(self) -> bool:
-        if self.exe is None:
-            self.why_not = "postfix is not installed (Debian package postfix)"
-            return False
-        if os.geteuid() != 0:
-            self.why_not = "a private Postfix instance must be started as root"
-            return False
-        # The postfix user must reach the queue below this directory.
-        self.base.chmod(0o755)
-        for sub in ("etc", "queue", "data"):
-            (self.base / sub).mkdir()
-        shutil.chown(self.base / "data", user="postfix")
-        (self.etc / "main.cf").write_text(postfix_main_cf(self.base))
-        (self.etc / "master.cf").write_text(POSTFIX_MASTER_CF.format(port=self.port))
-        done = subprocess.run(
-            [self.exe, "-c", str(self.etc), "start"], capture_output=True, text=True, timeout=30
-        )
-        if done.returncode != 0:
-            log = self.base / "maillog"
-            tail = log.read_text()[-500:] if log.exists() else ""
-            self.why_not = f"postfix start failed: {done.stderr.strip()} {tail.strip()}"
-            return False
-        self.running = True
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1),
-            ):
-                return True
-            time.sleep(0.05)
-        self.why_not = "postfix started but its smtpd did not listen within 10 s"
-        return False
-
-    def queued(self) -> int:
-        """Messages still in the queue (one file each)."""
-        return sum(len(files) for q in QUEUES for _, _, files in os.walk(self.base / "queue" / q))
-
-    def wait_drained(self, timeout: float = 120) -> float:
-        start = time.monotonic()
-        while self.queued() and time.monotonic() - start < timeout:
-            time.sleep(0.005)
-        return time.monotonic() - start
-
-    def stop(self) -> None:
-        if self.running and self.exe is not None:
-            subprocess.run([self.exe, "-c", str(self.etc), "stop"], capture_output=True, timeout=30)
-            self.running = False
-        shutil.rmtree(self.base, ignore_errors=True)
+# Accept from loopback, discard everything, never look anything up.
+DISCARD = {
+    "myhostname": "digest-bench.localdomain",
+    "mydomain": "localdomain",
+    "mydestination": "",
+    "relay_domains": "",
+    "local_recipient_maps": "",
+    "mynetworks": "127.0.0.0/8",
+    "smtpd_relay_restrictions": "permit_mynetworks, reject",
+    "default_transport": "discard",
+    "relay_transport": "discard",
+}
 
 
 # --------------------------------------------------------------------------
@@ -543,7 +430,7 @@ def bench_relay(args: argparse.Namespace, messages: list[EmailMessage], raw: lis
 
 def bench_postfix(args: argparse.Namespace, messages: list[EmailMessage], raw: list[bytes]) -> None:
     print("(c) private Postfix on loopback (accept, queue, discard)")
-    pf = Postfix()
+    pf = Postfix(DISCARD)
     try:
         if not pf.start():
             print(f"  skipped: {pf.why_not}")

@@ -1,91 +1,94 @@
-"""Reading bounces: which recipient failed, and whether for good.
+"""Reading bounces: whether a mail system says our digest failed, and for good.
 
-Two shapes reach the operator's address. Delivery status notifications
-(RFC 3464: ``multipart/report; report-type=delivery-status``) from Postfix,
-Exchange, Gmail and most modern MTAs say it in fields; older or simpler MTAs
-(Exim without DSN, qmail, many appliances) write prose such as ``550 5.1.1
-<bob@example.com>: User unknown``, sometimes with an ``X-Failed-Recipients``
-header (Exim). A bounce we cannot read with certainty is counted as soft:
-only a 5.x.x (or a prose "permanent error") may suspend a reader.
+Only a mail system's own words count, never a person's: an out-of-office
+saying "room 512" or "bis 5.1.26" states no status. Two shapes qualify:
+
+* an RFC 3464 report (``multipart/report; report-type=delivery-status``),
+  read from its per-recipient fields: permanent only when ``Action: failed``
+  carries a 5.x.x ``Status`` (RFC 3464 §2.3.3-4, RFC 3463 §2);
+* a prose bounce from a mail system's mailbox (MAILER-DAEMON, postmaster):
+  Exim without DSN, qmail. Its status is what SMTP itself said, a reply code
+  with its enhanced status (``550 5.1.1``, RFC 5321 §4.2 and RFC 2034, the
+  two in one class), or qmail's ``(#5.1.1)`` (QSBMF), found above the
+  returned message; anything else states no status and is soft.
+
+Which reader a bounce concerns is never read here: ``classify`` takes it from
+the tokened link of the digest the bounce returns (``returned_text``).
+
+GNU Mailman's ``flufl.bounce`` was weighed for the prose and vendor formats
+and not adopted: it reports addresses, not statuses, so it counts every
+detected prose failure and a report's ``Action: failed`` with ``Status:
+4.4.1`` as permanent; its generic detectors take addresses out of a person's
+words (a line "my colleagues, bob@example.com, ..." or "Your message could
+not be delivered to me ... bob@example.com" makes bob a permanent failure);
+and the address is what our token already proves.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
-from email.utils import getaddresses, parseaddr
 
 # Enhanced status codes (RFC 3463): class.subject.detail. The look-arounds
 # keep "4.5.6" inside an IP address such as 10.4.5.6 from counting.
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
-# A basic SMTP reply code opening a line or following "said:"/"error:".
-_REPLY_CODE = re.compile(r"(?:^|said:|error:|\s)\s*([45])\d\d(?=[\s-])", re.MULTILINE)
-_ADDRESS = re.compile(r"<?([\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+)>?")
-# Checked after the temporary phrases: a delay warning also says "could not
-# be delivered", then "will be retried".
-_PERMANENT = re.compile(
-    r"permanent(?:ly)? (?:error|failure|fatal)|failed permanently|user unknown|no such user|"
-    r"does not exist|doesn't exist|mailbox unavailable|address rejected|unknown user|"
-    r"invalid (?:recipient|address|final delivery)|could(?: not|n't) be delivered|"
-    r"unable to deliver|delivery (?:has )?failed|undeliverable|doesn't have an? .{0,40}account",
-    re.IGNORECASE,
+# What SMTP itself says of a refused recipient: a reply code (RFC 5321 §4.2:
+# 2-5, 0-5, 0-9), "-" on all but the last line of a multi-line reply, then the
+# enhanced status of the same class (RFC 2034). A person's "room 512" or
+# "bis 5.1.26" has one half at most.
+_SMTP_REPLY = re.compile(
+    r"(?<![\w.+-])([45])[0-5]\d[ -]\1\.(\d{1,3})\.(\d{1,3})(?![\w-]|\.\d)", re.ASCII
 )
-_TEMPORARY = re.compile(
-    r"temporar(?:y|ily)|delayed|will be retried|still trying|deferred|try again later",
-    re.IGNORECASE,
-)
-# Where prose bounces start quoting the original message; addresses after it
-# are the original's headers (our own From, the reader's To), not the failure.
+# qmail's bounce format (QSBMF, cr.yp.to/proto/qsbmf.txt) ends a recipient's
+# paragraph with its status as "(#5.1.1)".
+_QSBMF_STATUS = re.compile(r"\(#([45])\.(\d{1,3})\.(\d{1,3})\)", re.ASCII)
+# Where prose bounces start returning the original message: our own digest,
+# whose text (an abstract about mail, say) states nothing about the bounce.
+# Without a marker, the returned header block starts it.
 _ORIGINAL_STARTS = re.compile(
     r"^.*(?:this is a copy of the message|below this line is a copy of the message|"
     r"original message follows|original message headers|the headers of the message|"
-    r"------ ?original message ?------|message headers follow).*$",
+    r"------ ?original message ?------|message headers follow).*$"
+    r"|^(?:Return-Path|Received|Message-ID|List-Unsubscribe):",
     re.IGNORECASE | re.MULTILINE,
 )
+# The mailboxes mail systems send bounces from (RFC 5321 §4.5.5, RFC 2142).
 BOUNCE_SENDERS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
-_BOUNCE_SUBJECT = re.compile(
-    r"undeliver|delivery (?:status notification|failure|has failed)|mail delivery failed|"
-    r"failure notice|returned mail|delivery problem|non-?delivery|could not be delivered",
-    re.IGNORECASE,
-)
 MAX_SCAN_CHARS = 64_000
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
+    """One recipient a report says failed, as the report names it (maybe a forwarding target)."""
+
     recipient: str
     hard: bool
-    status: str  # "5.1.1", "550", or "" when the bounce gave none
+    status: str  # "5.1.1"; what the report's Status field holds, or ""
 
 
 def is_dsn(msg: Message) -> bool:
-    """An RFC 3464 report, also as real MTAs bend it: no ``report-type``, or nested in a mixed."""
+    """An RFC 3464 report, also as real MTAs bend it: no ``report-type``, or nested in a mixed.
+
+    Only the message's own parts count: a report attached to a person's
+    message (a forwarded bounce) is theirs, not a bounce of our mail.
+    """
     report = str(msg.get_param("report-type", "")).lower()
     if msg.get_content_type() == "multipart/report" and report:
         return report == "delivery-status"
-    return msg.is_multipart() and any(
-        p.get_content_type() == "message/delivery-status" for p in msg.walk()
-    )
+    return any(True for _ in _status_parts(msg))
 
 
-def looks_like_bounce(msg: Message, null_sender: bool) -> bool:
-    """A message that is not a DSN but comes from the mail system about a failed delivery."""
-    if msg.get("X-Failed-Recipients"):
-        return True
-    local = parseaddr(str(msg.get("From", "")))[1].partition("@")[0].lower()
-    if local in BOUNCE_SENDERS or null_sender:
-        return True
-    return bool(_BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))))
+def from_mail_system(address: str) -> bool:
+    """Whether ``address`` is a mail system's mailbox, where prose bounces come from."""
+    return address.partition("@")[0].lower() in BOUNCE_SENDERS
 
 
 def dsn_failures(msg: Message) -> tuple[Failure, ...]:
     """The failed or delayed recipients of an RFC 3464 report (successes are not failures)."""
     out: list[Failure] = []
-    for part in msg.walk():
-        if part.get_content_type() != "message/delivery-status":
-            continue
+    for part in _status_parts(msg):
         blocks = part.get_payload()
         if not isinstance(blocks, list):
             continue
@@ -104,39 +107,36 @@ def dsn_failures(msg: Message) -> tuple[Failure, ...]:
             if not recipient:
                 continue
             status = _status_code(str(block.get("Status", "")))
-            # RFC 3464 §2.3.3: "failed" with a 5.x.x status is permanent;
-            # "delayed" is by definition still being retried.
-            out.append(Failure(recipient, action != "delayed" and status.startswith("5"), status))
+            # RFC 3464 §2.3.3: "delayed" is still being retried; "failed" is
+            # permanent only with a 5.x.x status (RFC 3463 §2): Postfix gives
+            # up on 4.4.1 after days of timeouts, which says nothing of the mailbox.
+            hard = action != "delayed" and status.startswith("5.")
+            out.append(Failure(recipient, hard, status))
     return tuple(out)
 
 
-def prose_failures(msg: Message, ignore: Collection[str]) -> tuple[Failure, ...]:
-    """Failed recipients of a bounce written for people, as exactly as it can be read.
+def prose_status(msg: Message) -> str:
+    """The status a prose bounce states in SMTP's own words; "" when it states none.
 
-    ``ignore`` holds addresses that are never the failed recipient (ours,
-    the bouncing MTA's).
+    A permanent one (5.x.x) wins over a temporary one: a bounce that gave up
+    after a 4xx and then met a 5xx is about the 5xx.
     """
     text = _bounce_text(msg)
-    header = str(msg.get("X-Failed-Recipients", ""))
-    named = [a for _, a in getaddresses([header]) if "@" in a] if header else []
-    if not named:
-        named = [m.group(1) for m in _ADDRESS.finditer(text)]
-    skip = {a.lower() for a in ignore}
-    recipients: list[str] = []
-    for address in named:
-        addr = address.strip().strip("'`").lower()
-        if addr in skip or addr.partition("@")[0] in BOUNCE_SENDERS or addr in recipients:
-            continue
-        recipients.append(addr)
-    if not recipients:
-        return ()
-    status, hard = prose_status(msg)
-    return tuple(Failure(r, hard, status) for r in recipients)
+    found = [".".join(m.groups()) for m in _SMTP_REPLY.finditer(text)]
+    found += [".".join(m.groups()) for m in _QSBMF_STATUS.finditer(text)]
+    return next((s for s in found if s.startswith("5")), found[0] if found else "")
 
 
-def prose_status(msg: Message) -> tuple[str, bool]:
-    """The status a bounce's explanation gives, and whether it is permanent."""
-    return _prose_status(_bounce_text(msg))
+def _status_parts(msg: Message) -> Iterator[Message]:
+    """``message/delivery-status`` parts of ``msg`` itself, not of messages attached to it."""
+    if msg.get_content_type() == "message/delivery-status":
+        yield msg
+    elif msg.get_content_maintype() == "multipart":
+        payload = msg.get_payload()
+        if isinstance(payload, list):
+            for sub in payload:
+                if isinstance(sub, Message):
+                    yield from _status_parts(sub)
 
 
 def _status_code(field: str) -> str:
@@ -146,20 +146,6 @@ def _status_code(field: str) -> str:
         return ".".join(m.groups())
     basic = re.match(r"\s*([245]\d\d)\b", field)
     return basic.group(1) if basic else ""
-
-
-def _prose_status(text: str) -> tuple[str, bool]:
-    enhanced = [m for m in _ENHANCED.finditer(text) if m.group(1) in "45"]
-    if enhanced:
-        status = ".".join(enhanced[0].groups())
-        return status, status.startswith("5")
-    code = _REPLY_CODE.search(text)
-    if code:
-        reply = text[code.start(1) : code.start(1) + 3]
-        return reply, reply.startswith("5")
-    if _TEMPORARY.search(text):
-        return "", False
-    return "", bool(_PERMANENT.search(text))
 
 
 def returned_text(msg: Message) -> str:

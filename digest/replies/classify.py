@@ -4,17 +4,26 @@
 into one ``Meaning``; it never raises, whatever the bytes. The order of the
 checks is the safety argument:
 
-1. bounces (RFC 3464 reports, prose bounces, null senders) are read for the
-   failed recipient and never answered;
-2. auto-replies (RFC 3834 ``Auto-Submitted``, ``Precedence``, out-of-office
-   subjects) and our own mail coming back are ignored and never answered,
-   even when they quote a command: an out-of-office echo must not act;
-3. a command line whose token verifies acts, for the address the token
+1. an RFC 3464 delivery report is read from its fields, which no person and
+   no responder writes; a hard bounce needs a 5.x.x status;
+2. auto-replies (RFC 3834 ``Auto-Submitted``, ``X-Autoreply``,
+   ``Precedence``, Exchange's ``X-Auto-Response-Suppress`` and
+   ``X-MS-Exchange-Inbox-Rules-Loop``, out-of-office subjects) and our own
+   mail coming back are ignored and never answered, whatever they say and
+   whatever their sender: an out-of-office with a null sender saying "room
+   512" is not a bounce, and one quoting a command must not act;
+3. other mail from a mail system's mailbox (MAILER-DAEMON) is a prose
+   bounce, hard only when it states a 5.x.x in SMTP's own words
+   (``bounces.prose_status``); any other null-sender message is ignored;
+4. a command line whose token verifies acts, for the address the token
    names, whoever the From is; a command line whose token does not verify
    (forged, or for a changed address) is ignored and not answered;
-4. a bare command word ("unsubscribe", "stop", ...) from a From address is
+5. a bare command word ("unsubscribe", "stop", ...) from a From address is
    spoofable, so it only earns a confirmation mail carrying the tokened link,
    sent to that address (``confirmation_message``), a few per day at most.
+
+A bounce concerns only the reader whose tokened unsubscribe link it returns
+(our digest, sent to that one reader): never an address it merely names.
 
 ``digest.replies.ingest`` then decides what the meaning does to the reader's state.
 """
@@ -77,7 +86,15 @@ _COURTESY = frozenset(
     ]
 )
 _AUTO_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
-_AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-AutoReply-From")
+_AUTO_HEADERS = (
+    "X-Autoreply",
+    "X-Autorespond",
+    "X-Autoresponder",
+    "X-AutoReply-From",
+    # Exchange and Outlook.com stamp their automatic replies with these.
+    "X-Auto-Response-Suppress",
+    "X-MS-Exchange-Inbox-Rules-Loop",
+)
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:automatic reply|auto(?:matic)?[ -]?(?:reply|response)|auto:|autoreply|"
     r"out of (?:the )?office|ooo\b|abwesenheit|automatische antwort|r[ée]ponse automatique|"
@@ -108,17 +125,16 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Bounce:
-    """A failed delivery. ``verified``: the bounce returns the digest we sent this reader.
+    """A failed delivery of the digest we sent ``recipient``.
 
-    Anyone can send us a fake bounce; only a verified one may count towards
-    suspension (``readers.apply``).
+    The bounce returns that digest's tokened unsubscribe link, which nobody
+    but the reader and us can know: a bounce without it is never a Bounce.
     """
 
     recipient: str  # normalised
     hard: bool
     status: str = ""
     message_id: str | None = None
-    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +178,8 @@ def describe(meaning: Meaning) -> str:
             arg = f" {argument}" if argument else ""
             via = f" (sent from {sender})" if sender and sender != subscriber else ""
             return f"command {action}{arg} for {subscriber}{via}"
-        case Bounce(recipient, hard, status, _, verified):
-            kind = f"{'hard' if hard else 'soft'} {'' if verified else 'unverified '}bounce"
-            return f"{kind} for {recipient} {status}".rstrip()
+        case Bounce(recipient, hard, status, _):
+            return f"{'hard' if hard else 'soft'} bounce for {recipient} {status}".rstrip()
         case AutoReply(sender, reason):
             return f"auto-reply from {sender or '(no sender)'} ignored: {reason}"
         case PlainReply(sender, action, _, _):
@@ -194,38 +209,27 @@ def classify(raw: bytes, *, secret: ReplySecret, own_addresses: Collection[str] 
 
 def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Meaning:
     sender = _from_address(msg)
-    null_sender = _null_sender(msg)
     message_id = _header(msg, "Message-ID") or None
 
     report = str(msg.get_param("report-type", "")).lower()
     if msg.get_content_type() == "multipart/report" and report not in ("", "delivery-status"):
         # Read receipts (RFC 8098) and feedback reports (RFC 5965) change no reader here.
         return Ignore(f"a {report} report")
-    if bounces.is_dsn(msg) or bounces.looks_like_bounce(msg, null_sender):
-        failures = (
-            bounces.dsn_failures(msg)
-            if bounces.is_dsn(msg)
-            else bounces.prose_failures(msg, own | {sender})
-        )
-        proven = _proven_readers(msg, secret)
-        if not failures and len(proven) == 1:
-            # A format we cannot read, returning the digest we sent: that names the reader.
-            status, hard = bounces.prose_status(msg)
-            failures = (bounces.Failure(next(iter(proven)), hard, status),)
-        if not failures:
-            return Ignore("bounce or null-sender message naming no failed recipient")
-        first = next((f for f in failures if f.hard), failures[0])
-        recipient, verified = first.recipient, first.recipient in proven
-        if not verified and len(proven) == 1:
-            # Forwarded mail: the failure names the forwarding target, the
-            # returned digest names our reader.
-            (recipient,) = proven
-            verified = True
-        return Bounce(recipient, first.hard, first.status, message_id, verified)
+    if bounces.is_dsn(msg):
+        # Before the auto-reply headers: MTAs mark their own reports
+        # "Auto-Submitted: auto-replied" (Postfix, Exim, Gmail).
+        return _report_bounce(msg, secret, message_id)
 
-    auto = _auto_reply_reason(msg)
+    mail_system = bounces.from_mail_system(sender)
+    auto = _auto_reply_reason(msg, mail_system=mail_system)
     if auto:
         return AutoReply(sender, auto)
+    if mail_system:
+        return _prose_bounce(msg, secret, message_id)
+    if _null_sender(msg):
+        # A null sender (RFC 5321 §4.5.5) marks mail that must not be answered:
+        # no person's command, and no bounce unless a mail system's mailbox sent it.
+        return Ignore(f"null-sender message from {sender or '(no sender)'}, not a mail system")
     if sender in own:
         return Ignore("our own mail came back")
 
@@ -248,15 +252,44 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Meaning:
     return PlainReply(sender, action, message_id, _references(msg))
 
 
-def _proven_readers(msg: EmailMessage, secret: ReplySecret) -> frozenset[str]:
-    """Readers whose tokened unsubscribe link the bounce returns: a bounce nobody can forge."""
+def _report_bounce(msg: EmailMessage, secret: ReplySecret, message_id: str | None) -> Meaning:
+    """An RFC 3464 report about the digest it returns."""
+    failures = bounces.dsn_failures(msg)
+    if not failures:
+        return Ignore("delivery report naming no failed recipient")
+    reader = _proven_reader(msg, secret)
+    if reader is None:
+        return Ignore(f"delivery report for {failures[0].recipient} returns no digest of ours")
+    # A digest goes to one reader: a report returning it is about that reader,
+    # also when it names where the reader's mail was forwarded to.
+    about = [f for f in failures if f.recipient == reader] or list(failures)
+    failure = next((f for f in about if f.hard), about[0])
+    return Bounce(reader, failure.hard, failure.status, message_id)
+
+
+def _prose_bounce(msg: EmailMessage, secret: ReplySecret, message_id: str | None) -> Meaning:
+    """A mail system's prose about the digest it returns: hard only with SMTP's 5.x.x."""
+    reader = _proven_reader(msg, secret)
+    if reader is None:
+        return Ignore("mail-system message that returns no digest of ours")
+    status = bounces.prose_status(msg)
+    return Bounce(reader, status.startswith("5"), status, message_id)
+
+
+def _proven_reader(msg: EmailMessage, secret: ReplySecret) -> str | None:
+    """The one reader whose tokened unsubscribe link the message returns: nobody can forge it.
+
+    None when it returns none, or the links of several readers (which no
+    bounce of one digest does).
+    """
     text = unquote(bounces.returned_text(msg))
-    return frozenset(
+    proven = {
         cmd.address
         for cmd in find_commands(text)
         if cmd.action == "unsubscribe"
         and token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token)
-    )
+    }
+    return proven.pop() if len(proven) == 1 else None
 
 
 def _automated_sender(address: str) -> bool:
@@ -270,16 +303,22 @@ def _automated_sender(address: str) -> bool:
     )
 
 
-def _auto_reply_reason(msg: EmailMessage) -> str:
-    auto = _header(msg, "Auto-Submitted").split(";")[0].strip().lower()
-    if auto and auto != "no":
-        return f"Auto-Submitted: {auto}"  # RFC 3834 §5
+def _auto_reply_reason(msg: EmailMessage, *, mail_system: bool) -> str:
+    """Why ``msg`` is an auto-reply, or "".
+
+    Every marker counts whatever the sender, except ``Auto-Submitted`` from
+    a mail system's mailbox: Exim and Postfix mark their own bounces
+    ``auto-replied``, and those are read as bounces (strictly) instead.
+    """
     precedence = _header(msg, "Precedence").strip().lower()
     if precedence in _AUTO_PRECEDENCE:
         return f"Precedence: {precedence}"
     for name in _AUTO_HEADERS:
         if msg.get(name) is not None:
             return f"{name} header"
+    auto = _header(msg, "Auto-Submitted").split(";")[0].split("(")[0].strip().lower()
+    if auto and auto != "no" and not mail_system:
+        return f"Auto-Submitted: {auto}"  # RFC 3834 §5
     if msg.get("List-Id") is not None:
         return "mailing-list traffic (List-Id)"
     subject = _REPLY_PREFIX.sub("", _header(msg, "Subject"))

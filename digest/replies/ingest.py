@@ -67,8 +67,9 @@ def event_of(meaning: Meaning) -> Event | None:
     match meaning:
         case Command(_, action, argument, _, message_id):
             return Verified(action, argument, message_id)
-        case Bounce(_, hard, status, message_id, verified):
-            return Bounced(hard, status, message_id, verified)
+        case Bounce(_, hard, status, message_id):
+            # classify makes a Bounce only of one that returns the reader's token
+            return Bounced(hard, status, message_id, verified=True)
         case PlainReply(_, action, message_id, _):
             return AskedByPlainReply(action, message_id)
         case _:

@@ -32,7 +32,7 @@ import yaml
 from digest.models import ReaderState
 from digest.replies import ReplySecret, is_suppressed, reader_links
 from digest.store.store import Store
-from tests.conftest import config_dict
+from tests.support.configs import config_dict
 from tests.support.mail_clients import gmail
 from tests.support.paths import MAIL, ROOT
 from tests.support.postfix import Postfix, parse_main_cf

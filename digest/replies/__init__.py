@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from digest.replies.commands import ReaderLinks, reader_links
-from digest.replies.inbox import check_login
+from digest.replies.inbox import POLL_BUDGET, check_login
 from digest.replies.mailroom import (
     ingest_one,
     load_secret,
@@ -25,6 +25,7 @@ from digest.replies.readers import (
 from digest.replies.tokens import ReplySecret
 
 __all__ = [
+    "POLL_BUDGET",
     "Lifted",
     "ReaderLinks",
     "ReplySecret",

@@ -121,8 +121,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """One message on stdin: exit 0 (handled or ignored) or 75 (try again); never 78 or 70.
 
     An MTA turns any other exit into a bounce to the sender: the reader who
-    clicked "unsubscribe" would get their own message back.
+    clicked "unsubscribe" would get their own message back. With ``--imap``
+    no MTA is involved: one poll of the inbox, with the usual exit codes.
     """
+    if args.imap:
+        return _ingest_imap(args)
     raw = replies.read_message(sys.stdin.buffer)  # first: the MTA expects the whole message taken
     try:
         cfg = config.load_named(args.config, os.environ)
@@ -143,6 +146,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         return EXIT_TEMPFAIL
     return result.exit_code
+
+
+def _ingest_imap(args: argparse.Namespace) -> int:
+    """``ingest --imap``: what the daemon does between cycles, once (75: the server; 78: config)."""
+    cfg = config.load_named(args.config, os.environ)
+    if cfg.settings.inbox is None:
+        raise ConfigError(str(cfg.path), ["settings.inbox is not set: there is no inbox to poll"])
+    ctx = replies.reply_context(cfg.settings, os.environ)
+    _, answers = replies.poll_inbox(cfg, ctx, lambda: datetime.now(UTC))
+    asyncio.run(replies.send_replies(cfg.settings.smtp, answers))
+    return EXIT_OK
 
 
 def cmd_archive(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import os
 from datetime import UTC, datetime
 
 from digest import config, replies
+from digest.cli.writable import check_owner
 from digest.cycle import (
     CycleRecord,
     announcements_between,
@@ -73,6 +74,8 @@ def cmd_readers(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.resume and not args.email:
         raise UsageError("--resume needs the reader's EMAIL")
+    if args.resume:
+        check_owner(cfg)
     if not cfg.settings.database.exists():
         print(f"no reader has replied yet (no database at {cfg.settings.database})")
         return EXIT_OK

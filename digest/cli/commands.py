@@ -36,6 +36,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = config.load_named(args.config, os.environ)
     s = cfg.settings
     check_writable(cfg)
+    missing = config.missing_passwords(s)
+    if missing:
+        raise ConfigError(str(cfg.path), missing)
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
     print(
         f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "

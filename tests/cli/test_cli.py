@@ -280,3 +280,24 @@ def test_archive_without_a_database_says_there_is_nothing_yet(setup, capsys) -> 
     assert run(cfg, "archive") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and "nothing to show yet" in captured.err
+
+
+@pytest.mark.parametrize("where", ["smtp", "inbox"])
+def test_check_refuses_a_username_without_a_password_naming_where_it_comes_from(
+    arxiv: ArxivServer, write_config, monkeypatch, capsys, where: str
+) -> None:
+    for var in ("DIGEST_SMTP_PASSWORD", "DIGEST_IMAP_PASSWORD", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(var, raising=False)
+    inbox = {"host": "127.0.0.1", "username": "reader"}
+    extra = {"smtp": {"username": "digest"}} if where == "smtp" else {"inbox": inbox}
+    cfg = write_config(config_dict(arxiv.url, **extra))
+    assert run(cfg, "check") == 78
+    err = capsys.readouterr().err
+    setting, var, credential = {
+        "smtp": ("settings.smtp.username 'digest'", "DIGEST_SMTP_PASSWORD", "smtp-password"),
+        "inbox": ("settings.inbox.username 'reader'", "DIGEST_IMAP_PASSWORD", "imap-password"),
+    }[where]
+    assert f"{setting} has no password" in err
+    assert f"${var}" in err and f"credential {credential}" in err
+    monkeypatch.setenv(var, "s3cret")
+    assert run(cfg, "check") == 0

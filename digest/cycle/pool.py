@@ -48,6 +48,7 @@ def message(
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
         links=links,
+        away=plan.away,
     )
     return digest, compose.build_message(digest, rendered, settings)
 

@@ -126,6 +126,7 @@ def _compose(run: Run, plan: Plan) -> Outgoing:
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
         links=links,
+        away=plan.away,
     )
     run.hooks.on_composed(digest, rendered)
     return Outgoing(plan, compose.build_message(digest, rendered, settings), digest)

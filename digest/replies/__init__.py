@@ -17,6 +17,7 @@ from digest.replies.mailroom import (
 from digest.replies.readers import (
     Lifted,
     apply,
+    away_windows,
     describe,
     effective_frequency,
     is_suppressed,
@@ -30,6 +31,7 @@ __all__ = [
     "ReaderLinks",
     "ReplySecret",
     "apply",
+    "away_windows",
     "check_login",
     "describe",
     "effective_frequency",

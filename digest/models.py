@@ -206,6 +206,9 @@ class ReaderState:
     frequency: Frequency | None = None  # None: what subscribers.yaml says
     confirmations: tuple[datetime, ...] = ()  # sent within the confirmation window
     handled: tuple[str, ...] = ()  # Message-IDs already applied
+    # when mail was stopped (unsubscribed, paused, suspended): (start, end), end None
+    # while it lasts; papers announced meanwhile are not sent later (a vacation stop)
+    away: tuple[tuple[datetime, datetime | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +268,7 @@ class Digest:
     created: datetime  # UTC
     revisions: tuple[Match, ...] = ()  # sent before, now with a newer version
     empty_reason: str | None = None  # a "nothing new" mail says why
+    away: tuple[Match, ...] = ()  # announced while mail was stopped: counted, never sent
 
     @property
     def shown(self) -> tuple[Ranked, ...]:
@@ -295,8 +299,13 @@ class Digest:
 
     @property
     def skips(self) -> dict[str, int]:
-        """The matches left out for size (id -> version): recorded as skipped, not offered again."""
-        return {r.match.paper.id: r.match.paper.version for s in self.sections for r in s.left_out}
+        """Left out for size, or announced while away (id -> version): recorded as skipped.
+
+        Not offered again: the mail said how many, and why.
+        """
+        out = {r.match.paper.id: r.match.paper.version for s in self.sections for r in s.left_out}
+        out.update({m.paper.id: m.paper.version for m in self.away})
+        return out
 
     @property
     def keywords(self) -> tuple[str, ...]:

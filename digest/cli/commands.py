@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -18,12 +19,13 @@ from pathlib import Path
 
 from digest import arxiv, atomic, config, replies
 from digest.cli.terminal import ProgressLine
-from digest.cli.writable import check_output, check_writable
+from digest.cli.writable import check_output, check_owner, check_writable
 from digest.compose import archive
 from digest.cycle import CycleReport, Hooks, Options, SubscriberReport, collaborators, run_cycle
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError, DigestError
 from digest.mail import Mailer
 from digest.models import Config
+from digest.replies import ReplySecret
 from digest.service import Daemon
 from digest.store import Store
 
@@ -38,6 +40,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if unfit:
         # the cycle leaves them out and serves everybody else; here the operator hears of it
         raise ConfigError(str(cfg.path), [f"{u}: shorten it" for u in unfit])
+    missing = config.missing_passwords(s)
+    if missing:
+        raise ConfigError(str(cfg.path), missing)
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
     print(
         f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "
@@ -56,9 +61,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _cycle(cfg: Config, store: Store, options: Options, hooks: Hooks) -> CycleReport:
     now = datetime.now(UTC)
+    # A dry run's links are never mailed: a key of its own, so that it creates no
+    # reply secret (run as root before the service's first cycle, that file would
+    # be root's, and every cycle of the service would then fail on it).
+    secret = ReplySecret(secrets.token_bytes(32)) if options.dry_run else None
 
     async def go() -> CycleReport:
-        async with collaborators(cfg.settings, options, now=now, hooks=hooks) as collab:
+        async with collaborators(
+            cfg.settings, options, now=now, hooks=hooks, secret=secret
+        ) as collab:
             return await run_cycle(cfg, store, collab, now=now, options=options, hooks=hooks)
 
     return asyncio.run(go())
@@ -66,6 +77,8 @@ def _cycle(cfg: Config, store: Store, options: Options, hooks: Hooks) -> CycleRe
 
 def cmd_once(args: argparse.Namespace) -> int:
     cfg = config.load_named(args.config, os.environ)
+    if not args.dry_run:
+        check_owner(cfg)
     check_output(args.outbox, "--outbox", folder=True, parents=True)
     options = Options(
         dry_run=args.dry_run, outbox=args.outbox, only=args.subscriber, interactive=True
@@ -125,11 +138,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """One message on stdin: exit 0 (handled or ignored) or 75 (try again); never 78 or 70.
 
     An MTA turns any other exit into a bounce to the sender: the reader who
-    clicked "unsubscribe" would get their own message back.
+    clicked "unsubscribe" would get their own message back. With ``--imap``
+    no MTA is involved: one poll of the inbox, with the usual exit codes.
     """
+    if args.imap:
+        return _ingest_imap(args)
     raw = replies.read_message(sys.stdin.buffer)  # first: the MTA expects the whole message taken
     try:
         cfg = config.load_named(args.config, os.environ)
+        check_owner(cfg)
         ctx = replies.reply_context(cfg.settings, os.environ)
         result = replies.ingest_one(raw, cfg, ctx, datetime.now(UTC))
         if result.reply is not None:
@@ -147,6 +164,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         return EXIT_TEMPFAIL
     return result.exit_code
+
+
+def _ingest_imap(args: argparse.Namespace) -> int:
+    """``ingest --imap``: what the daemon does between cycles, once (75: the server; 78: config)."""
+    cfg = config.load_named(args.config, os.environ)
+    if cfg.settings.inbox is None:
+        raise ConfigError(str(cfg.path), ["settings.inbox is not set: there is no inbox to poll"])
+    check_owner(cfg)
+    ctx = replies.reply_context(cfg.settings, os.environ)
+    _, answers = replies.poll_inbox(cfg, ctx, lambda: datetime.now(UTC))
+    asyncio.run(replies.send_replies(cfg.settings.smtp, answers))
+    return EXIT_OK
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
@@ -174,5 +203,6 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_owner(config.load_named(args.config, os.environ))  # the daemon loads it again
     path = config.resolve_path(args.config, os.environ)
     return asyncio.run(Daemon(path).run())

@@ -84,10 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     arch = sub.add_parser("archive", parents=[common], help="write the Daily Papers page")
     arch.add_argument("-o", "--output", metavar="FILE", type=Path, help="default: standard out")
     sub.add_parser("run", parents=[common], help="the daemon: a cycle on every scheduled day")
-    sub.add_parser(
+    ingest = sub.add_parser(
         "ingest",
         parents=[common],
         help="act on one reply read from standard input (an MTA pipe, procmail, fetchmail)",
+    )
+    ingest.add_argument(
+        "--imap",
+        action="store_true",
+        help="instead, read the replies in settings.inbox once (before a cycle run by a timer)",
     )
     rd = sub.add_parser(
         "readers", parents=[common], help="what readers chose by reply; lift a suppression"

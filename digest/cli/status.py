@@ -10,8 +10,10 @@ import argparse
 import logging
 import os
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from digest import config, replies
+from digest.cli.writable import check_owner
 from digest.cycle import (
     CycleRecord,
     announcements_between,
@@ -60,7 +62,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if state.skipped
                 else ""
             )
-            chosen = replies.describe(before.reader(email), now)
+            chosen = replies.describe(before.reader(email), now, ZoneInfo(cfg.settings.timezone))
             print(
                 f"  {email}: {len(state.delivered)} delivered, "
                 f"{len(plan.matches)} pending{skipped}" + (f"; {chosen}" if chosen else "")
@@ -73,6 +75,9 @@ def cmd_readers(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.resume and not args.email:
         raise UsageError("--resume needs the reader's EMAIL")
+    if args.resume:
+        check_owner(cfg)
+    zone = ZoneInfo(cfg.settings.timezone)  # a pause's last day is a day of the installation
     if not cfg.settings.database.exists():
         print(f"no reader has replied yet (no database at {cfg.settings.database})")
         return EXIT_OK
@@ -81,7 +86,7 @@ def cmd_readers(args: argparse.Namespace) -> int:
         stored = store.readers_with_state()
         if args.email is None:
             for who in sorted(stored):
-                what = replies.describe(store.reader_state(who), now) or "nothing chosen"
+                what = replies.describe(store.reader_state(who), now, zone) or "nothing chosen"
                 gone = "" if who.casefold() in configured else " (not in the configuration)"
                 print(f"{who}: {what}{gone}")
             if not stored:
@@ -106,7 +111,7 @@ def cmd_readers(args: argparse.Namespace) -> int:
                 store.set_reader_state(email, state)
                 store.flush()
             log.info("%s: %s", email, effects.log if effects.changed else "nothing to lift")
-        print(f"{email}: {replies.describe(state, now) or 'receives mail as configured'}")
+        print(f"{email}: {replies.describe(state, now, zone) or 'receives mail as configured'}")
     return EXIT_OK
 
 

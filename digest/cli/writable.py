@@ -1,8 +1,15 @@
-"""Before any work: can the command write where it was told to (exit 73) or configured to (78)?"""
+"""Before any work: can the command write where it was told to (exit 73) or configured to (78)?
+
+And may it: the state beside the database belongs to the user the service
+runs as, and a command run by anyone else (``sudo digest once``) must not
+create or rewrite a file there, or the service can no longer read it.
+"""
 
 from __future__ import annotations
 
 import os
+import pwd
+import stat
 from pathlib import Path
 
 from digest.errors import CannotCreateError, OutputError
@@ -63,4 +70,45 @@ def check_writable(cfg: Config) -> None:
         if why:
             raise OutputError(
                 f"{setting} {path} cannot be written: {why}", path=str(path), setting=setting
+            )
+
+
+# Beside the database: its journal, lock and backup (digest.store), the reply secret.
+_STATE_SUFFIXES = ("", ".journal", ".lock", ".bak")
+_SECRET = "reply-secret"
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"user {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:  # a systemd DynamicUser= has no passwd entry outside its unit
+        return f"user {uid}"
+
+
+def check_owner(cfg: Config) -> None:
+    """Refuse (exit 78) to write state that belongs to another user.
+
+    A file created or replaced now would belong to the user running this
+    command, and the service's user could no longer read it. The state is
+    another user's when any of its files is, or when there are none yet and
+    its folder is (a world-writable sticky folder such as /tmp excepted:
+    that one is everybody's).
+    """
+    database = cfg.settings.database
+    me = os.geteuid()
+    files = [database.with_name(database.name + s) for s in _STATE_SUFFIXES]
+    files.append(database.with_name(_SECRET))
+    owners = [(p, p.stat().st_uid) for p in files if p.exists()]
+    if not owners and database.parent.is_dir():
+        info = database.parent.stat()
+        if not info.st_mode & stat.S_ISVTX:
+            owners = [(database.parent, info.st_uid)]
+    for path, uid in owners:
+        if uid != me:
+            raise OutputError(
+                f"settings.database {database}: {path} belongs to {_user(uid)}, not to "
+                f"{_user(me)} who runs this command; files it wrote would lock that user "
+                "out, so run it as that user (README, 'Run as a service')",
+                path=str(path),
+                setting="settings.database",
             )

@@ -169,6 +169,7 @@ def compose(
     revisions: Sequence[Match] = (),
     empty_reason: str | None = None,
     links: LinkMaker | None = None,
+    away: Sequence[Match] = (),
 ) -> tuple[Digest, Rendered]:
     """Select and render so that the HTML fits ``HTML_LIMIT``, hiding nothing if it can.
 
@@ -200,6 +201,7 @@ def compose(
             empty_reason=empty_reason,
             full=full,
             shown=shown,
+            away=away,
         )
 
     digest = build()

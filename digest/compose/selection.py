@@ -40,6 +40,7 @@ def build_digest(
     empty_reason: str | None = None,
     full: int | None = None,
     shown: int | None = None,
+    away: Sequence[Match] = (),
 ) -> Digest:
     """Group ranked matches into sections, in the subscriber's keyword order.
 
@@ -73,6 +74,7 @@ def build_digest(
             sorted(revisions, key=lambda m: (m.paper.updated, m.paper.id), reverse=True)
         )[:max_per_keyword],
         empty_reason=empty_reason,
+        away=tuple(away),
     )
 
 

@@ -235,6 +235,7 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
         "sections": sections,
         "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
         "empty_reason": digest.empty_reason,
+        "away": len(digest.away),
         "keywords": [s["keyword"] for s in sections],
         "unsubscribe_url": links.unsubscribe
         if links is not None

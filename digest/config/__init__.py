@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.config.credentials import credential_path
+from digest.config.credentials import credential_path, missing_passwords
 from digest.config.library import ids_to_look_up
 from digest.config.loading import load, load_named, path_origin, resolve_path
 
@@ -11,6 +11,7 @@ __all__ = [
     "ids_to_look_up",
     "load",
     "load_named",
+    "missing_passwords",
     "path_origin",
     "resolve_path",
 ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from digest.models import Settings
+
 
 def credential_path(env: Mapping[str, str], name: str) -> Path | None:
     """Where systemd put the credential ``name``; None when no credentials were passed."""
@@ -39,3 +41,27 @@ def _secret(env: Mapping[str, str], var: str, credential: str) -> str | None:
         return path.read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
+
+
+def missing_passwords(settings: Settings) -> list[str]:
+    """A username set without a password, as problems for ``digest check`` (exit 78).
+
+    Not refused when loading: the password may be a credential that only the
+    unit is given, and the daemon then reports the refused login itself.
+    """
+    problems = []
+    if settings.smtp.username and not settings.smtp.password:
+        problems.append(_no_password("settings.smtp.username", settings.smtp.username, "SMTP"))
+    inbox = settings.inbox
+    if inbox is not None and not inbox.password:
+        problems.append(_no_password("settings.inbox.username", inbox.username, "IMAP"))
+    return problems
+
+
+def _no_password(setting: str, username: str, kind: str) -> str:
+    credential = f"{kind.lower()}-password"
+    return (
+        f"{setting} {username!r} has no password: set $DIGEST_{kind}_PASSWORD, or give the "
+        f"systemd credential {credential} (a file {credential} in $CREDENTIALS_DIRECTORY; "
+        f"LoadCredential={credential}:PATH in the unit)"
+    )

@@ -269,7 +269,7 @@ def _settings(s: SettingsModel, base: Path, env: Mapping[str, str]) -> Settings:
         days=tuple(s.days),
         lookback_days=s.lookback_days,
         max_papers_per_keyword=s.max_papers_per_keyword,
-        database=_resolve(base, s.database) or base / "digest.json",
+        database=_resolve(base, s.database) or default_database(env),
         templates=_resolve(base, s.templates),
         archive=_resolve(base, s.archive),
         arxiv=ArxivSettings(
@@ -327,6 +327,25 @@ def _subscriber(sub: SubscriberModel, library_file: LibraryFile | None) -> Subsc
         likes=library.merge_likes(sub.likes, library_file[1] if library_file else ()),
         library=library_file[0] if library_file else None,
     )
+
+
+def default_database(env: Mapping[str, str]) -> Path:
+    """Where the database (and so every state file) goes when ``settings.database`` is not set.
+
+    Never the current folder, nor the configuration's (often a checkout, or
+    /etc): systemd's ``$STATE_DIRECTORY`` (the unit's ``StateDirectory=``,
+    the first when it names several), else the XDG state home
+    (``$XDG_STATE_HOME``, when absolute as the XDG spec requires, else
+    ``~/.local/state``), in a folder ``digest``.
+    """
+    unit = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if unit:
+        return Path(unit) / "digest.json"
+    xdg = Path(env.get("XDG_STATE_HOME", ""))
+    if not xdg.is_absolute():
+        home = env.get("HOME")
+        xdg = (Path(home) if home else Path.home()) / ".local" / "state"
+    return xdg / "digest" / "digest.json"
 
 
 def imap_default_port(security: Security) -> int:

@@ -239,7 +239,7 @@ class SettingsModel(_Strict):
     days: list[Weekday] = Field(default_factory=lambda: list(_SETTINGS.days))
     lookback_days: int = Field(default=_SETTINGS.lookback_days, ge=0, le=60)
     max_papers_per_keyword: int = Field(default=_SETTINGS.max_papers_per_keyword, ge=1, le=200)
-    database: str = "digest.json"
+    database: str | None = None  # None: loading.default_database, in a state directory
     templates: str | None = None
     archive: str | None = None
     arxiv: ArxivModel = Field(default_factory=ArxivModel)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from digest.arxiv import Terms
-from digest.cycle.timing import announcements_between, weekly_slot
+from digest.cycle.timing import announced, announcements_between, weekly_slot
 from digest.errors import UsageError
 from digest.matching import (
     PaperIndex,
@@ -38,7 +39,7 @@ from digest.models import (
     newest_first,
     newest_versions,
 )
-from digest.replies import effective_frequency, is_suppressed, suppression
+from digest.replies import away_windows, effective_frequency, is_suppressed, suppression
 from digest.store import SubscriberState
 
 # New versions are watched for this long after a paper was sent (each batch of
@@ -72,6 +73,9 @@ class Plan:
     reason: Reason
     matches: tuple[Match, ...] = ()  # pending (also when "waiting": status counts them)
     revisions: tuple[Match, ...] = ()
+    # announced while the reader's mail was stopped: not sent, counted in the next
+    # digest and recorded as skipped with it (a vacation stop, not a backlog)
+    away: tuple[Match, ...] = ()
     empty_reason: str | None = None  # set for an "empty-note"
     suppressed: str | None = None  # why a "suppressed" reader gets no mail (their reply)
     served_slot: datetime | None = None  # the weekly slot this serves, if weekly
@@ -289,8 +293,10 @@ def plan_subscriber(
         revised_matches(sub, state.delivered, pool.by_id, cats) if sub.include_revisions else ()
     )
     slot, waiting = _weekly_slot(sub, state, settings, now)
-    base = Plan(sub, "nothing", matches, term_keys=keys, watermark_start=start)
-    why = suppression(reader, now)
+    zone = ZoneInfo(settings.timezone)
+    matches, away = _while_away(matches, away_windows(reader, now, zone))
+    base = Plan(sub, "nothing", matches, away=away, term_keys=keys, watermark_start=start)
+    why = suppression(reader, now, zone)
     if why is not None:
         # counted as pending (status shows them), never mailed
         return replace(base, reason="suppressed", suppressed=why)
@@ -304,6 +310,26 @@ def plan_subscriber(
         reason = _empty_reason(state, now, last_fetch)
         return replace(base, reason="empty-note", empty_reason=reason, cycle_id=cycle_id(now, ()))
     return base
+
+
+def _while_away(
+    matches: tuple[Match, ...], windows: Sequence[tuple[datetime, datetime | None]]
+) -> tuple[tuple[Match, ...], tuple[Match, ...]]:
+    """``matches`` split: those announced outside any stop, those announced during one.
+
+    A stop still going counts from its start onwards; the reader gets no mail
+    meanwhile anyway, and ``digest status`` shows no backlog building up.
+    """
+    if not windows:
+        return matches, ()
+    far = datetime.max.replace(tzinfo=UTC)
+    spans = [(start, far if end is None else end) for start, end in windows]
+    kept: list[Match] = []
+    away: list[Match] = []
+    for m in matches:
+        when = announced(m.paper.published)
+        (away if any(s <= when < e for s, e in spans) else kept).append(m)
+    return tuple(kept), tuple(away)
 
 
 def plan_cycle(

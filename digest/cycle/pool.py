@@ -52,6 +52,7 @@ def message(
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
         links=links,
+        away=plan.away,
     )
     if seen is not None:
         seen(digest, rendered)

@@ -100,6 +100,26 @@ def announcements_between(start: datetime, end: datetime) -> int:
     return count
 
 
+def announced(submitted: datetime) -> datetime:
+    """When arXiv announces a paper first submitted at ``submitted`` (holidays not known).
+
+    arXiv's schedule: each announcement, at 20:00 US Eastern Sunday to Thursday,
+    carries what was submitted before 14:00 that day (Monday to Thursday) or
+    before 14:00 on Friday (Sunday's).
+    """
+    local = submitted.astimezone(_ANNOUNCE_TZ)
+    day = local.date()
+    for offset in range(8):
+        d = day + timedelta(days=offset)
+        if d.weekday() not in _ANNOUNCE_DAYS:
+            continue
+        cutoff_day = d - timedelta(days=2) if d.weekday() == 6 else d  # Sunday's: Friday
+        cutoff = datetime.combine(cutoff_day, time(14), tzinfo=_ANNOUNCE_TZ)
+        if local < cutoff:
+            return datetime.combine(d, time(20), tzinfo=_ANNOUNCE_TZ).astimezone(UTC)
+    raise AssertionError("an announcement comes within a week")  # Sun..Thu are 5 days of 7
+
+
 def weekly_slot(now: datetime, weekday: str, settings: Settings) -> datetime:
     """The latest ``weekday`` at ``send_at`` (local time) at or before ``now``, in UTC."""
     return _latest_slot(now, settings, (weekday,))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from digest.replies.commands import ReaderLinks, reader_links
-from digest.replies.inbox import check_login
+from digest.replies.inbox import POLL_BUDGET, check_login
 from digest.replies.mailroom import (
     ingest_one,
     load_secret,
@@ -17,6 +17,7 @@ from digest.replies.mailroom import (
 from digest.replies.readers import (
     Lifted,
     apply,
+    away_windows,
     describe,
     effective_frequency,
     is_suppressed,
@@ -25,10 +26,12 @@ from digest.replies.readers import (
 from digest.replies.tokens import ReplySecret
 
 __all__ = [
+    "POLL_BUDGET",
     "Lifted",
     "ReaderLinks",
     "ReplySecret",
     "apply",
+    "away_windows",
     "check_login",
     "describe",
     "effective_frequency",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,7 +30,6 @@ class PollResult:
     ignored: tuple[int, ...] = ()
     deferred: tuple[int, ...] = ()  # handle() said tempfail: untouched, tried again next poll
     failed: tuple[int, ...] = ()  # handle() raised (a bug, logged): untouched like tempfail
-    oversized: tuple[int, ...] = ()  # over the size cap: untouched, never fetched
     moved: bool = True  # False when the server could only flag, not move
 
 
@@ -57,10 +56,6 @@ def mailbox_name(name: str) -> str:
     return f'"{encoded}"'
 
 
-def uid_set(uids: Iterable[int]) -> str:
-    return ",".join(str(u) for u in uids)
-
-
 def parse_search(data: Sequence[object]) -> tuple[int, ...]:
     """``[b'3 4 7']`` (the SEARCH response) -> ``(3, 4, 7)``."""
     uids: list[int] = []
@@ -71,22 +66,6 @@ def parse_search(data: Sequence[object]) -> tuple[int, ...]:
 
 
 _UID = re.compile(rb"\bUID (\d+)")
-_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
-
-
-def parse_sizes(data: Sequence[object]) -> dict[int, int]:
-    """``[b'1 (UID 5 RFC822.SIZE 1234)', ...]`` -> ``{5: 1234}``; other responses are skipped."""
-    sizes: dict[int, int] = {}
-    for item in data:
-        head = item[0] if isinstance(item, tuple) else item
-        if not isinstance(head, bytes):
-            continue
-        uid, size = _UID.search(head), _SIZE.search(head)
-        if uid and size:
-            sizes[int(uid.group(1))] = int(size.group(1))
-    return sizes
-
-
 def parse_body(data: Sequence[object], uid: int) -> bytes | None:
     """The literal of ``UID n BODY[] {len}`` for ``uid``; None if the message is gone.
 
@@ -117,17 +96,3 @@ def parse_capabilities(data: Sequence[object]) -> frozenset[str]:
 def flags_for(filed: Filed) -> str:
     """Handled mail is marked read; ignored mail stays unread so a human notices it."""
     return f"({HANDLED_KEYWORD} \\Seen)" if filed == "handled" else f"({HANDLED_KEYWORD})"
-
-
-def triage(
-    uids: Sequence[int], sizes: dict[int, int], max_bytes: int, limit: int
-) -> tuple[list[int], list[int]]:
-    """The UIDs to fetch now (at most ``limit``) and those over ``max_bytes``, in order.
-
-    A UID missing from ``sizes`` was expunged by someone else meanwhile and
-    is neither. Oversized mail stays in the folder for good: it is kept out
-    of the cap, or it would block the backlog behind it.
-    """
-    oversized = [u for u in uids if sizes.get(u, 0) > max_bytes]
-    todo = [u for u in uids if u in sizes and sizes[u] <= max_bytes][:limit]
-    return todo, oversized

@@ -1,13 +1,22 @@
 """Reading replies from an IMAP mailbox (imaplib): log in, hand each new message over, file it.
 
 The only module that imports imaplib. It is blocking on purpose (imaplib
-is); the daemon runs ``poll`` in a thread with ``asyncio.to_thread``.
+is); the daemon runs ``poll`` in a thread with ``asyncio.to_thread``, and
+``digest ingest --imap`` calls it once.
 
 Rules, from RFC 3501/6851 and from what goes wrong with real mailboxes:
 
-* Every socket operation has ``settings.timeout`` (imaplib sets it on the
-  socket, and the TLS socket inherits it), so a silent server cannot hang
-  the daemon.
+* A poll has a total deadline (``POLL_BUDGET``, or less when the daemon's
+  next cycle is nearer), an idle timeout (``settings.inbox.timeout``: the
+  longest silence) and gives way to a stop request within ``STOP_GRACE``
+  seconds, in every phase from the name look-up to LOGOUT
+  (``digest.replies.wire``): a server that never greets, or answers LOGIN
+  with a line a second forever, can delay neither a cycle nor a shutdown.
+* A reply is read up to ``MAX_MESSAGE_BYTES``, the limit ``digest ingest``
+  applies to its standard input, so both paths act on the same bytes: the
+  FETCH asks for that much (``BODY.PEEK[]<0.N>``), and a literal announced
+  larger than what was asked for is refused before a byte of it is read
+  (the server's ``RFC822.SIZE`` is not trusted for anything).
 * Certificates are always verified; ``starttls`` fails when the server does
   not offer STARTTLS instead of logging in in clear text.
 * A message is handled once: the keyword ``$DigestHandled`` marks it, so a
@@ -18,18 +27,23 @@ Rules, from RFC 3501/6851 and from what goes wrong with real mailboxes:
   moved to ``handled_folder`` with MOVE (RFC 6851), else COPY + ``\\Deleted``
   + ``UID EXPUNGE`` of that one UID (UIDPLUS, RFC 4315: a plain EXPUNGE
   would also remove what a human marked deleted), else only flagged.
+
+Not imapclient: it is imaplib underneath with the same one-timeout socket,
+so these bounds would still have to be built on imaplib (through its private
+``_create_IMAP4``), and its fuller parser serves commands digest does not
+send; the few answers read here are parsed in ``digest.replies.imap``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import imaplib
 import logging
 import ssl
 from collections.abc import Callable
 
-from digest.errors import InboxConfigError, InboxError
+from digest.errors import InboxConfigError, InboxError, Stopped
 from digest.models import InboxSettings
+from digest.replies.classify import MAX_MESSAGE_BYTES
 from digest.replies.imap import (
     HANDLED_KEYWORD,
     Filed,
@@ -40,16 +54,16 @@ from digest.replies.imap import (
     parse_body,
     parse_capabilities,
     parse_search,
-    parse_sizes,
-    triage,
-    uid_set,
 )
+from digest.replies.wire import STOP_GRACE, Budget, Wire
 
 # What a caller of ``poll`` needs, in one place (the types live with the pure helpers).
 __all__ = [
     "HANDLED_KEYWORD",
     "MAX_MESSAGE_BYTES",
     "MAX_PER_POLL",
+    "POLL_BUDGET",
+    "STOP_GRACE",
     "Filed",
     "Handle",
     "PollResult",
@@ -59,8 +73,17 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 1_000_000  # larger mail is no reply to a digest; it is left alone
 MAX_PER_POLL = 200  # a backlog drains over several polls, each one short
+
+# The total time one poll (or ``check --imap``) may take, whatever the server
+# does. A healthy poll takes a second or two; 120 s leaves room for a
+# backlog of large replies over a slow link (what does not fit waits for the
+# next poll: handled mail leaves the folder), while bounding how long a poll
+# holds the database, which ``digest ingest`` and ``readers --resume`` then
+# wait for. The daemon shortens it to end before its next cycle is due.
+POLL_BUDGET = 120.0
+_MAX_LINE = 1_000_000  # imaplib's own limit for a line (literals apart)
+_RESERVE = 5.0  # of a poll's budget, not spent on starting another message
 
 # imaplib's own errors: IMAP4.abort (connection lost) is a subclass of IMAP4.error.
 _NETWORK = (OSError, TimeoutError, imaplib.IMAP4.abort)
@@ -79,12 +102,75 @@ def _tls_context(s: InboxSettings) -> ssl.SSLContext:
         raise InboxConfigError(f"settings.inbox.ca_file {s.ca_file}: cannot load: {exc}") from exc
 
 
-def _connect(s: InboxSettings) -> imaplib.IMAP4:
+class _Connection(imaplib.IMAP4):
+    """imaplib over a ``Wire``: every byte read or written under the poll's ``Budget``.
+
+    ``open``, ``read``, ``readline``, ``send`` and ``shutdown`` are imaplib's
+    documented points to override for another transport.
+    """
+
+    def __init__(self, s: InboxSettings, budget: Budget, context: ssl.SSLContext | None) -> None:
+        self.inbox = s
+        self.budget = budget
+        self.context = context
+        self.wire: Wire | None = None
+        super().__init__(s.host, s.port)
+
+    def open(
+        self, host: str = "", port: int = 143, timeout: float | None = None
+    ) -> None:
+        self.host, self.port = host, port
+        self.wire = Wire.connect(host, port, self.budget)
+        if self.inbox.security == "tls":
+            assert self.context is not None
+            self.wire.start_tls(self.context, host)
+        self.sock = self.wire.sock
+
+    def _line(self) -> Wire:
+        if self.wire is None:
+            raise self.abort("not connected")
+        return self.wire
+
+    def read(self, size: int) -> bytes:
+        # imaplib calls this for every literal, with the size the server announced
+        if size > MAX_MESSAGE_BYTES:
+            raise InboxError(
+                f"{_where(self.inbox)} announced {size} bytes where at most "
+                f"{MAX_MESSAGE_BYTES} bytes were asked for; the connection was dropped unread"
+            )
+        return self._line().read(size)
+
+    def readline(self) -> bytes:
+        line = self._line().readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise self.error(f"got more than {_MAX_LINE} bytes in one line")
+        return line
+
+    def send(self, data: object) -> None:
+        self._line().sendall(bytes(data))  # type: ignore[call-overload]
+
+    def shutdown(self) -> None:
+        if self.wire is not None:
+            self.wire.close()
+
+    def start_tls(self) -> None:
+        """STARTTLS (RFC 3501 §6.2.1) with the handshake on the ``Wire``; capabilities again."""
+        typ, data = self.xatom("STARTTLS")
+        if typ != "OK":
+            raise self.error(f"STARTTLS refused: {data}")
+        assert self.context is not None
+        self._line().start_tls(self.context, self.host)
+        self.sock = self._line().sock
+        typ, data = self.capability()
+        # RFC 3501: what was said before TLS is forgotten, the capabilities too
+        caps = parse_capabilities(data) if typ == "OK" else frozenset()
+        self.capabilities = tuple(sorted(caps))
+
+
+def _connect(s: InboxSettings, budget: Budget) -> _Connection:
     ctx = _tls_context(s) if s.security != "none" else None
     try:
-        if s.security == "tls":
-            return imaplib.IMAP4_SSL(s.host, s.port, ssl_context=ctx, timeout=s.timeout)
-        conn = imaplib.IMAP4(s.host, s.port, timeout=s.timeout)
+        conn = _Connection(s, budget, ctx)
         if s.security == "starttls":
             if "STARTTLS" not in conn.capabilities:
                 conn.shutdown()
@@ -93,10 +179,9 @@ def _connect(s: InboxSettings) -> imaplib.IMAP4:
                     "(settings.inbox.security)"
                 )
             try:
-                conn.starttls(ctx)
+                conn.start_tls()
             except BaseException:
-                with contextlib.suppress(OSError):  # ssl already closed a failed handshake
-                    conn.shutdown()
+                conn.shutdown()
                 raise
         return conn
     except ssl.SSLCertVerificationError as exc:
@@ -106,6 +191,10 @@ def _connect(s: InboxSettings) -> imaplib.IMAP4:
         ) from exc
     except (*_NETWORK, imaplib.IMAP4.error) as exc:
         raise InboxError(f"cannot connect to {_where(s)}: {exc or type(exc).__name__}") from exc
+
+
+def _budget(s: InboxSettings, seconds: float, should_stop: Callable[[], bool] | None) -> Budget:
+    return Budget(seconds, s.timeout, _where(s), should_stop or (lambda: False))
 
 
 def _login(conn: imaplib.IMAP4, s: InboxSettings) -> None:
@@ -151,20 +240,23 @@ def _select(conn: imaplib.IMAP4, s: InboxSettings, *, readonly: bool) -> int:
 
 
 def _logout(conn: imaplib.IMAP4) -> None:
+    """LOGOUT while the budget allows; the socket is closed in any case."""
     try:
-        conn.logout()  # closes the socket even when the server is gone
-    except (*_NETWORK, imaplib.IMAP4.error):
-        pass
+        conn.logout()
+    except (*_NETWORK, imaplib.IMAP4.error, InboxError, Stopped):
+        pass  # the server is gone, or the poll was cut short: no time to be polite
+    finally:
+        conn.shutdown()
 
 
 def check_login(settings: InboxSettings) -> str:
-    """Log in once and open the folder read-only (``digest check --imap``).
+    """Log in once and open the folder read-only (``digest check --imap``), within ``POLL_BUDGET``.
 
     Raises ``InboxConfigError`` for what the operator must fix (login
     refused, certificate, missing folder) and ``InboxError`` for what may
     pass (unreachable, timeout).
     """
-    conn = _connect(settings)
+    conn = _connect(settings, _budget(settings, POLL_BUDGET, None))
     try:
         _login(conn, settings)
         count = _select(conn, settings, readonly=True)
@@ -184,27 +276,33 @@ def poll(
     settings: InboxSettings,
     handle: Handle,
     *,
-    max_bytes: int = MAX_MESSAGE_BYTES,
     should_stop: Callable[[], bool] | None = None,
+    budget: float = POLL_BUDGET,
 ) -> PollResult:
     """Hand each new message in the folder to ``handle`` once, then flag and file it.
 
-    ``handle`` gets the raw RFC 5322 bytes and says ``handled``, ``ignored``
-    (both are flagged and moved) or ``tempfail`` (left untouched for the next
-    poll); if it raises, the message is left untouched too (``failed``). It
-    runs in the poller's thread, and should be idempotent: if the connection
-    drops between its return and the flagging, the next poll hands the
-    message over again. When ``should_stop`` turns true (the daemon is
-    shutting down), the poll ends after the message in hand; the rest wait.
+    ``handle`` gets the first ``MAX_MESSAGE_BYTES`` of the raw RFC 5322
+    message and says ``handled``, ``ignored`` (both are flagged and moved) or
+    ``tempfail`` (left untouched for the next poll); if it raises, the
+    message is left untouched too (``failed``). It runs in the poller's
+    thread, and should be idempotent: if the connection drops between its
+    return and the flagging, the next poll hands the message over again.
+
+    The poll takes at most ``budget`` seconds: it takes no new message once
+    little is left, and an exchange still going at the end is cut
+    (``InboxError``). When ``should_stop`` turns true (the daemon is shutting
+    down), the poll ends after the message in hand, and any exchange still
+    going after ``STOP_GRACE`` seconds is cut (``Stopped``); the rest wait.
 
     Raises ``InboxConfigError`` (login, certificate, folder) or ``InboxError``
-    (unreachable, timeout, connection lost: try again at the next poll).
+    (unreachable, timeout, deadline, connection lost: try again at the next poll).
     """
-    conn = _connect(settings)
+    limits = _budget(settings, budget, should_stop)
+    conn = _connect(settings, limits)
     try:
         _login(conn, settings)
         _select(conn, settings, readonly=False)
-        return _Poll(conn, settings, handle, max_bytes, should_stop).run()
+        return _Poll(conn, settings, handle, limits).run()
     except _NETWORK as exc:
         raise InboxError(f"{_where(settings)}: connection lost during the poll: {exc}") from exc
     except imaplib.IMAP4.error as exc:  # a BAD answer: the server and we disagree on IMAP
@@ -217,18 +315,12 @@ class _Poll:
     """One poll over a logged-in, selected connection."""
 
     def __init__(
-        self,
-        conn: imaplib.IMAP4,
-        settings: InboxSettings,
-        handle: Handle,
-        max_bytes: int,
-        should_stop: Callable[[], bool] | None,
+        self, conn: imaplib.IMAP4, settings: InboxSettings, handle: Handle, budget: Budget
     ) -> None:
         self.conn = conn
         self.settings = settings
         self.handle = handle
-        self.max_bytes = max_bytes
-        self.should_stop = should_stop or (lambda: False)
+        self.budget = budget
         self.caps: frozenset[str] = frozenset()
         self.destination: str | None = None  # quoted handled_folder, once it is known to exist
         self.can_move = True
@@ -238,14 +330,15 @@ class _Poll:
         uids = parse_search(data) if typ == "OK" else ()
         if not uids:
             return PollResult()
-        typ, data = self.conn.uid("FETCH", uid_set(uids), "(RFC822.SIZE)")
-        todo, oversized = triage(uids, parse_sizes(data), self.max_bytes, MAX_PER_POLL)
         done: dict[Filed, list[int]] = {"handled": [], "ignored": [], "tempfail": []}
         failed: list[int] = []
-        for uid in todo:
-            if self.should_stop():
+        # time kept back to file the message in hand and log out
+        reserve = min(_RESERVE, self.budget.seconds / 4)
+        for uid in uids[:MAX_PER_POLL]:
+            if self.budget.stopping() or self.budget.remaining() < reserve:
                 break
-            typ, data = self.conn.uid("FETCH", str(uid), "(BODY.PEEK[])")
+            # at most the reply limit: the same bytes ``digest ingest`` takes from a pipe
+            typ, data = self.conn.uid("FETCH", str(uid), f"(BODY.PEEK[]<0.{MAX_MESSAGE_BYTES}>)")
             raw = parse_body(data, uid)
             if raw is None:
                 continue
@@ -271,18 +364,15 @@ class _Poll:
             ignored=tuple(done["ignored"]),
             deferred=tuple(done["tempfail"]),
             failed=tuple(failed),
-            oversized=tuple(oversized),
             moved=self.can_move,
         )
         log.info(
-            "inbox %s: %d handled, %d ignored, %d deferred, %d failed, %d over %d bytes left alone",
+            "inbox %s: %d handled, %d ignored, %d deferred, %d failed",
             self.settings.folder,
             len(result.handled),
             len(result.ignored),
             len(result.deferred),
             len(result.failed),
-            len(result.oversized),
-            self.max_bytes,
         )
         return result
 

@@ -202,8 +202,9 @@ def poll_inbox(
     ctx: ReplyContext,
     clock: Callable[[], datetime],
     should_stop: Callable[[], bool] | None = None,
+    budget: float = inbox.POLL_BUDGET,
 ) -> tuple[inbox.PollResult, list[EmailMessage]]:
-    """One poll of ``settings.inbox`` (blocking: run it with ``asyncio.to_thread``).
+    """One poll of ``settings.inbox`` within ``budget`` seconds (blocking: ``asyncio.to_thread``).
 
     Returns what the poll did and the confirmations to send afterwards.
     Raises ``InboxError``/``InboxConfigError`` as ``inbox.poll`` does.
@@ -219,7 +220,7 @@ def poll_inbox(
         return result.filed
 
     try:
-        result = inbox.poll(cfg.settings.inbox, handle, should_stop=should_stop)
+        result = inbox.poll(cfg.settings.inbox, handle, should_stop=should_stop, budget=budget)
     finally:
         room.close()
     return result, replies

@@ -12,12 +12,22 @@ nothing: the Message-IDs of handled messages are remembered.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from digest.models import Frequency, ReaderState
 from digest.replies.commands import Action
 
-PAUSE = timedelta(days=7)
+# "Pause for a week": the day of the request and the six after it, inclusive, in
+# the installation's zone. A pause asked for on Monday ends on Sunday, so the
+# next Monday's cycle mails again (a 7-day span from Monday noon also took it).
+PAUSE = timedelta(days=6)
+# A pause ends on the day it names, but the instant is kept this long after, so
+# the day can be told in any zone (up to UTC±14) before the pause is forgotten.
+_PAUSE_KEPT = timedelta(days=2)
+# Stops (unsubscribe, pause, suspension) remembered, so that what was announced
+# during them is never sent later: the latest few, none older than the paper cache.
+MAX_AWAY = 8
+AWAY_KEPT = timedelta(days=180)
 BOUNCE_WINDOW = timedelta(days=30)
 HARD_BOUNCES_TO_SUSPEND = 3
 CONFIRMATION_WINDOW = timedelta(days=1)
@@ -83,6 +93,13 @@ def apply(state: ReaderState, event: Event, now: datetime) -> tuple[ReaderState,
     if message_id and message_id in state.handled:
         return state, Effects(False, f"message {message_id} was handled before; ignored")
     state = _forget_old(state, now)
+    new, effects = _apply(state, event, now, message_id)
+    return _track_away(state, new, now), effects
+
+
+def _apply(
+    state: ReaderState, event: Event, now: datetime, message_id: str | None
+) -> tuple[ReaderState, Effects]:
     match event:
         case Verified(action, argument):
             new, log = _command(state, action, argument, now)
@@ -175,6 +192,22 @@ def _plain_reply(
     return new, Effects(True, f"plain reply asks to {action}: confirmation sent", confirm=action)
 
 
+def _track_away(before: ReaderState, after: ReaderState, now: datetime) -> ReaderState:
+    """A stop begins when mail stops (a window opens), and ends when it resumes (it closes)."""
+    stopped, stops = is_suppressed(before, now), is_suppressed(after, now)
+    if stops and not stopped:
+        return replace(after, away=(*after.away, (now, None))[-MAX_AWAY:])
+    if stopped and not stops:
+        return replace(after, away=_closed(after.away, now))
+    return after
+
+
+def _closed(
+    away: tuple[tuple[datetime, datetime | None], ...], end: datetime
+) -> tuple[tuple[datetime, datetime | None], ...]:
+    return tuple((start, end if until is None else until) for start, until in away)
+
+
 def _remember(state: ReaderState, message_id: str | None) -> ReaderState:
     if not message_id:
         return state
@@ -184,8 +217,27 @@ def _remember(state: ReaderState, message_id: str | None) -> ReaderState:
 def _forget_old(state: ReaderState, now: datetime) -> ReaderState:
     bounces = tuple(t for t in state.hard_bounces if now - t < BOUNCE_WINDOW)
     sent = tuple(t for t in state.confirmations if now - t < CONFIRMATION_WINDOW)
-    paused = state.paused_until if state.paused_until and state.paused_until > now else None
-    return replace(state, hard_bounces=bounces, confirmations=sent, paused_until=paused)
+    away = away_windows(state, now)
+    away = tuple((s, e) for s, e in away if e is None or now - e < AWAY_KEPT)
+    paused = state.paused_until
+    if paused is not None and now - paused > _PAUSE_KEPT:
+        paused = None
+    return replace(state, hard_bounces=bounces, confirmations=sent, paused_until=paused, away=away)
+
+
+def away_windows(
+    state: ReaderState, now: datetime, zone: tzinfo = UTC
+) -> tuple[tuple[datetime, datetime | None], ...]:
+    """The reader's stops; one still open whose pause has run out ends where the pause did.
+
+    A pause's end is ``paused_until``, an instant on the day it names: what arXiv
+    announces later that day (its 20:00 US Eastern announcement) is for the next
+    digest, the first the reader gets again.
+    """
+    if not state.away or state.away[-1][1] is not None or is_suppressed(state, now, zone):
+        return state.away
+    end = state.paused_until if state.paused_until is not None else now
+    return _closed(state.away, end)
 
 
 def _added(ids: tuple[str, ...], paper_id: str) -> tuple[str, ...]:
@@ -199,8 +251,16 @@ def _removed(ids: tuple[str, ...], paper_id: str) -> tuple[str, ...]:
 # -- questions the planner and `digest status` ask -----------------------------
 
 
-def suppression(state: ReaderState, now: datetime) -> str | None:
-    """Why no mail goes to this reader now, as a phrase for ``digest status``; None: mail."""
+def _day(when: datetime, zone: tzinfo) -> date:
+    return when.astimezone(zone).date()
+
+
+def suppression(state: ReaderState, now: datetime, zone: tzinfo = UTC) -> str | None:
+    """Why no mail goes to this reader now, as a phrase for ``digest status``; None: mail.
+
+    A pause covers every day up to and including the one it names, in ``zone``
+    (the installation's ``settings.timezone``).
+    """
     if state.unsubscribed_at is not None:
         return f"unsubscribed by reply on {state.unsubscribed_at:%Y-%m-%d}"
     if state.suspended_at is not None:
@@ -208,22 +268,23 @@ def suppression(state: ReaderState, now: datetime) -> str | None:
             f"suspended on {state.suspended_at:%Y-%m-%d} after "
             f"{HARD_BOUNCES_TO_SUSPEND} hard bounces in {BOUNCE_WINDOW.days} days"
         )
-    if state.paused_until is not None and state.paused_until > now:
-        return f"paused by reply until {state.paused_until:%Y-%m-%d}"
+    paused = state.paused_until
+    if paused is not None and _day(now, zone) <= _day(paused, zone):
+        return f"paused by reply through {_day(paused, zone):%Y-%m-%d}"
     return None
 
 
-def is_suppressed(state: ReaderState, now: datetime) -> bool:
-    return suppression(state, now) is not None
+def is_suppressed(state: ReaderState, now: datetime, zone: tzinfo = UTC) -> bool:
+    return suppression(state, now, zone) is not None
 
 
 def effective_frequency(state: ReaderState, configured: Frequency) -> Frequency:
     return state.frequency or configured
 
 
-def describe(state: ReaderState, now: datetime) -> str:
+def describe(state: ReaderState, now: datetime, zone: tzinfo = UTC) -> str:
     """Everything a reader chose, in one line for ``digest status``; "" when nothing."""
-    parts = [p for p in (suppression(state, now),) if p]
+    parts = [p for p in (suppression(state, now, zone),) if p]
     if state.frequency:
         parts.append(f"{state.frequency} by reply")
     if state.likes or state.dislikes:

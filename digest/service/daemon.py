@@ -44,9 +44,9 @@ from digest.cycle import (
     next_run,
     run_cycle,
 )
-from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError, translate
+from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError, Stopped, translate
 from digest.models import WEEKDAY_NAMES, Config
-from digest.replies import load_secret, poll_inbox, reply_context, send_replies
+from digest.replies import POLL_BUDGET, load_secret, poll_inbox, reply_context, send_replies
 from digest.service.notify import Watchdog
 from digest.service.notify import sd_notify as sd_notify
 from digest.service.notify import watchdog_interval as watchdog_interval
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 SLICE = 30.0  # longest single sleep, in seconds
 RETRY_AFTER_FETCH_ERROR = timedelta(minutes=15)
 RETRY_AFTER_OTHER_ERROR = timedelta(minutes=5)
+MIN_POLL = 5.0  # seconds: a poll with less time before a cycle waits until after it
 
 
 def build_scheduler(cfg: Config, wake: Callable[[], None] = lambda: None) -> schedule.Scheduler:
@@ -191,6 +192,9 @@ class Daemon:
         watchdog = watchdog_interval(self.env)
         pinger = asyncio.create_task(self._watchdog(watchdog)) if watchdog else None
         try:
+            # Replies that came while the daemon was down (an unsubscribe overnight)
+            # are acted on before a catch-up cycle mails anyone.
+            await self._maybe_poll()
             while not self.stop.is_set():
                 # cleared before the work, not before the sleep: a SIGHUP or a job
                 # that fires during a cycle must cut the following sleep short
@@ -246,25 +250,35 @@ class Daemon:
         return self.next_poll or self.clock()
 
     async def _maybe_poll(self) -> None:
-        """Between cycles, every ``inbox.poll_interval`` minutes: read replies from IMAP.
+        """At start-up, then every ``inbox.poll_interval`` minutes between cycles: read replies.
 
         The poll runs in a thread (imaplib blocks); its handler opens the
         store at the first message, and the loop starts no cycle meanwhile.
-        Confirmations go out after the poll, on this loop.
+        So the poll is given until the next cycle is due at most
+        (``POLL_BUDGET`` when that is further): a slow or hung server never
+        delays a cycle, and a SIGTERM ends it within seconds. Confirmations
+        go out after the poll, on this loop.
         """
         cfg = self.config
         due = self._poll_due()
-        if cfg is None or cfg.settings.inbox is None or due is None or self.clock() < due:
+        now = self.clock()
+        if cfg is None or cfg.settings.inbox is None or due is None or now < due:
             return
-        self.next_poll = self.clock() + timedelta(minutes=cfg.settings.inbox.poll_interval)
+        budget = min(POLL_BUDGET, (next_run(now, cfg.settings) - now).total_seconds())
+        if budget < MIN_POLL:
+            return  # the cycle comes first; the poll follows it
+        self.next_poll = now + timedelta(minutes=cfg.settings.inbox.poll_interval)
         try:
             ctx = reply_context(cfg.settings, self.env)
-            # a thread the pulse cannot see into; each of imaplib's waits has the
-            # inbox's timeout, so the poll counts as a wait of known length
+            # a thread the pulse cannot see into; the poll ends within its
+            # budget whatever the server does, so it counts as a wait of known length
             with self.pulse.rest():
                 _, replies = await asyncio.to_thread(
-                    poll_inbox, cfg, ctx, self.clock, self.stop.is_set
+                    poll_inbox, cfg, ctx, self.clock, self.stop.is_set, budget
                 )
+        except Stopped:
+            log.info("inbox: poll interrupted by stop")
+            return
         except (InboxConfigError, ConfigError) as exc:
             log.error("inbox: %s; replies are not read until it is fixed", exc)
             return

@@ -142,6 +142,8 @@ def reader_state_to_doc(state: ReaderState) -> dict[str, Any]:
             doc[name] = list(values)
     if state.frequency:
         doc["frequency"] = state.frequency
+    if state.away:
+        doc["away"] = [[iso(start), None if end is None else iso(end)] for start, end in state.away]
     return doc
 
 
@@ -160,6 +162,7 @@ def reader_state_from_doc(doc: Mapping[str, Any]) -> ReaderState:
         frequency=frequency,
         confirmations=tuple(_stamp(v) for v in doc.get("confirmations", ())),
         handled=_strings(doc.get("handled", ())),
+        away=tuple((_stamp(start), _maybe_stamp(end)) for start, end in doc.get("away", ())),
     )
 
 

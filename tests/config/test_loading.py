@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import time
 from pathlib import Path
 
@@ -34,7 +37,46 @@ def test_example_subscribers_yaml_is_valid_and_documents_the_defaults() -> None:
     assert s.arxiv.request_interval == 3.0 and s.arxiv.page_size == 1000
     assert s.smtp.security == "none"
     assert cfg.subscribers[0].keywords == ("reinforcement learning", "compiler")
-    assert s.database == ROOT / "digest.json"
+    assert s.database == config.default_database({})
+
+
+def test_the_default_database_is_in_a_state_directory_never_the_current_folder(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    assert parse(MINIMAL, {"HOME": str(home)}).settings.database == (
+        home / ".local" / "state" / "digest" / "digest.json"
+    )
+    xdg = {"HOME": str(home), "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    assert parse(MINIMAL, xdg).settings.database == tmp_path / "xdg" / "digest" / "digest.json"
+    # systemd's StateDirectory= (the first, when the unit names several)
+    unit = {**xdg, "STATE_DIRECTORY": "/var/lib/digest:/var/lib/other"}
+    assert parse(MINIMAL, unit).settings.database == Path("/var/lib/digest/digest.json")
+    # a relative XDG_STATE_HOME is invalid by the XDG spec: ignored
+    odd = {"HOME": str(home), "XDG_STATE_HOME": "state"}
+    assert parse(MINIMAL, odd).settings.database.is_relative_to(home)
+
+
+def test_run_from_a_checkout_leaves_no_state_in_the_current_folder(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "subscribers.yaml").write_text((ROOT / "subscribers.yaml").read_text())
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "XDG_"))}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT))
+    env.pop("STATE_DIRECTORY", None)
+    reply = b"From: someone@example.org\r\nSubject: hello\r\n\r\nhi\r\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "ingest"],
+        input=reply,
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in checkout.iterdir()) == ["subscribers.yaml"]
+    assert (home / ".local" / "state" / "digest" / "reply-secret").exists()
 
 
 def test_defaults_apply_when_settings_are_missing() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from digest import compose
 from digest.cycle.plan import (
     Snapshot,
     cycle_id,
@@ -18,7 +20,9 @@ from digest.cycle.plan import (
     term_key,
 )
 from digest.errors import UsageError
-from digest.models import Config, Paper, Settings, Subscriber
+from digest.models import Config, Paper, Ranked, ReaderState, Settings, Subscriber
+from digest.replies.readers import Verified, apply
+from digest.store.format import reader_state_from_doc, reader_state_to_doc
 from digest.store.store import SubscriberState
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday
@@ -139,3 +143,115 @@ def test_only_one_subscriber_and_an_unknown_one_is_a_usage_error() -> None:
     assert select_subscribers(cfg, None) == (ALICE, bob)
     with pytest.raises(UsageError, match=r"no subscriber carol@example\.org"):
         select_subscribers(cfg, "carol@example.org")
+
+
+# -- a pause or an unsubscribe is a vacation stop ---------------------------------------
+
+
+BERLIN = Settings(
+    lookback_days=2, timezone="Europe/Berlin", days=("mon", "tue", "wed", "thu", "fri")
+)
+MONDAY_NOON = datetime(2026, 11, 30, 11, 0, tzinfo=UTC)  # 12:00 in Berlin
+
+
+def at_seven(day: datetime) -> datetime:
+    """The cycle of ``day`` (07:00 in Berlin, 06:00 UTC in winter)."""
+    return day.replace(hour=6, minute=0)
+
+
+def submitted(pid: str, when: datetime) -> Paper:
+    return Paper(
+        pid,
+        1,
+        f"A graph neural network {pid}",
+        "An abstract.",
+        ("A. Author",),
+        ("cs.LG",),
+        "cs.LG",
+        when,
+        when,
+    )
+
+
+# alice has followed her keyword since before the pause
+FOLLOWING = {"first_seen": NOW, "watermarks": {term_key("k", "graph neural network"): NOW}}
+
+
+def plan_at(now: datetime, reader: ReaderState, papers: tuple[Paper, ...], state=None):
+    snap = Snapshot(
+        states={ALICE.email: replace(state or SubscriberState(ALICE.email), **FOLLOWING)},
+        readers={ALICE.email: reader},
+    )
+    (plan,) = plan_cycle((ALICE,), BERLIN, snap, papers, now).plans
+    return plan
+
+
+def test_a_pause_asked_on_monday_noon_ends_on_sunday_and_the_next_monday_is_mailed() -> None:
+    paused, _ = apply(ReaderState(), Verified("pause"), MONDAY_NOON)
+    fresh = (submitted("2612.00001", at_seven(MONDAY_NOON) + timedelta(days=6, hours=-12)),)
+    friday = plan_at(at_seven(MONDAY_NOON + timedelta(days=4)), paused, fresh)
+    assert friday.reason == "suppressed"
+    assert friday.suppressed == "paused by reply through 2026-12-06"  # Sunday, inclusive
+    monday = plan_at(at_seven(MONDAY_NOON + timedelta(days=7)), paused, fresh)
+    assert monday.reason == "send"
+
+
+def test_papers_announced_during_a_pause_are_not_held_back_and_are_counted() -> None:
+    paused, _ = apply(ReaderState(), Verified("pause"), MONDAY_NOON)
+    before = submitted("2611.90001", MONDAY_NOON - timedelta(hours=4))  # announced Monday 20:00 ET
+    during = submitted("2612.00002", MONDAY_NOON + timedelta(days=2))  # Wednesday
+    after = submitted("2612.00003", MONDAY_NOON + timedelta(days=6, hours=3))  # Sunday 15:00
+    monday = plan_at(at_seven(MONDAY_NOON + timedelta(days=7)), paused, (before, during, after))
+    assert monday.reason == "send"
+    # announced while paused (Monday evening to Sunday noon): not sent, counted
+    assert {m.paper.id for m in monday.away} == {"2611.90001", "2612.00002"}
+    # announced after the pause (Sunday 20:00 US Eastern, for Monday's digest): sent
+    assert [m.paper.id for m in monday.matches] == ["2612.00003"]
+
+
+def test_an_unsubscribe_then_resume_skips_what_was_announced_in_between() -> None:
+    gone, _ = apply(ReaderState(), Verified("unsubscribe"), MONDAY_NOON)
+    thursday = MONDAY_NOON + timedelta(days=3)
+    back, _ = apply(gone, Verified("resume"), thursday)
+    during = submitted("2612.00004", MONDAY_NOON + timedelta(days=1))  # Tuesday, announced 20:00 ET
+    after = submitted("2612.00005", thursday + timedelta(hours=1))  # announced Thursday 20:00 ET
+    friday = plan_at(at_seven(thursday + timedelta(days=1)), back, (during, after))
+    assert [m.paper.id for m in friday.away] == ["2612.00004"]
+    assert [m.paper.id for m in friday.matches] == ["2612.00005"]
+
+
+def test_once_the_away_papers_are_recorded_skipped_the_next_digest_counts_none() -> None:
+    paused, _ = apply(ReaderState(), Verified("pause"), MONDAY_NOON)
+    during = submitted("2612.00002", MONDAY_NOON + timedelta(days=2))
+    later = submitted("2612.00006", MONDAY_NOON + timedelta(days=8))
+    state = SubscriberState(ALICE.email, skipped={"2612.00002": 1})
+    tuesday = plan_at(at_seven(MONDAY_NOON + timedelta(days=9)), paused, (during, later), state)
+    assert tuesday.away == () and [m.paper.id for m in tuesday.matches] == ["2612.00006"]
+
+
+def test_the_first_digest_after_a_stop_says_how_many_and_records_them_skipped() -> None:
+    paused, _ = apply(ReaderState(), Verified("pause"), MONDAY_NOON)
+    during = submitted("2612.00002", MONDAY_NOON + timedelta(days=2))
+    after = submitted("2612.00003", MONDAY_NOON + timedelta(days=6, hours=3))
+    plan = plan_at(at_seven(MONDAY_NOON + timedelta(days=7)), paused, (during, after))
+    digest, rendered = compose.compose(
+        ALICE,
+        [Ranked(m, 1.0) for m in plan.matches],
+        BERLIN,
+        cycle_id=plan.cycle_id,
+        created=at_seven(MONDAY_NOON + timedelta(days=7)),
+        away=plan.away,
+    )
+    note = "1 matching paper was announced while your digest was paused or stopped"
+    assert note in rendered.text and note in rendered.html
+    assert digest.paper_ids == ("2612.00003",)
+    assert digest.skips == {"2612.00002": 1} and digest.left_out == 0
+
+
+def test_a_stop_survives_the_store() -> None:
+    paused, _ = apply(ReaderState(), Verified("pause"), MONDAY_NOON)
+    back, _ = apply(paused, Verified("resume"), MONDAY_NOON + timedelta(days=2))
+    assert back.away == ((MONDAY_NOON, MONDAY_NOON + timedelta(days=2)),)
+    for state in (paused, back):
+        doc = json.loads(json.dumps(reader_state_to_doc(state)))
+        assert reader_state_from_doc(doc) == state

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,13 +15,24 @@ import pytest
 
 from digest.config import loading as config
 from digest.config.loading import imap_default_port
-from digest.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, InboxConfigError, InboxError
+from digest.errors import (
+    EXIT_CONFIG,
+    EXIT_TEMPFAIL,
+    ConfigError,
+    InboxConfigError,
+    InboxError,
+    Stopped,
+)
 from digest.models import InboxSettings
-from digest.replies.imap import mailbox_name, parse_body, parse_search, parse_sizes
-from digest.replies.inbox import HANDLED_KEYWORD, Filed, check_login, poll
+from digest.replies.classify import MAX_MESSAGE_BYTES
+from digest.replies.imap import mailbox_name, parse_body, parse_search
+from digest.replies.inbox import HANDLED_KEYWORD, STOP_GRACE, Filed, check_login, poll
+from digest.replies.mailroom import read_message
 from tests.support.dovecot import Dovecot
+from tests.support.imap_fake import FakeImap, Peer, serve_until
 from tests.support.network import free_port
 from tests.support.programs import needs
+from tests.support.waiting import wait_for
 
 _folders = itertools.count(1)
 
@@ -186,6 +199,103 @@ def test_a_silent_server_times_out_as_a_temporary_error(silent_server: int, secu
 
 
 # --------------------------------------------------------------------------
+# Servers that answer, but never finish: the poll's deadline, the stop, the size cap
+
+
+def dribble_at_login(peer: Peer) -> None:
+    """Greets, then answers LOGIN with an untagged line every second and never a result."""
+    if serve_until(peer, lambda rest: rest.upper().startswith(b"LOGIN")):
+        peer.dribble(1.0)
+
+
+def trickle_the_body(peer: Peer) -> None:
+    """Answers up to the FETCH of a body, then sends the literal a byte a second."""
+    cmd = serve_until(peer, lambda rest: b"BODY" in rest.upper())
+    if cmd and peer.send(b"* 1 FETCH (UID 1 BODY[] {500}\r\n"):
+        while not peer.closing.wait(1.0) and peer.send(b"x"):
+            pass
+
+
+PHASES = {"greeting": Peer.idle, "login": dribble_at_login, "fetch": trickle_the_body}
+
+
+def fake_settings(port: int, **kw: object) -> InboxSettings:
+    base = InboxSettings(
+        host="127.0.0.1", port=port, security="none", username="u", password="p", timeout=30
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+class PollThread:
+    """``poll`` in a thread, as the daemon runs it; what it returned or raised, and when."""
+
+    def __init__(self, s: InboxSettings, **kw: object) -> None:
+        self.outcome: object = None
+        self.ended_at: float | None = None
+        self.started_at = time.monotonic()
+        self.thread = threading.Thread(target=self._run, args=(s, kw), daemon=True)
+        self.thread.start()
+
+    def _run(self, s: InboxSettings, kw: dict[str, object]) -> None:
+        try:
+            self.outcome = poll(s, Recorder(), **kw)  # type: ignore[arg-type]
+        except BaseException as exc:
+            self.outcome = exc
+        self.ended_at = time.monotonic()
+
+    def join(self, timeout: float) -> float:
+        """Seconds the poll took; fails the test if it is still running after ``timeout``."""
+        self.thread.join(timeout)
+        assert self.ended_at is not None, f"the poll was still running after {timeout} s"
+        return self.ended_at - self.started_at
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_stop_ends_the_poll_within_seconds_in_every_phase(phase: str) -> None:
+    stop = threading.Event()
+    with FakeImap(PHASES[phase]) as srv:
+        running = PollThread(fake_settings(srv.port), should_stop=stop.is_set)
+        time.sleep(1.5)  # well into the phase (the body's first byte is out)
+        stop.set()
+        asked = time.monotonic()
+        running.join(timeout=20)
+    assert running.ended_at is not None and running.ended_at - asked < STOP_GRACE + 1
+    assert isinstance(running.outcome, Stopped), running.outcome
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_poll_ends_at_its_deadline_in_every_phase(phase: str) -> None:
+    # The per-operation timeout (30 s) never fires: the server is never silent that long.
+    with FakeImap(PHASES[phase]) as srv:
+        running = PollThread(fake_settings(srv.port), budget=2.0)
+        took = running.join(timeout=20)
+    assert 1.5 < took < 3.5
+    assert isinstance(running.outcome, InboxError), running.outcome
+    assert "did not finish within 2 s" in str(running.outcome)
+
+
+def test_a_literal_far_larger_than_asked_for_is_refused_unread() -> None:
+    # The server says 500 bytes (RFC822.SIZE), then announces 64 MiB for the body.
+    def huge(peer: Peer) -> None:
+        if serve_until(peer, lambda rest: b"BODY" in rest.upper()):
+            peer.send(b"* 1 FETCH (UID 1 BODY[] {%d}\r\n" % (64 << 20))
+            chunk = b"x" * 65536
+            while peer.sent < (64 << 20) and peer.send(chunk):
+                pass
+
+    handle = Recorder()
+    with FakeImap(huge) as srv:
+        with pytest.raises(InboxError, match="at most 1048576 bytes were asked for"):
+            poll(fake_settings(srv.port, timeout=5), handle, budget=20)
+        (peer,) = srv.peers
+        assert wait_for(lambda: peer.sent > 0, timeout=5)
+        time.sleep(0.3)
+        sent = peer.sent
+    assert handle.seen == []
+    assert sent < 8 << 20  # what the socket buffers took, not the 64 MiB
+
+
+# --------------------------------------------------------------------------
 # Polling
 
 
@@ -262,15 +372,21 @@ def test_should_stop_ends_the_poll_after_the_message_in_hand(
 
 
 @needs_dovecot
-def test_oversized_message_is_left_alone(dovecot: Dovecot, inbox: InboxSettings) -> None:
-    dovecot.append(inbox.folder, message("big", size=20_000))
-    dovecot.append(inbox.folder, message("small"))
+def test_a_reply_over_the_size_limit_is_acted_on_from_the_same_bytes_as_on_the_pipe(
+    dovecot: Dovecot, inbox: InboxSettings
+) -> None:
+    # One limit for both paths: a 3 MB reply (a quoted digest with an image) is
+    # read from its first MAX_MESSAGE_BYTES, as ``digest ingest`` reads stdin.
+    big = message("unsubscribe with a photo", size=3_000_000)
+    dovecot.append(inbox.folder, big)
     handle = Recorder("handled")
-    result = poll(inbox, handle, max_bytes=10_000)
-    assert len(result.oversized) == 1 and len(result.handled) == 1
-    assert [b"Subject: small" in raw for raw in handle.seen] == [True]
-    ((left_flags, left),) = dovecot.contents(inbox.folder)
-    assert left_flags == frozenset() and b"Subject: big" in left
+    result = poll(inbox, handle)
+    assert len(result.handled) == 1
+    (seen,) = handle.seen
+    assert len(seen) == MAX_MESSAGE_BYTES
+    stored = dovecot.contents(inbox.handled_folder)[0][1]
+    assert seen == read_message(io.BytesIO(stored))
+    assert dovecot.contents(inbox.folder) == []
 
 
 @needs_dovecot
@@ -364,11 +480,9 @@ def test_mailbox_name_quotes_and_uses_modified_utf7() -> None:
     assert mailbox_name("台北") == '"&U,BTFw-"'  # RFC 3501's own example
 
 
-def test_parse_sizes_and_search_skip_unrelated_responses() -> None:
+def test_parse_search_skips_unrelated_responses() -> None:
     assert parse_search([b"3 4 17"]) == (3, 4, 17)
     assert parse_search([None]) == ()
-    data = [b"1 (UID 5 RFC822.SIZE 1234)", b"2 (FLAGS (\\Seen))", b"3 (RFC822.SIZE 9 UID 8)"]
-    assert parse_sizes(data) == {5: 1234, 8: 9}
 
 
 def test_parse_body_checks_the_uid() -> None:

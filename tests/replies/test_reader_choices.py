@@ -139,7 +139,7 @@ def test_only_subscribers_of_the_config_have_a_state_for_ingest() -> None:
     [
         (UNSUBSCRIBED, "unsubscribed by reply on 2026-11-24"),
         (ReaderState(suspended_at=NOW), "suspended on 2026-11-25 after 3 hard bounces"),
-        (ReaderState(paused_until=NOW + timedelta(days=3)), "paused by reply until 2026-11-28"),
+        (ReaderState(paused_until=NOW + timedelta(days=3)), "paused by reply through 2026-11-28"),
     ],
 )
 def test_a_suppressed_reader_is_planned_no_mail_and_says_why(reader: ReaderState, why: str) -> None:
@@ -150,7 +150,9 @@ def test_a_suppressed_reader_is_planned_no_mail_and_says_why(reader: ReaderState
 
 
 def test_a_pause_that_has_ended_mails_again() -> None:
-    assert plan_for(ReaderState(paused_until=NOW - timedelta(minutes=1))).reason == "send"
+    # a pause covers the whole day it names: one that ended yesterday is over
+    assert plan_for(ReaderState(paused_until=NOW - timedelta(minutes=1))).reason == "suppressed"
+    assert plan_for(ReaderState(paused_until=NOW - timedelta(days=1))).reason == "send"
 
 
 def test_a_suppressed_reader_does_not_widen_the_revision_watch() -> None:

@@ -44,10 +44,11 @@ def test_a_second_unsubscribe_keeps_the_first_date() -> None:
     assert twice.unsubscribed_at == NOW
 
 
-def test_pause_lasts_a_week() -> None:
+def test_pause_lasts_a_week_the_day_of_the_request_and_six_more_inclusive() -> None:
     state, _ = apply(FRESH, Verified("pause"), NOW)
-    assert is_suppressed(state, NOW + timedelta(days=6, hours=23))
-    assert not is_suppressed(state, NOW + timedelta(days=7))
+    last_day = NOW.replace(hour=23, minute=59) + timedelta(days=6)
+    assert is_suppressed(state, last_day)
+    assert not is_suppressed(state, last_day + timedelta(minutes=1))
 
 
 def test_resume_lifts_unsubscribe_pause_and_suspension() -> None:
@@ -141,7 +142,7 @@ def test_describe_lists_every_choice() -> None:
     state = ReaderState(paused_until=NOW + timedelta(days=7), frequency="weekly", likes=("a",))
     assert (
         describe(state, NOW)
-        == "paused by reply until 2026-12-10; weekly by reply; 1 liked, 0 disliked"
+        == "paused by reply through 2026-12-10; weekly by reply; 1 liked, 0 disliked"
     )
 
 

@@ -198,7 +198,9 @@ class ReaderState:
     likes: tuple[str, ...] = ()  # arXiv ids, oldest first
     dislikes: tuple[str, ...] = ()
     frequency: Frequency | None = None  # None: what subscribers.yaml says
-    confirmations: tuple[datetime, ...] = ()  # sent within the confirmation window
+    # each confirmation sent within the confirmation window: (when, who asked it),
+    # who being "" for the reader's own address
+    confirmations: tuple[tuple[datetime, str], ...] = ()
     handled: tuple[str, ...] = ()  # Message-IDs already applied
 
 

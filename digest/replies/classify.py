@@ -135,6 +135,7 @@ class PlainReply:
     action: Action
     message_id: str | None = None
     references: tuple[str, ...] = ()
+    return_path: str = ""  # the envelope sender: confirmations are counted by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,7 @@ def describe(meaning: Meaning) -> str:
             return f"{kind} for {recipient} {status}".rstrip()
         case AutoReply(sender, reason):
             return f"auto-reply from {sender or '(no sender)'} ignored: {reason}"
-        case PlainReply(sender, action, _, _):
+        case PlainReply(sender, action):
             return f"plain reply from {sender} asking to {action}"
         case Ignore(reason):
             return f"ignored: {reason}"
@@ -245,7 +246,7 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Meaning:
         return Ignore("no command")
     if not sender or _automated_sender(sender):
         return Ignore(f"plain reply asking to {action} from an automated sender {sender!r}")
-    return PlainReply(sender, action, message_id, _references(msg))
+    return PlainReply(sender, action, message_id, _references(msg), _return_path(msg))
 
 
 def _proven_readers(msg: EmailMessage, secret: ReplySecret) -> frozenset[str]:
@@ -344,6 +345,12 @@ def _from_address(msg: EmailMessage) -> str:
 def _null_sender(msg: EmailMessage) -> bool:
     """``Return-Path: <>`` (RFC 5321 §4.5.5), as the delivering MTA records the envelope."""
     return any(str(v).strip() in ("<>", "") for v in msg.get_all("Return-Path", []))
+
+
+def _return_path(msg: EmailMessage) -> str:
+    """The envelope sender the delivering MTA recorded (RFC 5321 §4.4); "" if none or null."""
+    address = normalise_address(parseaddr(_header(msg, "Return-Path"))[1])
+    return address if "@" in address else ""
 
 
 def _references(msg: EmailMessage) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from digest.replies.classify import (
 )
 from digest.replies.commands import DESCRIPTIONS, command_line, command_mailto
 from digest.replies.readers import (
-    AskedByPlainReply,
+    Asked,
     Bounced,
     Effects,
     Event,
@@ -69,8 +69,9 @@ def event_of(meaning: Meaning) -> Event | None:
             return Verified(action, argument, message_id)
         case Bounce(_, hard, status, message_id, verified):
             return Bounced(hard, status, message_id, verified)
-        case PlainReply(_, action, message_id, _):
-            return AskedByPlainReply(action, message_id)
+        case PlainReply(sender, action, message_id, _, return_path):
+            asker = return_path or sender
+            return Asked(action, message_id, asker, own=asker == sender)
         case _:
             return None
 

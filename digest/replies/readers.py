@@ -21,7 +21,11 @@ PAUSE = timedelta(days=7)
 BOUNCE_WINDOW = timedelta(days=30)
 HARD_BOUNCES_TO_SUSPEND = 3
 CONFIRMATION_WINDOW = timedelta(days=1)
-CONFIRMATIONS_PER_WINDOW = 3  # per address: a forged From can cost a reader at most this
+# Confirmations are counted by who asked (the envelope sender, else the From),
+# so forgeries sent through other servers cannot use up the reader's own three;
+# together such senders may cost a reader at most five mails a day.
+CONFIRMATIONS_PER_SENDER = 3
+CONFIRMATIONS_FROM_OTHERS = 5
 MAX_PREFERENCES = 500  # likes and dislikes each, newest kept
 MAX_HANDLED = 50  # Message-IDs remembered against replays
 
@@ -55,11 +59,17 @@ class Bounced:
 
 
 @dataclass(frozen=True, slots=True)
-class AskedByPlainReply:
-    """The reader's From address asked for ``action`` without a token."""
+class Asked:
+    """Someone asked for ``action`` in a way that cannot act by itself: the reader confirms.
+
+    ``sender`` is who asked (the envelope sender, else the From); ``own``
+    says it is the reader's own address. Confirmations are counted per sender.
+    """
 
     action: Action
     message_id: str | None = None
+    sender: str = ""
+    own: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +77,7 @@ class Lifted:
     """The operator lifted every suppression (``digest readers EMAIL --resume``)."""
 
 
-Event = Verified | Bounced | AskedByPlainReply | Lifted
+Event = Verified | Bounced | Asked | Lifted
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +100,8 @@ def apply(state: ReaderState, event: Event, now: datetime) -> tuple[ReaderState,
             new, log = _bounce(state, hard and verified, status, now)
             if hard and not verified:
                 log = f"unverified hard bounce {status} (no returned digest); not counted"
-        case AskedByPlainReply(action):
-            return _plain_reply(state, action, now, message_id)
+        case Asked():
+            return _asked(state, event, now)
         case Lifted():
             new = replace(
                 state, unsubscribed_at=None, suspended_at=None, paused_until=None, hard_bounces=()
@@ -160,19 +170,27 @@ def _bounce(state: ReaderState, hard: bool, status: str, now: datetime) -> tuple
     return replace(state, hard_bounces=bounces), f"hard bounce {status} ({len(bounces)} counted)"
 
 
-def _plain_reply(
-    state: ReaderState, action: Action, now: datetime, message_id: str | None
-) -> tuple[ReaderState, Effects]:
-    if action == "unsubscribe" and state.unsubscribed_at is not None:
-        return state, Effects(False, "plain reply asks to unsubscribe: already unsubscribed")
-    if len(state.confirmations) >= CONFIRMATIONS_PER_WINDOW:
+def _asked(state: ReaderState, event: Asked, now: datetime) -> tuple[ReaderState, Effects]:
+    if event.action == "unsubscribe" and state.unsubscribed_at is not None:
+        return state, Effects(False, "already unsubscribed; not answered")
+    who = "" if event.own else event.sender
+    asked = [s for _, s in state.confirmations]
+    if asked.count(who) >= CONFIRMATIONS_PER_SENDER:
         return state, Effects(
             False,
-            f"plain reply asks to {action}: {CONFIRMATIONS_PER_WINDOW} confirmations "
-            "sent in the last day already; not answered",
+            f"{CONFIRMATIONS_PER_SENDER} confirmations asked by {event.sender or 'this sender'} "
+            "in the last day already; not answered",
         )
-    new = _remember(replace(state, confirmations=(*state.confirmations, now)), message_id)
-    return new, Effects(True, f"plain reply asks to {action}: confirmation sent", confirm=action)
+    if who and sum(1 for s in asked if s) >= CONFIRMATIONS_FROM_OTHERS:
+        return state, Effects(
+            False,
+            f"{CONFIRMATIONS_FROM_OTHERS} confirmations asked from other addresses "
+            "in the last day already; not answered",
+        )
+    new = replace(state, confirmations=(*state.confirmations, (now, who)))
+    return _remember(new, event.message_id), Effects(
+        True, "confirmation sent", confirm=event.action
+    )
 
 
 def _remember(state: ReaderState, message_id: str | None) -> ReaderState:
@@ -183,7 +201,7 @@ def _remember(state: ReaderState, message_id: str | None) -> ReaderState:
 
 def _forget_old(state: ReaderState, now: datetime) -> ReaderState:
     bounces = tuple(t for t in state.hard_bounces if now - t < BOUNCE_WINDOW)
-    sent = tuple(t for t in state.confirmations if now - t < CONFIRMATION_WINDOW)
+    sent = tuple(c for c in state.confirmations if now - c[0] < CONFIRMATION_WINDOW)
     paused = state.paused_until if state.paused_until and state.paused_until > now else None
     return replace(state, hard_bounces=bounces, confirmations=sent, paused_until=paused)
 

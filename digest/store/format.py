@@ -132,10 +132,11 @@ def reader_state_to_doc(state: ReaderState) -> dict[str, Any]:
         value = getattr(state, name)
         if value is not None:
             doc[name] = iso(value)
-    for name in ("hard_bounces", "confirmations"):
-        values = getattr(state, name)
-        if values:
-            doc[name] = [iso(t) for t in values]
+    if state.hard_bounces:
+        doc["hard_bounces"] = [iso(t) for t in state.hard_bounces]
+    if state.confirmations:
+        # the reader's own as a bare time, as before who asked was kept
+        doc["confirmations"] = [[iso(t), who] if who else iso(t) for t, who in state.confirmations]
     for name in ("likes", "dislikes", "handled"):
         values = getattr(state, name)
         if values:
@@ -158,7 +159,7 @@ def reader_state_from_doc(doc: Mapping[str, Any]) -> ReaderState:
         likes=_strings(doc.get("likes", ())),
         dislikes=_strings(doc.get("dislikes", ())),
         frequency=frequency,
-        confirmations=tuple(_stamp(v) for v in doc.get("confirmations", ())),
+        confirmations=tuple(_confirmation(v) for v in doc.get("confirmations", ())),
         handled=_strings(doc.get("handled", ())),
     )
 
@@ -168,6 +169,12 @@ def _stamp(value: object) -> datetime:
     if not isinstance(value, str):
         raise TypeError(f"expected a time, got {value!r}")
     return parse_time(value)
+
+
+def _confirmation(value: object) -> tuple[datetime, str]:
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+        return _stamp(value[0]), value[1]
+    return _stamp(value), ""
 
 
 def _maybe_stamp(value: object) -> datetime | None:

@@ -194,3 +194,40 @@ def test_a_broken_confirmation_template_exits_75_and_saves_nothing(tmp_path: Pat
     store = MemoryStore("grace@example.edu")
     result = take(plain_reply(), store, ctx)
     assert (result.exit_code, result.reply, store.writes) == (75, None, 0)
+
+
+# -- confirmations, counted by who asked ------------------------------------------------------
+
+
+def asking(word: str, sender: str, *, via: str, n: int) -> bytes:
+    """A plain reply with ``sender``'s From, handed to its MTA by ``via`` (the envelope sender)."""
+    return (
+        f"Return-Path: <{via}>\nFrom: {sender}\nTo: papers@digest.example.org\n"
+        f"Subject: {word}\nMessage-ID: <ask.{n}@{via.partition('@')[2]}>\n\n{word}\n"
+    ).encode()
+
+
+def test_forged_plain_replies_do_not_use_up_the_readers_own_confirmations() -> None:
+    store = MemoryStore("grace@example.edu")
+    for n in range(6):  # "unsubscribe" with grace's From, sent through other servers
+        take(asking("unsubscribe", "grace@example.edu", via=f"bulk{n}@spam.example", n=n), store)
+    own = take(asking("unsubscribe", "grace@example.edu", via="grace@example.edu", n=99), store)
+    assert own.reply is not None and own.reply["To"].addresses[0].addr_spec == "grace@example.edu"
+
+
+def test_forgeries_through_many_servers_mail_a_reader_at_most_five_times_a_day() -> None:
+    store = MemoryStore("grace@example.edu")
+    answered = [
+        take(asking("pause", "grace@example.edu", via=f"bulk{n}@spam.example", n=n), store).reply
+        for n in range(20)
+    ]
+    assert sum(reply is not None for reply in answered) == 5
+
+
+def test_one_sender_gets_at_most_three_confirmations_a_day() -> None:
+    store = MemoryStore("grace@example.edu")
+    answered = [
+        take(asking("pause", "grace@example.edu", via="grace@example.edu", n=n), store).reply
+        for n in range(10)
+    ]
+    assert sum(reply is not None for reply in answered) == 3

@@ -92,7 +92,9 @@ _ids = st.lists(st.from_regex(r"\d{4}\.\d{5}", fullmatch=True), max_size=5).map(
         likes=_ids,
         dislikes=_ids,
         frequency=st.sampled_from([None, "daily", "weekly"]),
-        confirmations=st.lists(_times, max_size=3).map(tuple),
+        confirmations=st.lists(
+            st.tuples(_times, st.sampled_from(["", "mallory@example.org"])), max_size=3
+        ).map(tuple),
         handled=st.lists(st.text(max_size=20), max_size=3).map(tuple),
     )
 )
@@ -102,6 +104,21 @@ def test_a_reader_state_reads_back_the_same_after_a_reopen(state: ReaderState) -
         store.set_reader_state("a@x.org", state)
     with Store.open(Path("mem.json"), storage=memory, now=NOW) as store:
         assert store.reader_state("a@x.org") == state
+
+
+def test_confirmations_stored_before_their_senders_were_kept_count_as_the_readers_own(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "digest.json"
+    reader = {
+        "email": "alice@example.org",
+        "replies": {"confirmations": ["2026-11-25T06:00:00+00:00"]},
+        "batches": [],
+    }
+    db.write_text(json.dumps({"meta": {"1": {"schema": 2}}, "subscribers": {"1": reader}}))
+    with Store.open(db, readonly=True) as store:
+        state = store.reader_state("alice@example.org")
+    assert state.confirmations == ((NOW - timedelta(hours=1), ""),)
 
 
 def test_a_damaged_reader_state_is_reported_with_the_reader(tmp_path: Path) -> None:

@@ -202,6 +202,7 @@ class ReaderState:
     # who being "" for the reader's own address
     confirmations: tuple[tuple[datetime, str], ...] = ()
     handled: tuple[str, ...] = ()  # Message-IDs already applied
+    acknowledged_at: datetime | None = None  # when a command was last acknowledged
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,18 @@ DESCRIPTIONS: dict[Action, str] = {
     "less": "show {address} fewer papers like {argument}",
 }
 
+# What the acknowledgement of a command offers to undo it. "more" and "less"
+# move a paper between the likes and the dislikes, the nearest to an undo.
+UNDO: dict[Action, Action] = {
+    "unsubscribe": "resume",
+    "pause": "resume",
+    "resume": "unsubscribe",
+    "daily": "weekly",
+    "weekly": "daily",
+    "more": "less",
+    "less": "more",
+}
+
 _COMMAND_RE = re.compile(
     r"(?<![\w.-])(?P<action>" + "|".join(ACTIONS) + r")"
     r"(?:\s+(?P<argument>[\w.-]+(?:/[\w.-]+)?))?"  # an arXiv id, old style with a slash

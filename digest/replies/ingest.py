@@ -30,7 +30,7 @@ from digest.replies.classify import (
     describe,
     reader_of,
 )
-from digest.replies.commands import DESCRIPTIONS, command_line, command_mailto
+from digest.replies.commands import DESCRIPTIONS, UNDO, Action, command_line, command_mailto
 from digest.replies.readers import (
     Asked,
     Bounced,
@@ -86,6 +86,8 @@ def respond(
     reply = None
     if effects.confirm is not None and isinstance(meaning, PlainReply):
         reply = confirmation_message(meaning, ctx, now)
+    elif effects.acknowledge and isinstance(meaning, Command):
+        reply = acknowledgement_message(meaning, ctx, now)
     return Response(new, effects, reply)
 
 
@@ -142,35 +144,86 @@ def confirmation_message(request: PlainReply, ctx: ReplyContext, now: datetime) 
     """The answer to a plain reply: the tokened link, mailed only to the From address.
 
     The subject never carries the token: an out-of-office echo of it must
-    not be able to confirm. ``Auto-Submitted: auto-replied`` (RFC 3834 §5)
-    tells well-behaved responders not to answer, and our own ``classify``
-    ignores it should it come back. Subject and text come from the templates
+    not be able to confirm. Subject and text come from the templates
     ``confirm_subject.txt`` and ``confirm.txt``; a broken one raises
     ``TemplateError``.
     """
-    address, operator, list_name = request.sender, ctx.operator, ctx.list_name
-    what = DESCRIPTIONS[request.action].format(address=address, argument="")
-    link = command_mailto(ctx.secret, operator, address, request.action, list_name=list_name)
-    line = command_line(ctx.secret, address, request.action)
-    context = {
+    address = request.sender
+    context = _offer(ctx, address, request.action)
+    return _answer(
+        ctx,
+        address,
+        render_template(ctx.templates, "confirm_subject.txt", context),
+        render_template(ctx.templates, "confirm.txt", context),
+        now,
+        request.message_id,
+        request.references,
+    )
+
+
+def acknowledgement_message(command: Command, ctx: ReplyContext, now: datetime) -> EmailMessage:
+    """What a command changed, and the command that undoes it, mailed to its reader.
+
+    To the reader the token names, never the From: whoever holds a
+    forwarded digest can act for its reader, and the reader must hear of
+    it. From the templates ``ack_subject.txt`` and ``ack.txt``.
+    """
+    reader, undo = command.subscriber, UNDO[command.action]
+    context = _offer(ctx, reader, undo, command.argument)
+    context["undo"] = context.pop("what")
+    context["what"] = _description(command.action, reader, command.argument)
+    return _answer(
+        ctx,
+        reader,
+        render_template(ctx.templates, "ack_subject.txt", context),
+        render_template(ctx.templates, "ack.txt", context),
+        now,
+        command.message_id,
+    )
+
+
+def _description(action: Action, reader: str, argument: str = "") -> str:
+    return DESCRIPTIONS[action].format(address=reader, argument=argument)
+
+
+def _offer(ctx: ReplyContext, reader: str, action: Action, argument: str = "") -> dict[str, str]:
+    """What the answer templates see: the list, the reader, and the command they may send."""
+    operator, list_name = ctx.operator, ctx.list_name
+    return {
         "list_name": list_name,
-        "what": what,
-        "reader": address,
+        "what": _description(action, reader, argument),
+        "reader": reader,
         "operator": operator.addr_spec,
-        "link": link,
-        "line": line,
+        "link": command_mailto(ctx.secret, operator, reader, action, argument, list_name=list_name),
+        "line": command_line(ctx.secret, reader, action, argument),
     }
-    subject = render_template(ctx.templates, "confirm_subject.txt", context)
-    text = render_template(ctx.templates, "confirm.txt", context)
+
+
+def _answer(
+    ctx: ReplyContext,
+    to: str,
+    subject: str,
+    text: str,
+    now: datetime,
+    message_id: str | None,
+    references: tuple[str, ...] = (),
+) -> EmailMessage:
+    """An automatic answer to one message: threaded under it, marked as automatic.
+
+    ``Auto-Submitted: auto-replied`` (RFC 3834 §5) tells well-behaved
+    responders not to answer, and our own ``classify`` ignores it should it
+    come back.
+    """
     msg = EmailMessage()
-    msg["From"] = operator
-    msg["To"] = Address(username=address.rpartition("@")[0], domain=address.rpartition("@")[2])
+    msg["From"] = ctx.operator
+    local, _, domain = to.rpartition("@")
+    msg["To"] = Address(username=local, domain=domain)
     msg["Subject"] = " ".join(subject.split())  # one line, whatever the template does
     msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = make_msgid(domain=operator.domain or None)
-    if request.message_id:
-        msg["In-Reply-To"] = request.message_id
-        msg["References"] = " ".join((*request.references, request.message_id))
+    msg["Message-ID"] = make_msgid(domain=ctx.operator.domain or None)
+    if message_id:
+        msg["In-Reply-To"] = message_id
+        msg["References"] = " ".join((*references, message_id))
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(text)

@@ -12,8 +12,9 @@ when the message was handled or deliberately ignored, 75 (EX_TEMPFAIL) when
 it must be offered again later, e.g. because the database is busy; the
 poller reads the same as ``Filed``. Nothing here returns 78 or raises for a
 message: for a pipe that would bounce a reader's unsubscribe back to them.
-This module also sends the confirmations, with the null envelope sender,
-and turns a cycle's SMTP refusal of a recipient into a verified hard bounce.
+This module also sends the answers (confirmations, acknowledgements) with
+the null envelope sender, and turns a cycle's SMTP refusal of a recipient
+into a verified hard bounce.
 """
 
 from __future__ import annotations
@@ -228,9 +229,9 @@ def poll_inbox(
 async def send_replies(
     settings: SmtpSettings, replies: Sequence[EmailMessage], *, stop: Stop | None = None
 ) -> int:
-    """Send confirmations with MAIL FROM:<> (RFC 3834 §3.3); returns how many were accepted.
+    """Send answers with MAIL FROM:<> (RFC 3834 §3.3); returns how many were accepted.
 
-    A confirmation that does not go out is only logged: the reader may ask again.
+    An answer that does not go out is only logged: the reader may ask again.
     """
     if not replies:
         return 0
@@ -239,7 +240,7 @@ async def send_replies(
     outcomes = await mailer.send_all(batch)
     for o in outcomes:
         if o.status != "accepted":
-            log.warning("confirmation to %s not sent (%s %s)", o.recipient, o.status, o.detail)
+            log.warning("answer to %s not sent (%s %s)", o.recipient, o.status, o.detail)
     return sum(o.status == "accepted" for o in outcomes)
 
 

@@ -26,6 +26,9 @@ CONFIRMATION_WINDOW = timedelta(days=1)
 # together such senders may cost a reader at most five mails a day.
 CONFIRMATIONS_PER_SENDER = 3
 CONFIRMATIONS_FROM_OTHERS = 5
+# A reader learns by mail what a command changed, and how to undo it, once a
+# day at most: a reader clicking "less like this" under ten papers gets one.
+ACKNOWLEDGEMENT_WINDOW = timedelta(days=1)
 MAX_PREFERENCES = 500  # likes and dislikes each, newest kept
 MAX_HANDLED = 50  # Message-IDs remembered against replays
 
@@ -85,6 +88,7 @@ class Effects:
     changed: bool  # the state differs: save it
     log: str  # one fact for the log
     confirm: Action | None = None  # send a confirmation mail offering this action
+    acknowledge: bool = False  # tell the reader what the command changed
 
 
 def apply(state: ReaderState, event: Event, now: datetime) -> tuple[ReaderState, Effects]:
@@ -110,7 +114,14 @@ def apply(state: ReaderState, event: Event, now: datetime) -> tuple[ReaderState,
     if new == state:
         return state, Effects(False, log)
     # Only a message that changed something is remembered: its replay is the danger.
-    return _remember(new, message_id), Effects(True, log)
+    new = _remember(new, message_id)
+    if not isinstance(event, Verified):
+        return new, Effects(True, log)
+    last = state.acknowledged_at
+    if last is not None and now - last < ACKNOWLEDGEMENT_WINDOW:
+        return new, Effects(True, f"{log}; acknowledged once in the last day already")
+    new = replace(new, acknowledged_at=now)
+    return new, Effects(True, f"{log}; acknowledged", acknowledge=True)
 
 
 def _command(

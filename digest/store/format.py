@@ -128,7 +128,7 @@ def paper_from_doc(d: Mapping[str, Any]) -> Paper:
 def reader_state_to_doc(state: ReaderState) -> dict[str, Any]:
     """Only the fields that hold something: a reader who chose nothing is ``{}``."""
     doc: dict[str, Any] = {}
-    for name in ("unsubscribed_at", "suspended_at", "paused_until"):
+    for name in ("unsubscribed_at", "suspended_at", "paused_until", "acknowledged_at"):
         value = getattr(state, name)
         if value is not None:
             doc[name] = iso(value)
@@ -161,6 +161,7 @@ def reader_state_from_doc(doc: Mapping[str, Any]) -> ReaderState:
         frequency=frequency,
         confirmations=tuple(_confirmation(v) for v in doc.get("confirmations", ())),
         handled=_strings(doc.get("handled", ())),
+        acknowledged_at=_maybe_stamp(doc.get("acknowledged_at")),
     )
 
 

@@ -81,6 +81,12 @@ class Inbox:
                 self.sent.append(handling.response.reply)
         return handling
 
+    def acknowledged(self, address: str) -> bool:
+        """Whether the one mail sent is an acknowledgement to ``address``."""
+        return [(str(m["To"]), ": done, " in str(m["Subject"])) for m in self.sent] == [
+            (address, True)
+        ]
+
     def untouched_except(self, *addresses: str) -> bool:
         return all(s == ReaderState() for a, s in self.states.items() if a not in addresses)
 
@@ -100,14 +106,14 @@ def test_gmail_unsubscribe_button_unsubscribes_that_reader_only() -> None:
         "<CAGmail0001@mail.gmail.example>",
     )
     assert is_suppressed(inbox.states["alice@example.org"], NOW)
-    assert inbox.untouched_except("alice@example.org") and inbox.sent == []
+    assert inbox.untouched_except("alice@example.org") and inbox.acknowledged("alice@example.org")
 
 
 def test_outlook_more_like_this_adds_the_paper_to_the_likes() -> None:
     inbox = Inbox()
     inbox.deliver(outlook(links().paper("2202.12139").more, "alice@example.org"))
     assert inbox.states["alice@example.org"].likes == ("2202.12139",)
-    assert inbox.sent == []
+    assert inbox.acknowledged("alice@example.org")
 
 
 def test_apple_mail_weekly_link_sets_the_frequency() -> None:

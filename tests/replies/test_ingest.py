@@ -5,18 +5,18 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
 
 from digest.errors import StoreCorruptError, StoreLockedError
 from digest.models import ReaderState, Settings, SmtpSettings
-from digest.replies.commands import reader_links
+from digest.replies.commands import find_commands, reader_links
 from digest.replies.ingest import ReplyContext
 from digest.replies.mailroom import Ingested, Mailroom, ReaderStore, read_message, reply_context
 from digest.replies.readers import is_suppressed
-from digest.replies.tokens import ReplySecret
+from digest.replies.tokens import ReplySecret, token_matches
 from tests.support.mail_clients import gmail
 from tests.support.paths import MAIL
 
@@ -107,9 +107,14 @@ def test_a_plain_reply_saves_the_confirmation_count_and_sends_one_mail() -> None
     assert len(store.states["grace@example.edu"].confirmations) == 1
 
 
-def test_an_unsubscribe_has_nothing_to_send() -> None:
+def test_an_unsubscribe_is_acknowledged_to_the_reader_with_the_way_back() -> None:
     result = take(unsubscribe_from("alice@example.org"), MemoryStore("alice@example.org"))
-    assert (result.exit_code, result.reply) == (0, None)
+    assert result.exit_code == 0 and result.reply is not None
+    assert result.reply["To"].addresses[0].addr_spec == "alice@example.org"
+    assert result.reply["Auto-Submitted"] == "auto-replied"
+    (undo,) = {c for c in find_commands(result.reply.get_content()) if c.action == "resume"}
+    assert token_matches(SECRET, "alice@example.org", "resume", "", undo.token)
+    assert "stop all mail to alice@example.org" in result.reply.get_content()
 
 
 def test_read_message_keeps_the_cap_and_drains_the_rest() -> None:
@@ -231,3 +236,42 @@ def test_one_sender_gets_at_most_three_confirmations_a_day() -> None:
         for n in range(10)
     ]
     assert sum(reply is not None for reply in answered) == 3
+
+
+# -- acknowledgements ---------------------------------------------------------------------------
+
+
+def footer_command(action: str, reader: str, sender: str, n: int) -> bytes:
+    """``sender`` clicks ``reader``'s footer link for ``action`` (in Gmail)."""
+    links = reader_links(SECRET, OPERATOR, reader)
+    return gmail(getattr(links, action), sender, message_id=f"<CAGmail{n}@mail.gmail.example>")
+
+
+def test_a_pause_from_a_forwarded_digest_is_acknowledged_to_the_reader_not_the_sender() -> None:
+    store = MemoryStore("alice@example.org")
+    result = take(footer_command("pause", "alice@example.org", "mallory@example.net", 1), store)
+    assert is_suppressed(store.states["alice@example.org"], NOW)
+    assert result.reply is not None
+    assert [a.addr_spec for a in result.reply["To"].addresses] == ["alice@example.org"]
+
+
+def test_a_reader_gets_at_most_one_acknowledgement_a_day() -> None:
+    store = MemoryStore("alice@example.org")
+    room = mailroom(store)
+    pause, weekly = (
+        footer_command(a, "alice@example.org", "alice@example.org", n)
+        for n, a in enumerate(("pause", "weekly"))
+    )
+    first = room.take(pause, NOW)
+    second = room.take(weekly, NOW + timedelta(hours=2))
+    assert store.states["alice@example.org"].frequency == "weekly"  # acted all the same
+    assert first.reply is not None and second.reply is None
+    later = footer_command("daily", "alice@example.org", "alice@example.org", 3)
+    assert room.take(later, NOW + timedelta(days=1)).reply is not None
+
+
+def test_a_command_that_changes_nothing_is_not_acknowledged() -> None:
+    store = MemoryStore("alice@example.org")
+    raw = unsubscribe_from("alice@example.org")
+    take(raw, store)
+    assert take(raw, store).reply is None  # the same message again

@@ -96,6 +96,7 @@ _ids = st.lists(st.from_regex(r"\d{4}\.\d{5}", fullmatch=True), max_size=5).map(
             st.tuples(_times, st.sampled_from(["", "mallory@example.org"])), max_size=3
         ).map(tuple),
         handled=st.lists(st.text(max_size=20), max_size=3).map(tuple),
+        acknowledged_at=st.none() | _times,
     )
 )
 def test_a_reader_state_reads_back_the_same_after_a_reopen(state: ReaderState) -> None:

@@ -136,6 +136,22 @@ def test_gmail_unsubscribe_from_a_real_digest_stops_that_reader_only(site: Site)
     assert "unsubscribed_at" in site.state(ALICE) and site.state(BOB) == {}
 
 
+def test_an_unsubscribe_is_acknowledged_and_the_acknowledgements_link_resumes(
+    site: Site,
+) -> None:
+    first = site.cycle()
+    sent = len(site.smtp.received)
+    site.ingest(gmail(list_unsubscribe(first[ALICE]), ALICE))
+    (acknowledgement,) = site.smtp.received[sent:]
+    assert (acknowledgement.mail_from, acknowledgement.rcpt_tos) == ("<>", [ALICE])
+    text = acknowledgement.message.get_content()
+    resume = re.search(r"mailto:\S+subject=resume%20\S+", text)
+    assert resume, text
+    site.ingest(gmail(resume.group(0), ALICE, message_id="<CAGresume@gmail.example>"))
+    both_keywords(site)
+    assert sorted(site.cycle()) == [ALICE, BOB]
+
+
 def test_the_suppressed_reader_is_named_in_the_report_and_in_status(site: Site, capsys) -> None:
     first = site.cycle()
     assert site.ingest(gmail(list_unsubscribe(first[ALICE]), ALICE)).returncode == 0
@@ -436,7 +452,10 @@ def test_an_unsubscribe_in_the_imap_inbox_stops_the_next_cycles_mail_to_that_rea
     env = {"DIGEST_IMAP_PASSWORD": dovecot.password}
     assert run_daemon(site.cfg, fake, until, timedelta(hours=2), env) == 0
     assert added, "the daemon never polled the inbox"
-    assert [r.rcpt_tos for r in smtp.received[sent:]] == [[BOB]]
+    # alice hears that it worked, and is sent no digest
+    acknowledgement, digest = smtp.received[sent:]
+    assert (acknowledgement.mail_from, acknowledgement.rcpt_tos) == ("<>", [ALICE])
+    assert digest.rcpt_tos == [BOB]
     assert dovecot.contents(folder) == [] and len(dovecot.contents(f"{folder}-done")) == 1
 
 

@@ -149,6 +149,7 @@ class Settings:
     arxiv: ArxivSettings = ArxivSettings()
     smtp: SmtpSettings = SmtpSettings()
     inbox: InboxSettings | None = None
+    owner: str | None = None  # who reads replies digest cannot act on; None: postmaster@
 
 
 @dataclass(frozen=True, slots=True)

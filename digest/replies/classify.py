@@ -140,7 +140,14 @@ class PlainReply:
 
 @dataclass(frozen=True, slots=True)
 class Ignore:
+    """Nothing digest acts on. ``person``: someone wrote it, and the operator should read it.
+
+    Only a message with a From can be a person's: without one nobody could be answered.
+    """
+
     reason: str
+    sender: str = ""  # the From address, when a person wrote it
+    person: bool = False
 
 
 # What a message means: one of the kinds above.
@@ -170,8 +177,8 @@ def describe(meaning: Meaning) -> str:
             return f"auto-reply from {sender or '(no sender)'} ignored: {reason}"
         case PlainReply(sender, action):
             return f"plain reply from {sender} asking to {action}"
-        case Ignore(reason):
-            return f"ignored: {reason}"
+        case Ignore(reason, sender, person):
+            return f"ignored: {reason}" + (f" (from {sender or 'no sender'})" if person else "")
 
 
 # -- classification ---------------------------------------------------------------------
@@ -239,11 +246,15 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Meaning:
         for cmd in found:
             if token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token):
                 return Command(cmd.address, cmd.action, cmd.argument, sender, message_id)
-        return Ignore(f"command token does not match ({found[0].action} for {found[0].address})")
+        return Ignore(
+            f"command token does not match ({found[0].action} for {found[0].address})",
+            sender,
+            person=bool(sender),
+        )
 
     action = _plain_word(subject, body)
     if action is None:
-        return Ignore("no command")
+        return Ignore("no command", sender, person=bool(sender))
     if not sender or _automated_sender(sender):
         return Ignore(f"plain reply asking to {action} from an automated sender {sender!r}")
     return PlainReply(sender, action, message_id, _references(msg), _return_path(msg))

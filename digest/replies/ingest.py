@@ -13,8 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
@@ -53,6 +56,7 @@ class ReplyContext:
     list_name: str = DEFAULT_LIST_NAME
     also_ours: tuple[str, ...] = ()  # other addresses of ours (the IMAP login): never answered
     templates: Path | None = None  # the operator's mail templates, before the shipped ones
+    owner: Address | None = None  # who reads what digest cannot act on; None: nobody
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,13 @@ class Decision:
     meaning: Meaning
     reader: str | None = None  # the subscriber whose state changed or was consulted
     response: Response | None = None
+    forward: EmailMessage | None = None  # the message wrapped for the owner
+
+    @property
+    def outgoing(self) -> EmailMessage | None:
+        """The one mail to send about the message: an answer to the reader, or the forward."""
+        reply = self.response.reply if self.response else None
+        return reply or self.forward
 
     @property
     def understood(self) -> bool:
@@ -112,7 +123,9 @@ class Decision:
     @property
     def log(self) -> str:
         what = describe(self.meaning)
-        return f"{what}: {self.response.effects.log}" if self.response else what
+        if self.response:
+            what = f"{what}: {self.response.effects.log}"
+        return f"{what}; forwarded to {self.forward['To']}" if self.forward else what
 
 
 def decide(
@@ -127,17 +140,85 @@ def decide(
     ``state_of(address)`` gives a subscriber's stored state (``ReaderState()``
     when none is stored yet) and None for an address that is not a
     subscriber: a bounce, command or plain reply for a stranger changes
-    nothing and is never answered.
+    nothing and is never answered. What a person wrote and digest cannot
+    act on (no command, a token that does not match, a plain reply from an
+    address that is not a subscriber) is forwarded to ``ctx.owner``.
     """
     own = (ctx.operator.addr_spec, *ctx.also_ours)
     meaning = classify(raw, secret=ctx.secret, own_addresses=own)
+    if isinstance(meaning, Ignore):
+        return _for_owner(raw, meaning, ctx, now)
     if not isinstance(meaning, Command | Bounce | PlainReply):
         return Decision(meaning)
     address = reader_of(meaning)
     state = state_of(address) if address else None
     if address is None or state is None:
-        return Decision(Ignore(f"{describe(meaning)}, who is not a subscriber"))
+        stranger = f"{describe(meaning)}, who is not a subscriber"
+        if isinstance(meaning, PlainReply):
+            # most likely a reader writing from another address than the one we mail
+            return _for_owner(raw, Ignore(stranger, meaning.sender, person=True), ctx, now)
+        return Decision(Ignore(stranger))
     return Decision(meaning, address, respond(meaning, state, now, ctx))
+
+
+def _for_owner(raw: bytes, meaning: Ignore, ctx: ReplyContext, now: datetime) -> Decision:
+    if not meaning.person or ctx.owner is None:
+        return Decision(meaning)
+    return Decision(meaning, forward=forward_message(raw, meaning, ctx.owner, ctx, now))
+
+
+def forward_message(
+    raw: bytes, why: Ignore, owner: Address, ctx: ReplyContext, now: datetime
+) -> EmailMessage:
+    """A message digest cannot act on, for ``owner``: one line saying why, the message as it came.
+
+    An MTA discards what ``digest ingest`` writes on stderr once it exits 0,
+    so without this a reader's "please take me off this list" reaches
+    nobody. ``Reply-To`` is the person who wrote, so the owner's answer goes
+    to them; ``Auto-Submitted`` keeps vacation responders from answering.
+    The original is attached as ``message/rfc822``; the email package
+    cannot write some broken messages back (a multipart without a boundary
+    and 8-bit text), and those go as the file ``message.eml`` instead.
+    """
+    try:
+        msg = _forward_head(why, owner, ctx, now)
+        msg.add_attachment(BytesParser(policy=default).parsebytes(raw))
+        msg.as_bytes()  # what the mailer will do
+        return msg
+    except Exception:  # the email package's zoo of errors on broken input, as in classify
+        msg = _forward_head(why, owner, ctx, now)
+        msg.add_attachment(
+            raw, maintype="application", subtype="octet-stream", filename="message.eml"
+        )
+        return msg
+
+
+def _forward_head(why: Ignore, owner: Address, ctx: ReplyContext, now: datetime) -> EmailMessage:
+    sender = why.sender or "an unknown sender"
+    msg = EmailMessage()
+    msg["From"] = ctx.operator
+    msg["To"] = owner
+    reply_to = _address(why.sender)
+    if reply_to is not None:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = f"[{ctx.list_name}] not understood: a message from {sender}"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid(domain=ctx.operator.domain or None)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(
+        f"{ctx.list_name} could not act on this message from {sender} ({why.reason}); "
+        "it is attached as it came.\n"
+    )
+    return msg
+
+
+def _address(text: str) -> Address | None:
+    """``text`` as an address header value; None when it is none (an empty or hostile From)."""
+    try:
+        address = Address(addr_spec=text)
+    except (ValueError, IndexError, MessageError):
+        return None
+    return address if address.username and address.domain else None
 
 
 def confirmation_message(request: PlainReply, ctx: ReplyContext, now: datetime) -> EmailMessage:

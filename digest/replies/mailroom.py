@@ -59,12 +59,26 @@ def load_secret(settings: Settings, env: Mapping[str, str]) -> tokens.ReplySecre
     return tokens.load_secret(settings.database.parent, env)
 
 
+def owner(settings: Settings) -> Address:
+    """Who reads the replies digest cannot act on: ``settings.owner``, else the postmaster.
+
+    RFC 5321 §4.5.1 requires every mail domain to accept ``postmaster``, so
+    the default reaches a person responsible for the From address's mail.
+    """
+    if settings.owner:
+        local, _, domain = settings.owner.rpartition("@")
+        return Address(username=local, domain=domain)
+    return Address(username="postmaster", domain=operator(settings)[0].domain)
+
+
 def reply_context(settings: Settings, env: Mapping[str, str]) -> ReplyContext:
     address, list_name = operator(settings)
     ours: tuple[str, ...] = ()
     if settings.inbox is not None and "@" in settings.inbox.username:
         ours = (settings.inbox.username,)
-    return ReplyContext(load_secret(settings, env), address, list_name, ours, settings.templates)
+    return ReplyContext(
+        load_secret(settings, env), address, list_name, ours, settings.templates, owner(settings)
+    )
 
 
 def read_message(stream: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> bytes:
@@ -125,7 +139,7 @@ class Ingested:
 
     exit_code: int
     decision: Decision | None  # None when the message could not be handled at all
-    # A confirmation for the caller to send, already counted in the saved state.
+    # The answer (or forward) for the caller to send, already counted in the saved state.
     # RFC 3834 §3.3: send it with a null envelope sender (MAIL FROM:<>), so
     # that its own bounce can never start a loop.
     reply: EmailMessage | None = None
@@ -178,7 +192,7 @@ class Mailroom:
             log.warning("reply not handled, will be retried: %s", exc)
             return Ingested(EXIT_TEMPFAIL, None)
         log.info("reply: %s", decision.log)
-        return Ingested(EXIT_OK, decision, response.reply if response else None)
+        return Ingested(EXIT_OK, decision, decision.outgoing)
 
     def close(self) -> None:
         try:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import email
 import io
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import SMTP, default
 from pathlib import Path
+
+import pytest
 
 from digest.errors import StoreCorruptError, StoreLockedError
 from digest.models import ReaderState, Settings, SmtpSettings
@@ -17,7 +21,7 @@ from digest.replies.ingest import ReplyContext
 from digest.replies.mailroom import Ingested, Mailroom, ReaderStore, read_message, reply_context
 from digest.replies.readers import is_suppressed
 from digest.replies.tokens import ReplySecret, token_matches
-from tests.support.mail_clients import gmail
+from tests.support.mail_clients import gmail, plain
 from tests.support.paths import MAIL
 
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")
@@ -275,3 +279,92 @@ def test_a_command_that_changes_nothing_is_not_acknowledged() -> None:
     raw = unsubscribe_from("alice@example.org")
     take(raw, store)
     assert take(raw, store).reply is None  # the same message again
+
+
+# -- what digest cannot act on goes to the owner ------------------------------------------------
+
+OWNER = Address("", "ops", "example.org")
+WITH_OWNER = ReplyContext(SECRET, OPERATOR, owner=OWNER)
+TAKE_ME_OFF = (
+    b"From: Alice <alice@example.org>\nTo: papers@digest.example.org\n"
+    b"Subject: Re: Daily Papers: 3 new papers\nMessage-ID: <off.1@example.org>\n"
+    b"Content-Type: text/plain; charset=utf-8\n\n"
+    b"Please take me off this list, too much mail.\n"
+)
+
+
+def received(forward: EmailMessage) -> EmailMessage:
+    """The forward as the owner's mail client reads it."""
+    return email.message_from_bytes(forward.as_bytes(policy=SMTP), policy=default)  # type: ignore[return-value]
+
+
+def attached(forward: EmailMessage) -> EmailMessage:
+    (part,) = received(forward).iter_attachments()
+    assert part.get_content_type() == "message/rfc822"
+    inner = part.get_content()
+    assert isinstance(inner, EmailMessage)
+    return inner
+
+
+def test_a_reply_digest_does_not_understand_is_forwarded_to_the_owner_with_why() -> None:
+    result = take(TAKE_ME_OFF, MemoryStore("alice@example.org"), WITH_OWNER)
+    forward = result.reply
+    assert forward is not None and [a.addr_spec for a in forward["To"].addresses] == [
+        "ops@example.org"
+    ]
+    assert forward["Reply-To"].addresses[0].addr_spec == "alice@example.org"  # answer her
+    why = forward.get_body(("plain",)).get_content().strip()
+    assert len(why.splitlines()) == 1 and "alice@example.org" in why and "no command" in why
+    original = attached(forward)
+    assert original["Message-ID"] == "<off.1@example.org>"
+    assert "too much mail" in original.get_content()
+    assert result.filed == "ignored"  # an inbox still leaves it for a person
+
+
+def test_the_forward_carries_a_message_in_another_charset() -> None:
+    raw = TAKE_ME_OFF.replace(b"too much mail", "zu viele Mails, grüße".encode())
+    forward = take(raw, MemoryStore("alice@example.org"), WITH_OWNER).reply
+    assert forward is not None
+    assert "zu viele Mails, grüße" in attached(forward).get_content()
+
+
+def test_a_message_the_email_package_cannot_write_back_is_forwarded_as_a_file() -> None:
+    # a multipart without a boundary and a raw UTF-8 dash: flattening the
+    # parsed message again fails inside the email package
+    raw = (
+        b"From: Alice <alice@example.org>\nSubject: off\nContent-Type: multipart/mixed\n\n"
+        b"Please take me off this list, too much mail \xe2\x80\x94 thanks\n"
+    )
+    forward = take(raw, MemoryStore("alice@example.org"), WITH_OWNER).reply
+    assert forward is not None
+    (part,) = received(forward).iter_attachments()
+    assert (part.get_filename(), part.get_content()) == ("message.eml", raw)
+
+
+def test_a_plain_reply_from_an_address_that_is_not_a_subscriber_is_forwarded() -> None:
+    raw = plain("alice.private@gmail.example", "unsubscribe", "unsubscribe")
+    forward = take(raw, MemoryStore("alice@example.org"), WITH_OWNER).reply
+    assert forward is not None and str(forward["To"]) == "ops@example.org"
+    assert "not a subscriber" in forward.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param((MAIL / "gmail_vacation_responder.eml").read_bytes(), id="auto-reply"),
+        pytest.param((MAIL / "postfix_dsn_user_unknown.eml").read_bytes(), id="bounce"),
+        pytest.param(plain("papers@digest.example.org", "hello", "hi"), id="our own mail"),
+        pytest.param(plain("no-reply@example.org", "unsubscribe", ""), id="automated sender"),
+        pytest.param(b"\xff\xfe garbage", id="unreadable"),
+    ],
+)
+def test_what_no_person_wrote_is_not_forwarded(raw: bytes) -> None:
+    assert take(raw, MemoryStore("bob@example.com"), WITH_OWNER).reply is None
+
+
+def test_the_owner_is_the_postmaster_of_the_from_domain_unless_set(tmp_path: Path) -> None:
+    sender = SmtpSettings(sender="Daily Papers <papers@digest.example.org>")
+    settings = Settings(database=tmp_path / "digest.json", smtp=sender)
+    assert str(reply_context(settings, {}).owner) == "postmaster@digest.example.org"
+    settings = Settings(database=tmp_path / "digest.json", smtp=sender, owner="ops@example.org")
+    assert str(reply_context(settings, {}).owner) == "ops@example.org"

@@ -344,7 +344,23 @@ def test_a_message_that_proves_nothing_changes_nothing_and_is_not_answered(
     assert done.returncode == 0, done.stderr
     assert b"Traceback" not in done.stderr
     assert site.states() == {}
-    assert len(site.smtp.received) == sent
+    # at most, what a person wrote goes to the owner (the postmaster by default)
+    assert all(r.rcpt_tos == ["postmaster@digest.test"] for r in site.smtp.received[sent:])
+
+
+def test_a_reply_digest_does_not_understand_reaches_the_owner(
+    arxiv: ArxivServer, smtp: SmtpServer, write_config
+) -> None:
+    site = Site(
+        write_config(config_dict(arxiv.url, smtp.port, owner="ops@example.net")), arxiv, smtp
+    )
+    site.cycle()
+    sent = len(smtp.received)
+    raw = plain(ALICE, "Re: Daily Papers", "Please take me off this list, too much mail.")
+    assert site.ingest(raw).returncode == 0
+    (forward,) = smtp.received[sent:]
+    assert (forward.mail_from, forward.rcpt_tos) == ("<>", ["ops@example.net"])
+    assert b"Please take me off this list" in forward.raw
 
 
 def test_a_plain_reply_gets_one_confirmation_with_the_null_sender(site: Site) -> None:

@@ -185,6 +185,15 @@ class Subscriber:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyNote:
+    """One message about a reader and what became of it, for ``digest readers EMAIL``."""
+
+    at: datetime
+    what: str  # what the message was: "command pause for alice@example.org"
+    done: str  # what digest did: "paused until 2026-12-10; acknowledged"
+
+
+@dataclass(frozen=True, slots=True)
 class ReaderState:
     """What a reader chose by mail, and what their bounces cost them.
 
@@ -204,6 +213,7 @@ class ReaderState:
     confirmations: tuple[tuple[datetime, str], ...] = ()
     handled: tuple[str, ...] = ()  # Message-IDs already applied
     acknowledged_at: datetime | None = None  # when a command was last acknowledged
+    last_replies: tuple[ReplyNote, ...] = ()  # the newest last
 
 
 @dataclass(frozen=True, slots=True)

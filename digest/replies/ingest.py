@@ -11,7 +11,7 @@ I/O around it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.errors import MessageError
 from email.headerregistry import Address
@@ -41,6 +41,7 @@ from digest.replies.readers import (
     Event,
     Verified,
     apply,
+    noted,
 )
 from digest.replies.tokens import ReplySecret
 
@@ -83,10 +84,18 @@ def event_of(meaning: Meaning) -> Event | None:
 def respond(
     meaning: Command | Bounce | PlainReply, state: ReaderState, now: datetime, ctx: ReplyContext
 ) -> Response:
-    """The reader's new state, the effects, and the confirmation mail to send (if any)."""
+    """The reader's new state, the effects, and the answer to send (if any).
+
+    The reader's state keeps a note of the message and what became of it,
+    except of a repeated message and of a bounce that changed nothing.
+    """
     event = event_of(meaning)
     assert event is not None  # Command, Bounce and PlainReply all map to an event
     new, effects = apply(state, event, now)
+    repeated = bool(meaning.message_id) and meaning.message_id in state.handled
+    if effects.changed or not (repeated or isinstance(meaning, Bounce)):
+        new = noted(new, now, describe(meaning), effects.log)
+        effects = replace(effects, changed=True)
     reply = None
     if effects.confirm is not None and isinstance(meaning, PlainReply):
         reply = confirmation_message(meaning, ctx, now)
@@ -147,7 +156,16 @@ def decide(
     own = (ctx.operator.addr_spec, *ctx.also_ours)
     meaning = classify(raw, secret=ctx.secret, own_addresses=own)
     if isinstance(meaning, Ignore):
-        return _for_owner(raw, meaning, ctx, now)
+        decision = _for_owner(raw, meaning, ctx, now)
+        state = state_of(meaning.sender) if meaning.person else None
+        if state is None:
+            return decision
+        # a reader who wrote: `digest readers` shows what became of it
+        done = f"forwarded to {decision.forward['To']}" if decision.forward else "ignored"
+        kept = noted(state, now, describe(meaning), done)
+        return replace(
+            decision, reader=meaning.sender, response=Response(kept, Effects(True, done), None)
+        )
     if not isinstance(meaning, Command | Bounce | PlainReply):
         return Decision(meaning)
     address = reader_of(meaning)

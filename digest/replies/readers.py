@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from digest.models import Frequency, ReaderState
+from digest.models import Frequency, ReaderState, ReplyNote
 from digest.replies.commands import Action
 
 PAUSE = timedelta(days=7)
@@ -31,6 +31,7 @@ CONFIRMATIONS_FROM_OTHERS = 5
 ACKNOWLEDGEMENT_WINDOW = timedelta(days=1)
 MAX_PREFERENCES = 500  # likes and dislikes each, newest kept
 MAX_HANDLED = 50  # Message-IDs remembered against replays
+MAX_NOTES = 10  # the last replies ``digest readers EMAIL`` shows
 
 
 # -- events -------------------------------------------------------------------
@@ -202,6 +203,12 @@ def _asked(state: ReaderState, event: Asked, now: datetime) -> tuple[ReaderState
     return _remember(new, event.message_id), Effects(
         True, "confirmation sent", confirm=event.action
     )
+
+
+def noted(state: ReaderState, at: datetime, what: str, done: str) -> ReaderState:
+    """``state`` keeping one more message about the reader, and what became of it."""
+    notes = (*state.last_replies, ReplyNote(at, what, done))[-MAX_NOTES:]
+    return replace(state, last_replies=notes)
 
 
 def _remember(state: ReaderState, message_id: str | None) -> ReaderState:

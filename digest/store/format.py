@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from digest.models import Paper, ReaderState
+from digest.models import Paper, ReaderState, ReplyNote
 
 SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
 
@@ -143,6 +143,8 @@ def reader_state_to_doc(state: ReaderState) -> dict[str, Any]:
             doc[name] = list(values)
     if state.frequency:
         doc["frequency"] = state.frequency
+    if state.last_replies:
+        doc["last_replies"] = [[iso(n.at), n.what, n.done] for n in state.last_replies]
     return doc
 
 
@@ -162,6 +164,7 @@ def reader_state_from_doc(doc: Mapping[str, Any]) -> ReaderState:
         confirmations=tuple(_confirmation(v) for v in doc.get("confirmations", ())),
         handled=_strings(doc.get("handled", ())),
         acknowledged_at=_maybe_stamp(doc.get("acknowledged_at")),
+        last_replies=tuple(_note(v) for v in doc.get("last_replies", ())),
     )
 
 
@@ -176,6 +179,15 @@ def _confirmation(value: object) -> tuple[datetime, str]:
     if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
         return _stamp(value[0]), value[1]
     return _stamp(value), ""
+
+
+def _note(value: object) -> ReplyNote:
+    if not isinstance(value, list) or len(value) != 3:
+        raise TypeError(f"expected [time, what, done], got {value!r}")
+    at, what, done = value
+    if not isinstance(what, str) or not isinstance(done, str):
+        raise TypeError(f"expected [time, what, done], got {value!r}")
+    return ReplyNote(_stamp(at), what, done)
 
 
 def _maybe_stamp(value: object) -> datetime | None:

@@ -8,6 +8,7 @@ Every case checks both halves: the state it may change, and the mail it may
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.headerregistry import Address
@@ -88,7 +89,12 @@ class Inbox:
         ]
 
     def untouched_except(self, *addresses: str) -> bool:
-        return all(s == ReaderState() for a, s in self.states.items() if a not in addresses)
+        """No reader but ``addresses`` chose or was counted anything (a note of a reply aside)."""
+        return all(
+            replace(s, last_replies=()) == ReaderState()
+            for a, s in self.states.items()
+            if a not in addresses
+        )
 
 
 # -- commands built from digest's own links -------------------------------------------------

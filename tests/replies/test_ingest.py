@@ -368,3 +368,30 @@ def test_the_owner_is_the_postmaster_of_the_from_domain_unless_set(tmp_path: Pat
     assert str(reply_context(settings, {}).owner) == "postmaster@digest.example.org"
     settings = Settings(database=tmp_path / "digest.json", smtp=sender, owner="ops@example.org")
     assert str(reply_context(settings, {}).owner) == "ops@example.org"
+
+
+# -- what became of a reader's last replies -------------------------------------------------
+
+
+def test_a_readers_last_ten_replies_are_kept_with_what_was_done() -> None:
+    store = MemoryStore("alice@example.org")
+    room = mailroom(store, WITH_OWNER)
+    for n in range(11):
+        room.take(footer_command("pause", "alice@example.org", "alice@example.org", n), NOW)
+    room.take(TAKE_ME_OFF, NOW + timedelta(minutes=5))
+    kept = store.states["alice@example.org"].last_replies
+    assert len(kept) == 10
+    assert (kept[0].what, kept[0].done) == (
+        "command pause for alice@example.org",
+        "paused until 2026-12-10",  # the same pause again changes nothing
+    )
+    assert kept[-1].at == NOW + timedelta(minutes=5)
+    assert "no command" in kept[-1].what and kept[-1].done == "forwarded to ops@example.org"
+
+
+def test_a_repeated_message_is_not_kept_twice() -> None:
+    store = MemoryStore("alice@example.org")
+    raw = unsubscribe_from("alice@example.org")
+    take(raw, store)
+    take(raw, store)
+    assert len(store.states["alice@example.org"].last_replies) == 1

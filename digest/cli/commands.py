@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest import atomic, config, replies
-from digest.cli.terminal import ProgressLine
+from digest.cli.terminal import ProgressLine, log_to_syslog
 from digest.cli.writable import check_output, check_writable
 from digest.compose import archive
 from digest.cycle import CycleReport, Hooks, Options, SubscriberReport, collaborators, run_cycle
@@ -123,6 +123,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     An MTA turns any other exit into a bounce to the sender: the reader who
     clicked "unsubscribe" would get their own message back.
     """
+    log_to_syslog()
     raw = replies.read_message(sys.stdin.buffer)  # first: the MTA expects the whole message taken
     try:
         cfg = config.load_named(args.config, os.environ)
@@ -131,15 +132,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if result.reply is not None:
             asyncio.run(replies.send_replies(cfg.settings.smtp, [result.reply]))
     except DigestError as exc:
-        print(f"digest ingest: {exc} (the message will be offered again)", file=sys.stderr)
+        log.warning("ingest: %s (the message will be offered again)", exc)
         return EXIT_TEMPFAIL
     except Exception as exc:  # a bug: the MTA keeps the message, the operator sees why
         if args.verbose:
             log.exception("unexpected error")
-        print(
-            f"digest ingest: unexpected error: {type(exc).__name__}: {exc} "
-            "(the message will be offered again; run with -v for the traceback)",
-            file=sys.stderr,
+        log.error(
+            "ingest: unexpected error: %s: %s (the message will be offered again; "
+            "run with -v for the traceback)",
+            type(exc).__name__,
+            exc,
         )
         return EXIT_TEMPFAIL
     return result.exit_code

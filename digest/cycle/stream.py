@@ -108,7 +108,9 @@ def _links(run: Run, email: str) -> compose.LinkMaker | None:
         return None
     operator, list_name = replies.operator(run.config.settings)
     # a partial, not a lambda: it crosses to the composing processes
-    return functools.partial(reader_links, secret, operator, email, list_name=list_name)
+    return functools.partial(
+        reader_links, secret, operator, email, issued=run.now.date(), list_name=list_name
+    )
 
 
 def _compose(run: Run, plan: Plan) -> Outgoing:

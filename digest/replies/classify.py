@@ -25,6 +25,7 @@ import html
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import date
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import default
@@ -33,7 +34,7 @@ from urllib.parse import unquote
 
 from digest.replies import bounces
 from digest.replies.commands import Action, find_commands
-from digest.replies.tokens import ReplySecret, normalise_address, token_matches
+from digest.replies.tokens import ReplySecret, normalise_address, token_matches, verify
 
 # Larger messages are read only this far: headers, a DSN's report and a
 # command's subject all come first; a 5 MB attachment after them is not read.
@@ -102,8 +103,10 @@ class Command:
     subscriber: str  # normalised
     action: Action
     argument: str = ""
-    sender: str = ""  # the From address, for the log only
+    sender: str = ""  # the From address
     message_id: str | None = None
+    issued: date | None = None  # the token's day; None: a token from before tokens had one
+    return_path: str = ""  # the envelope sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,7 @@ def reader_of(meaning: Meaning) -> str | None:
 def describe(meaning: Meaning) -> str:
     """One log line: what the message was."""
     match meaning:
-        case Command(subscriber, action, argument, sender, _):
+        case Command(subscriber, action, argument, sender):
             arg = f" {argument}" if argument else ""
             via = f" (sent from {sender})" if sender and sender != subscriber else ""
             return f"command {action}{arg} for {subscriber}{via}"
@@ -244,8 +247,17 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Meaning:
         if not found:
             continue
         for cmd in found:
-            if token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token):
-                return Command(cmd.address, cmd.action, cmd.argument, sender, message_id)
+            proof = verify(secret, cmd.address, cmd.action, cmd.argument, cmd.token)
+            if proof is not None:
+                return Command(
+                    cmd.address,
+                    cmd.action,
+                    cmd.argument,
+                    sender,
+                    message_id,
+                    proof.issued,
+                    _return_path(msg),
+                )
         return Ignore(
             f"command token does not match ({found[0].action} for {found[0].address})",
             sender,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from email.policy import default
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Literal
 
 from digest.mail import render_template
 from digest.models import ReaderState
@@ -33,7 +34,14 @@ from digest.replies.classify import (
     describe,
     reader_of,
 )
-from digest.replies.commands import DESCRIPTIONS, UNDO, Action, command_line, command_mailto
+from digest.replies.commands import (
+    DESCRIPTIONS,
+    RAISES,
+    UNDO,
+    Action,
+    command_line,
+    command_mailto,
+)
 from digest.replies.readers import (
     Asked,
     Bounced,
@@ -43,7 +51,7 @@ from digest.replies.readers import (
     apply,
     noted,
 )
-from digest.replies.tokens import ReplySecret
+from digest.replies.tokens import TOKEN_LIFETIME, ReplySecret
 
 DEFAULT_LIST_NAME = "Daily Papers"
 
@@ -67,15 +75,64 @@ class Response:
     reply: EmailMessage | None  # a confirmation to send, if any
 
 
-def event_of(meaning: Meaning) -> Event | None:
+# Why a request does not act by itself and its reader is asked to confirm it.
+Why = Literal["plain", "elsewhere", "expired"]
+# The sentence the confirmation gives for it (the template's ``reason``).
+REASONS: dict[Why, str] = {
+    "plain": "A From address is easy to forge, so nothing has changed yet.",
+    "elsewhere": "The request came from {sender}, not from {reader}, so nothing has changed yet.",
+    "expired": "Its link is from a digest sent more than {days} days ago, so nothing has changed "
+    "yet.",
+}
+_WHY_IN_LOG: dict[Why, str] = {
+    "plain": "",
+    "elsewhere": " (a raise asked from another address)",
+    "expired": f" (a link older than {TOKEN_LIFETIME.days} days)",
+}
+
+
+def why_confirm(request: Command | PlainReply, today: date) -> Why | None:
+    """None: the command acts on its token alone; else why its reader must confirm it first.
+
+    What lowers mail acts on the token alone, whoever sends it: at worst a
+    reader gets less mail, and hears of it (``acknowledgement_message``).
+    What raises or widens it acts only from the reader's own address. Any
+    token but an unsubscribe's expires after ``TOKEN_LIFETIME``; leaving
+    must always work, whatever the age of the link.
+    """
+    if isinstance(request, PlainReply):
+        return "plain"
+    if request.action == "unsubscribe":
+        return None
+    if request.issued is None or today - request.issued > TOKEN_LIFETIME:
+        return "expired"
+    if request.action in RAISES and not _from_reader(request):
+        return "elsewhere"
+    return None
+
+
+def _asker(request: Command | PlainReply) -> str:
+    """Who asked, for counting confirmations: the envelope sender, else the From."""
+    return request.return_path or request.sender
+
+
+def _from_reader(command: Command) -> bool:
+    """Sent from the reader's own address: the From and the envelope sender (if any) are hers."""
+    return command.sender == command.subscriber == _asker(command)
+
+
+def event_of(meaning: Meaning, today: date) -> Event | None:
     """The reader event a meaning amounts to; None for what changes no reader."""
     match meaning:
+        case Command(reader, action, argument, _, message_id) if why_confirm(meaning, today):
+            asker = _asker(meaning)
+            return Asked(action, message_id, asker, own=asker == reader, argument=argument)
         case Command(_, action, argument, _, message_id):
             return Verified(action, argument, message_id)
         case Bounce(_, hard, status, message_id, verified):
             return Bounced(hard, status, message_id, verified)
-        case PlainReply(sender, action, message_id, _, return_path):
-            asker = return_path or sender
+        case PlainReply(sender, action, message_id):
+            asker = _asker(meaning)
             return Asked(action, message_id, asker, own=asker == sender)
         case _:
             return None
@@ -89,16 +146,20 @@ def respond(
     The reader's state keeps a note of the message and what became of it,
     except of a repeated message and of a bounce that changed nothing.
     """
-    event = event_of(meaning)
+    event = event_of(meaning, now.date())
     assert event is not None  # Command, Bounce and PlainReply all map to an event
     new, effects = apply(state, event, now)
+    why = None if isinstance(meaning, Bounce) else why_confirm(meaning, now.date())
+    if why is not None and effects.confirm is not None:
+        effects = replace(effects, log=effects.log + _WHY_IN_LOG[why])
     repeated = bool(meaning.message_id) and meaning.message_id in state.handled
     if effects.changed or not (repeated or isinstance(meaning, Bounce)):
         new = noted(new, now, describe(meaning), effects.log)
         effects = replace(effects, changed=True)
     reply = None
-    if effects.confirm is not None and isinstance(meaning, PlainReply):
-        reply = confirmation_message(meaning, ctx, now)
+    if why is not None and effects.confirm is not None:
+        assert not isinstance(meaning, Bounce)  # a bounce asks for nothing
+        reply = confirmation_message(meaning, why, ctx, now)
     elif effects.acknowledge and isinstance(meaning, Command):
         reply = acknowledgement_message(meaning, ctx, now)
     return Response(new, effects, reply)
@@ -239,24 +300,33 @@ def _address(text: str) -> Address | None:
     return address if address.username and address.domain else None
 
 
-def confirmation_message(request: PlainReply, ctx: ReplyContext, now: datetime) -> EmailMessage:
-    """The answer to a plain reply: the tokened link, mailed only to the From address.
+def confirmation_message(
+    request: Command | PlainReply, why: Why, ctx: ReplyContext, now: datetime
+) -> EmailMessage:
+    """The request's fresh tokened link, mailed only to the reader it is for, and why.
 
-    The subject never carries the token: an out-of-office echo of it must
-    not be able to confirm. Subject and text come from the templates
-    ``confirm_subject.txt`` and ``confirm.txt``; a broken one raises
-    ``TemplateError``.
+    A plain reply's reader is its From address; a command's, the address its
+    token names. The subject never carries the token: an out-of-office echo
+    of it must not be able to confirm. Subject and text come from the
+    templates ``confirm_subject.txt`` and ``confirm.txt``; a broken one
+    raises ``TemplateError``.
     """
-    address = request.sender
-    context = _offer(ctx, address, request.action)
+    if isinstance(request, PlainReply):
+        reader, argument, references = request.sender, "", request.references
+    else:
+        reader, argument, references = request.subscriber, request.argument, ()
+    context = _offer(ctx, reader, request.action, argument, now.date())
+    context["reason"] = REASONS[why].format(
+        sender=request.sender, reader=reader, days=TOKEN_LIFETIME.days
+    )
     return _answer(
         ctx,
-        address,
+        reader,
         render_template(ctx.templates, "confirm_subject.txt", context),
         render_template(ctx.templates, "confirm.txt", context),
         now,
         request.message_id,
-        request.references,
+        references,
     )
 
 
@@ -268,7 +338,7 @@ def acknowledgement_message(command: Command, ctx: ReplyContext, now: datetime) 
     it. From the templates ``ack_subject.txt`` and ``ack.txt``.
     """
     reader, undo = command.subscriber, UNDO[command.action]
-    context = _offer(ctx, reader, undo, command.argument)
+    context = _offer(ctx, reader, undo, command.argument, now.date())
     context["undo"] = context.pop("what")
     context["what"] = _description(command.action, reader, command.argument)
     return _answer(
@@ -285,16 +355,21 @@ def _description(action: Action, reader: str, argument: str = "") -> str:
     return DESCRIPTIONS[action].format(address=reader, argument=argument)
 
 
-def _offer(ctx: ReplyContext, reader: str, action: Action, argument: str = "") -> dict[str, str]:
+def _offer(
+    ctx: ReplyContext, reader: str, action: Action, argument: str, today: date
+) -> dict[str, str]:
     """What the answer templates see: the list, the reader, and the command they may send."""
     operator, list_name = ctx.operator, ctx.list_name
+    link = command_mailto(
+        ctx.secret, operator, reader, action, argument, issued=today, list_name=list_name
+    )
     return {
         "list_name": list_name,
         "what": _description(action, reader, argument),
         "reader": reader,
         "operator": operator.addr_spec,
-        "link": command_mailto(ctx.secret, operator, reader, action, argument, list_name=list_name),
-        "line": command_line(ctx.secret, reader, action, argument),
+        "link": link,
+        "line": command_line(ctx.secret, reader, action, argument, issued=today),
     }
 
 

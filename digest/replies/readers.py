@@ -74,6 +74,7 @@ class Asked:
     message_id: str | None = None
     sender: str = ""
     own: bool = True
+    argument: str = ""
 
 
 @dataclass(frozen=True, slots=True)

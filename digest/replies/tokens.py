@@ -1,10 +1,13 @@
 """Per-reader command tokens: who may unsubscribe, pause or steer whom.
 
-A token is an HMAC-SHA256 of (reader address, action, argument) under a
-secret only this installation knows, so a reply can act for a reader only if
-it carries a link that was mailed to that reader. Nothing is stored per
-token: the same inputs always give the same token, and a changed address,
-action or paper id gives a different one.
+A token is an HMAC-SHA256 of (issue day, reader address, action, argument)
+under a secret only this installation knows, so a reply can act for a reader
+only if it carries a link that was mailed to that reader. Nothing is stored
+per token: the same inputs always give the same token, and a changed day,
+address, action or paper id gives a different one. The day is written after
+the MAC, three base32 letters, so that a token says how old it is; tokens
+mailed before that carry no day (``digest-reply-token-v1``) and still verify,
+as undated.
 
 The secret is a systemd credential (``$CREDENTIALS_DIRECTORY/reply-secret``)
 when one is given, else a file ``reply-secret`` in the state folder, created
@@ -22,6 +25,7 @@ import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from digest.config import credential_path
@@ -34,10 +38,21 @@ MIN_SECRET_BYTES = 16
 # Base32 (A-Z, 2-7) because clients and MTAs fold the case of subjects;
 # 128 bits take 26 characters once the padding is dropped.
 TOKEN_BYTES = 16
-TOKEN_LENGTH = 26
+MAC_LENGTH = 26
+# The issue day: days since EPOCH in three base32 letters (15 bits), enough
+# until 2109 and short enough for a List-Unsubscribe header.
+EPOCH = date(2020, 1, 1)
+DAY_LENGTH = 3
+TOKEN_LENGTH = MAC_LENGTH + DAY_LENGTH
 
-# Bumping the version invalidates every link in every mail ever sent.
-_DOMAIN = b"digest-reply-token-v1"
+# After this, a dated token still unsubscribes but no longer acts otherwise: the
+# reader is asked to confirm. A digest is a permanent key for whoever it was
+# forwarded to; three months is longer than anyone leaves a digest unread.
+TOKEN_LIFETIME = timedelta(days=90)
+
+# Bumping a version invalidates every link made with it.
+_DOMAIN = b"digest-reply-token-v2"  # dated
+_UNDATED_DOMAIN = b"digest-reply-token-v1"  # the tokens mailed before they carried their day
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +62,13 @@ class ReplySecret:
     def __post_init__(self) -> None:
         if len(self.key) < MIN_SECRET_BYTES:
             raise ValueError(f"a reply secret needs at least {MIN_SECRET_BYTES} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """What a token that verified says beyond whom and what it is for."""
+
+    issued: date | None  # None: an undated token, mailed before tokens carried their day
 
 
 def normalise_address(address: str) -> str:
@@ -64,23 +86,51 @@ def normalise_argument(argument: str) -> str:
 
 
 class Signer:
-    """Tokens for one reader: the HMAC state after the reader's part, copied per command.
+    """Tokens for one reader and day: the HMAC state after those, copied per command.
 
     A digest carries dozens of links for the same reader; copying the keyed
     state is cheaper than keying a new HMAC for each.
     """
 
-    __slots__ = ("_mac",)
+    __slots__ = ("_day", "_mac")
 
-    def __init__(self, secret: ReplySecret, address: str) -> None:
-        prefix = b"\0".join((_DOMAIN, normalise_address(address).encode("utf-8"), b""))
-        self._mac = hmac.new(secret.key, prefix, hashlib.sha256)
+    def __init__(self, secret: ReplySecret, address: str, issued: date) -> None:
+        self._day = _day_text(issued)
+        self._mac = _keyed(secret.key, address, self._day)
 
     def token(self, action: str, argument: str = "") -> str:
-        mac = self._mac.copy()
-        mac.update(action.strip().lower().encode("utf-8"))
-        mac.update(b"\0" + normalise_argument(argument).encode("utf-8"))
-        return _base32(mac.digest()[:TOKEN_BYTES])
+        return _mac_text(self._mac, action, argument) + self._day
+
+
+def _keyed(key: bytes, address: str, day: str | None) -> hmac.HMAC:
+    """The HMAC keyed and fed the parts before the command: domain, day, address."""
+    head = (_DOMAIN, day.encode("ascii")) if day is not None else (_UNDATED_DOMAIN,)
+    prefix = b"\0".join((*head, normalise_address(address).encode("utf-8"), b""))
+    return hmac.new(key, prefix, hashlib.sha256)
+
+
+def _mac_text(keyed: hmac.HMAC, action: str, argument: str) -> str:
+    mac = keyed.copy()
+    mac.update(action.strip().lower().encode("utf-8"))
+    mac.update(b"\0" + normalise_argument(argument).encode("utf-8"))
+    return _base32(mac.digest()[:TOKEN_BYTES])
+
+
+def _day_text(issued: date) -> str:
+    n = (issued - EPOCH).days
+    if not 0 <= n < 32**DAY_LENGTH:
+        raise ValueError(f"{issued} cannot be written in a token")
+    return "".join(_ALPHABET[(n >> shift) & 31] for shift in (10, 5, 0))
+
+
+def _day_of(text: str) -> date | None:
+    n = 0
+    for c in text:
+        i = _ALPHABET.find(c)
+        if i < 0:
+            return None
+        n = n * 32 + i
+    return EPOCH + timedelta(days=n)
 
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 §6
@@ -97,21 +147,46 @@ def _base32(digest: bytes) -> str:
     return "".join([_PAIRS[(n >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
-def command_token(secret: ReplySecret, address: str, action: str, argument: str = "") -> str:
-    """The token that authorises ``action`` (with ``argument``) for ``address``.
+def command_token(
+    secret: ReplySecret, address: str, action: str, argument: str = "", *, issued: date
+) -> str:
+    """The token that authorises ``action`` (with ``argument``) for ``address``, from ``issued``.
 
-    HMAC-SHA256 over ``domain NUL address NUL action NUL argument``, the first 128 bits.
+    HMAC-SHA256 over ``domain NUL day NUL address NUL action NUL argument``,
+    the first 128 bits, then the day.
     """
-    return Signer(secret, address).token(action, argument)
+    return Signer(secret, address, issued).token(action, argument)
+
+
+def verify(
+    secret: ReplySecret, address: str, action: str, argument: str, token: str
+) -> Proof | None:
+    """What ``token`` proves for this command; None when it does not authorise it.
+
+    Constant time per key, case-insensitive; never raises, whatever the text.
+    """
+    given = token.strip().upper()
+    if len(given) == TOKEN_LENGTH:
+        day: str | None = given[MAC_LENGTH:]
+        issued = _day_of(given[MAC_LENGTH:])
+        if issued is None:
+            return None
+    elif len(given) == MAC_LENGTH:
+        day, issued = None, None
+    else:
+        return None
+    expected = _mac_text(_keyed(secret.key, address, day), action, argument)
+    mac = given[:MAC_LENGTH].encode("ascii", errors="replace")
+    if hmac.compare_digest(expected.encode("ascii"), mac):
+        return Proof(issued)
+    return None
 
 
 def token_matches(
     secret: ReplySecret, address: str, action: str, argument: str, token: str
 ) -> bool:
-    """Whether ``token`` authorises this command; constant time, case-insensitive."""
-    expected = command_token(secret, address, action, argument)
-    given = token.strip().upper().encode("ascii", errors="replace")
-    return hmac.compare_digest(expected.encode("ascii"), given)
+    """Whether ``token`` authorises this command at all, whatever its day."""
+    return verify(secret, address, action, argument, token) is not None
 
 
 def load_secret(state_dir: Path, env: Mapping[str, str]) -> ReplySecret:

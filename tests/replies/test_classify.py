@@ -55,7 +55,7 @@ SUBSCRIBERS = (
 def links(
     address: str = "alice@example.org", papers: tuple[str, ...] = ("2202.12139",)
 ) -> ReaderLinks:
-    return reader_links(SECRET, OPERATOR, address, papers)
+    return reader_links(SECRET, OPERATOR, address, papers, issued=NOW.date())
 
 
 def fixture(name: str) -> bytes:
@@ -110,6 +110,7 @@ def test_gmail_unsubscribe_button_unsubscribes_that_reader_only() -> None:
         "",
         "alice@example.org",
         "<CAGmail0001@mail.gmail.example>",
+        issued=NOW.date(),
     )
     assert is_suppressed(inbox.states["alice@example.org"], NOW)
     assert inbox.untouched_except("alice@example.org") and inbox.acknowledged("alice@example.org")
@@ -137,6 +138,8 @@ def test_old_style_paper_id_survives_the_round_trip() -> None:
         "astro-ph/9904306",
         "alice@example.org",
         "<CAGmail0001@mail.gmail.example>",
+        issued=NOW.date(),
+        return_path="alice@example.org",
     )
 
 

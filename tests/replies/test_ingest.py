@@ -6,7 +6,7 @@ import contextlib
 import email
 import io
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, default
@@ -27,6 +27,7 @@ from tests.support.paths import MAIL
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")
 OPERATOR = Address("Daily Papers", "papers", "digest.example.org")
 NOW = datetime(2026, 12, 3, 8, 30, tzinfo=UTC)
+TODAY = NOW.date()
 CONTEXT = ReplyContext(SECRET, OPERATOR)
 
 
@@ -70,7 +71,8 @@ def ingest(raw: bytes, store: MemoryStore, sent: list[EmailMessage] | None = Non
 
 def unsubscribe_from(address: str) -> bytes:
     """What Gmail's unsubscribe button sends for the digest's List-Unsubscribe header."""
-    return gmail(reader_links(SECRET, OPERATOR, address).list_unsubscribe.strip("<>"), address)
+    links = reader_links(SECRET, OPERATOR, address, issued=NOW.date())
+    return gmail(links.list_unsubscribe.strip("<>"), address)
 
 
 def plain_reply() -> bytes:
@@ -245,9 +247,9 @@ def test_one_sender_gets_at_most_three_confirmations_a_day() -> None:
 # -- acknowledgements ---------------------------------------------------------------------------
 
 
-def footer_command(action: str, reader: str, sender: str, n: int) -> bytes:
+def footer_command(action: str, reader: str, sender: str, n: int, issued: date = TODAY) -> bytes:
     """``sender`` clicks ``reader``'s footer link for ``action`` (in Gmail)."""
-    links = reader_links(SECRET, OPERATOR, reader)
+    links = reader_links(SECRET, OPERATOR, reader, issued=issued)
     return gmail(getattr(links, action), sender, message_id=f"<CAGmail{n}@mail.gmail.example>")
 
 
@@ -395,3 +397,82 @@ def test_a_repeated_message_is_not_kept_twice() -> None:
     take(raw, store)
     take(raw, store)
     assert len(store.states["alice@example.org"].last_replies) == 1
+
+
+# -- what a token may do alone ---------------------------------------------------------------
+
+
+def confirmation_to(result: Ingested, reader: str) -> str:
+    """The text of the confirmation ``result`` mails to ``reader``."""
+    reply = result.reply
+    assert reply is not None and "confirm" in str(reply["Subject"])
+    assert [a.addr_spec for a in reply["To"].addresses] == [reader]
+    return reply.get_content()
+
+
+def confirmed(text: str, action: str, reader: str, n: int) -> bytes:
+    """The reader sends the command line a confirmation offers, from her own address."""
+    (line,) = {c for c in find_commands(text) if c.action == action}
+    subject = f"{line.action} {line.address} {line.token}"
+    return plain(reader, subject, "").replace(b"<plain.0001@", f"<confirmed.{n}@".encode())
+
+
+def left_alice() -> MemoryStore:
+    store = MemoryStore("alice@example.org")
+    store.states["alice@example.org"] = ReaderState(unsubscribed_at=NOW - timedelta(days=3))
+    return store
+
+
+def test_a_resume_from_another_address_asks_the_reader_before_it_acts() -> None:
+    # a forwarded digest: anyone holding it could sign alice up again
+    store = left_alice()
+    result = take(footer_command("resume", "alice@example.org", "mallory@example.net", 1), store)
+    assert is_suppressed(store.states["alice@example.org"], NOW)
+    text = confirmation_to(result, "alice@example.org")
+    assert "mallory@example.net" in text
+    take(confirmed(text, "resume", "alice@example.org", 2), store)
+    assert not is_suppressed(store.states["alice@example.org"], NOW)
+
+
+def test_a_resume_from_the_readers_own_address_acts() -> None:
+    store = left_alice()
+    take(footer_command("resume", "alice@example.org", "alice@example.org", 1), store)
+    assert not is_suppressed(store.states["alice@example.org"], NOW)
+
+
+def test_more_like_this_from_another_address_asks_the_reader_too() -> None:
+    store = MemoryStore("alice@example.org")
+    links = reader_links(SECRET, OPERATOR, "alice@example.org", ("2202.12139",), issued=NOW.date())
+    result = take(gmail(links.paper("2202.12139").more, "mallory@example.net"), store)
+    assert store.states["alice@example.org"].likes == ()
+    assert "more 2202.12139 alice@example.org" in confirmation_to(result, "alice@example.org")
+
+
+def test_a_link_older_than_90_days_asks_the_reader_before_it_acts() -> None:
+    store = MemoryStore("alice@example.org")
+    old = NOW.date() - timedelta(days=91)
+    result = take(footer_command("pause", "alice@example.org", "alice@example.org", 1, old), store)
+    assert not is_suppressed(store.states["alice@example.org"], NOW)
+    assert "90 days" in confirmation_to(result, "alice@example.org")
+
+
+def test_a_link_of_90_days_still_acts() -> None:
+    store = MemoryStore("alice@example.org")
+    old = NOW.date() - timedelta(days=90)
+    take(footer_command("pause", "alice@example.org", "alice@example.org", 1, old), store)
+    assert is_suppressed(store.states["alice@example.org"], NOW)
+
+
+def test_an_unsubscribe_link_never_expires() -> None:
+    store = MemoryStore("alice@example.org")
+    old = NOW.date() - timedelta(days=2000)
+    take(footer_command("unsubscribe", "alice@example.org", "bob@example.net", 1, old), store)
+    assert is_suppressed(store.states["alice@example.org"], NOW)
+
+
+def test_an_unsubscribe_from_a_digest_sent_before_tokens_had_a_day_still_acts() -> None:
+    # the List-Unsubscribe of a digest mailed before, as the bounce fixtures return it
+    subject = "unsubscribe bob@example.com P5PCJFT6XCMTR7T3EINXVK6K4M"
+    store = MemoryStore("bob@example.com")
+    take(plain("bob@example.com", subject, ""), store)
+    assert is_suppressed(store.states["bob@example.com"], NOW)

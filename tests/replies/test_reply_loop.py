@@ -159,6 +159,20 @@ def test_an_unsubscribe_is_acknowledged_and_the_acknowledgements_link_resumes(
     assert sorted(site.cycle()) == [ALICE, BOB]
 
 
+def test_a_forwarded_digests_resume_link_asks_its_reader_before_it_acts(site: Site) -> None:
+    first = site.cycle()
+    site.ingest(gmail(list_unsubscribe(first[ALICE]), ALICE))
+    resume = re.search(
+        r"mailto:\S+subject=resume%20\S+", first[ALICE].get_body(("plain",)).get_content()
+    )
+    assert resume
+    sent = len(site.smtp.received)
+    site.ingest(gmail(resume.group(0), "mallory@example.net", message_id="<CAGfwd@gmail.example>"))
+    assert "unsubscribed_at" in site.state(ALICE)
+    (confirmation,) = site.smtp.received[sent:]
+    assert confirmation.rcpt_tos == [ALICE] and b"mallory@example.net" in confirmation.raw
+
+
 def test_the_suppressed_reader_is_named_in_the_report_and_in_status(site: Site, capsys) -> None:
     first = site.cycle()
     assert site.ingest(gmail(list_unsubscribe(first[ALICE]), ALICE)).returncode == 0

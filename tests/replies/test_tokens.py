@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import stat
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,50 +16,55 @@ from digest.errors import ConfigError
 from digest.replies.tokens import (
     SECRET_NAME,
     TOKEN_LENGTH,
+    Proof,
     ReplySecret,
     _base32,
     command_token,
     load_secret,
     token_matches,
+    verify,
 )
 
 SECRET = ReplySecret(b"test-secret-0123456789abcdef")
 OTHER = ReplySecret(b"another-secret-0123456789abcd")
+ISSUED = date(2026, 12, 3)
+# as the digests mailed before tokens carried their day wrote it (tests/fixtures/mail)
+UNDATED = "P5PCJFT6XCMTR7T3EINXVK6K4M"  # unsubscribe bob@example.com under SECRET
 
 
 def test_token_is_128_bits_of_base32_without_padding() -> None:
-    token = command_token(SECRET, "alice@example.org", "unsubscribe")
-    assert len(token) == TOKEN_LENGTH == 26
+    token = command_token(SECRET, "alice@example.org", "unsubscribe", issued=ISSUED)[:-3]
+    assert len(token) == 26
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
 
 def test_token_matches_what_it_was_made_for() -> None:
-    token = command_token(SECRET, "alice@example.org", "more", "2202.12139")
+    token = command_token(SECRET, "alice@example.org", "more", "2202.12139", issued=ISSUED)
     assert token_matches(SECRET, "alice@example.org", "more", "2202.12139", token)
 
 
 def test_token_survives_a_client_that_folds_case() -> None:
-    token = command_token(SECRET, "Alice@Example.org", "unsubscribe")
+    token = command_token(SECRET, "Alice@Example.org", "unsubscribe", issued=ISSUED)
     assert token_matches(SECRET, "ALICE@EXAMPLE.ORG", "UNSUBSCRIBE", "", token.lower())
 
 
 def test_token_for_another_address_does_not_match() -> None:
-    token = command_token(SECRET, "alice@example.org", "unsubscribe")
+    token = command_token(SECRET, "alice@example.org", "unsubscribe", issued=ISSUED)
     assert not token_matches(SECRET, "bob@example.org", "unsubscribe", "", token)
 
 
 def test_token_for_another_action_does_not_match() -> None:
-    token = command_token(SECRET, "alice@example.org", "pause")
+    token = command_token(SECRET, "alice@example.org", "pause", issued=ISSUED)
     assert not token_matches(SECRET, "alice@example.org", "unsubscribe", "", token)
 
 
 def test_token_for_another_paper_does_not_match() -> None:
-    token = command_token(SECRET, "alice@example.org", "less", "2202.12139")
+    token = command_token(SECRET, "alice@example.org", "less", "2202.12139", issued=ISSUED)
     assert not token_matches(SECRET, "alice@example.org", "less", "2202.12140", token)
 
 
 def test_token_from_another_secret_does_not_match() -> None:
-    token = command_token(OTHER, "alice@example.org", "unsubscribe")
+    token = command_token(OTHER, "alice@example.org", "unsubscribe", issued=ISSUED)
     assert not token_matches(SECRET, "alice@example.org", "unsubscribe", "", token)
 
 
@@ -137,3 +143,28 @@ def test_a_truncated_secret_file_is_refused(tmp_path: Path) -> None:
 @given(st.binary(min_size=16, max_size=16))
 def test_the_fast_base32_is_rfc_4648_base32(digest: bytes) -> None:
     assert _base32(digest) == base64.b32encode(digest).decode("ascii").rstrip("=")
+
+
+# -- the day a token was issued -----------------------------------------------------------
+
+
+def test_a_token_says_the_day_it_was_issued() -> None:
+    token = command_token(SECRET, "alice@example.org", "pause", issued=ISSUED)
+    assert verify(SECRET, "alice@example.org", "pause", "", token) == Proof(issued=ISSUED)
+
+
+def test_a_token_with_another_day_does_not_match() -> None:
+    token = command_token(SECRET, "alice@example.org", "pause", issued=ISSUED)
+    later = command_token(SECRET, "alice@example.org", "pause", issued=date(2027, 3, 1))
+    assert token[:-3] != later[:-3]  # the day is signed, not only written down
+    assert verify(SECRET, "alice@example.org", "pause", "", token[:-3] + later[-3:]) is None
+
+
+def test_an_undated_token_from_before_days_still_verifies_as_undated() -> None:
+    assert verify(SECRET, "bob@example.com", "unsubscribe", "", UNDATED) == Proof(issued=None)
+    assert verify(SECRET, "bob@example.com", "pause", "", UNDATED) is None
+
+
+def test_a_token_is_still_short() -> None:
+    token = command_token(SECRET, "alice@example.org", "unsubscribe", issued=ISSUED)
+    assert len(token) == TOKEN_LENGTH == 29  # 128 bits of MAC and three letters of day

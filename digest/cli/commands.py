@@ -1,4 +1,4 @@
-"""The ``digest`` commands that do the work: check, once, preview, ingest, archive, run.
+"""The ``digest`` commands that do the work: check, once, preview, ingest, archive, run, secret.
 
 Each takes the parsed arguments and returns an exit code; ``digest.cli.entry``
 parses and maps errors to exit codes. Only these commands, ``digest.cli.status``
@@ -168,6 +168,17 @@ def cmd_archive(args: argparse.Namespace) -> int:
         archive.write_atomic(args.output, page)
     else:
         sys.stdout.write(page)
+    return EXIT_OK
+
+
+def cmd_secret(args: argparse.Namespace) -> int:
+    """``digest secret rotate``: new links get a new key; the old ones still unsubscribe."""
+    cfg = config.load_named(args.config, os.environ)
+    path, kept = replies.rotate_secret(cfg.settings, os.environ)
+    print(
+        f"{path}: a new reply key signs the links of the next digests; the {kept} earlier "
+        f"key{'s' if kept != 1 else ''} kept there still unsubscribe from older digests"
+    )
     return EXIT_OK
 
 

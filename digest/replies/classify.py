@@ -11,7 +11,9 @@ checks is the safety argument:
    even when they quote a command: an out-of-office echo must not act;
 3. a command line whose token verifies acts, for the address the token
    names, whoever the From is; a command line whose token does not verify
-   (forged, or for a changed address) is ignored and not answered;
+   (forged, or for a changed address) is ignored and not answered, except
+   an unsubscribe: its digest may have been signed with a key since lost,
+   so the reader it names is asked to confirm, as for a plain reply;
 4. a bare command word ("unsubscribe", "stop", ...) from a From address is
    spoofable, so it only earns a confirmation mail carrying the tokened link,
    sent to that address (``confirmation_message``), a few per day at most.
@@ -107,6 +109,7 @@ class Command:
     message_id: str | None = None
     issued: date | None = None  # the token's day; None: a token from before tokens had one
     return_path: str = ""  # the envelope sender
+    retired: bool = False  # the token was signed with a retired key
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +135,18 @@ class AutoReply:
 
 @dataclass(frozen=True, slots=True)
 class PlainReply:
-    """A command word without a valid token: answer with a confirmation, never act."""
+    """A request without a valid token: answer with a confirmation, never act.
 
-    sender: str  # normalised From address; a confirmation goes only here
+    A command word from ``sender``, for ``sender``; or an unsubscribe whose
+    token no key made, for the ``reader`` it names.
+    """
+
+    sender: str  # normalised From address
     action: Action
     message_id: str | None = None
     references: tuple[str, ...] = ()
     return_path: str = ""  # the envelope sender: confirmations are counted by it
+    reader: str = ""  # whom it is for, when not the sender; a confirmation goes only there
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +168,10 @@ Meaning = Command | Bounce | AutoReply | PlainReply | Ignore
 def reader_of(meaning: Meaning) -> str | None:
     """The address whose state the meaning concerns (still to be checked against subscribers)."""
     match meaning:
-        case Command(subscriber=address) | Bounce(recipient=address) | PlainReply(sender=address):
+        case Command(subscriber=address) | Bounce(recipient=address):
             return address
+        case PlainReply(sender, reader=reader):
+            return reader or sender
         case _:
             return None
 
@@ -178,8 +188,10 @@ def describe(meaning: Meaning) -> str:
             return f"{kind} for {recipient} {status}".rstrip()
         case AutoReply(sender, reason):
             return f"auto-reply from {sender or '(no sender)'} ignored: {reason}"
-        case PlainReply(sender, action):
+        case PlainReply(sender, action, reader=""):
             return f"plain reply from {sender} asking to {action}"
+        case PlainReply(sender, action, reader=reader):
+            return f"command {action} for {reader} with a token no key made (sent from {sender})"
         case Ignore(reason, sender, person):
             return f"ignored: {reason}" + (f" (from {sender or 'no sender'})" if person else "")
 
@@ -257,7 +269,14 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Meaning:
                     message_id,
                     proof.issued,
                     _return_path(msg),
+                    proof.retired,
                 )
+        leave = next((c for c in found if c.action == "unsubscribe"), None)
+        if leave is not None and sender and not _automated_sender(sender):
+            refs = _references(msg)
+            return PlainReply(
+                sender, "unsubscribe", message_id, refs, _return_path(msg), leave.address
+            )
         return Ignore(
             f"command token does not match ({found[0].action} for {found[0].address})",
             sender,

@@ -76,16 +76,22 @@ class Response:
 
 
 # Why a request does not act by itself and its reader is asked to confirm it.
-Why = Literal["plain", "elsewhere", "expired"]
+Why = Literal["plain", "unsigned", "retired", "elsewhere", "expired"]
 # The sentence the confirmation gives for it (the template's ``reason``).
 REASONS: dict[Why, str] = {
     "plain": "A From address is easy to forge, so nothing has changed yet.",
+    "unsigned": "The link it used was not signed with any key this list has (perhaps it is "
+    "from a digest sent before the list's key was replaced), so nothing has changed yet.",
+    "retired": "Its link was signed with a key this list no longer uses, so nothing has "
+    "changed yet.",
     "elsewhere": "The request came from {sender}, not from {reader}, so nothing has changed yet.",
     "expired": "Its link is from a digest sent more than {days} days ago, so nothing has changed "
     "yet.",
 }
 _WHY_IN_LOG: dict[Why, str] = {
     "plain": "",
+    "unsigned": " (a token no key made)",
+    "retired": " (a token of a retired key)",
     "elsewhere": " (a raise asked from another address)",
     "expired": f" (a link older than {TOKEN_LIFETIME.days} days)",
 }
@@ -97,13 +103,16 @@ def why_confirm(request: Command | PlainReply, today: date) -> Why | None:
     What lowers mail acts on the token alone, whoever sends it: at worst a
     reader gets less mail, and hears of it (``acknowledgement_message``).
     What raises or widens it acts only from the reader's own address. Any
-    token but an unsubscribe's expires after ``TOKEN_LIFETIME``; leaving
-    must always work, whatever the age of the link.
+    token but an unsubscribe's expires after ``TOKEN_LIFETIME``, and only
+    an unsubscribe acts with a retired key (it was retired perhaps because
+    it leaked): leaving must always work, whatever the age of the link.
     """
     if isinstance(request, PlainReply):
-        return "plain"
+        return "unsigned" if request.reader else "plain"
     if request.action == "unsubscribe":
         return None
+    if request.retired:
+        return "retired"
     if request.issued is None or today - request.issued > TOKEN_LIFETIME:
         return "expired"
     if request.action in RAISES and not _from_reader(request):
@@ -131,9 +140,9 @@ def event_of(meaning: Meaning, today: date) -> Event | None:
             return Verified(action, argument, message_id)
         case Bounce(_, hard, status, message_id, verified):
             return Bounced(hard, status, message_id, verified)
-        case PlainReply(sender, action, message_id):
+        case PlainReply(sender, action, message_id, reader=reader):
             asker = _asker(meaning)
-            return Asked(action, message_id, asker, own=asker == sender)
+            return Asked(action, message_id, asker, own=asker == (reader or sender))
         case _:
             return None
 
@@ -312,7 +321,7 @@ def confirmation_message(
     raises ``TemplateError``.
     """
     if isinstance(request, PlainReply):
-        reader, argument, references = request.sender, "", request.references
+        reader, argument, references = request.reader or request.sender, "", request.references
     else:
         reader, argument, references = request.subscriber, request.argument, ()
     context = _offer(ctx, reader, request.action, argument, now.date())

@@ -29,6 +29,7 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
@@ -57,6 +58,15 @@ def operator(settings: Settings) -> tuple[Address, str]:
 def load_secret(settings: Settings, env: Mapping[str, str]) -> tokens.ReplySecret:
     """The systemd credential ``reply-secret``, else ``reply-secret`` beside the database."""
     return tokens.load_secret(settings.database.parent, env)
+
+
+def rotate_secret(settings: Settings, env: Mapping[str, str]) -> tuple[Path, int]:
+    """``digest secret rotate``: a new current key beside the database.
+
+    Returns the file and how many earlier keys it keeps (their links still unsubscribe).
+    """
+    folder = settings.database.parent
+    return folder / tokens.SECRET_NAME, tokens.rotate_secret(folder, env)
 
 
 def owner(settings: Settings) -> Address:

@@ -278,3 +278,23 @@ def test_archive_without_a_database_says_there_is_nothing_yet(setup, capsys) -> 
     assert run(cfg, "archive") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and "nothing to show yet" in captured.err
+
+
+def test_secret_rotate_keeps_every_earlier_key(setup, capsys) -> None:
+    cfg, _, _ = setup
+    assert run(cfg, "secret", "rotate") == 0  # the first key is made, then replaced
+    assert run(cfg, "secret", "rotate") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith(f"{cfg.parent / 'reply-secret'}: a new reply key")
+    assert "the 2 earlier keys kept there still unsubscribe" in out
+    assert len((cfg.parent / "reply-secret").read_text().split()) == 3
+
+
+def test_secret_rotate_with_a_credential_says_to_replace_it(setup, tmp_path, capsys, monkeypatch):
+    cfg, _, _ = setup
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "reply-secret").write_text("a-credential-secret-of-enough-length\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert run(cfg, "secret", "rotate") == 2
+    assert "the reply secret is the systemd credential" in capsys.readouterr().err

@@ -476,3 +476,54 @@ def test_an_unsubscribe_from_a_digest_sent_before_tokens_had_a_day_still_acts() 
     store = MemoryStore("bob@example.com")
     take(plain("bob@example.com", subject, ""), store)
     assert is_suppressed(store.states["bob@example.com"], NOW)
+
+
+# -- after the reply secret changed ------------------------------------------------------------
+
+ROTATED = ReplyContext(
+    ReplySecret(b"the-key-after-rotation-0123456789", retired=(SECRET.key,)), OPERATOR
+)
+
+
+def test_an_unsubscribe_signed_with_a_retired_key_still_acts() -> None:
+    store = MemoryStore("alice@example.org")
+    take(unsubscribe_from("alice@example.org"), store, ROTATED)
+    assert is_suppressed(store.states["alice@example.org"], NOW)
+
+
+def test_a_pause_signed_with_a_retired_key_asks_the_reader() -> None:
+    store = MemoryStore("alice@example.org")
+    raw = footer_command("pause", "alice@example.org", "alice@example.org", 1)
+    result = take(raw, store, ROTATED)
+    assert not is_suppressed(store.states["alice@example.org"], NOW)
+    assert "no longer" in confirmation_to(result, "alice@example.org")
+
+
+def test_an_unsubscribe_no_key_made_asks_the_reader_it_names() -> None:
+    # a digest signed with a key nobody kept: a List-Unsubscribe must not be dropped
+    lost = ReplyContext(ReplySecret(b"a-key-that-never-signed-0123456789"), OPERATOR)
+    store = MemoryStore("alice@example.org")
+    result = take(unsubscribe_from("alice@example.org"), store, lost)
+    assert not is_suppressed(store.states["alice@example.org"], NOW)
+    text = confirmation_to(result, "alice@example.org")
+    take(confirmed(text, "unsubscribe", "alice@example.org", 2), store, lost)
+    assert is_suppressed(store.states["alice@example.org"], NOW)
+
+
+def test_forged_unsubscribes_for_a_reader_are_counted_against_their_sender() -> None:
+    store = MemoryStore("alice@example.org")
+    answered = [
+        take(
+            asking(
+                "unsubscribe alice@example.org " + "A" * 29,
+                "mallory@evil.example",
+                via="mallory@evil.example",
+                n=n,
+            ),
+            store,
+        ).reply
+        for n in range(5)
+    ]
+    assert sum(reply is not None for reply in answered) == 3
+    own = take(asking("unsubscribe", "alice@example.org", via="alice@example.org", n=9), store)
+    assert own.reply is not None

@@ -346,8 +346,6 @@ def tampered(site: Site, first: dict[str, EmailMessage], how: str) -> bytes:
 @pytest.mark.parametrize(
     "how",
     [
-        "forged token",
-        "address changed",
         "token moved to another action",
         "out of office",
         "bounce for a stranger",
@@ -367,6 +365,18 @@ def test_a_message_that_proves_nothing_changes_nothing_and_is_not_answered(
     assert site.choices() == {}
     # at most, what a person wrote goes to the owner (the postmaster by default)
     assert all(r.rcpt_tos == ["postmaster@digest.test"] for r in site.smtp.received[sent:])
+
+
+@pytest.mark.parametrize(("how", "reader"), [("forged token", ALICE), ("address changed", BOB)])
+def test_an_unsubscribe_no_key_signed_changes_nothing_but_asks_the_reader_it_names(
+    site: Site, how: str, reader: str
+) -> None:
+    first = site.cycle()
+    sent = len(site.smtp.received)
+    assert site.ingest(tampered(site, first, how)).returncode == 0
+    (confirmation,) = site.smtp.received[sent:]
+    assert (confirmation.mail_from, confirmation.rcpt_tos) == ("<>", [reader])
+    assert not is_suppressed(site.reader(reader), datetime.now(UTC))
 
 
 def test_a_reply_digest_does_not_understand_reaches_the_owner(
@@ -411,14 +421,44 @@ def test_ingest_with_a_broken_config_exits_75_not_a_bounce(site: Site) -> None:
     assert done.returncode == 75 and b"Traceback" not in done.stderr
 
 
-def test_the_reply_secret_can_come_from_a_systemd_credential(site: Site, tmp_path: Path) -> None:
+def test_after_switching_to_the_credential_old_digests_still_unsubscribe(
+    site: Site, tmp_path: Path
+) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "reply-secret").write_text("a-credential-secret-of-enough-length\n")
     env = {"CREDENTIALS_DIRECTORY": str(creds)}
     first = site.cycle()  # links signed with the file beside the database
     done = site.ingest(gmail(list_unsubscribe(first[ALICE]), ALICE), env=env)
-    assert done.returncode == 0 and site.choices() == {}  # another secret: not ours
+    assert done.returncode == 0 and "unsubscribed_at" in site.state(ALICE)
+
+
+def test_after_secret_rotate_old_digests_unsubscribe_and_ask_before_anything_else(
+    site: Site,
+) -> None:
+    first = site.cycle()
+    assert main(["secret", "rotate", "--config", str(site.cfg)]) == 0
+    site.ingest(gmail(list_unsubscribe(first[ALICE]), ALICE))
+    assert "unsubscribed_at" in site.state(ALICE)
+    pause = re.search(
+        r"mailto:\S+subject=pause%20\S+", first[BOB].get_body(("plain",)).get_content()
+    )
+    assert pause
+    sent = len(site.smtp.received)
+    site.ingest(gmail(pause.group(0), BOB, message_id="<CAGpause@gmail.example>"))
+    assert not is_suppressed(site.reader(BOB), datetime.now(UTC))
+    (confirmation,) = site.smtp.received[sent:]
+    assert confirmation.rcpt_tos == [BOB] and "confirm" in str(confirmation.message["Subject"])
+
+
+def test_an_unsubscribe_from_a_digest_whose_key_is_lost_asks_its_reader(site: Site) -> None:
+    first = site.cycle()
+    for name in ("reply-secret", "reply-secret.retired"):
+        (site.db.parent / name).unlink(missing_ok=True)
+    sent = len(site.smtp.received)
+    site.ingest(gmail(list_unsubscribe(first[ALICE]), ALICE))
+    (confirmation,) = site.smtp.received[sent:]
+    assert confirmation.rcpt_tos == [ALICE] and "confirm" in str(confirmation.message["Subject"])
 
 
 # -- the IMAP path, through the daemon ---------------------------------------------------------

@@ -1,9 +1,12 @@
 """What an incoming message does: the reader's new state, and at most one answer.
 
 ``decide`` is the whole decision about one message, and pure:
-``replies.classify`` says what the message means, ``readers.apply`` what
-that does to the reader, ``confirmation_message`` what (if anything) to
-answer. It reads the reader's state through ``state_of`` (and the mail
+``replies.classify`` says what the message means, ``why_confirm`` whether a
+request may act by itself, ``readers.apply`` what that does to the reader,
+and the answer, if any, is a confirmation (``confirmation_message``), an
+acknowledgement (``acknowledgement_message``) or, for what a person wrote
+and digest cannot act on, the message forwarded to the owner
+(``forward_message``). It reads the reader's state through ``state_of`` (and the mail
 templates) and saves and sends nothing; ``digest.replies.mailroom`` is the
 I/O around it.
 """
@@ -72,7 +75,7 @@ class ReplyContext:
 class Response:
     state: ReaderState
     effects: Effects
-    reply: EmailMessage | None  # a confirmation to send, if any
+    reply: EmailMessage | None  # the answer to the reader (confirmation, acknowledgement)
 
 
 # Why a request does not act by itself and its reader is asked to confirm it.
@@ -85,15 +88,15 @@ REASONS: dict[Why, str] = {
     "retired": "Its link was signed with a key this list no longer uses, so nothing has "
     "changed yet.",
     "elsewhere": "The request came from {sender}, not from {reader}, so nothing has changed yet.",
-    "expired": "Its link is from a digest sent more than {days} days ago, so nothing has changed "
-    "yet.",
+    "expired": "Its link is from a digest sent more than {days} days ago (or before links "
+    "carried their date), so nothing has changed yet.",
 }
 _WHY_IN_LOG: dict[Why, str] = {
     "plain": "",
     "unsigned": " (a token no key made)",
     "retired": " (a token of a retired key)",
     "elsewhere": " (a raise asked from another address)",
-    "expired": f" (a link older than {TOKEN_LIFETIME.days} days)",
+    "expired": f" (a link older than {TOKEN_LIFETIME.days} days, or undated)",
 }
 
 

@@ -40,7 +40,9 @@ KEYWORDS = ("quantum", "model", "energy", "field", "network", "learning", "graph
 
 def _workload(readers: int) -> list[tuple[object, object, object]]:
     """(subscriber, ranked, link maker) per reader, built with whatever ``digest`` is imported."""
+    from datetime import date
     from email.headerregistry import Address
+    from inspect import signature
 
     from digest.arxiv.feed import parse_page
     from digest.errors import ArxivQueryError
@@ -63,6 +65,8 @@ def _workload(readers: int) -> list[tuple[object, object, object]]:
     assert len(chosen) == PAPERS, f"only {len(chosen)} papers with math in the fixtures"
     corpus = rank.build_corpus(chosen)
     secret = ReplySecret(b"compose-rate-benchmark-secret-0123456789")
+    # a baseline from before tokens carried their issue day takes no ``issued``
+    dated = {"issued": date(2026, 12, 3)} if "issued" in signature(reader_links).parameters else {}
     operator: Address = format_sender("Daily Papers <papers@digest.example.org>")
     out = []
     for i in range(readers):
@@ -77,7 +81,7 @@ def _workload(readers: int) -> list[tuple[object, object, object]]:
         ranked = rank.rank(matches, corpus)
 
         def links(ids: tuple[str, ...], email: str = email) -> object:
-            return reader_links(secret, operator, email, ids)
+            return reader_links(secret, operator, email, ids, **dated)
 
         out.append((sub, ranked, links))
     return out

@@ -155,6 +155,7 @@ class Settings:
     arxiv: ArxivSettings = ArxivSettings()
     smtp: SmtpSettings = SmtpSettings()
     inbox: InboxSettings | None = None
+    owner: str | None = None  # who reads replies digest cannot act on; None: postmaster@
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,15 @@ class Subscriber:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyNote:
+    """One message about a reader and what became of it, for ``digest readers EMAIL``."""
+
+    at: datetime
+    what: str  # what the message was: "command pause for alice@example.org"
+    done: str  # what digest did: "paused until 2026-12-10; acknowledged"
+
+
+@dataclass(frozen=True, slots=True)
 class ReaderState:
     """What a reader chose by mail, and what their bounces cost them.
 
@@ -204,11 +214,15 @@ class ReaderState:
     likes: tuple[str, ...] = ()  # arXiv ids, oldest first
     dislikes: tuple[str, ...] = ()
     frequency: Frequency | None = None  # None: what subscribers.yaml says
-    confirmations: tuple[datetime, ...] = ()  # sent within the confirmation window
+    # each confirmation sent within the confirmation window: (when, who asked it),
+    # who being "" for the reader's own address
+    confirmations: tuple[tuple[datetime, str], ...] = ()
     handled: tuple[str, ...] = ()  # Message-IDs already applied
     # when mail was stopped (unsubscribed, paused, suspended): (start, end), end None
     # while it lasts; papers announced meanwhile are not sent later (a vacation stop)
     away: tuple[tuple[datetime, datetime | None], ...] = ()
+    acknowledged_at: datetime | None = None  # when a command was last acknowledged
+    last_replies: tuple[ReplyNote, ...] = ()  # the newest last
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The ``digest`` commands that do the work: check, once, preview, ingest, archive, run.
+"""The ``digest`` commands that do the work: check, once, preview, ingest, archive, run, secret.
 
 Each takes the parsed arguments and returns an exit code; ``digest.cli.entry``
 parses and maps errors to exit codes. Only these commands, ``digest.cli.status``
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest import arxiv, atomic, config, replies
-from digest.cli.terminal import ProgressLine
+from digest.cli.terminal import ProgressLine, log_to_syslog
 from digest.cli.writable import check_output, check_owner, check_writable
 from digest.compose import archive
 from digest.cycle import CycleReport, Hooks, Options, SubscriberReport, collaborators, run_cycle
@@ -141,6 +141,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     clicked "unsubscribe" would get their own message back. With ``--imap``
     no MTA is involved: one poll of the inbox, with the usual exit codes.
     """
+    log_to_syslog()
     if args.imap:
         return _ingest_imap(args)
     raw = replies.read_message(sys.stdin.buffer)  # first: the MTA expects the whole message taken
@@ -152,15 +153,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if result.reply is not None:
             asyncio.run(replies.send_replies(cfg.settings.smtp, [result.reply]))
     except DigestError as exc:
-        print(f"digest ingest: {exc} (the message will be offered again)", file=sys.stderr)
+        log.warning("ingest: %s (the message will be offered again)", exc)
         return EXIT_TEMPFAIL
     except Exception as exc:  # a bug: the MTA keeps the message, the operator sees why
         if args.verbose:
             log.exception("unexpected error")
-        print(
-            f"digest ingest: unexpected error: {type(exc).__name__}: {exc} "
-            "(the message will be offered again; run with -v for the traceback)",
-            file=sys.stderr,
+        log.error(
+            "ingest: unexpected error: %s: %s (the message will be offered again; "
+            "run with -v for the traceback)",
+            type(exc).__name__,
+            exc,
         )
         return EXIT_TEMPFAIL
     return result.exit_code
@@ -199,6 +201,17 @@ def cmd_archive(args: argparse.Namespace) -> int:
         archive.write_atomic(args.output, page)
     else:
         sys.stdout.write(page)
+    return EXIT_OK
+
+
+def cmd_secret(args: argparse.Namespace) -> int:
+    """``digest secret rotate``: new links get a new key; the old ones still unsubscribe."""
+    cfg = config.load_named(args.config, os.environ)
+    path, kept = replies.rotate_secret(cfg.settings, os.environ)
+    print(
+        f"{path}: a new reply key signs the links of the next digests; the {kept} earlier "
+        f"key{'s' if kept != 1 else ''} kept there still unsubscribe from older digests"
+    )
     return EXIT_OK
 
 

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from digest import __version__
-from digest.cli.commands import cmd_archive, cmd_check, cmd_ingest, cmd_once, cmd_preview, cmd_run
+from digest.cli.commands import (
+    cmd_archive,
+    cmd_check,
+    cmd_ingest,
+    cmd_once,
+    cmd_preview,
+    cmd_run,
+    cmd_secret,
+)
 from digest.cli.status import cmd_readers, cmd_status
 from digest.cli.terminal import setup_logging
 from digest.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, UsageError, translate
@@ -103,6 +111,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="lift the reader's unsubscribe, pause or bounce suspension",
     )
+    secret = sub.add_parser(
+        "secret", parents=[common], help="the reply secret that signs the links in digests"
+    )
+    actions = secret.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser(
+        "rotate",
+        parents=[common],
+        help="sign new links with a new key; links already mailed still unsubscribe",
+    )
     return p
 
 
@@ -115,6 +132,7 @@ COMMANDS = {
     "archive": cmd_archive,
     "ingest": cmd_ingest,
     "readers": cmd_readers,
+    "secret": cmd_secret,
 }
 
 

@@ -112,6 +112,10 @@ def cmd_readers(args: argparse.Namespace) -> int:
                 store.flush()
             log.info("%s: %s", email, effects.log if effects.changed else "nothing to lift")
         print(f"{email}: {replies.describe(state, now, zone) or 'receives mail as configured'}")
+        if state.last_replies:
+            print("last replies, newest first:")
+            for note in reversed(state.last_replies):
+                print(f"  {note.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC  {note.what}: {note.done}")
     return EXIT_OK
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from logging.handlers import SysLogHandler
+from pathlib import Path
 from typing import ClassVar
+
+SYSLOG_SOCKET = Path("/dev/log")  # where syslog, or journald, listens
 
 
 def setup_logging(verbose: bool) -> None:
@@ -41,6 +45,25 @@ class _JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record).replace("\n", " | ")  # one journal entry per record
         return f"<{self._PRIORITY.get(record.levelno, 6)}>{text}"
+
+
+def log_to_syslog() -> None:
+    """Also send the log lines to syslog (the journal), when stderr reaches no person.
+
+    A mail server runs ``digest ingest`` with stderr captured at best:
+    Postfix's local(8) quotes it in a bounce and discards it after a
+    successful pipe. Under systemd (``$JOURNAL_STREAM``) stderr is the
+    journal already, and on a terminal the person sees it.
+    """
+    if stderr_is_tty() or os.environ.get("JOURNAL_STREAM") or not SYSLOG_SOCKET.exists():
+        return
+    try:
+        handler = SysLogHandler(str(SYSLOG_SOCKET), facility=SysLogHandler.LOG_MAIL)
+    except OSError:  # nothing listening: stderr is all there is
+        return
+    # "digest[pid]: " is the tag syslog daemons and journald read the identifier from
+    handler.setFormatter(logging.Formatter("digest[%(process)d]: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def stderr_is_tty() -> bool:

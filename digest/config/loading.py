@@ -293,6 +293,7 @@ def _settings(s: SettingsModel, base: Path, env: Mapping[str, str]) -> Settings:
             connections=s.smtp.connections,
         ),
         inbox=None if s.inbox is None else _inbox(s.inbox, base, env),
+        owner=s.owner,
     )
 
 

@@ -233,6 +233,15 @@ class InboxModel(_Strict):
         return self
 
 
+def _address(v: str) -> str:
+    if _CONTROL.search(v):
+        raise ValueError("the address contains a line break or control character")
+    try:
+        return validate_email(v, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{show(v)} is not an email address: {exc}") from None
+
+
 class SettingsModel(_Strict):
     send_at: str = "07:00"
     timezone: str = "UTC"
@@ -245,6 +254,12 @@ class SettingsModel(_Strict):
     arxiv: ArxivModel = Field(default_factory=ArxivModel)
     smtp: SmtpModel = Field(default_factory=SmtpModel)
     inbox: InboxModel | None = None
+    owner: str | None = None
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str | None) -> str | None:
+        return None if v is None else _address(v)
 
     @field_validator("send_at")
     @classmethod
@@ -289,12 +304,7 @@ class SubscriberModel(_Strict):
     @field_validator("email")
     @classmethod
     def _email(cls, v: str) -> str:
-        if _CONTROL.search(v):
-            raise ValueError("the address contains a line break or control character")
-        try:
-            return validate_email(v, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            raise ValueError(f"{show(v)} is not an email address: {exc}") from None
+        return _address(v)
 
     @field_validator("name")
     @classmethod

@@ -173,7 +173,9 @@ def _links(cycle: Cycle, email: str) -> compose.LinkMaker | None:
         return None
     operator, list_name = replies.operator(cycle.settings)
     # a partial, not a lambda: it crosses to the composing processes
-    return functools.partial(reader_links, secret, operator, email, list_name=list_name)
+    return functools.partial(
+        reader_links, secret, operator, email, issued=cycle.now.date(), list_name=list_name
+    )
 
 
 def item_report(item: Outgoing, status: Status, detail: str = "") -> SubscriberReport:

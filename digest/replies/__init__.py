@@ -12,6 +12,7 @@ from digest.replies.mailroom import (
     read_message,
     record_refusal,
     reply_context,
+    rotate_secret,
     send_replies,
 )
 from digest.replies.readers import (
@@ -44,6 +45,7 @@ __all__ = [
     "reader_links",
     "record_refusal",
     "reply_context",
+    "rotate_secret",
     "send_replies",
     "suppression",
 ]

@@ -17,7 +17,9 @@ checks is the safety argument:
    (``bounces.prose_status``); any other null-sender message is ignored;
 4. a command line whose token verifies acts, for the address the token
    names, whoever the From is; a command line whose token does not verify
-   (forged, or for a changed address) is ignored and not answered;
+   (forged, or for a changed address) is ignored and not answered, except
+   an unsubscribe: its digest may have been signed with a key since lost,
+   so the reader it names is asked to confirm, as for a plain reply;
 5. a bare command word ("unsubscribe", "stop", ...) from a From address is
    spoofable, so it only earns a confirmation mail carrying the tokened link,
    sent to that address (``confirmation_message``), a few per day at most.
@@ -34,6 +36,7 @@ import html
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import date
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import default
@@ -42,7 +45,7 @@ from urllib.parse import unquote
 
 from digest.replies import bounces
 from digest.replies.commands import Action, find_commands
-from digest.replies.tokens import ReplySecret, normalise_address, token_matches
+from digest.replies.tokens import ReplySecret, normalise_address, token_matches, verify
 
 # Larger messages are read only this far: headers, a DSN's report and a
 # command's subject all come first; a 5 MB attachment after them is not read.
@@ -119,8 +122,11 @@ class Command:
     subscriber: str  # normalised
     action: Action
     argument: str = ""
-    sender: str = ""  # the From address, for the log only
+    sender: str = ""  # the From address
     message_id: str | None = None
+    issued: date | None = None  # the token's day; None: a token from before tokens had one
+    return_path: str = ""  # the envelope sender
+    retired: bool = False  # the token was signed with a retired key
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,17 +151,30 @@ class AutoReply:
 
 @dataclass(frozen=True, slots=True)
 class PlainReply:
-    """A command word without a valid token: answer with a confirmation, never act."""
+    """A request without a valid token: answer with a confirmation, never act.
 
-    sender: str  # normalised From address; a confirmation goes only here
+    A command word from ``sender``, for ``sender``; or an unsubscribe whose
+    token no key made, for the ``reader`` it names.
+    """
+
+    sender: str  # normalised From address
     action: Action
     message_id: str | None = None
     references: tuple[str, ...] = ()
+    return_path: str = ""  # the envelope sender: confirmations are counted by it
+    reader: str = ""  # whom it is for, when not the sender; a confirmation goes only there
 
 
 @dataclass(frozen=True, slots=True)
 class Ignore:
+    """Nothing digest acts on. ``person``: someone wrote it, and the operator should read it.
+
+    Only a message with a From can be a person's: without one nobody could be answered.
+    """
+
     reason: str
+    sender: str = ""  # the From address, when a person wrote it
+    person: bool = False
 
 
 # What a message means: one of the kinds above.
@@ -165,8 +184,10 @@ Meaning = Command | Bounce | AutoReply | PlainReply | Ignore
 def reader_of(meaning: Meaning) -> str | None:
     """The address whose state the meaning concerns (still to be checked against subscribers)."""
     match meaning:
-        case Command(subscriber=address) | Bounce(recipient=address) | PlainReply(sender=address):
+        case Command(subscriber=address) | Bounce(recipient=address):
             return address
+        case PlainReply(sender, reader=reader):
+            return reader or sender
         case _:
             return None
 
@@ -174,7 +195,7 @@ def reader_of(meaning: Meaning) -> str | None:
 def describe(meaning: Meaning) -> str:
     """One log line: what the message was."""
     match meaning:
-        case Command(subscriber, action, argument, sender, _):
+        case Command(subscriber, action, argument, sender):
             arg = f" {argument}" if argument else ""
             via = f" (sent from {sender})" if sender and sender != subscriber else ""
             return f"command {action}{arg} for {subscriber}{via}"
@@ -182,10 +203,12 @@ def describe(meaning: Meaning) -> str:
             return f"{'hard' if hard else 'soft'} bounce for {recipient} {status}".rstrip()
         case AutoReply(sender, reason):
             return f"auto-reply from {sender or '(no sender)'} ignored: {reason}"
-        case PlainReply(sender, action, _, _):
+        case PlainReply(sender, action, reader=""):
             return f"plain reply from {sender} asking to {action}"
-        case Ignore(reason):
-            return f"ignored: {reason}"
+        case PlainReply(sender, action, reader=reader):
+            return f"command {action} for {reader} with a token no key made (sent from {sender})"
+        case Ignore(reason, sender, person):
+            return f"ignored: {reason}" + (f" (from {sender or 'no sender'})" if person else "")
 
 
 # -- classification ---------------------------------------------------------------------
@@ -240,16 +263,36 @@ def _classify(msg: EmailMessage, secret: ReplySecret, own: set[str]) -> Meaning:
         if not found:
             continue
         for cmd in found:
-            if token_matches(secret, cmd.address, cmd.action, cmd.argument, cmd.token):
-                return Command(cmd.address, cmd.action, cmd.argument, sender, message_id)
-        return Ignore(f"command token does not match ({found[0].action} for {found[0].address})")
+            proof = verify(secret, cmd.address, cmd.action, cmd.argument, cmd.token)
+            if proof is not None:
+                return Command(
+                    cmd.address,
+                    cmd.action,
+                    cmd.argument,
+                    sender,
+                    message_id,
+                    proof.issued,
+                    _return_path(msg),
+                    proof.retired,
+                )
+        leave = next((c for c in found if c.action == "unsubscribe"), None)
+        if leave is not None and sender and not _automated_sender(sender):
+            refs = _references(msg)
+            return PlainReply(
+                sender, "unsubscribe", message_id, refs, _return_path(msg), leave.address
+            )
+        return Ignore(
+            f"command token does not match ({found[0].action} for {found[0].address})",
+            sender,
+            person=bool(sender),
+        )
 
     action = _plain_word(subject, body)
     if action is None:
-        return Ignore("no command")
+        return Ignore("no command", sender, person=bool(sender))
     if not sender or _automated_sender(sender):
         return Ignore(f"plain reply asking to {action} from an automated sender {sender!r}")
-    return PlainReply(sender, action, message_id, _references(msg))
+    return PlainReply(sender, action, message_id, _references(msg), _return_path(msg))
 
 
 def _report_bounce(msg: EmailMessage, secret: ReplySecret, message_id: str | None) -> Meaning:
@@ -383,6 +426,12 @@ def _from_address(msg: EmailMessage) -> str:
 def _null_sender(msg: EmailMessage) -> bool:
     """``Return-Path: <>`` (RFC 5321 §4.5.5), as the delivering MTA records the envelope."""
     return any(str(v).strip() in ("<>", "") for v in msg.get_all("Return-Path", []))
+
+
+def _return_path(msg: EmailMessage) -> str:
+    """The envelope sender the delivering MTA recorded (RFC 5321 §4.4); "" if none or null."""
+    address = normalise_address(parseaddr(_header(msg, "Return-Path"))[1])
+    return address if "@" in address else ""
 
 
 def _references(msg: EmailMessage) -> tuple[str, ...]:

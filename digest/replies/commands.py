@@ -2,7 +2,8 @@
 
 A command line reads ``<action> [<paper id>] <reader address> <token>``, e.g.
 ``unsubscribe alice@example.org KZ3M...`` or ``more 2202.12139
-alice@example.org QX7A...``. The same line goes into the subject and the
+alice@example.org QX7A...``; the token ends with the day it was issued
+(``tokens``). The same line goes into the subject and the
 body of each mailto link (RFC 6068), so the command survives a client that
 drops either; ``find_commands`` is the one parser of what ``command_line``
 writes. The address is spelled out because a reader may reply from another
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from email.headerregistry import Address
 from email.policy import Policy
 from functools import lru_cache
@@ -21,7 +23,8 @@ from typing import Literal, get_args
 from urllib.parse import quote
 
 from digest.replies.tokens import (
-    TOKEN_LENGTH,
+    DAY_LENGTH,
+    MAC_LENGTH,
     ReplySecret,
     Signer,
     command_token,
@@ -32,6 +35,10 @@ from digest.replies.tokens import (
 Action = Literal["unsubscribe", "pause", "resume", "daily", "weekly", "more", "less"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 PAPER_ACTIONS: frozenset[str] = frozenset({"more", "less"})  # the ones that name a paper
+# The actions that bring a reader more mail, or wider: from an address other
+# than the reader's, these ask the reader first (whoever holds a forwarded
+# digest could otherwise sign its reader up again). The others only lower it.
+RAISES: frozenset[str] = frozenset({"resume", "daily", "more"})
 
 # What a reader sees in the compose window a link opens, and what the
 # confirmation mail offers.
@@ -45,11 +52,24 @@ DESCRIPTIONS: dict[Action, str] = {
     "less": "show {address} fewer papers like {argument}",
 }
 
+# What the acknowledgement of a command offers to undo it. "more" and "less"
+# move a paper between the likes and the dislikes, the nearest to an undo.
+UNDO: dict[Action, Action] = {
+    "unsubscribe": "resume",
+    "pause": "resume",
+    "resume": "unsubscribe",
+    "daily": "weekly",
+    "weekly": "daily",
+    "more": "less",
+    "less": "more",
+}
+
 _COMMAND_RE = re.compile(
     r"(?<![\w.-])(?P<action>" + "|".join(ACTIONS) + r")"
     r"(?:\s+(?P<argument>[\w.-]+(?:/[\w.-]+)?))?"  # an arXiv id, old style with a slash
     r"\s+<?(?P<address>[^\s<>@\"]+@[^\s<>@\"]+?)>?"
-    r"\s+\[?(?P<token>[A-Za-z2-7]{" + str(TOKEN_LENGTH) + r"})\]?"
+    # a dated token, or an undated one from before tokens carried their day
+    rf"\s+\[?(?P<token>[A-Za-z2-7]{{{MAC_LENGTH}}}(?:[A-Za-z2-7]{{{DAY_LENGTH}}})?)\]?"
     r"(?![\w])",
     re.IGNORECASE,
 )
@@ -65,10 +85,12 @@ class CommandLine:
     token: str  # upper case
 
 
-def command_line(secret: ReplySecret, address: str, action: Action, argument: str = "") -> str:
-    """The text that carries one command, token included."""
+def command_line(
+    secret: ReplySecret, address: str, action: Action, argument: str = "", *, issued: date
+) -> str:
+    """The text that carries one command, token (made on ``issued``) included."""
     _check(action, argument)
-    token = command_token(secret, address, action, argument)
+    token = command_token(secret, address, action, argument, issued=issued)
     parts = [action, normalise_argument(argument), normalise_address(address), token]
     return " ".join(p for p in parts if p)
 
@@ -113,6 +135,7 @@ def command_mailto(
     action: Action,
     argument: str = "",
     *,
+    issued: date,
     list_name: str = "Daily Papers",
 ) -> str:
     """The link that, clicked and sent, performs ``action`` for ``address``.
@@ -121,16 +144,21 @@ def command_mailto(
     pieces quoted once each: percent-encoding works character by character,
     and a digest for 10,000 readers carries over half a million links.
     """
-    return _Links(secret, operator, address, list_name).link(action, argument)
+    return _Links(secret, operator, address, list_name, issued).link(action, argument)
 
 
 class _Links:
     """One reader's links: what is the same in all of them is computed once."""
 
     def __init__(
-        self, secret: ReplySecret, operator: Address | str, address: str, list_name: str
+        self,
+        secret: ReplySecret,
+        operator: Address | str,
+        address: str,
+        list_name: str,
+        issued: date,
     ) -> None:
-        self.signer = Signer(secret, address)
+        self.signer = Signer(secret, address, issued)
         self.to = _mailto_to(operator)
         self.address = _q(normalise_address(address))
         self.list_name = _q(list_name)
@@ -233,10 +261,13 @@ def reader_links(
     address: str,
     paper_ids: tuple[str, ...] = (),
     *,
+    issued: date,
     list_name: str = "Daily Papers",
 ) -> ReaderLinks:
-    link = _Links(secret, operator, address, list_name).link
-    header_uri = mailto(operator, subject=command_line(secret, address, "unsubscribe"))
+    """Every link of one digest for ``address``, its tokens dated ``issued``."""
+    link = _Links(secret, operator, address, list_name, issued).link
+    line = command_line(secret, address, "unsubscribe", issued=issued)
+    header_uri = mailto(operator, subject=line)
     return ReaderLinks(
         list_unsubscribe=UnfoldedHeader("List-Unsubscribe", f"<{header_uri}>"),
         unsubscribe=link("unsubscribe"),

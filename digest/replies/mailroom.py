@@ -12,8 +12,9 @@ when the message was handled or deliberately ignored, 75 (EX_TEMPFAIL) when
 it must be offered again later, e.g. because the database is busy; the
 poller reads the same as ``Filed``. Nothing here returns 78 or raises for a
 message: for a pipe that would bounce a reader's unsubscribe back to them.
-This module also sends the confirmations, with the null envelope sender,
-and turns a cycle's SMTP refusal of a recipient into a verified hard bounce.
+This module also sends the answers (confirmations, acknowledgements) with
+the null envelope sender, and turns a cycle's SMTP refusal of a recipient
+into a verified hard bounce.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, DigestError
@@ -58,12 +60,35 @@ def load_secret(settings: Settings, env: Mapping[str, str]) -> tokens.ReplySecre
     return tokens.load_secret(settings.database.parent, env)
 
 
+def rotate_secret(settings: Settings, env: Mapping[str, str]) -> tuple[Path, int]:
+    """``digest secret rotate``: a new current key beside the database.
+
+    Returns the file and how many earlier keys it keeps (their links still unsubscribe).
+    """
+    folder = settings.database.parent
+    return folder / tokens.SECRET_NAME, tokens.rotate_secret(folder, env)
+
+
+def owner(settings: Settings) -> Address:
+    """Who reads the replies digest cannot act on: ``settings.owner``, else the postmaster.
+
+    RFC 5321 §4.5.1 requires every mail domain to accept ``postmaster``, so
+    the default reaches a person responsible for the From address's mail.
+    """
+    if settings.owner:
+        local, _, domain = settings.owner.rpartition("@")
+        return Address(username=local, domain=domain)
+    return Address(username="postmaster", domain=operator(settings)[0].domain)
+
+
 def reply_context(settings: Settings, env: Mapping[str, str]) -> ReplyContext:
     address, list_name = operator(settings)
     ours: tuple[str, ...] = ()
     if settings.inbox is not None and "@" in settings.inbox.username:
         ours = (settings.inbox.username,)
-    return ReplyContext(load_secret(settings, env), address, list_name, ours, settings.templates)
+    return ReplyContext(
+        load_secret(settings, env), address, list_name, ours, settings.templates, owner(settings)
+    )
 
 
 def read_message(stream: BinaryIO, limit: int = MAX_MESSAGE_BYTES) -> bytes:
@@ -124,7 +149,7 @@ class Ingested:
 
     exit_code: int
     decision: Decision | None  # None when the message could not be handled at all
-    # A confirmation for the caller to send, already counted in the saved state.
+    # The answer (or forward) for the caller to send, already counted in the saved state.
     # RFC 3834 §3.3: send it with a null envelope sender (MAIL FROM:<>), so
     # that its own bounce can never start a loop.
     reply: EmailMessage | None = None
@@ -177,7 +202,7 @@ class Mailroom:
             log.warning("reply not handled, will be retried: %s", exc)
             return Ingested(EXIT_TEMPFAIL, None)
         log.info("reply: %s", decision.log)
-        return Ingested(EXIT_OK, decision, response.reply if response else None)
+        return Ingested(EXIT_OK, decision, decision.outgoing)
 
     def close(self) -> None:
         try:
@@ -229,9 +254,9 @@ def poll_inbox(
 async def send_replies(
     settings: SmtpSettings, replies: Sequence[EmailMessage], *, stop: Stop | None = None
 ) -> int:
-    """Send confirmations with MAIL FROM:<> (RFC 3834 §3.3); returns how many were accepted.
+    """Send answers with MAIL FROM:<> (RFC 3834 §3.3); returns how many were accepted.
 
-    A confirmation that does not go out is only logged: the reader may ask again.
+    An answer that does not go out is only logged: the reader may ask again.
     """
     if not replies:
         return 0
@@ -240,7 +265,7 @@ async def send_replies(
     outcomes = await mailer.send_all(batch)
     for o in outcomes:
         if o.status != "accepted":
-            log.warning("confirmation to %s not sent (%s %s)", o.recipient, o.status, o.detail)
+            log.warning("answer to %s not sent (%s %s)", o.recipient, o.status, o.detail)
     return sum(o.status == "accepted" for o in outcomes)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
-from digest.models import Frequency, ReaderState
+from digest.models import Frequency, ReaderState, ReplyNote
 from digest.replies.commands import Action
 
 # "Pause for a week": the day of the request and the six after it, inclusive, in
@@ -31,9 +31,17 @@ AWAY_KEPT = timedelta(days=180)
 BOUNCE_WINDOW = timedelta(days=30)
 HARD_BOUNCES_TO_SUSPEND = 3
 CONFIRMATION_WINDOW = timedelta(days=1)
-CONFIRMATIONS_PER_WINDOW = 3  # per address: a forged From can cost a reader at most this
+# Confirmations are counted by who asked (the envelope sender, else the From),
+# so forgeries sent through other servers cannot use up the reader's own three;
+# together such senders may cost a reader at most five mails a day.
+CONFIRMATIONS_PER_SENDER = 3
+CONFIRMATIONS_FROM_OTHERS = 5
+# A reader learns by mail what a command changed, and how to undo it, once a
+# day at most: a reader clicking "less like this" under ten papers gets one.
+ACKNOWLEDGEMENT_WINDOW = timedelta(days=1)
 MAX_PREFERENCES = 500  # likes and dislikes each, newest kept
 MAX_HANDLED = 50  # Message-IDs remembered against replays
+MAX_NOTES = 10  # the last replies ``digest readers EMAIL`` shows
 
 
 # -- events -------------------------------------------------------------------
@@ -65,11 +73,18 @@ class Bounced:
 
 
 @dataclass(frozen=True, slots=True)
-class AskedByPlainReply:
-    """The reader's From address asked for ``action`` without a token."""
+class Asked:
+    """Someone asked for ``action`` in a way that cannot act by itself: the reader confirms.
+
+    ``sender`` is who asked (the envelope sender, else the From); ``own``
+    says it is the reader's own address. Confirmations are counted per sender.
+    """
 
     action: Action
     message_id: str | None = None
+    sender: str = ""
+    own: bool = True
+    argument: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +92,7 @@ class Lifted:
     """The operator lifted every suppression (``digest readers EMAIL --resume``)."""
 
 
-Event = Verified | Bounced | AskedByPlainReply | Lifted
+Event = Verified | Bounced | Asked | Lifted
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,7 @@ class Effects:
     changed: bool  # the state differs: save it
     log: str  # one fact for the log
     confirm: Action | None = None  # send a confirmation mail offering this action
+    acknowledge: bool = False  # tell the reader what the command changed
 
 
 def apply(state: ReaderState, event: Event, now: datetime) -> tuple[ReaderState, Effects]:
@@ -107,8 +123,8 @@ def _apply(
             new, log = _bounce(state, hard and verified, status, now)
             if hard and not verified:
                 log = f"unverified hard bounce {status} (no returned digest); not counted"
-        case AskedByPlainReply(action):
-            return _plain_reply(state, action, now, message_id)
+        case Asked():
+            return _asked(state, event, now)
         case Lifted():
             new = replace(
                 state, unsubscribed_at=None, suspended_at=None, paused_until=None, hard_bounces=()
@@ -117,7 +133,14 @@ def _apply(
     if new == state:
         return state, Effects(False, log)
     # Only a message that changed something is remembered: its replay is the danger.
-    return _remember(new, message_id), Effects(True, log)
+    new = _remember(new, message_id)
+    if not isinstance(event, Verified):
+        return new, Effects(True, log)
+    last = state.acknowledged_at
+    if last is not None and now - last < ACKNOWLEDGEMENT_WINDOW:
+        return new, Effects(True, f"{log}; acknowledged once in the last day already")
+    new = replace(new, acknowledged_at=now)
+    return new, Effects(True, f"{log}; acknowledged", acknowledge=True)
 
 
 def _command(
@@ -177,19 +200,33 @@ def _bounce(state: ReaderState, hard: bool, status: str, now: datetime) -> tuple
     return replace(state, hard_bounces=bounces), f"hard bounce {status} ({len(bounces)} counted)"
 
 
-def _plain_reply(
-    state: ReaderState, action: Action, now: datetime, message_id: str | None
-) -> tuple[ReaderState, Effects]:
-    if action == "unsubscribe" and state.unsubscribed_at is not None:
-        return state, Effects(False, "plain reply asks to unsubscribe: already unsubscribed")
-    if len(state.confirmations) >= CONFIRMATIONS_PER_WINDOW:
+def _asked(state: ReaderState, event: Asked, now: datetime) -> tuple[ReaderState, Effects]:
+    if event.action == "unsubscribe" and state.unsubscribed_at is not None:
+        return state, Effects(False, "already unsubscribed; not answered")
+    who = "" if event.own else event.sender
+    asked = [s for _, s in state.confirmations]
+    if asked.count(who) >= CONFIRMATIONS_PER_SENDER:
         return state, Effects(
             False,
-            f"plain reply asks to {action}: {CONFIRMATIONS_PER_WINDOW} confirmations "
-            "sent in the last day already; not answered",
+            f"{CONFIRMATIONS_PER_SENDER} confirmations asked by {event.sender or 'this sender'} "
+            "in the last day already; not answered",
         )
-    new = _remember(replace(state, confirmations=(*state.confirmations, now)), message_id)
-    return new, Effects(True, f"plain reply asks to {action}: confirmation sent", confirm=action)
+    if who and sum(1 for s in asked if s) >= CONFIRMATIONS_FROM_OTHERS:
+        return state, Effects(
+            False,
+            f"{CONFIRMATIONS_FROM_OTHERS} confirmations asked from other addresses "
+            "in the last day already; not answered",
+        )
+    new = replace(state, confirmations=(*state.confirmations, (now, who)))
+    return _remember(new, event.message_id), Effects(
+        True, "confirmation sent", confirm=event.action
+    )
+
+
+def noted(state: ReaderState, at: datetime, what: str, done: str) -> ReaderState:
+    """``state`` keeping one more message about the reader, and what became of it."""
+    notes = (*state.last_replies, ReplyNote(at, what, done))[-MAX_NOTES:]
+    return replace(state, last_replies=notes)
 
 
 def _track_away(before: ReaderState, after: ReaderState, now: datetime) -> ReaderState:
@@ -216,7 +253,7 @@ def _remember(state: ReaderState, message_id: str | None) -> ReaderState:
 
 def _forget_old(state: ReaderState, now: datetime) -> ReaderState:
     bounces = tuple(t for t in state.hard_bounces if now - t < BOUNCE_WINDOW)
-    sent = tuple(t for t in state.confirmations if now - t < CONFIRMATION_WINDOW)
+    sent = tuple(c for c in state.confirmations if now - c[0] < CONFIRMATION_WINDOW)
     away = away_windows(state, now)
     away = tuple((s, e) for s, e in away if e is None or now - e < AWAY_KEPT)
     paused = state.paused_until

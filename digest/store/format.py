@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from digest.models import Paper, ReaderState
+from digest.models import Paper, ReaderState, ReplyNote
 
 SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
 
@@ -128,14 +128,15 @@ def paper_from_doc(d: Mapping[str, Any]) -> Paper:
 def reader_state_to_doc(state: ReaderState) -> dict[str, Any]:
     """Only the fields that hold something: a reader who chose nothing is ``{}``."""
     doc: dict[str, Any] = {}
-    for name in ("unsubscribed_at", "suspended_at", "paused_until"):
+    for name in ("unsubscribed_at", "suspended_at", "paused_until", "acknowledged_at"):
         value = getattr(state, name)
         if value is not None:
             doc[name] = iso(value)
-    for name in ("hard_bounces", "confirmations"):
-        values = getattr(state, name)
-        if values:
-            doc[name] = [iso(t) for t in values]
+    if state.hard_bounces:
+        doc["hard_bounces"] = [iso(t) for t in state.hard_bounces]
+    if state.confirmations:
+        # the reader's own as a bare time, as before who asked was kept
+        doc["confirmations"] = [[iso(t), who] if who else iso(t) for t, who in state.confirmations]
     for name in ("likes", "dislikes", "handled"):
         values = getattr(state, name)
         if values:
@@ -144,6 +145,8 @@ def reader_state_to_doc(state: ReaderState) -> dict[str, Any]:
         doc["frequency"] = state.frequency
     if state.away:
         doc["away"] = [[iso(start), None if end is None else iso(end)] for start, end in state.away]
+    if state.last_replies:
+        doc["last_replies"] = [[iso(n.at), n.what, n.done] for n in state.last_replies]
     return doc
 
 
@@ -160,9 +163,11 @@ def reader_state_from_doc(doc: Mapping[str, Any]) -> ReaderState:
         likes=_strings(doc.get("likes", ())),
         dislikes=_strings(doc.get("dislikes", ())),
         frequency=frequency,
-        confirmations=tuple(_stamp(v) for v in doc.get("confirmations", ())),
+        confirmations=tuple(_confirmation(v) for v in doc.get("confirmations", ())),
         handled=_strings(doc.get("handled", ())),
         away=tuple((_stamp(start), _maybe_stamp(end)) for start, end in doc.get("away", ())),
+        acknowledged_at=_maybe_stamp(doc.get("acknowledged_at")),
+        last_replies=tuple(_note(v) for v in doc.get("last_replies", ())),
     )
 
 
@@ -171,6 +176,21 @@ def _stamp(value: object) -> datetime:
     if not isinstance(value, str):
         raise TypeError(f"expected a time, got {value!r}")
     return parse_time(value)
+
+
+def _confirmation(value: object) -> tuple[datetime, str]:
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+        return _stamp(value[0]), value[1]
+    return _stamp(value), ""
+
+
+def _note(value: object) -> ReplyNote:
+    if not isinstance(value, list) or len(value) != 3:
+        raise TypeError(f"expected [time, what, done], got {value!r}")
+    at, what, done = value
+    if not isinstance(what, str) or not isinstance(done, str):
+        raise TypeError(f"expected [time, what, done], got {value!r}")
+    return ReplyNote(_stamp(at), what, done)
 
 
 def _maybe_stamp(value: object) -> datetime | None:

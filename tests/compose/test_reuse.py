@@ -2,7 +2,8 @@
 
 ``tests/golden/day_messages.sha256`` holds the SHA-256 of every message of
 the realistic day (tests/support/spam.py), with and without reply links, as
-main's code composed them before compose cached anything (commit 6b0a0f0).
+main's code composed them before compose cached anything (commit 6b0a0f0);
+the rows with links as they are since reply tokens carry their issue day.
 """
 
 from __future__ import annotations

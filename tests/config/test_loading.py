@@ -205,6 +205,14 @@ def test_address_with_crlf_is_rejected() -> None:
     assert msg.startswith("subscribers[0].email:") and "line break" in msg
 
 
+def test_owner_is_an_address_and_unset_by_default() -> None:
+    assert parse(MINIMAL).settings.owner is None
+    cfg = parse("settings:\n  owner: ops@example.org\n" + MINIMAL)
+    assert cfg.settings.owner == "ops@example.org"
+    (msg,) = problems("settings:\n  owner: ops\n" + MINIMAL)
+    assert msg.startswith("settings.owner:") and "not an email address" in msg
+
+
 def test_sender_with_crlf_is_rejected() -> None:
     (msg,) = problems('settings:\n  smtp:\n    from: "P <p@example.org>\\nBcc: x@y.z"\n' + MINIMAL)
     assert msg.startswith("settings.smtp.from:") and "line break" in msg

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from digest.cli.entry import main
 from digest.cycle.plan import Snapshot, as_chosen, plan_cycle, revision_watch
 from digest.errors import EXIT_CONFIG, EXIT_USAGE, StoreCorruptError
-from digest.models import Liked, Paper, ReaderState, Settings, Subscriber
+from digest.models import Liked, Paper, ReaderState, ReplyNote, Settings, Subscriber
 from digest.replies.bounces import recipient_refusal
 from digest.replies.mailroom import SubscriberReaders, record_refusal
 from digest.store.storage import MemoryStorage
@@ -92,8 +92,14 @@ _ids = st.lists(st.from_regex(r"\d{4}\.\d{5}", fullmatch=True), max_size=5).map(
         likes=_ids,
         dislikes=_ids,
         frequency=st.sampled_from([None, "daily", "weekly"]),
-        confirmations=st.lists(_times, max_size=3).map(tuple),
+        confirmations=st.lists(
+            st.tuples(_times, st.sampled_from(["", "mallory@example.org"])), max_size=3
+        ).map(tuple),
         handled=st.lists(st.text(max_size=20), max_size=3).map(tuple),
+        acknowledged_at=st.none() | _times,
+        last_replies=st.lists(st.builds(ReplyNote, _times, st.text(), st.text()), max_size=3).map(
+            tuple
+        ),
     )
 )
 def test_a_reader_state_reads_back_the_same_after_a_reopen(state: ReaderState) -> None:
@@ -102,6 +108,21 @@ def test_a_reader_state_reads_back_the_same_after_a_reopen(state: ReaderState) -
         store.set_reader_state("a@x.org", state)
     with Store.open(Path("mem.json"), storage=memory, now=NOW) as store:
         assert store.reader_state("a@x.org") == state
+
+
+def test_confirmations_stored_before_their_senders_were_kept_count_as_the_readers_own(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "digest.json"
+    reader = {
+        "email": "alice@example.org",
+        "replies": {"confirmations": ["2026-11-25T06:00:00+00:00"]},
+        "batches": [],
+    }
+    db.write_text(json.dumps({"meta": {"1": {"schema": 2}}, "subscribers": {"1": reader}}))
+    with Store.open(db, readonly=True) as store:
+        state = store.reader_state("alice@example.org")
+    assert state.confirmations == ((NOW - timedelta(hours=1), ""),)
 
 
 def test_a_damaged_reader_state_is_reported_with_the_reader(tmp_path: Path) -> None:
@@ -278,6 +299,29 @@ def test_readers_lists_only_readers_with_a_choice(write_config, tmp_path, capsys
     assert out == [
         "bob@example.org: weekly by reply",
         "gone@example.org: unsubscribed by reply on 2026-11-24 (not in the configuration)",
+    ]
+
+
+def test_readers_email_shows_the_readers_last_replies_newest_first(
+    write_config, tmp_path, capsys
+) -> None:
+    cfg = write_config(config_dict("http://127.0.0.1:9/api/query"))
+    notes = (
+        ReplyNote(NOW, "command pause for bob@example.org", "paused until 2026-12-02"),
+        ReplyNote(
+            NOW + timedelta(hours=1),
+            "ignored: no command (from bob@example.org)",
+            "forwarded to postmaster@digest.test",
+        ),
+    )
+    with Store.open(tmp_path / "digest.json") as store:
+        store.set_reader_state("bob@example.org", ReaderState(last_replies=notes))
+    assert main(["readers", "bob@example.org", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "last replies, newest first:",
+        "  2026-11-25 08:00 UTC  ignored: no command (from bob@example.org): "
+        "forwarded to postmaster@digest.test",
+        "  2026-11-25 07:00 UTC  command pause for bob@example.org: paused until 2026-12-02",
     ]
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from digest.models import ReaderState
 from digest.replies.readers import (
-    AskedByPlainReply,
+    Asked,
     Bounced,
     Lifted,
     Verified,
@@ -105,15 +105,15 @@ def test_the_same_bounce_delivered_three_times_counts_once() -> None:
 
 
 def test_a_plain_reply_asks_for_a_confirmation() -> None:
-    state, effects = apply(FRESH, AskedByPlainReply("unsubscribe", "<p1@x>"), NOW)
+    state, effects = apply(FRESH, Asked("unsubscribe", "<p1@x>"), NOW)
     assert effects.confirm == "unsubscribe"
     assert not is_suppressed(state, NOW)  # a From address proves nothing
 
 
-def test_at_most_three_confirmations_a_day_go_to_one_address() -> None:
+def test_at_most_three_confirmations_a_day_for_one_sender() -> None:
     state, sent = FRESH, 0
     for i in range(10):
-        state, effects = apply(state, AskedByPlainReply("pause", f"<p{i}@x>"), NOW)
+        state, effects = apply(state, Asked("pause", f"<p{i}@x>"), NOW)
         sent += effects.confirm is not None
     assert sent == 3
 
@@ -121,14 +121,14 @@ def test_at_most_three_confirmations_a_day_go_to_one_address() -> None:
 def test_confirmations_are_allowed_again_a_day_later() -> None:
     state = FRESH
     for i in range(3):
-        state, _ = apply(state, AskedByPlainReply("pause", f"<p{i}@x>"), NOW)
-    _, effects = apply(state, AskedByPlainReply("pause", "<p9@x>"), NOW + timedelta(days=1))
+        state, _ = apply(state, Asked("pause", f"<p{i}@x>"), NOW)
+    _, effects = apply(state, Asked("pause", "<p9@x>"), NOW + timedelta(days=1))
     assert effects.confirm == "pause"
 
 
 def test_a_plain_unsubscribe_from_an_unsubscribed_reader_is_not_answered() -> None:
     state = ReaderState(unsubscribed_at=NOW)
-    _, effects = apply(state, AskedByPlainReply("unsubscribe"), NOW)
+    _, effects = apply(state, Asked("unsubscribe"), NOW)
     assert effects.confirm is None
 
 
@@ -155,3 +155,13 @@ def test_unverified_hard_bounces_are_logged_but_never_counted() -> None:
     for day in range(5):
         state, effects = apply(state, Bounced(True, "5.1.1"), NOW + timedelta(days=day))
     assert state == FRESH and "not counted" in effects.log
+
+
+def test_other_senders_do_not_count_against_the_readers_own_three() -> None:
+    state = FRESH
+    for i in range(5):
+        asked = Asked("pause", f"<f{i}@x>", sender=f"bulk{i}@spam.example", own=False)
+        state, effects = apply(state, asked, NOW)
+        assert effects.confirm == "pause"
+    _, effects = apply(state, Asked("pause", "<own@x>"), NOW)
+    assert effects.confirm == "pause"

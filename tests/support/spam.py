@@ -115,7 +115,7 @@ def day_messages(templates: Path | None = None, *, links: bool = True) -> list[t
 
 
 def _links(operator: Address, email: str) -> LinkMaker:
-    return lambda ids: reader_links(REPLY_SECRET, operator, email, ids)
+    return lambda ids: reader_links(REPLY_SECRET, operator, email, ids, issued=CREATED.date())
 
 
 @dataclass(frozen=True, slots=True)

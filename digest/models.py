@@ -15,6 +15,8 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
+import idna
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # the full names: schedule's job names, and accepted in subscribers.yaml
 WEEKDAY_NAMES = dict(
@@ -321,6 +323,30 @@ def split_address(addr: str) -> tuple[str, str]:
     """``"a@b.org"`` -> ``("a", "b.org")``; the domain is what follows the last ``@``."""
     local, _, domain = addr.rpartition("@")
     return local, domain
+
+
+def wire_address(address: str) -> str:
+    """``address`` as SMTP carries it: the local part as written, the domain in A-labels.
+
+    RFC 5321 §2.3.5 allows only ASCII domain names on the wire; an
+    internationalised domain travels as its A-labels (RFC 5890 §2.3.2.1),
+    which every server takes, SMTPUTF8 or not. A local part outside ASCII
+    has no ASCII form at all: it needs SMTPUTF8 (``needs_smtputf8``).
+    Raises ``ValueError`` naming the address when the domain has no A-label form.
+    """
+    local, domain = split_address(address)
+    if domain.isascii():
+        return address
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (UnicodeError, ValueError) as exc:
+        raise ValueError(f"the domain of {address} has no IDNA A-label form: {exc}") from None
+    return f"{local}@{ascii_domain}"
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether mail to ``address`` needs SMTPUTF8 (RFC 6531): a local part outside ASCII."""
+    return not split_address(address)[0].isascii()
 
 
 def format_sender(sender: str) -> Address:

@@ -40,7 +40,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"keywords; database {s.database}; SMTP {s.smtp.host}:{s.smtp.port} ({s.smtp.security})"
     )
     if args.smtp:
-        print(asyncio.run(Mailer(s.smtp).check()))
+        print(asyncio.run(Mailer(s.smtp).check()).text)
     if args.imap:
         if s.inbox is None:
             raise ConfigError(

@@ -571,3 +571,52 @@ def test_an_unwritable_archive_page_does_not_fail_a_delivered_cycle(setup, capsy
     with Store.open(cfg.parent / "digest.json", readonly=True) as store:
         last = store.last_cycle()
     assert last is not None and last["result"] == "ok"
+
+
+# -- one reader's failure is theirs alone ------------------------------------------
+
+
+INTERNATIONAL = [
+    # first in the file: a failure here must not stop the readers after it
+    {"email": "jörg@example.org", "keywords": ["proton"]},
+    {"email": "user@xn--bcher-kva.example", "name": "Ülrike", "keywords": ["proton"]},
+    {"email": "alice@example.org", "name": "Alice", "keywords": ["deep learning", "proton"]},
+]
+
+
+def header_lines(raw: bytes, name: bytes) -> list[bytes]:
+    head = raw.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
+    return [line for line in head.split(b"\n") if line.startswith(name + b":")]
+
+
+def test_internationalised_addresses_go_out_as_smtp_allows_and_stop_nobody(
+    arxiv, smtp, write_config, capsys
+) -> None:
+    cfg = write_config(config_dict(arxiv.url, smtp.port, INTERNATIONAL))
+    assert run(cfg, "once") == 75
+    assert [r.rcpt_tos for r in smtp.received] == [
+        ["user@xn--bcher-kva.example"],  # the domain in A-labels, to a server without SMTPUTF8
+        ["alice@example.org"],
+    ]
+    # the header names the envelope's address, in a form any server and client takes
+    assert header_lines(smtp.received[0].raw, b"To") == [
+        b"To: =?utf-8?q?=C3=9Clrike?= <user@xn--bcher-kva.example>"
+    ]
+    err = capsys.readouterr().err
+    assert "jörg@example.org: failed" in err and "SMTPUTF8" in err
+    assert "user@bücher.example: sent" in err
+    assert delivered(cfg)["jörg@example.org"] == {}  # his papers stay pending
+
+
+def test_a_non_ascii_local_part_is_delivered_where_the_server_offers_smtputf8(
+    arxiv, write_config
+) -> None:
+    with SmtpServer(smtputf8=True) as smtp:
+        cfg = write_config(config_dict(arxiv.url, smtp.port, INTERNATIONAL))
+        assert run(cfg, "once") == 0
+    got = {r.rcpt_tos[0]: r for r in smtp.received}
+    assert sorted(got) == ["alice@example.org", "jörg@example.org", "user@xn--bcher-kva.example"]
+    assert got["jörg@example.org"].smtputf8 and not got["alice@example.org"].smtputf8
+    # RFC 6532: the address in the header as UTF-8, not an encoded word (RFC 2047 §5 forbids it)
+    assert header_lines(got["jörg@example.org"].raw, b"To") == ["To: jörg@example.org".encode()]
+    assert delivered(cfg)["jörg@example.org"]

@@ -7,12 +7,21 @@ to and from the store's JSON, so nobody reads the record by string keys.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from digest.errors import EXIT_OK, EXIT_TEMPFAIL
+from digest.errors import (
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    DigestError,
+    MachineError,
+    Stopped,
+    StoreError,
+    machine_cause,
+)
 
 Status = Literal[
     "sent", "nothing", "waiting", "suppressed", "dry-run", "outbox", "deferred", "refused", "failed"
@@ -20,6 +29,46 @@ Status = Literal[
 Result = Literal["ok", "partial", "failed"]
 
 _NOT_DELIVERED = ("deferred", "refused", "failed")
+
+
+def reader_failure(exc: BaseException) -> str | None:
+    """Why one reader's digest could not be made, or None when ``exc`` is the whole cycle's.
+
+    The cycle's are those after which nobody's mail can go on: a stop
+    request, the database, a full or failing disk or a closed output,
+    memory, an interrupt. Anything else met while one reader's digest is
+    planned, ranked or rendered (an operator's template, their library, a
+    bug met on their papers) fails that reader alone: their matches stay
+    pending and the others are mailed.
+    """
+    if not isinstance(exc, Exception) or isinstance(
+        exc, Stopped | StoreError | MachineError | MemoryError
+    ):
+        return None
+    if machine_cause(exc) is not None:
+        return None
+    if isinstance(exc, DigestError):
+        return str(exc)
+    return f"a bug in digest: {type(exc).__name__}: {exc} (-v shows the traceback)"
+
+
+@dataclass(frozen=True, slots=True)
+class Unmade:
+    """Why one reader's message could not be made, and where (crosses from a worker process)."""
+
+    reason: str
+    trace: str = ""  # the traceback, logged at debug level (``-v``)
+
+
+def unmade(exc: Exception) -> Unmade:
+    """``exc`` as one reader's failure; raises it again when it is the whole cycle's.
+
+    Call inside the ``except`` block that caught ``exc``.
+    """
+    reason = reader_failure(exc)
+    if reason is None:
+        raise exc
+    return Unmade(reason, traceback.format_exc())
 
 
 def _plural(n: int, word: str) -> str:
@@ -46,6 +95,8 @@ class SubscriberReport:
             n += f" and {_plural(self.revisions, 'update')}"
         if self.empty:
             n = 'a "nothing new" note'
+        # a reader who failed before their papers were counted: no count to give
+        pending = f", {n} stay pending" if self.papers or self.empty else ""
         text = {
             "sent": f"sent {n}",
             "nothing": "nothing new",
@@ -53,9 +104,9 @@ class SubscriberReport:
             "suppressed": "not mailed",
             "dry-run": f"would send {n}",
             "outbox": f"wrote {n} to the outbox",
-            "deferred": f"deferred, {n} stay pending",
-            "refused": f"refused by the server, {n} stay pending",
-            "failed": f"failed, {n} stay pending",
+            "deferred": f"deferred{pending}",
+            "refused": f"refused by the server{pending}",
+            "failed": f"failed{pending}",
         }[self.status]
         return f"{self.email}: {text}" + (f" ({self.detail})" if self.detail else "")
 

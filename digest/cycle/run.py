@@ -46,7 +46,13 @@ from digest.cycle.plan import (
     revision_watch,
     select_subscribers,
 )
-from digest.cycle.report import CycleReport, Reports, Status, SubscriberReport
+from digest.cycle.report import (
+    CycleReport,
+    Reports,
+    Status,
+    SubscriberReport,
+    reader_failure,
+)
 from digest.cycle.stream import Matched, compose_each, item_report, replan
 from digest.errors import DigestError, FetchError
 from digest.models import Config, Paper, Subscriber, newest_versions
@@ -207,8 +213,13 @@ async def _plan(
                 sending.append(sub)
             else:
                 _record_unsent(cycle, plan, reports)
-        except DigestError as exc:
-            reports.emit(SubscriberReport(sub.email, "failed", detail=str(exc)))
+        except Exception as exc:
+            reason = reader_failure(exc)
+            if reason is None:
+                raise
+            log.warning("%s: not planned this cycle: %s", sub.email, reason)
+            log.debug("%s: where it failed", sub.email, exc_info=True)
+            reports.emit(SubscriberReport(sub.email, "failed", detail=reason))
     if cycle.records:
         with phases.phase("record"):
             cycle.store.flush()

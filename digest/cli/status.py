@@ -46,6 +46,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             note = quiet_cycle_note(last)
             if note:
                 print(f"  {note}")
+            if last.not_delivered:
+                print("  not delivered, their papers stay pending:")
+                for email, outcome in last.not_delivered.items():
+                    print(f"    {email}: {outcome}")
+                if last.unnamed():
+                    print(f"    and {last.unnamed()} more (the cycle's log names them)")
         else:
             print("last cycle: none recorded")
         print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")

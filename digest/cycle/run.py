@@ -51,10 +51,11 @@ from digest.cycle.report import (
     Reports,
     Status,
     SubscriberReport,
+    cycle_failure,
     reader_failure,
 )
 from digest.cycle.stream import Matched, compose_each, item_report, replan
-from digest.errors import DigestError, FetchError
+from digest.errors import FetchError
 from digest.models import Config, Paper, Subscriber, newest_versions
 from digest.store import Store
 
@@ -103,8 +104,9 @@ async def run_cycle(
         if cycle.records:
             with phases.phase("housekeeping"):
                 housekeeping.tidy(config, store, now, matched.pool.index)
-    except DigestError as exc:
-        error = str(exc)
+    except BaseException as exc:
+        # whatever ended it, a bug included: the record never calls this cycle "ok"
+        error = cycle_failure(exc)
         raise
     finally:
         report = _finish(cycle, before, fetched, error, phases, reports)

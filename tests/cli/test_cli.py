@@ -129,6 +129,22 @@ def test_status_shows_last_cycle_and_pending(setup, capsys) -> None:
     assert re.search(r"bob@example.org: \d+ delivered, 0 pending", out)
 
 
+def test_status_names_the_readers_not_delivered_and_counts_past_twenty(
+    arxiv: ArxivServer, write_config, capsys
+) -> None:
+    readers = [{"email": f"r{i:02d}@example.org", "keywords": ["proton"]} for i in range(23)]
+    cfg = write_config(config_dict(arxiv.url, 9, readers))  # no SMTP server there
+    assert run(cfg, "once") == 75
+    capsys.readouterr()
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^last cycle: .*, partial: .*23 deferred$", out, re.M)
+    line = r"^    (r\d\d@example\.org): deferred, \d+ papers? stay pending \("
+    named = re.findall(line, out, re.M)
+    assert named == [f"r{i:02d}@example.org" for i in range(20)]
+    assert "    and 3 more (the cycle's log names them)" in out
+
+
 def record(**changes: object) -> CycleRecord:
     base = CycleRecord(
         started=datetime(2026, 12, 5, 7, tzinfo=UTC),  # a Saturday
@@ -154,7 +170,12 @@ def test_status_says_whether_a_quiet_cycle_is_expected() -> None:
 
 
 def test_the_cycle_record_round_trips_through_the_store_dict() -> None:
-    r = record(counts={"sent": 2, "nothing": 1}, error="x", matched=4)
+    r = record(
+        counts={"sent": 2, "failed": 1},
+        error="x",
+        matched=4,
+        not_delivered={"a@example.org": "failed (why)"},
+    )
     assert CycleRecord.from_dict(r.to_dict()) == r
 
 

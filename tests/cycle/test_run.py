@@ -606,6 +606,12 @@ def test_internationalised_addresses_go_out_as_smtp_allows_and_stop_nobody(
     assert "jörg@example.org: failed" in err and "SMTPUTF8" in err
     assert "user@bücher.example: sent" in err
     assert delivered(cfg)["jörg@example.org"] == {}  # his papers stay pending
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    assert ", partial:" in out
+    assert "  not delivered, their papers stay pending:" in out
+    failed = r"^    jörg@example\.org: failed, \d+ papers? stay pending \(.*SMTPUTF8"
+    assert re.search(failed, out, re.M)
 
 
 def test_a_non_ascii_local_part_is_delivered_where_the_server_offers_smtputf8(
@@ -620,3 +626,23 @@ def test_a_non_ascii_local_part_is_delivered_where_the_server_offers_smtputf8(
     # RFC 6532: the address in the header as UTF-8, not an encoded word (RFC 2047 §5 forbids it)
     assert header_lines(got["jörg@example.org"].raw, b"To") == ["To: jörg@example.org".encode()]
     assert delivered(cfg)["jörg@example.org"]
+
+
+def test_a_cycle_ended_by_a_bug_is_recorded_as_failed_never_ok(
+    setup, monkeypatch, capsys
+) -> None:
+    from digest.cycle import run as run_mod
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("something digest did not expect")
+
+    monkeypatch.setattr(run_mod, "candidates", broken)
+    cfg, _, _ = setup
+    assert run(cfg, "once") == 70
+    with Store.open(cfg.parent / "digest.json", readonly=True) as store:
+        last = store.last_cycle()
+    assert last is not None and last["result"] == "failed"
+    assert "RuntimeError: something digest did not expect" in last["error"]
+    capsys.readouterr()
+    assert run(cfg, "status") == 0
+    assert ", failed:" in capsys.readouterr().out

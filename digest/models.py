@@ -7,6 +7,7 @@ stage can never change what another stage sees.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -323,6 +324,43 @@ def split_address(addr: str) -> tuple[str, str]:
     """``"a@b.org"`` -> ``("a", "b.org")``; the domain is what follows the last ``@``."""
     local, _, domain = addr.rpartition("@")
     return local, domain
+
+
+def address_key(address: str) -> str:
+    """The one identity of a reader's address: the store's key, the tokens', the duplicates'.
+
+    Two spellings of one mailbox give one key, so editing an address's case or
+    form in subscribers.yaml keeps the reader's history and choices:
+
+    * the domain in U-labels, mapped and lower-cased by UTS #46 (RFC 5890,
+      RFC 5895): ``Bücher.example`` and ``xn--bcher-kva.example`` are one
+      domain. U-labels rather than A-labels because that is how the
+      configuration, the store and every token minted so far wrote them;
+    * the local part in NFC (RFC 6532 §3.1) and lower-cased, ASCII or not.
+      RFC 5321 §2.4 lets a server tell ``Alice`` from ``alice``; the mail
+      systems in wide use do not, and mail clients change the case of
+      replies. Not ``casefold``: ``straße`` and ``strasse`` stay two
+      mailboxes. The address is still *sent* as written (``wire_address``),
+      only compared this way.
+
+    Never raises: replies bring arbitrary text; what is not an address is
+    compared lower-cased.
+    """
+    addr = address.strip().strip("<>").strip()
+    local, at, domain = addr.rpartition("@")
+    if not at:
+        return unicodedata.normalize("NFC", addr).lower()
+    return f"{unicodedata.normalize('NFC', local).lower()}@{_domain_key(domain)}"
+
+
+def _domain_key(domain: str) -> str:
+    lowered = domain.lower()
+    if domain.isascii() and "xn--" not in lowered:
+        return lowered  # the common case, without the IDNA tables
+    try:
+        return str(idna.decode(idna.encode(domain, uts46=True)))
+    except (UnicodeError, ValueError):  # not a domain IDNA can map: compare it as written
+        return unicodedata.normalize("NFC", domain).lower()
 
 
 def wire_address(address: str) -> str:

@@ -21,7 +21,7 @@ from digest.cycle import (
     snapshot,
 )
 from digest.errors import EXIT_OK, StoreCorruptError, UsageError
-from digest.models import ReaderState
+from digest.models import ReaderState, address_key
 from digest.store import Store
 
 log = logging.getLogger("digest")
@@ -82,19 +82,19 @@ def cmd_readers(args: argparse.Namespace) -> int:
     if not cfg.settings.database.exists():
         print(f"no reader has replied yet (no database at {cfg.settings.database})")
         return EXIT_OK
-    configured = {s.email.casefold(): s.email for s in cfg.subscribers}
+    configured = {address_key(s.email): s.email for s in cfg.subscribers}
     with Store.open(cfg.settings.database, readonly=not args.resume, now=now) as store:
         stored = store.readers_with_state()
         if args.email is None:
             for who in sorted(stored):
                 what = replies.describe(store.reader_state(who), now) or "nothing chosen"
-                gone = "" if who.casefold() in configured else " (not in the configuration)"
+                gone = "" if address_key(who) in configured else " (not in the configuration)"
                 print(f"{who}: {what}{gone}")
             if not stored:
                 print("no reader has chosen anything by reply")
             return EXIT_OK
-        by_case = {e.casefold(): e for e in stored} | configured
-        found = by_case.get(args.email.casefold())
+        by_key = {address_key(e): e for e in stored} | configured
+        found = by_key.get(address_key(args.email))
         if found is None:
             raise UsageError(f"no subscriber {args.email} in {cfg.path} and no reply state stored")
         email = found

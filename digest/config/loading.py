@@ -40,6 +40,7 @@ from digest.models import (
     Settings,
     SmtpSettings,
     Subscriber,
+    address_key,
 )
 
 DEFAULT_CONFIG = "subscribers.yaml"
@@ -207,11 +208,11 @@ def _apply_env(
 
 
 def _duplicate_subscribers(model: FileModel) -> list[str]:
-    """One problem per address listed again (compared case-insensitively)."""
+    """One problem per address listed again: two spellings of one reader (``address_key``)."""
     first: dict[str, int] = {}
     problems = []
     for i, sub in enumerate(model.subscribers):
-        key = sub.email.casefold()
+        key = address_key(sub.email)
         if key in first:
             problems.append(
                 f"subscribers[{i}].email: {sub.email} is already subscribers[{first[key]}]; "

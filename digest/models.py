@@ -184,6 +184,9 @@ class Subscriber:
     likes: tuple[Liked, ...] = ()  # from likes: and library:, one entry per paper
     library: Path | None = None  # where some of the likes came from
     dislikes: tuple[str, ...] = ()  # arXiv ids the reader asked for less of (by reply)
+    # why ``library`` could not be read ("PATH: problem"): this reader's digest
+    # fails until it can, and nobody else's waits for it
+    library_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,7 +211,13 @@ async def _plan(
                     cycle.store.ensure_watermarks(
                         sub.email, plan.term_keys, plan.watermark_start or now, now=now
                     )
-            if plan.sends:
+            if plan.sends and sub.library_problem is not None:
+                # ranked without the papers they like, the digest would not be theirs:
+                # it waits, pending, until the file can be read
+                why = f"library {sub.library_problem}"
+                log.warning("%s: no digest this cycle: %s", sub.email, why)
+                reports.emit(SubscriberReport(sub.email, "failed", len(plan.matches), detail=why))
+            elif plan.sends:
                 sending.append(sub)
             else:
                 _record_unsent(cycle, plan, reports)

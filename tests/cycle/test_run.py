@@ -646,3 +646,23 @@ def test_a_cycle_ended_by_a_bug_is_recorded_as_failed_never_ok(
     capsys.readouterr()
     assert run(cfg, "status") == 0
     assert ", failed:" in capsys.readouterr().out
+
+
+def test_a_reader_whose_library_cannot_be_read_fails_alone(setup, capsys) -> None:
+    cfg, _, smtp = setup
+    data = yaml.safe_load(cfg.read_text())
+    data["subscribers"][0]["library"] = "missing.bib"  # alice's: first in the file
+    cfg.write_text(yaml.safe_dump(data))
+    assert run(cfg, "once") == 75
+    assert [r.rcpt_tos for r in smtp.received] == [["bob@example.org"]]
+    err = capsys.readouterr().err
+    assert re.search(
+        r"alice@example\.org: failed, \d+ papers stay pending \(library \S*missing\.bib: "
+        r"cannot read the file",
+        err,
+    )
+    assert delivered(cfg)["alice@example.org"] == {}
+    (cfg.parent / "missing.bib").write_text("@misc{x, title = {Deep learning}}\n")
+    assert run(cfg, "once") == 0  # once it can be read, her papers come
+    assert [r.rcpt_tos for r in smtp.received][-1] == ["alice@example.org"]
+

@@ -56,8 +56,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("last cycle: none recorded")
         print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
         # the planner the cycle uses, on the cache alone: status agrees with once
-        before = snapshot(store, cfg.subscribers)
-        plans = plan_cycle(cfg.subscribers, cfg.settings, before, (), now).plans
+        before, damaged = snapshot(store, cfg.subscribers)
+        for email, why in damaged.items():
+            print(f"  {email}: {why}; not mailed until then")
+        planned = [s for s in cfg.subscribers if s.email not in damaged]
+        plans = plan_cycle(planned, cfg.settings, before, (), now).plans
         for plan in plans:
             email = plan.subscriber.email
             state = before.state(email)

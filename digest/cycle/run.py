@@ -55,25 +55,34 @@ from digest.cycle.report import (
     reader_failure,
 )
 from digest.cycle.stream import Matched, compose_each, item_report, replan
-from digest.errors import FetchError
-from digest.models import Config, Paper, Subscriber, newest_versions
+from digest.errors import FetchError, StoreCorruptError
+from digest.models import Config, Paper, ReaderState, Subscriber, newest_versions
 from digest.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:
-    """What the planner may know of the store, read once.
+def snapshot(store: Store, subs: Sequence[Subscriber]) -> tuple[Snapshot, dict[str, str]]:
+    """What the planner may know of the store, read once; and whose reply state is damaged.
 
-    A damaged reply state stops the cycle (StoreCorruptError, naming the
-    reader): mailing someone who may have unsubscribed is the worse mistake.
+    A reader whose stored choices do not decode (StoreCorruptError) may have
+    unsubscribed: mailing them is the worse mistake, so they are left out of
+    the snapshot and the plan, named with why; nobody else's mail waits.
     """
-    return Snapshot(
-        states={s.email: store.subscriber(s.email) for s in subs},
+    readers: dict[str, ReaderState] = {}
+    damaged: dict[str, str] = {}
+    for s in subs:
+        try:
+            readers[s.email] = store.reader_state(s.email)
+        except StoreCorruptError as exc:
+            damaged[s.email] = str(exc)
+    before = Snapshot(
+        states={s.email: store.subscriber(s.email) for s in subs if s.email not in damaged},
         cached=store.papers(),
         last_fetch=store.last_fetch(),
-        readers={s.email: store.reader_state(s.email) for s in subs},
+        readers=readers,
     )
+    return before, damaged
 
 
 async def run_cycle(
@@ -91,7 +100,11 @@ async def run_cycle(
     phases = Phases()
     reports = Reports(hooks.report_line)
     with phases.phase("record"):
-        before = snapshot(store, subs)
+        before, damaged = snapshot(store, subs)
+    for email, why in damaged.items():
+        log.warning("%s: not mailed: %s", email, why)
+        reports.emit(SubscriberReport(email, "failed", detail=why))
+    subs = tuple(s for s in subs if s.email not in damaged)
     fetched: tuple[Paper, ...] = ()
     error: str | None = None
     try:

@@ -666,3 +666,22 @@ def test_a_reader_whose_library_cannot_be_read_fails_alone(setup, capsys) -> Non
     assert run(cfg, "once") == 0  # once it can be read, her papers come
     assert [r.rcpt_tos for r in smtp.received][-1] == ["alice@example.org"]
 
+
+
+def test_a_reader_whose_stored_reply_state_is_damaged_is_not_mailed_and_stops_nobody(
+    setup, capsys
+) -> None:
+    cfg, _, smtp = setup
+    db = cfg.parent / "digest.json"
+    alice = {"email": "alice@example.org", "replies": {"unsubscribed_at": 17}, "batches": []}
+    db.write_text(json.dumps({"meta": {"1": {"schema": 3}}, "subscribers": {"1": alice}}))
+    assert run(cfg, "once") == 75
+    assert [r.rcpt_tos for r in smtp.received] == [["bob@example.org"]]  # she may have left
+    err = capsys.readouterr().err
+    damaged = "alice@example.org: failed (the stored reply state of alice@example.org is damaged"
+    assert damaged in err
+    assert "digest readers alice@example.org --resume starts it afresh" in err
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  alice@example\.org: the stored reply state .* is damaged", out, re.M)
+    assert re.search(r"^  bob@example\.org: \d+ delivered, 0 pending", out, re.M)

@@ -7,6 +7,7 @@ stage can never change what another stage sees.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -14,6 +15,8 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
+
+import idna
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # the full names: schedule's job names, and accepted in subscribers.yaml
@@ -188,6 +191,9 @@ class Subscriber:
     likes: tuple[Liked, ...] = ()  # from likes: and library:, one entry per paper
     library: Path | None = None  # where some of the likes came from
     dislikes: tuple[str, ...] = ()  # arXiv ids the reader asked for less of (by reply)
+    # why ``library`` could not be read ("PATH: problem"): this reader's digest
+    # fails until it can, and nobody else's waits for it
+    library_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +356,67 @@ def split_address(addr: str) -> tuple[str, str]:
     """``"a@b.org"`` -> ``("a", "b.org")``; the domain is what follows the last ``@``."""
     local, _, domain = addr.rpartition("@")
     return local, domain
+
+
+def address_key(address: str) -> str:
+    """The one identity of a reader's address: the store's key, the tokens', the duplicates'.
+
+    Two spellings of one mailbox give one key, so editing an address's case or
+    form in subscribers.yaml keeps the reader's history and choices:
+
+    * the domain in U-labels, mapped and lower-cased by UTS #46 (RFC 5890,
+      RFC 5895): ``Bücher.example`` and ``xn--bcher-kva.example`` are one
+      domain. U-labels rather than A-labels because that is how the
+      configuration, the store and every token minted so far wrote them;
+    * the local part in NFC (RFC 6532 §3.1) and lower-cased, ASCII or not.
+      RFC 5321 §2.4 lets a server tell ``Alice`` from ``alice``; the mail
+      systems in wide use do not, and mail clients change the case of
+      replies. Not ``casefold``: ``straße`` and ``strasse`` stay two
+      mailboxes. The address is still *sent* as written (``wire_address``),
+      only compared this way.
+
+    Never raises: replies bring arbitrary text; what is not an address is
+    compared lower-cased.
+    """
+    addr = address.strip().strip("<>").strip()
+    local, at, domain = addr.rpartition("@")
+    if not at:
+        return unicodedata.normalize("NFC", addr).lower()
+    return f"{unicodedata.normalize('NFC', local).lower()}@{_domain_key(domain)}"
+
+
+def _domain_key(domain: str) -> str:
+    lowered = domain.lower()
+    if domain.isascii() and "xn--" not in lowered:
+        return lowered  # the common case, without the IDNA tables
+    try:
+        return str(idna.decode(idna.encode(domain, uts46=True)))
+    except (UnicodeError, ValueError):  # not a domain IDNA can map: compare it as written
+        return unicodedata.normalize("NFC", domain).lower()
+
+
+def wire_address(address: str) -> str:
+    """``address`` as SMTP carries it: the local part as written, the domain in A-labels.
+
+    RFC 5321 §2.3.5 allows only ASCII domain names on the wire; an
+    internationalised domain travels as its A-labels (RFC 5890 §2.3.2.1),
+    which every server takes, SMTPUTF8 or not. A local part outside ASCII
+    has no ASCII form at all: it needs SMTPUTF8 (``needs_smtputf8``).
+    Raises ``ValueError`` naming the address when the domain has no A-label form.
+    """
+    local, domain = split_address(address)
+    if domain.isascii():
+        return address
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (UnicodeError, ValueError) as exc:
+        raise ValueError(f"the domain of {address} has no IDNA A-label form: {exc}") from None
+    return f"{local}@{ascii_domain}"
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether mail to ``address`` needs SMTPUTF8 (RFC 6531): a local part outside ASCII."""
+    return not split_address(address)[0].isascii()
 
 
 def format_sender(sender: str) -> Address:

@@ -36,20 +36,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = config.load_named(args.config, os.environ)
     s = cfg.settings
     check_writable(cfg)
-    unfit = arxiv.unfit_terms(cfg.subscribers, s.arxiv)
-    if unfit:
-        # the cycle leaves them out and serves everybody else; here the operator hears of it
-        raise ConfigError(str(cfg.path), [f"{u}: shorten it" for u in unfit])
-    missing = config.missing_passwords(s)
-    if missing:
-        raise ConfigError(str(cfg.path), missing)
+    # keywords the cycle leaves out (serving everybody else), and logins with no
+    # password: here the operator hears of them
+    problems = [f"{u}: shorten it" for u in arxiv.unfit_terms(cfg.subscribers, s.arxiv)]
+    problems += config.missing_passwords(s)
+    if problems:
+        raise ConfigError(str(cfg.path), problems)
+    smtp = asyncio.run(Mailer(s.smtp).check()) if args.smtp else None
+    # readers whose digest would fail every cycle are problems; how the others'
+    # internationalised addresses will be sent is said beside the summary
+    notes, problems = config.address_report(cfg, smtp.smtputf8 if smtp else None)
+    if problems:
+        raise ConfigError(str(cfg.path), problems)
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
     print(
         f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "
         f"keywords; database {s.database}; SMTP {s.smtp.host}:{s.smtp.port} ({s.smtp.security})"
     )
-    if args.smtp:
-        print(asyncio.run(Mailer(s.smtp).check()))
+    for note in notes:
+        print(f"  {note}")
+    if smtp is not None:
+        print(smtp.text)
     if args.imap:
         if s.inbox is None:
             raise ConfigError(
@@ -114,8 +121,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
     options = Options(dry_run=True, only=args.email, interactive=True)
     hooks = Hooks(on_composed=lambda d, r: rendered.append(r.html))
     with Store.open(cfg.settings.database, readonly=True) as store:
-        _cycle(cfg, store, options, hooks)
+        report = _cycle(cfg, store, options, hooks)
     if not rendered:
+        failed = report.not_delivered()
+        if failed:  # their digest could not be made (their library, a template): say why
+            print(failed[0].line(), file=sys.stderr)
+            return report.exit_code
         print(f"{args.email}: nothing new, no digest to preview", file=sys.stderr)
         return EXIT_OK
     if args.output:

@@ -23,7 +23,7 @@ from digest.cycle import (
     snapshot,
 )
 from digest.errors import EXIT_OK, StoreCorruptError, UsageError
-from digest.models import ReaderState
+from digest.models import ReaderState, address_key
 from digest.store import Store
 
 log = logging.getLogger("digest")
@@ -48,12 +48,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             note = quiet_cycle_note(last)
             if note:
                 print(f"  {note}")
+            if last.not_delivered:
+                print("  not delivered, their papers stay pending:")
+                for email, outcome in last.not_delivered.items():
+                    print(f"    {email}: {outcome}")
+                if last.unnamed():
+                    print(f"    and {last.unnamed()} more (the cycle's log names them)")
         else:
             print("last cycle: none recorded")
         print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
         # the planner the cycle uses, on the cache alone: status agrees with once
-        before = snapshot(store, cfg.subscribers)
-        plans = plan_cycle(cfg.subscribers, cfg.settings, before, (), now).plans
+        before, damaged = snapshot(store, cfg.subscribers)
+        for email, why in damaged.items():
+            print(f"  {email}: {why}; not mailed until then")
+        planned = [s for s in cfg.subscribers if s.email not in damaged]
+        plans = plan_cycle(planned, cfg.settings, before, (), now).plans
         for plan in plans:
             email = plan.subscriber.email
             state = before.state(email)
@@ -81,19 +90,19 @@ def cmd_readers(args: argparse.Namespace) -> int:
     if not cfg.settings.database.exists():
         print(f"no reader has replied yet (no database at {cfg.settings.database})")
         return EXIT_OK
-    configured = {s.email.casefold(): s.email for s in cfg.subscribers}
+    configured = {address_key(s.email): s.email for s in cfg.subscribers}
     with Store.open(cfg.settings.database, readonly=not args.resume, now=now) as store:
         stored = store.readers_with_state()
         if args.email is None:
             for who in sorted(stored):
                 what = replies.describe(store.reader_state(who), now, zone) or "nothing chosen"
-                gone = "" if who.casefold() in configured else " (not in the configuration)"
+                gone = "" if address_key(who) in configured else " (not in the configuration)"
                 print(f"{who}: {what}{gone}")
             if not stored:
                 print("no reader has chosen anything by reply")
             return EXIT_OK
-        by_case = {e.casefold(): e for e in stored} | configured
-        found = by_case.get(args.email.casefold())
+        by_key = {address_key(e): e for e in stored} | configured
+        found = by_key.get(address_key(args.email))
         if found is None:
             raise UsageError(f"no subscriber {args.email} in {cfg.path} and no reply state stored")
         email = found

@@ -33,7 +33,9 @@ from digest.models import (
     Settings,
     Subscriber,
     format_sender,
+    needs_smtputf8,
     split_address,
+    wire_address,
 )
 from digest.replies import ReaderLinks
 
@@ -138,7 +140,9 @@ def build_message(
     sender = format_sender(settings.smtp.sender)
     same = _cycle_headers(settings.smtp.sender, format_datetime(digest.created))
     sub = digest.subscriber
-    local, domain = split_address(sub.email)
+    # the address as the envelope carries it (A-label domain): the header
+    # and RCPT agree, and a client without IDNA support can still reply
+    local, domain = split_address(wire_address(sub.email))
     msg = EmailMessage()
     msg["From"] = same["From"]
     msg["To"] = Address(display_name=sub.name or "", username=local, domain=domain)
@@ -156,7 +160,8 @@ def build_message(
     # quoted-printable (inlined HTML has long lines, base64 would add a third),
     # base64 where that is smaller; the boundary is derived from the Message-ID
     boundary = "=_" + hashlib.sha256(ident.encode()).hexdigest()[:24]
-    return mime.alternative(msg, (("plain", rendered.text), ("html", rendered.html)), boundary)
+    parts = (("plain", rendered.text), ("html", rendered.html))
+    return mime.alternative(msg, parts, boundary, utf8=needs_smtputf8(sub.email))
 
 
 def compose(

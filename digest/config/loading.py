@@ -5,7 +5,10 @@ the YAML with positions (refusing duplicate keys), overlays the ``DIGEST_*``
 variables, has ``digest.config.schema`` validate the result and builds the frozen
 ``Config`` of ``digest.models``, with passwords from ``digest.config.credentials``.
 Every problem comes out in one ``ConfigError``, each with its place
-(``subscribers[2].email: ...``, or the YAML line and column).
+(``subscribers[2].email: ...``, or the YAML line and column). A ``library``
+file that cannot be read is not one of them: it is that reader's problem
+(``Subscriber.library_problem``), which fails their digest alone and which
+``digest check`` reports (``address_report``).
 """
 
 from __future__ import annotations
@@ -40,12 +43,15 @@ from digest.models import (
     Settings,
     SmtpSettings,
     Subscriber,
+    address_key,
+    needs_smtputf8,
+    wire_address,
 )
 
 DEFAULT_CONFIG = "subscribers.yaml"
 
-# A subscriber's library: file, and the papers it lists as liked.
-LibraryFile = tuple[Path, tuple[Liked, ...]]
+# A subscriber's library: file, and the papers it lists as liked, or why it cannot be read.
+LibraryFile = tuple[Path, tuple[Liked, ...] | str]
 
 # name of the environment variable -> (path in the YAML, type)
 ENV_OVERRIDES: dict[str, tuple[tuple[str, ...], type]] = {
@@ -174,10 +180,9 @@ def parse(text: str, path: Path, env: Mapping[str, str]) -> Config:
     data, env_places = _apply_env(data, env)
     model = validate(data, source, env_places)
     problems = _duplicate_subscribers(model)
-    libraries, library_problems = _read_libraries(model, path.resolve().parent)
-    problems += library_problems
     if problems:
         raise ConfigError(source, problems)
+    libraries = _read_libraries(model, path.resolve().parent)
     return _to_config(model, path.resolve(), env, libraries)
 
 
@@ -207,11 +212,11 @@ def _apply_env(
 
 
 def _duplicate_subscribers(model: FileModel) -> list[str]:
-    """One problem per address listed again (compared case-insensitively)."""
+    """One problem per address listed again: two spellings of one reader (``address_key``)."""
     first: dict[str, int] = {}
     problems = []
     for i, sub in enumerate(model.subscribers):
-        key = sub.email.casefold()
+        key = address_key(sub.email)
         if key in first:
             problems.append(
                 f"subscribers[{i}].email: {sub.email} is already subscribers[{first[key]}]; "
@@ -222,10 +227,14 @@ def _duplicate_subscribers(model: FileModel) -> list[str]:
     return problems
 
 
-def _read_libraries(model: FileModel, base: Path) -> tuple[dict[int, LibraryFile], list[str]]:
-    """Each subscriber's ``library:`` file, read now so a bad one stops start-up (exit 78)."""
+def _read_libraries(model: FileModel, base: Path) -> dict[int, LibraryFile]:
+    """Each subscriber's ``library:`` file, read now, or why it cannot be.
+
+    A file that cannot be read or parsed fails its reader's digest, not the
+    configuration: it is often an export another program rewrites (Zotero),
+    and one reader's half-written file must not stop everyone's mail.
+    """
     found: dict[int, LibraryFile] = {}
-    problems = []
     for i, sub in enumerate(model.subscribers):
         if sub.library is None:
             continue
@@ -234,8 +243,50 @@ def _read_libraries(model: FileModel, base: Path) -> tuple[dict[int, LibraryFile
         try:
             found[i] = (where, library.read_library(where))
         except ConfigError as exc:
-            problems += [f"subscribers[{i}].library: {where}: {p}" for p in exc.problems]
-    return found, problems
+            found[i] = (where, "; ".join(f"{where}: {p}" for p in exc.problems))
+    return found
+
+
+def address_report(config: Config, smtputf8: bool | None = None) -> tuple[list[str], list[str]]:
+    """What ``digest check`` says of the readers it treats specially: (notes, problems).
+
+    Notes say how an internationalised address will be sent; problems (with
+    their place) are readers whose digest would fail every cycle: a
+    ``library`` that cannot be read, or, when ``smtputf8`` is known
+    (``check --smtp``), a local part outside ASCII and a server without
+    SMTPUTF8 (RFC 6531).
+    """
+    smtp = config.settings.smtp
+    server = f"{smtp.host}:{smtp.port}"
+    notes: list[str] = []
+    problems: list[str] = []
+    for i, sub in enumerate(config.subscribers):
+        email = sub.email
+        if needs_smtputf8(email):
+            if smtputf8 is None:
+                notes.append(
+                    f"{email}: its local part is not ASCII: it is sent only through an SMTP "
+                    "server that offers SMTPUTF8 (RFC 6531), and where yours does not, this "
+                    "reader's digest fails and the others go out; check --smtp asks the server"
+                )
+            elif smtputf8:
+                notes.append(f"{email}: sent with SMTPUTF8, which {server} offers")
+            else:
+                problems.append(
+                    f"subscribers[{i}].email: {email}: its local part is not ASCII and {server} "
+                    "does not offer SMTPUTF8 (RFC 6531): this reader's digest would fail every "
+                    "cycle (the others go out); use an SMTP server that offers it, or another "
+                    "address"
+                )
+        wire = wire_address(email)
+        if wire.rpartition("@")[2] != email.rpartition("@")[2]:
+            notes.append(f"{email}: sent to {wire} (the domain in IDNA A-labels, RFC 5890)")
+        if sub.library_problem is not None:
+            problems.append(
+                f"subscribers[{i}].library: {sub.library_problem}; this reader's digest fails "
+                "each cycle until it can be read (the others go out)"
+            )
+    return notes, problems
 
 
 # --------------------------------------------------------------------------
@@ -313,6 +364,8 @@ def _inbox(m: InboxModel, base: Path, env: Mapping[str, str]) -> InboxSettings:
 
 
 def _subscriber(sub: SubscriberModel, library_file: LibraryFile | None) -> Subscriber:
+    where, liked = library_file or (None, ())
+    problem = liked if isinstance(liked, str) else None
     return Subscriber(
         email=sub.email,
         name=unicodedata.normalize("NFC", sub.name) if sub.name else None,
@@ -325,8 +378,9 @@ def _subscriber(sub: SubscriberModel, library_file: LibraryFile | None) -> Subsc
         include_revisions=sub.include_revisions,
         send_empty=sub.send_empty,
         max_papers_per_keyword=sub.max_papers_per_keyword,
-        likes=library.merge_likes(sub.likes, library_file[1] if library_file else ()),
-        library=library_file[0] if library_file else None,
+        likes=library.merge_likes(sub.likes, () if isinstance(liked, str) else liked),
+        library=where,
+        library_problem=problem,
     )
 
 

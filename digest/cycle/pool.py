@@ -21,14 +21,17 @@ from datetime import datetime
 
 from digest import compose
 from digest.cycle.plan import Plan
-from digest.errors import DigestError
+from digest.cycle.report import Unmade, unmade
 from digest.models import Digest, Ranked, Settings
 
 POOL_READERS = 200  # fewer messages than this are composed in-process
 AHEAD = 2  # messages composed ahead per worker
 
-# (digest, message bytes, seconds it took), or the operator-readable error of a DigestError
-Composed = tuple[Digest, bytes, float] | str
+# (digest, message bytes, seconds it took), or why this reader's could not be made
+Composed = tuple[Digest, bytes, float] | Unmade
+# what a message is composed from: the reader's ranked matches and link maker, or
+# why ranking them failed (that reader's failure, passed on in its place)
+Ranking = tuple[Sequence[Ranked], compose.LinkMaker | None] | Unmade
 
 
 def message(
@@ -66,13 +69,14 @@ def _in_worker(
     created: datetime,
     links: compose.LinkMaker | None,
 ) -> Composed:
-    # errors cross the process boundary as text: DigestError's fields need not pickle
+    # a reader's failure crosses the process boundary as text: DigestError's
+    # fields need not pickle, and a bug's traceback is logged by the cycle
     started = time.perf_counter()
     try:
         digest, data = message(plan, ranked, settings, created, links)
         return digest, data, time.perf_counter() - started
-    except DigestError as exc:
-        return str(exc)
+    except Exception as exc:
+        return unmade(exc)
 
 
 def workers_for(messages: int) -> int:
@@ -84,7 +88,7 @@ def workers_for(messages: int) -> int:
 
 
 async def pooled(
-    plans: Iterable[tuple[Plan, Sequence[Ranked], compose.LinkMaker | None]],
+    plans: Iterable[tuple[Plan, Ranking]],
     settings: Settings,
     created: datetime,
     workers: int,
@@ -94,7 +98,8 @@ async def pooled(
 
     The plans come ranked, with the reader's link maker: the cycle's corpus
     stays in the cycle's process and only each reader's ordered matches and
-    a picklable link maker cross to a worker.
+    a picklable link maker cross to a worker. A plan whose ranking failed
+    comes back in its turn with that failure, without a worker.
     """
     # forkserver: the cycle's process has threads (the event loop's), fork is unsafe
     context = multiprocessing.get_context("forkserver")
@@ -106,8 +111,13 @@ async def pooled(
     def submit() -> None:
         item = next(todo, None)
         if item is not None and not stopped():
-            plan, ranked, links = item
-            work = pool.submit(_in_worker, plan, ranked, settings, created, links)
+            plan, ranking = item
+            if isinstance(ranking, Unmade):
+                work: Future[Composed] = Future()
+                work.set_result(ranking)
+            else:
+                ranked, links = ranking
+                work = pool.submit(_in_worker, plan, ranked, settings, created, links)
             queued.append((plan, work))
 
     try:

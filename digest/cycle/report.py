@@ -7,12 +7,22 @@ to and from the store's JSON, so nobody reads the record by string keys.
 
 from __future__ import annotations
 
+import asyncio
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from digest.errors import EXIT_OK, EXIT_TEMPFAIL
+from digest.errors import (
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    DigestError,
+    MachineError,
+    Stopped,
+    StoreError,
+    machine_cause,
+)
 
 Status = Literal[
     "sent", "nothing", "waiting", "suppressed", "dry-run", "outbox", "deferred", "refused", "failed"
@@ -20,6 +30,58 @@ Status = Literal[
 Result = Literal["ok", "partial", "failed"]
 
 _NOT_DELIVERED = ("deferred", "refused", "failed")
+# readers not delivered that the cycle record names (the counts hold them all): a
+# server down for 10,000 readers must not make the record 10,000 lines long
+NAMED = 20
+
+
+def reader_failure(exc: BaseException) -> str | None:
+    """Why one reader's digest could not be made, or None when ``exc`` is the whole cycle's.
+
+    The cycle's are those after which nobody's mail can go on: a stop
+    request, the database, a full or failing disk or a closed output,
+    memory, an interrupt. Anything else met while one reader's digest is
+    planned, ranked or rendered (an operator's template, their library, a
+    bug met on their papers) fails that reader alone: their matches stay
+    pending and the others are mailed.
+    """
+    if not isinstance(exc, Exception) or isinstance(
+        exc, Stopped | StoreError | MachineError | MemoryError
+    ):
+        return None
+    if machine_cause(exc) is not None:
+        return None
+    if isinstance(exc, DigestError):
+        return str(exc)
+    return f"a bug in digest: {type(exc).__name__}: {exc} (-v shows the traceback)"
+
+
+def cycle_failure(exc: BaseException) -> str:
+    """What the cycle record says of the failure that ended a cycle (never "ok")."""
+    if isinstance(exc, DigestError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+        return "interrupted"
+    return f"a bug in digest: {type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True, slots=True)
+class Unmade:
+    """Why one reader's message could not be made, and where (crosses from a worker process)."""
+
+    reason: str
+    trace: str = ""  # the traceback, logged at debug level (``-v``)
+
+
+def unmade(exc: Exception) -> Unmade:
+    """``exc`` as one reader's failure; raises it again when it is the whole cycle's.
+
+    Call inside the ``except`` block that caught ``exc``.
+    """
+    reason = reader_failure(exc)
+    if reason is None:
+        raise exc
+    return Unmade(reason, traceback.format_exc())
 
 
 def _plural(n: int, word: str) -> str:
@@ -39,6 +101,10 @@ class SubscriberReport:
     skipped: int = 0  # lower-ranked matches left out for the size limit
 
     def line(self) -> str:
+        return f"{self.email}: {self.outcome()}"
+
+    def outcome(self) -> str:
+        """The line without the address: ``failed, 3 papers stay pending (why)``."""
         n = _plural(self.papers, "paper")
         if self.skipped:
             n += f" ({self.skipped} lower-ranked left out for size)"
@@ -46,6 +112,8 @@ class SubscriberReport:
             n += f" and {_plural(self.revisions, 'update')}"
         if self.empty:
             n = 'a "nothing new" note'
+        # a reader who failed before their papers were counted: no count to give
+        pending = f", {n} stay pending" if self.papers or self.empty else ""
         text = {
             "sent": f"sent {n}",
             "nothing": "nothing new",
@@ -53,11 +121,11 @@ class SubscriberReport:
             "suppressed": "not mailed",
             "dry-run": f"would send {n}",
             "outbox": f"wrote {n} to the outbox",
-            "deferred": f"deferred, {n} stay pending",
-            "refused": f"refused by the server, {n} stay pending",
-            "failed": f"failed, {n} stay pending",
+            "deferred": f"deferred{pending}",
+            "refused": f"refused by the server{pending}",
+            "failed": f"failed{pending}",
         }[self.status]
-        return f"{self.email}: {text}" + (f" ({self.detail})" if self.detail else "")
+        return text + (f" ({self.detail})" if self.detail else "")
 
 
 class Reports:
@@ -93,6 +161,9 @@ class CycleRecord:
     error: str | None = None
     matched: int = 0
     previous_fetch: datetime | None = None
+    # the readers not delivered (deferred, refused, failed), the first ``NAMED`` of
+    # them: address -> what became of them and why (``SubscriberReport.outcome``)
+    not_delivered: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +177,7 @@ class CycleRecord:
             "error": self.error,
             "matched": self.matched,
             "previous_fetch": self.previous_fetch.isoformat() if self.previous_fetch else None,
+            "not_delivered": dict(self.not_delivered),
         }
 
     @classmethod
@@ -122,10 +194,17 @@ class CycleRecord:
             error=d.get("error"),
             matched=int(d.get("matched", 0)),
             previous_fetch=datetime.fromisoformat(previous) if previous else None,
+            not_delivered={str(k): str(v) for k, v in (d.get("not_delivered") or {}).items()},
         )
 
     def counts_text(self) -> str:
-        return ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items())) or "no subscribers"
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
+        return counts or "no subscriber reached"
+
+    def unnamed(self) -> int:
+        """How many readers not delivered the record does not name (past ``NAMED``)."""
+        total = sum(n for status, n in self.counts.items() if status in _NOT_DELIVERED)
+        return max(0, total - len(self.not_delivered))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +225,7 @@ class CycleReport:
 
     @property
     def exit_code(self) -> int:
-        if self.error or any(r.status in _NOT_DELIVERED for r in self.subscribers):
+        if self.error or self.not_delivered():
             return EXIT_TEMPFAIL
         return EXIT_OK
 
@@ -190,4 +269,9 @@ class CycleReport:
             error=self.error,
             matched=sum(r.papers for r in self.subscribers),
             previous_fetch=self.previous_fetch,
+            not_delivered={r.email: r.outcome() for r in self.not_delivered()[:NAMED]},
         )
+
+    def not_delivered(self) -> tuple[SubscriberReport, ...]:
+        """The readers whose message did not go out: deferred, refused or failed."""
+        return tuple(r for r in self.subscribers if r.status in _NOT_DELIVERED)

@@ -46,27 +46,43 @@ from digest.cycle.plan import (
     revision_watch,
     select_subscribers,
 )
-from digest.cycle.report import CycleReport, Reports, Status, SubscriberReport
+from digest.cycle.report import (
+    CycleReport,
+    Reports,
+    Status,
+    SubscriberReport,
+    cycle_failure,
+    reader_failure,
+)
 from digest.cycle.stream import Matched, compose_each, item_report, replan
-from digest.errors import DigestError, FetchError
-from digest.models import Config, Paper, Subscriber, newest_versions
+from digest.errors import FetchError, StoreCorruptError
+from digest.models import Config, Paper, ReaderState, Subscriber, newest_versions
 from digest.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def snapshot(store: Store, subs: Sequence[Subscriber]) -> Snapshot:
-    """What the planner may know of the store, read once.
+def snapshot(store: Store, subs: Sequence[Subscriber]) -> tuple[Snapshot, dict[str, str]]:
+    """What the planner may know of the store, read once; and whose reply state is damaged.
 
-    A damaged reply state stops the cycle (StoreCorruptError, naming the
-    reader): mailing someone who may have unsubscribed is the worse mistake.
+    A reader whose stored choices do not decode (StoreCorruptError) may have
+    unsubscribed: mailing them is the worse mistake, so they are left out of
+    the snapshot and the plan, named with why; nobody else's mail waits.
     """
-    return Snapshot(
-        states={s.email: store.subscriber(s.email) for s in subs},
+    readers: dict[str, ReaderState] = {}
+    damaged: dict[str, str] = {}
+    for s in subs:
+        try:
+            readers[s.email] = store.reader_state(s.email)
+        except StoreCorruptError as exc:
+            damaged[s.email] = str(exc)
+    before = Snapshot(
+        states={s.email: store.subscriber(s.email) for s in subs if s.email not in damaged},
         cached=store.papers(),
         last_fetch=store.last_fetch(),
-        readers={s.email: store.reader_state(s.email) for s in subs},
+        readers=readers,
     )
+    return before, damaged
 
 
 async def run_cycle(
@@ -84,7 +100,11 @@ async def run_cycle(
     phases = Phases()
     reports = Reports(hooks.report_line)
     with phases.phase("record"):
-        before = snapshot(store, subs)
+        before, damaged = snapshot(store, subs)
+    for email, why in damaged.items():
+        log.warning("%s: not mailed: %s", email, why)
+        reports.emit(SubscriberReport(email, "failed", detail=why))
+    subs = tuple(s for s in subs if s.email not in damaged)
     fetched: tuple[Paper, ...] = ()
     error: str | None = None
     try:
@@ -97,8 +117,9 @@ async def run_cycle(
         if cycle.records:
             with phases.phase("housekeeping"):
                 housekeeping.tidy(config, store, now, matched.pool.index)
-    except DigestError as exc:
-        error = str(exc)
+    except BaseException as exc:
+        # whatever ended it, a bug included: the record never calls this cycle "ok"
+        error = cycle_failure(exc)
         raise
     finally:
         report = _finish(cycle, before, fetched, error, phases, reports)
@@ -203,12 +224,23 @@ async def _plan(
                     cycle.store.ensure_watermarks(
                         sub.email, plan.term_keys, plan.watermark_start or now, now=now
                     )
-            if plan.sends:
+            if plan.sends and sub.library_problem is not None:
+                # ranked without the papers they like, the digest would not be theirs:
+                # it waits, pending, until the file can be read
+                why = f"library {sub.library_problem}"
+                log.warning("%s: no digest this cycle: %s", sub.email, why)
+                reports.emit(SubscriberReport(sub.email, "failed", len(plan.matches), detail=why))
+            elif plan.sends:
                 sending.append(sub)
             else:
                 _record_unsent(cycle, plan, reports)
-        except DigestError as exc:
-            reports.emit(SubscriberReport(sub.email, "failed", detail=str(exc)))
+        except Exception as exc:
+            reason = reader_failure(exc)
+            if reason is None:
+                raise
+            log.warning("%s: not planned this cycle: %s", sub.email, reason)
+            log.debug("%s: where it failed", sub.email, exc_info=True)
+            reports.emit(SubscriberReport(sub.email, "failed", detail=reason))
     if cycle.records:
         with phases.phase("record"):
             cycle.store.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -22,15 +23,14 @@ from digest.cycle.dispatch import Outgoing
 from digest.cycle.inputs import Cycle
 from digest.cycle.phases import Phases
 from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
-from digest.cycle.report import Reports, Status, SubscriberReport
-from digest.errors import DigestError
+from digest.cycle.report import Reports, Status, SubscriberReport, Unmade, unmade
 from digest.models import Digest, Paper, Ranked, Subscriber
 from digest.replies import reader_links
 
-# what composing one message takes: the plan, its matches ranked, the reader's link maker
-Ranking = tuple[Plan, Sequence[Ranked], compose.LinkMaker | None]
-# a plan with its digest and message, or with why they could not be composed
-Made = tuple[Plan, tuple[Digest, bytes] | str]
+log = logging.getLogger(__name__)
+
+# a plan with its digest and message, or with why they could not be made
+Made = tuple[Plan, tuple[Digest, bytes] | Unmade]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ async def compose_each(
     """Each plan's message, composed when the senders are ready for it.
 
     On a stop nothing more is composed or handed on. A message that could not
-    be composed is reported failed (its matches stay pending); a dry run
+    be ranked or composed is that reader's failure, reported with its reason
+    (their matches stay pending), and the next reader's comes; a dry run
     without an outbox reports what it would send instead of sending it.
     """
     stopped = cycle.collab.stop.is_set
@@ -85,8 +86,12 @@ async def compose_each(
         async for plan, result in made:
             if stopped():
                 return
-            if isinstance(result, str):
-                reports.emit(SubscriberReport(plan.subscriber.email, "failed", detail=result))
+            if isinstance(result, Unmade):
+                email = plan.subscriber.email
+                log.warning("%s: no digest this cycle: %s", email, result.reason)
+                log.debug("%s: where it failed:\n%s", email, result.trace)
+                failed = SubscriberReport(email, "failed", len(plan.matches), detail=result.reason)
+                reports.emit(failed)
                 continue
             digest, message = result
             item = Outgoing(plan, message, digest)
@@ -104,7 +109,7 @@ def _source(
     cycle: Cycle, matched: Matched, plans: Iterator[Plan], count: int, phases: Phases
 ) -> AsyncGenerator[Made, None]:
     """The plans' messages, from a pool of processes when there are many, else from this one."""
-    ranked = ((p, _rank(matched, p), _links(cycle, p.subscriber.email)) for p in plans)
+    ranked = _ranked(cycle, matched, plans)
     # the preview hook is shown each rendering, which never leaves the process that made it
     workers = 0 if cycle.hooks.on_composed is not None else composer.workers_for(count)
     if workers:
@@ -119,7 +124,7 @@ async def _from_pool(
 ) -> AsyncGenerator[Made, None]:
     try:
         async for plan, result in pooled:
-            if isinstance(result, str):
+            if isinstance(result, Unmade):
                 yield plan, result
                 continue
             digest, message, seconds = result
@@ -131,7 +136,7 @@ async def _from_pool(
 
 
 async def _in_process(
-    cycle: Cycle, ranked: Iterator[Ranking], phases: Phases
+    cycle: Cycle, ranked: Iterator[tuple[Plan, composer.Ranking]], phases: Phases
 ) -> AsyncGenerator[Made, None]:
     # composing is CPU work: between messages the event loop serves the
     # connections, SIGTERM and the watchdog; on a stop nothing more is composed
@@ -140,17 +145,35 @@ async def _in_process(
             got = next(ranked, None)
             if got is None:
                 return
-            plan, order, links = got
-            result: tuple[Digest, bytes] | str
-            try:
-                result = composer.message(
-                    plan, order, cycle.settings, cycle.now, links, cycle.hooks.on_composed
-                )
-            except DigestError as exc:
-                result = str(exc)
+            plan, ranking = got
+            result = ranking if isinstance(ranking, Unmade) else _compose(cycle, plan, *ranking)
         yield plan, result
-        del got, order, result  # not held while the next message is composed
+        del got, ranking, result  # not held while the next message is composed
         await asyncio.sleep(0)
+
+
+def _compose(
+    cycle: Cycle, plan: Plan, order: Sequence[Ranked], links: compose.LinkMaker | None
+) -> tuple[Digest, bytes] | Unmade:
+    try:
+        return composer.message(
+            plan, order, cycle.settings, cycle.now, links, cycle.hooks.on_composed
+        )
+    except Exception as exc:
+        return unmade(exc)
+
+
+def _ranked(
+    cycle: Cycle, matched: Matched, plans: Iterator[Plan]
+) -> Iterator[tuple[Plan, composer.Ranking]]:
+    """Each plan with its ranked matches and link maker, or why ranking them failed."""
+    for plan in plans:
+        ranking: composer.Ranking
+        try:
+            ranking = (_rank(matched, plan), _links(cycle, plan.subscriber.email))
+        except Exception as exc:
+            ranking = unmade(exc)
+        yield plan, ranking
 
 
 def _rank(matched: Matched, plan: Plan) -> tuple[Ranked, ...]:

@@ -16,6 +16,9 @@ from email import policy
 from email.message import EmailMessage
 
 _POLICY = policy.default
+# RFC 6532: an internationalised message carries its addresses as UTF-8; an
+# address has no encoded-word form (RFC 2047 §5), so no other way exists
+_UTF8_POLICY = policy.default.clone(utf8=True)
 MAX_LINE = 76  # RFC 2045 §6.7 for quoted-printable and base64 lines
 
 
@@ -69,16 +72,21 @@ def encode_text(text: str) -> tuple[str, bytes]:
     return ("base64", b64) if len(b64) < len(qp) else ("quoted-printable", qp)
 
 
-def _headers(msg: EmailMessage) -> bytes:
+def _headers(msg: EmailMessage, utf8: bool = False) -> bytes:
     # what BytesGenerator writes for each header under the message's policy
-    return b"".join(_POLICY.fold_binary(name, value) for name, value in msg.raw_items())
+    pol = _UTF8_POLICY if utf8 else _POLICY
+    return b"".join(pol.fold_binary(name, value) for name, value in msg.raw_items())
 
 
-def alternative(headers: EmailMessage, parts: Sequence[tuple[str, str]], boundary: str) -> bytes:
+def alternative(
+    headers: EmailMessage, parts: Sequence[tuple[str, str]], boundary: str, *, utf8: bool = False
+) -> bytes:
     """A ``multipart/alternative`` message: ``headers`` plus (subtype, text) parts in order.
 
     ``boundary`` must start with "=_": neither quoted-printable nor base64
-    can produce that sequence, so it never occurs in a body.
+    can produce that sequence, so it never occurs in a body. ``utf8`` writes
+    the headers as UTF-8 (RFC 6532), for a recipient whose local part is not
+    ASCII: such a message can only be sent with SMTPUTF8.
     """
     if not boundary.startswith("=_"):
         raise ValueError("a boundary must start with '=_' so no encoded body can contain it")
@@ -87,7 +95,7 @@ def alternative(headers: EmailMessage, parts: Sequence[tuple[str, str]], boundar
         top[name] = value
     top["MIME-Version"] = "1.0"
     top["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
-    out = [_headers(top), b"\n"]
+    out = [_headers(top, utf8), b"\n"]
     for subtype, text in parts:
         cte, body = encode_text(text)
         out += [

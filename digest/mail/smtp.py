@@ -10,6 +10,13 @@ Rules that follow from aiosmtplib 5.x's behaviour:
   which is *not* an ``SMTPResponseException``.
 * 5xx is permanent (not retried), 4xx, disconnects and timeouts are
   transient: reconnect and retry a few times, then leave it pending.
+* Addresses go out as SMTP allows them (``digest.models.wire_address``): an
+  internationalised domain as its A-labels (RFC 5890), which any server
+  takes; a local part outside ASCII only with SMTPUTF8 (RFC 6531), asked
+  for in that message's MAIL FROM when the server offers it. Where it does
+  not, that one message "failed" (named, not retried, not a bounce) and
+  the connection goes on with the next: aiosmtplib would otherwise raise
+  ``UnicodeEncodeError`` at RCPT with MAIL FROM already sent.
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ from typing import Literal
 import aiosmtplib
 
 from digest.errors import DeliveryError, SmtpConfigError, Stopped
-from digest.models import SmtpSettings, format_sender
+from digest.models import SmtpSettings, format_sender, wire_address
 from digest.stop import Stop
 
 log = logging.getLogger(__name__)
 
-Status = Literal["accepted", "refused", "deferred"]
+# "failed": the message could not be offered to this server at all (its
+# address cannot travel over it); not retried in the cycle, and not a bounce
+Status = Literal["accepted", "refused", "deferred", "failed"]
 Sleep = Callable[[float], Awaitable[None]]
 OnOutcome = Callable[["Outcome"], None]
 # (key, recipient, message): the message as bytes, serialised once by the
@@ -71,6 +80,18 @@ class _Unusable(_Permanent):
     """The server cannot be used at all (login refused, no STARTTLS): stop the batch."""
 
 
+class _Unsendable(Exception):
+    """This message cannot be offered to this server (its address); the others can."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpCheck:
+    """What ``digest check --smtp`` learnt: the line to print, and whether SMTPUTF8 is offered."""
+
+    text: str
+    smtputf8: bool
+
+
 def _code_status(code: int) -> Status:
     return "refused" if code // 100 == 5 else "deferred"
 
@@ -108,7 +129,11 @@ class Mailer:
         sender = format_sender(settings.sender)
         # "" is the null sender (MAIL FROM:<>) that confirmations to readers
         # use (RFC 3834 §3.3): a bounce of one can never start a loop
-        self.envelope_sender = sender.addr_spec if envelope_sender is None else envelope_sender
+        given = sender.addr_spec if envelope_sender is None else envelope_sender
+        try:
+            self.envelope_sender = wire_address(given) if given else given
+        except ValueError:
+            self.envelope_sender = given  # sent only where SMTPUTF8 carries it
         # The HELO name defaults to socket.getfqdn(), often a container name:
         # use the sender's domain unless told otherwise.
         self.local_hostname = local_hostname or sender.domain
@@ -164,12 +189,37 @@ class Mailer:
                 f"cannot connect to {s.host}:{s.port}: {exc or type(exc).__name__}"
             ) from exc
 
+    async def _envelope(self, smtp: aiosmtplib.SMTP, recipient: str) -> tuple[str, list[str]]:
+        """The recipient as the wire carries it, and the MAIL FROM options that takes."""
+        try:
+            rcpt = wire_address(recipient)
+        except ValueError as exc:
+            raise _Unsendable(str(exc)) from None
+        sender = self.envelope_sender
+        if rcpt.isascii() and sender.isascii():
+            return rcpt, []
+        if smtp.is_ehlo_or_helo_needed:  # the extensions are known after EHLO only
+            await self.stop.run(smtp.ehlo(), "the SMTP greeting")
+        if smtp.supports_extension("smtputf8"):
+            return rcpt, ["SMTPUTF8"]
+        s = self.settings
+        if not sender.isascii():
+            raise _Unusable(
+                f"the sender {sender} has a local part outside ASCII, which needs SMTPUTF8 "
+                f"(RFC 6531); {s.host}:{s.port} does not offer it"
+            )
+        raise _Unsendable(
+            f"{recipient} has a local part outside ASCII, which only an SMTP server offering "
+            f"SMTPUTF8 (RFC 6531) can take; {s.host}:{s.port} does not offer it"
+        )
+
     async def _send_one(self, smtp: aiosmtplib.SMTP, recipient: str, msg: bytes) -> str:
         if not smtp.is_connected:
             await self._connect(smtp)
         try:
             async with asyncio.timeout(self.settings.timeout * 3):
-                send = smtp.sendmail(self.envelope_sender, [recipient], msg)
+                rcpt, options = await self._envelope(smtp, recipient)
+                send = smtp.sendmail(self.envelope_sender, [rcpt], msg, mail_options=options)
                 errors, reply = await self.stop.run(send, "sending", grace=self.stop_grace)
         except Stopped:
             smtp.close()  # cut mid-message: the server discards it
@@ -188,13 +238,19 @@ class Mailer:
             if _code_status(exc.code) == "refused":
                 raise _Permanent(text) from exc
             raise _Transient(text) from exc
+        except ValueError as exc:
+            # aiosmtplib refused to write the envelope (an address it cannot
+            # encode); MAIL FROM may be out already, so the session is ended
+            # rather than left half-way through a transaction
+            smtp.close()
+            raise _Unsendable(f"{recipient} cannot be sent: {exc}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # A drop after the final "." may still mean delivered: retrying is
             # a deliberate at-least-once choice; losing a paper is worse.
             smtp.close()
             raise _Transient(f"connection lost: {exc or type(exc).__name__}") from exc
-        if recipient in errors:
-            refusal = errors[recipient]
+        if rcpt in errors:
+            refusal = errors[rcpt]
             text = f"{refusal.code} {refusal.message}"
             if _code_status(refusal.code) == "refused":
                 raise _Permanent(text)
@@ -224,6 +280,8 @@ class Mailer:
                 return Outcome(recipient, "deferred", str(exc), key)
             except _Permanent as exc:
                 return Outcome(recipient, "refused", str(exc), key)  # always a 5xx here
+            except _Unsendable as exc:
+                return Outcome(recipient, "failed", str(exc), key)
             except _Transient as exc:
                 last = str(exc)
                 server_gone += isinstance(exc, _ConnectFailed) or last.startswith("421")
@@ -329,23 +387,35 @@ class Mailer:
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 smtp.close()
 
-    async def check(self) -> str:
-        """Connect and log in once (``digest check --smtp``); raise ``DeliveryError`` if not."""
+    async def check(self) -> SmtpCheck:
+        """Connect and log in once (``digest check --smtp``); raise ``DeliveryError`` if not.
+
+        Also says whether the server offers SMTPUTF8, which readers whose
+        local part is not ASCII need.
+        """
         smtp = self._client()
+        s = self.settings
         try:
             await self._connect(smtp)
+            if smtp.is_ehlo_or_helo_needed:
+                await self.stop.run(smtp.ehlo(), "the SMTP greeting")
         except _Unusable as exc:
             raise SmtpConfigError(str(exc)) from None
         except (_Transient, _Permanent) as exc:
             raise DeliveryError(str(exc)) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise DeliveryError(f"{s.host}:{s.port} did not answer EHLO: {exc}") from None
+        smtputf8 = smtp.supports_extension("smtputf8")
         try:
             await smtp.quit()
         except (aiosmtplib.SMTPException, OSError):
             smtp.close()
-        s = self.settings
-        return f"{s.host}:{s.port} ({s.security}) accepted the connection" + (
+        text = f"{s.host}:{s.port} ({s.security}) accepted the connection" + (
             f" and the login of {s.username}" if s.username else ""
         )
+        offers = "offers" if smtputf8 else "does not offer"
+        return SmtpCheck(f"{text}; it {offers} SMTPUTF8", smtputf8)
 
 
 _Queue = asyncio.Queue[tuple[int, Item] | None]  # numbered items; None: no more

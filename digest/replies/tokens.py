@@ -38,6 +38,7 @@ from pathlib import Path
 from digest.atomic import write_atomic
 from digest.config import credential_path
 from digest.errors import ConfigError, UsageError
+from digest.models import address_key
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,16 @@ class Proof:
 
 
 def normalise_address(address: str) -> str:
-    """The reader identity a token binds: trimmed, without angle brackets, case-folded.
+    """The reader identity a token binds: the address's one identity (``address_key``).
 
-    Local parts are case-sensitive in theory (RFC 5321 §2.4) and never in
-    practice; mail clients and MTAs change case, and a token must survive that.
+    Trimmed, without angle brackets, the local part lower-cased (mail clients
+    and MTAs change case, and a token must survive that), the domain in one
+    IDNA form, so a reply from ``User@XN--BCHER-KVA.example`` acts for
+    ``user@bücher.example``. Tokens already mailed stay valid: for every
+    address of ASCII letters, and every one configured so far, the key is
+    the lower-cased address they were minted over.
     """
-    return address.strip().strip("<>").strip().lower()
+    return address_key(address)
 
 
 def normalise_argument(argument: str) -> str:

@@ -7,7 +7,10 @@ when N > 1" notation in one string: a JSON object per paper parses ten times
 slower (1.2 s against 0.1 s for a million records) and takes half as much
 space again. A reader's choices by mail (``ReaderState``) sit in their
 record as ``replies``. Schema 1 kept deliveries as ``{id: [version, at]}``
-per reader; it is read and written back as schema 2. Pure: no I/O, no clock.
+per reader; it is read and written back as the current schema. Schema 2 kept
+a reader under their address as subscribers.yaml spelt it; schema 3 under
+its identity (``digest.models.address_key``), the records of one mailbox
+merged (``digest.store.ledger.merged``). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import Any
 
 from digest.models import Paper, ReaderState, ReplyNote
 
-SCHEMA = 2  # 1: deliveries as {id: [version, at]} per paper; 2: batches
+# 1: deliveries as {id: [version, at]} per paper; 2: batches; 3: readers keyed by identity
+# (an older digest must not open it: it would take a reader's history for a stranger's)
+SCHEMA = 3
 
 # (ISO time, id -> version), the ids still encoded when read from the file
 Batch = tuple[str, "str | Mapping[str, int]"]

@@ -8,6 +8,12 @@ version, the higher delivered version, a watermark only where none exists),
 so applying one twice changes nothing: a journal already folded into the
 database can be replayed safely.
 
+Readers are keyed by their address's identity (``digest.models.address_key``):
+an op under any spelling of an address reaches the one reader, and a
+database written when readers were keyed as spelt has the records of one
+mailbox merged on load (``merged``): every delivery of either, the earliest
+start of each term, and the most restrictive reply state.
+
 Deliveries are kept per reader as batches, one timestamp per accepted
 message (``digest.store.format`` says how they are written). A batch read
 from the file stays encoded until someone asks; the merged ``delivered`` map
@@ -18,11 +24,12 @@ snapshot. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from digest.models import Frequency, ReaderState, address_key
 from digest.store.format import (
     SCHEMA,
     Batch,
@@ -31,6 +38,8 @@ from digest.store.format import (
     encode_ids,
     merged_ids,
     parse_time,
+    reader_state_from_doc,
+    reader_state_to_doc,
     subscriber_from_doc,
     subscriber_to_doc,
     tables,
@@ -119,7 +128,11 @@ class Ledger:
                 ledger.papers[doc["id"]] = dict(doc)
         for doc in documents(data, "subscribers"):
             email, fields, batches = subscriber_from_doc(doc)
-            ledger.readers[email] = Reader(email, fields, batches)
+            key = address_key(email)
+            old |= key != email  # kept as spelt (schema 2): written back under the key
+            reader = Reader(key, fields, batches)
+            twin = ledger.readers.get(key)
+            ledger.readers[key] = reader if twin is None else merged(twin, reader)
         ledger.meta["schema"] = max(SCHEMA, int(ledger.meta.get("schema", SCHEMA)))
         return ledger, old
 
@@ -147,10 +160,16 @@ class Ledger:
         self.version += 1
 
     def reader(self, email: str) -> Reader:
-        r = self.readers.get(email)
+        """``email``'s record, under any spelling of the address; made when there is none."""
+        key = address_key(email)
+        r = self.readers.get(key)
         if r is None:
-            r = self.readers[email] = Reader(email)
+            r = self.readers[key] = Reader(key)
         return r
+
+    def get(self, email: str) -> Reader | None:
+        """``email``'s record, under any spelling of the address, or None."""
+        return self.readers.get(address_key(email))
 
     def _meta(self, values: Mapping[str, Any]) -> None:
         self.meta.update(values)
@@ -259,6 +278,102 @@ class Ledger:
         if old or dropped or changed:
             self.version += 1
         return len(old), dropped
+
+
+# -- one mailbox kept as two records (before schema 3) ---------------------------------
+
+
+def merged(a: Reader, b: Reader) -> Reader:
+    """The one record of a mailbox that was kept as two (case or IDNA variants).
+
+    Nothing either knew is lost: every delivery and skip of either (a paper
+    sent to one spelling is sent), each term from the earlier of its two
+    starts, the first first-seen and the last sending, and the most
+    restrictive reply state (``strictest``).
+    """
+    fields = {**b.fields, **a.fields}
+    marks = dict(b.fields.get("watermarks") or {})
+    for term, start in (a.fields.get("watermarks") or {}).items():
+        if term not in marks or parse_time(start) < parse_time(marks[term]):
+            marks[term] = start
+    fields["watermarks"] = marks
+    for name, pick in (
+        ("first_seen", min),
+        ("last_sent", max),
+        ("served_slot", max),
+        ("last_empty", max),
+    ):
+        values = [v for v in (a.fields.get(name), b.fields.get(name)) if v]
+        if values:
+            order = str if name == "last_empty" else parse_time  # a day, or a time
+            fields[name] = pick(values, key=order)
+    skipped = _merged_batches(
+        [(str(at), str(ids)) for at, ids in (a.fields.get("skipped") or ())]
+        + [(str(at), str(ids)) for at, ids in (b.fields.get("skipped") or ())]
+    )
+    if skipped:
+        fields["skipped"] = [[at, encode_ids(ids)] for at, ids in skipped]
+    replies = _merged_replies(a.fields.get("replies"), b.fields.get("replies"))
+    if replies:
+        fields["replies"] = replies
+    return Reader(a.email, fields, _merged_batches([*a.batches, *b.batches]))
+
+
+def _merged_batches(batches: Sequence[Batch]) -> tuple[Batch, ...]:
+    """Batches of two records in time order; two of the same moment become one."""
+    by_time: dict[str, Batch] = {}
+    for at, ids in batches:
+        have = by_time.get(at)
+        if have is None:
+            by_time[at] = (at, ids)
+        else:
+            both = merged_ids([have[1], ids])
+            by_time[at] = (at, encode_ids(both))
+    return tuple(sorted(by_time.values(), key=lambda b: parse_time(b[0])))
+
+
+def _merged_replies(a: Any, b: Any) -> Any:
+    """Two stored reply states as one, the most restrictive; a damaged one is kept as it is.
+
+    A state that does not decode cannot be weighed, so it wins: the reader
+    is then not mailed until the operator looks (``digest readers EMAIL
+    --resume``), which errs on the side of an unsubscribe.
+    """
+    if not a or not b:
+        return a or b
+    try:
+        first, second = reader_state_from_doc(a), reader_state_from_doc(b)
+    except (TypeError, ValueError):
+        try:
+            reader_state_from_doc(a)
+        except (TypeError, ValueError):
+            return a
+        return b
+    return reader_state_to_doc(strictest(first, second))
+
+
+def strictest(a: ReaderState, b: ReaderState) -> ReaderState:
+    """The reply state that mails least: an unsubscribe, pause or suspension in either stays."""
+    return ReaderState(
+        unsubscribed_at=_latest(a.unsubscribed_at, b.unsubscribed_at),
+        suspended_at=_latest(a.suspended_at, b.suspended_at),
+        paused_until=_latest(a.paused_until, b.paused_until),
+        hard_bounces=tuple(sorted({*a.hard_bounces, *b.hard_bounces})),
+        likes=tuple(dict.fromkeys((*a.likes, *b.likes))),
+        dislikes=tuple(dict.fromkeys((*a.dislikes, *b.dislikes))),
+        frequency=_fewer_mails(a.frequency, b.frequency),
+        confirmations=tuple(sorted({*a.confirmations, *b.confirmations})),
+        handled=tuple(dict.fromkeys((*a.handled, *b.handled))),
+    )
+
+
+def _fewer_mails(a: Frequency | None, b: Frequency | None) -> Frequency | None:
+    # weekly mails less than daily; None (as subscribers.yaml says) only if both are
+    return "weekly" if "weekly" in (a, b) else a or b
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max(a, b) if a is not None and b is not None else a or b
 
 
 def skipped_ids(reader: Reader) -> dict[str, int]:

@@ -351,7 +351,7 @@ class Store:
 
     def subscriber(self, email: str) -> SubscriberState:
         """A snapshot of ``email``'s record, in O(1) of its delivery history."""
-        r = self.ledger.readers.get(email)
+        r = self.ledger.get(email)
         if r is None:
             return SubscriberState(email=email)
         f = r.fields
@@ -379,7 +379,7 @@ class Store:
         clocks), and the revision watch by those since the watch began. The
         whole history (``subscriber().delivered``) is never decoded.
         """
-        r = self.ledger.readers.get(email)
+        r = self.ledger.get(email)
         return r.delivered_since(iso(since)) if r else {}
 
     def ensure_watermarks(
@@ -389,14 +389,14 @@ class Store:
 
         A subscriber seen for the first time also gets ``first_seen`` (``now``).
         """
-        r = self.ledger.readers.get(email)
+        r = self.ledger.get(email)
         marks = (r.fields.get("watermarks") or {}) if r else {}
         added = {k: iso(start) for k in keys if k not in marks}
         # a record made by a reply (set_reader_state) has no first_seen yet
         new_reader = r is None or "first_seen" not in r.fields
         if added or new_reader:
             self._change("marks", email, added, iso(now or start) if new_reader else None)
-            marks = self.ledger.readers[email].fields["watermarks"]
+            marks = self.ledger.reader(email).fields["watermarks"]
         return {k: parse_time(v) for k, v in marks.items()}
 
     def record_delivery(
@@ -442,7 +442,7 @@ class Store:
         decoded only when asked for, so that it stops no one else's mail and
         can itself be started afresh.
         """
-        r = self.ledger.readers.get(email)
+        r = self.ledger.get(email)
         doc = r.fields.get("replies") if r else None
         if not doc:
             return ReaderState()

@@ -67,6 +67,70 @@ def test_check_validates_and_reports_counts(setup, capsys) -> None:
     assert run(cfg, "check", "--smtp") == 0
 
 
+INTERNATIONAL = [
+    {"email": "jörg@example.org", "keywords": ["proton"]},
+    {"email": "user@xn--bcher-kva.example", "keywords": ["proton"]},
+    {"email": "alice@example.org", "keywords": ["proton"]},
+]
+
+
+def test_check_says_in_advance_what_it_does_with_each_internationalised_address(
+    arxiv, smtp, write_config, capsys
+) -> None:
+    cfg = write_config(config_dict(arxiv.url, smtp.port, INTERNATIONAL))
+    assert run(cfg, "check") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [
+        "  jörg@example.org: its local part is not ASCII: it is sent only through an SMTP "
+        "server that offers SMTPUTF8 (RFC 6531), and where yours does not, this reader's "
+        "digest fails and the others go out; check --smtp asks the server",
+        "  user@bücher.example: sent to user@xn--bcher-kva.example (the domain in IDNA "
+        "A-labels, RFC 5890)",
+    ]
+    # the server does not offer SMTPUTF8: jörg's digest would fail every cycle
+    assert run(cfg, "check", "--smtp") == 78
+    err = capsys.readouterr().err
+    assert (
+        f"subscribers[0].email: jörg@example.org: its local part is not ASCII and "
+        f"127.0.0.1:{smtp.port} does not offer SMTPUTF8 (RFC 6531)"
+    ) in err
+
+
+def test_check_smtp_says_a_non_ascii_local_part_goes_out_where_smtputf8_is_offered(
+    arxiv, write_config, capsys
+) -> None:
+    with SmtpServer(smtputf8=True) as smtp:
+        cfg = write_config(config_dict(arxiv.url, smtp.port, INTERNATIONAL))
+        assert run(cfg, "check", "--smtp") == 0
+    out = capsys.readouterr().out
+    assert f"  jörg@example.org: sent with SMTPUTF8, which 127.0.0.1:{smtp.port} offers" in out
+    assert "it offers SMTPUTF8" in out
+
+
+def test_check_names_a_library_that_cannot_be_read_and_what_it_costs(
+    setup, capsys
+) -> None:
+    cfg, _, _ = setup
+    data = yaml.safe_load(cfg.read_text())
+    data["subscribers"][0]["library"] = "missing.bib"
+    cfg.write_text(yaml.safe_dump(data))
+    assert run(cfg, "check") == 78
+    err = capsys.readouterr().err
+    assert f"subscribers[0].library: {cfg.parent / 'missing.bib'}: cannot read the file" in err
+    assert "this reader's digest fails each cycle until it can be read" in err
+
+
+def test_preview_of_a_reader_whose_digest_cannot_be_made_says_why(setup, capsys) -> None:
+    cfg, _, smtp = setup
+    data = yaml.safe_load(cfg.read_text())
+    data["subscribers"][0]["library"] = "missing.bib"
+    cfg.write_text(yaml.safe_dump(data))
+    assert run(cfg, "preview", "alice@example.org") == 75
+    err = capsys.readouterr().err
+    assert "alice@example.org: failed" in err and "missing.bib: cannot read the file" in err
+    assert "nothing new" not in err and smtp.received == []
+
+
 def test_check_smtp_unreachable_is_75(arxiv, write_config, capsys) -> None:
     cfg = write_config(config_dict(arxiv.url, 9))
     assert run(cfg, "check", "--smtp") == 75
@@ -131,6 +195,22 @@ def test_status_shows_last_cycle_and_pending(setup, capsys) -> None:
     assert re.search(r"bob@example.org: \d+ delivered, 0 pending", out)
 
 
+def test_status_names_the_readers_not_delivered_and_counts_past_twenty(
+    arxiv: ArxivServer, write_config, capsys
+) -> None:
+    readers = [{"email": f"r{i:02d}@example.org", "keywords": ["proton"]} for i in range(23)]
+    cfg = write_config(config_dict(arxiv.url, 9, readers))  # no SMTP server there
+    assert run(cfg, "once") == 75
+    capsys.readouterr()
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^last cycle: .*, partial: .*23 deferred$", out, re.M)
+    line = r"^    (r\d\d@example\.org): deferred, \d+ papers? stay pending \("
+    named = re.findall(line, out, re.M)
+    assert named == [f"r{i:02d}@example.org" for i in range(20)]
+    assert "    and 3 more (the cycle's log names them)" in out
+
+
 def record(**changes: object) -> CycleRecord:
     base = CycleRecord(
         started=datetime(2026, 12, 5, 7, tzinfo=UTC),  # a Saturday
@@ -156,7 +236,12 @@ def test_status_says_whether_a_quiet_cycle_is_expected() -> None:
 
 
 def test_the_cycle_record_round_trips_through_the_store_dict() -> None:
-    r = record(counts={"sent": 2, "nothing": 1}, error="x", matched=4)
+    r = record(
+        counts={"sent": 2, "failed": 1},
+        error="x",
+        matched=4,
+        not_delivered={"a@example.org": "failed (why)"},
+    )
     assert CycleRecord.from_dict(r.to_dict()) == r
 
 

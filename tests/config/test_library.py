@@ -205,18 +205,22 @@ def test_a_bad_liked_id_is_a_config_error_with_its_place(tmp_path: Path) -> None
     )
 
 
-def test_an_unreadable_library_is_a_config_error_with_its_place(tmp_path: Path) -> None:
+def test_an_unreadable_library_is_that_readers_problem_not_the_files(tmp_path: Path) -> None:
     path = write_config(tmp_path, "    library: missing.bib\n")
-    (problem,) = load_problems(path)
-    assert problem.startswith(f"subscribers[1].library: {tmp_path.resolve() / 'missing.bib'}: ")
-    assert "cannot read the file" in problem
+    first, reader = config.load(path, env={}).subscribers  # the others still load
+    assert first.library_problem is None
+    assert reader.library == tmp_path.resolve() / "missing.bib"
+    assert reader.library_problem is not None
+    assert reader.library_problem.startswith(f"{tmp_path.resolve() / 'missing.bib'}: ")
+    assert "cannot read the file" in reader.library_problem
 
 
-def test_a_garbled_library_is_a_config_error_with_its_line(tmp_path: Path) -> None:
+def test_a_garbled_library_names_its_line(tmp_path: Path) -> None:
     (tmp_path / "lib.bib").write_text("@misc{x, title = {A}}\n@article{y,\n  title = {B\n")
     path = write_config(tmp_path, "    library: lib.bib\n")
-    (problem,) = load_problems(path)
-    assert problem.startswith(f"subscribers[1].library: {tmp_path.resolve() / 'lib.bib'}: line 2")
+    reader = config.load(path, env={}).subscribers[1]
+    assert reader.library_problem is not None
+    assert reader.library_problem.startswith(f"{tmp_path.resolve() / 'lib.bib'}: line 2")
 
 
 def test_a_subscriber_without_likes_has_none(tmp_path: Path) -> None:

@@ -571,3 +571,117 @@ def test_an_unwritable_archive_page_does_not_fail_a_delivered_cycle(setup, capsy
     with Store.open(cfg.parent / "digest.json", readonly=True) as store:
         last = store.last_cycle()
     assert last is not None and last["result"] == "ok"
+
+
+# -- one reader's failure is theirs alone ------------------------------------------
+
+
+INTERNATIONAL = [
+    # first in the file: a failure here must not stop the readers after it
+    {"email": "jörg@example.org", "keywords": ["proton"]},
+    {"email": "user@xn--bcher-kva.example", "name": "Ülrike", "keywords": ["proton"]},
+    {"email": "alice@example.org", "name": "Alice", "keywords": ["deep learning", "proton"]},
+]
+
+
+def header_lines(raw: bytes, name: bytes) -> list[bytes]:
+    head = raw.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
+    return [line for line in head.split(b"\n") if line.startswith(name + b":")]
+
+
+def test_internationalised_addresses_go_out_as_smtp_allows_and_stop_nobody(
+    arxiv, smtp, write_config, capsys
+) -> None:
+    cfg = write_config(config_dict(arxiv.url, smtp.port, INTERNATIONAL))
+    assert run(cfg, "once") == 75
+    assert [r.rcpt_tos for r in smtp.received] == [
+        ["user@xn--bcher-kva.example"],  # the domain in A-labels, to a server without SMTPUTF8
+        ["alice@example.org"],
+    ]
+    # the header names the envelope's address, in a form any server and client takes
+    assert header_lines(smtp.received[0].raw, b"To") == [
+        b"To: =?utf-8?q?=C3=9Clrike?= <user@xn--bcher-kva.example>"
+    ]
+    err = capsys.readouterr().err
+    assert "jörg@example.org: failed" in err and "SMTPUTF8" in err
+    assert "user@bücher.example: sent" in err
+    assert delivered(cfg)["jörg@example.org"] == {}  # his papers stay pending
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    assert ", partial:" in out
+    assert "  not delivered, their papers stay pending:" in out
+    failed = r"^    jörg@example\.org: failed, \d+ papers? stay pending \(.*SMTPUTF8"
+    assert re.search(failed, out, re.M)
+
+
+def test_a_non_ascii_local_part_is_delivered_where_the_server_offers_smtputf8(
+    arxiv, write_config
+) -> None:
+    with SmtpServer(smtputf8=True) as smtp:
+        cfg = write_config(config_dict(arxiv.url, smtp.port, INTERNATIONAL))
+        assert run(cfg, "once") == 0
+    got = {r.rcpt_tos[0]: r for r in smtp.received}
+    assert sorted(got) == ["alice@example.org", "jörg@example.org", "user@xn--bcher-kva.example"]
+    assert got["jörg@example.org"].smtputf8 and not got["alice@example.org"].smtputf8
+    # RFC 6532: the address in the header as UTF-8, not an encoded word (RFC 2047 §5 forbids it)
+    assert header_lines(got["jörg@example.org"].raw, b"To") == ["To: jörg@example.org".encode()]
+    assert delivered(cfg)["jörg@example.org"]
+
+
+def test_a_cycle_ended_by_a_bug_is_recorded_as_failed_never_ok(
+    setup, monkeypatch, capsys
+) -> None:
+    from digest.cycle import run as run_mod
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("something digest did not expect")
+
+    monkeypatch.setattr(run_mod, "candidates", broken)
+    cfg, _, _ = setup
+    assert run(cfg, "once") == 70
+    with Store.open(cfg.parent / "digest.json", readonly=True) as store:
+        last = store.last_cycle()
+    assert last is not None and last["result"] == "failed"
+    assert "RuntimeError: something digest did not expect" in last["error"]
+    capsys.readouterr()
+    assert run(cfg, "status") == 0
+    assert ", failed:" in capsys.readouterr().out
+
+
+def test_a_reader_whose_library_cannot_be_read_fails_alone(setup, capsys) -> None:
+    cfg, _, smtp = setup
+    data = yaml.safe_load(cfg.read_text())
+    data["subscribers"][0]["library"] = "missing.bib"  # alice's: first in the file
+    cfg.write_text(yaml.safe_dump(data))
+    assert run(cfg, "once") == 75
+    assert [r.rcpt_tos for r in smtp.received] == [["bob@example.org"]]
+    err = capsys.readouterr().err
+    assert re.search(
+        r"alice@example\.org: failed, \d+ papers stay pending \(library \S*missing\.bib: "
+        r"cannot read the file",
+        err,
+    )
+    assert delivered(cfg)["alice@example.org"] == {}
+    (cfg.parent / "missing.bib").write_text("@misc{x, title = {Deep learning}}\n")
+    assert run(cfg, "once") == 0  # once it can be read, her papers come
+    assert [r.rcpt_tos for r in smtp.received][-1] == ["alice@example.org"]
+
+
+
+def test_a_reader_whose_stored_reply_state_is_damaged_is_not_mailed_and_stops_nobody(
+    setup, capsys
+) -> None:
+    cfg, _, smtp = setup
+    db = cfg.parent / "digest.json"
+    alice = {"email": "alice@example.org", "replies": {"unsubscribed_at": 17}, "batches": []}
+    db.write_text(json.dumps({"meta": {"1": {"schema": 3}}, "subscribers": {"1": alice}}))
+    assert run(cfg, "once") == 75
+    assert [r.rcpt_tos for r in smtp.received] == [["bob@example.org"]]  # she may have left
+    err = capsys.readouterr().err
+    damaged = "alice@example.org: failed (the stored reply state of alice@example.org is damaged"
+    assert damaged in err
+    assert "digest readers alice@example.org --resume starts it afresh" in err
+    assert run(cfg, "status") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  alice@example\.org: the stored reply state .* is damaged", out, re.M)
+    assert re.search(r"^  bob@example\.org: \d+ delivered, 0 pending", out, re.M)

@@ -5,7 +5,10 @@ server accepted, the recorded arXiv entries the server held, the config,
 and the database read back through ``digest status``. Which papers a
 reader should get is computed independently, with the contract's own
 definition of "matches" (``digest.matching.rules.match_paper``) and the
-``lookback_days`` rule, never by asking digest's cycle code.
+``lookback_days`` rule, never by asking digest's cycle code. Readers are
+known by their address's identity (``digest.models.address_key``, the
+contract's "one reader per mailbox"): a message to ``user@xn--bcher-kva.example``
+is one to ``user@bücher.example``, and re-spelling an address keeps the reader.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from datetime import datetime, timedelta
 
 from digest.arxiv.feed import parse_page
 from digest.matching.rules import match_paper
-from digest.models import Config, Paper
+from digest.models import Config, Paper, address_key
 from tests.faults.smtp import Accepted
 
 _ABS = re.compile(r"arxiv\.org/abs/([A-Za-z\-.]*/?\d+(?:\.\d+)?)(?:v\d+)?")
@@ -38,11 +41,11 @@ def papers_in(header: bytes, entries: Iterable[bytes]) -> dict[str, Paper]:
 def expected(
     config: Config, papers: Mapping[str, Paper], first_run: datetime
 ) -> dict[str, set[str]]:
-    """Per reader: the matching ids submitted at most lookback_days before the first run."""
+    """Per reader (by identity): the matching ids submitted at most lookback_days before run 1."""
     since = first_run - timedelta(days=config.settings.lookback_days)
     cats = config.settings.arxiv.categories
     return {
-        sub.email: {
+        address_key(sub.email): {
             pid
             for pid, p in papers.items()
             if p.published >= since and match_paper(p, sub, cats) is not None
@@ -90,10 +93,10 @@ def check_deliveries(
     seen: dict[str, list[set[str]]] = {}
     repeated: list[int] = []
     for a in accepted:
-        if len(a.rcpt_tos) != 1 or a.rcpt_tos[0] not in want:
+        if len(a.rcpt_tos) != 1 or address_key(a.rcpt_tos[0]) not in want:
             problems.append(f"message {a.number} went to {a.rcpt_tos}")
             continue
-        reader = a.rcpt_tos[0]
+        reader = address_key(a.rcpt_tos[0])
         ids = ids_in(a)
         earlier = seen.setdefault(reader, [])
         before = set().union(*earlier) if earlier else set()
@@ -122,5 +125,5 @@ def check_deliveries(
 
 
 def status_counts(status_output: str) -> dict[str, tuple[int, int]]:
-    """``digest status`` per reader: (delivered, pending)."""
-    return {m[1]: (int(m[2]), int(m[3])) for m in _STATUS.finditer(status_output)}
+    """``digest status`` per reader (by identity): (delivered, pending)."""
+    return {address_key(m[1]): (int(m[2]), int(m[3])) for m in _STATUS.finditer(status_output)}

@@ -47,6 +47,7 @@ class Accepted:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    smtputf8: bool = False  # MAIL FROM asked for SMTPUTF8 (RFC 6531)
 
     @property
     def message(self) -> EmailMessage:
@@ -146,6 +147,7 @@ class _Handler:
                 envelope.mail_from,
                 list(envelope.rcpt_tos),
                 envelope.original_content,
+                bool(envelope.smtp_utf8),
             )
         )
         # runs once this hook has returned and "250" has been written out
@@ -164,6 +166,7 @@ class FaultSmtp:
     ) -> None:
         self.script = script or SmtpScript()
         self.pause_seconds = 3.0
+        self.smtputf8 = False  # offer SMTPUTF8 (RFC 6531) to the connections made from now on
         self._tls = tls_context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -193,7 +196,10 @@ class FaultSmtp:
     def _factory(self) -> SMTP:
         self.script.connections += 1
         self.event("CONNECT", "")
-        kwargs: dict[str, Any] = {"hostname": "faults.localhost"}
+        kwargs: dict[str, Any] = {
+            "hostname": "faults.localhost",
+            "enable_SMTPUTF8": self.smtputf8,
+        }
         if self._tls is not None:
             kwargs.update(tls_context=self._tls, require_starttls=True)
         if self.script.logins is not None:

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from digest.config.loading import load as load_config
+from digest.models import address_key
 from tests.faults import invariants
 from tests.faults.arxiv import ArxivScript, FaultArxiv
 from tests.faults.smtp import FaultSmtp, SmtpScript
@@ -272,7 +273,11 @@ class World:
         return verdict
 
     def messages_to(self, reader: str) -> list[set[str]]:
-        return [invariants.ids_in(a) for a in self.smtp_script.accepted if a.rcpt_tos == [reader]]
+        return [
+            invariants.ids_in(a)
+            for a in self.smtp_script.accepted
+            if [address_key(r) for r in a.rcpt_tos] == [address_key(reader)]
+        ]
 
 
 @contextlib.contextmanager

@@ -11,6 +11,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from digest.errors import DeliveryError, SmtpConfigError
 from digest.mail.smtp import Mailer
@@ -288,3 +290,91 @@ def test_a_failing_composer_ends_the_batch_once_the_message_in_flight_is_reporte
     with pytest.raises(RuntimeError, match="the composer broke"):
         bounded(go)
     assert reported == ["accepted"] and len(smtp.received) == 1
+
+
+# -- internationalised addresses (RFC 5890, RFC 6531) -----------------------------------
+
+
+def test_an_idna_domain_goes_out_in_a_labels_to_a_server_without_smtputf8(
+    smtp: SmtpServer,
+) -> None:
+    outcomes = send(plain(smtp.port), ["user@bücher.example", "ann@example.org"])
+    assert [o.status for o in outcomes] == ["accepted", "accepted"]
+    assert [r.rcpt_tos for r in smtp.received] == [
+        ["user@xn--bcher-kva.example"],
+        ["ann@example.org"],
+    ]
+    assert not any(r.smtputf8 for r in smtp.received)
+
+
+def test_a_non_ascii_local_part_goes_out_with_smtputf8_where_the_server_offers_it() -> None:
+    with SmtpServer(smtputf8=True) as srv:
+        outcomes = send(plain(srv.port), ["jörg@bücher.example", "ann@example.org"])
+        assert [o.status for o in outcomes] == ["accepted", "accepted"]
+        assert [(r.rcpt_tos, r.smtputf8) for r in srv.received] == [
+            (["jörg@xn--bcher-kva.example"], True),
+            (["ann@example.org"], False),  # only the message that needs it asks for it
+        ]
+
+
+def test_a_non_ascii_local_part_fails_alone_where_the_server_lacks_smtputf8(
+    smtp: SmtpServer,
+) -> None:
+    outcomes = send(plain(smtp.port), ["jörg@example.org", "ann@example.org"])
+    assert [o.status for o in outcomes] == ["failed", "accepted"]
+    assert "jörg@example.org" in outcomes[0].detail
+    assert "SMTPUTF8" in outcomes[0].detail
+    # nothing half-sent was left on the connection: the next reader used it
+    assert smtp.connections == 1
+    assert [r.rcpt_tos for r in smtp.received] == [["ann@example.org"]]
+
+
+_LOCALS = st.sampled_from(
+    ["jörg", "JÖRG", "用户", "ñ", "o'brien", "user+tag", "a.b", "Z", "ä.ö", "x" * 64]
+)
+_DOMAINS = st.sampled_from(
+    [
+        "example.org",
+        "EXAMPLE.ORG",
+        "bücher.example",
+        "BÜCHER.example",
+        "xn--bcher-kva.example",
+        "straße.de",
+        "xn--fa-hia.de",
+        "例え.テスト",
+        "münchen.xn--fa-hia.de",
+    ]
+)
+
+
+def _configurable(address: str) -> bool:
+    """Whether ``digest check`` would accept ``address`` as a subscriber's email."""
+    from pydantic import ValidationError
+
+    from digest.config.schema import SubscriberModel
+
+    try:
+        SubscriberModel.model_validate({"email": address, "keywords": ["x"]})
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["plain server", "SMTPUTF8 server"])
+def test_no_address_the_configuration_accepts_stops_the_next_readers_mail(smtputf8: bool) -> None:
+    with SmtpServer(smtputf8=smtputf8) as srv:
+
+        @settings(max_examples=25, deadline=None)
+        @given(local=_LOCALS, domain=_DOMAINS)
+        def one(local: str, domain: str) -> None:
+            address = f"{local}@{domain}"
+            assume(_configurable(address))
+            srv.received.clear()
+            outcomes = send(plain(srv.port), [address, "next@example.org"])
+            assert outcomes[1].status == "accepted", outcomes
+            assert outcomes[0].status in ("accepted", "failed"), outcomes
+            if outcomes[0].status == "failed":
+                assert address in outcomes[0].detail and "SMTPUTF8" in outcomes[0].detail
+            assert srv.received[-1].rcpt_tos == ["next@example.org"]
+
+        one()

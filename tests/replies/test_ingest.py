@@ -385,7 +385,7 @@ def test_a_readers_last_ten_replies_are_kept_with_what_was_done() -> None:
     assert len(kept) == 10
     assert (kept[0].what, kept[0].done) == (
         "command pause for alice@example.org",
-        "paused until 2026-12-10",  # the same pause again changes nothing
+        "paused until 2026-12-09",  # the same pause again changes nothing
     )
     assert kept[-1].at == NOW + timedelta(minutes=5)
     assert "no command" in kept[-1].what and kept[-1].done == "forwarded to ops@example.org"

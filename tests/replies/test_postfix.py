@@ -176,7 +176,9 @@ def host() -> Iterator[Host]:
 def test_a_reply_to_the_from_address_reaches_digest_ingest_and_pauses_the_reader(
     host: Host,
 ) -> None:
-    pause = reader_links(ReplySecret(SECRET), OPERATOR, ALICE).pause
+    pause = reader_links(
+        ReplySecret(SECRET), OPERATOR, ALICE, issued=datetime.now(UTC).date()
+    ).pause
     host.send(gmail(pause, f"Alice <{ALICE}>"), FROM, sender=ALICE)
     host.wait_for(
         lambda: host.database.exists() and host.reader(ALICE).paused_until is not None,

@@ -21,7 +21,7 @@ import pytest
 
 from digest.errors import StoreCorruptError, StoreError, StoreLockedError
 from digest.models import Paper
-from digest.store.format import decode_ids
+from digest.store.format import SCHEMA, decode_ids
 from digest.store.storage import AtomicJSONStorage, JournalStorage, MemoryStorage, snapshot_db
 from digest.store.store import Store
 from tests.support.paths import FIXTURES, ROOT
@@ -533,7 +533,7 @@ def test_a_schema_1_file_opens_with_the_same_meaning(backend: Backend, tmp_path:
         assert (store.last_fetch(), store.last_slot()) == (NOW, NOW - timedelta(hours=1))
         assert store.last_cycle() == {"started": NOW.isoformat(), "fetched": 3}
     new = backend.storage().read()
-    assert new["meta"]["1"]["schema"] == 2
+    assert new["meta"]["1"]["schema"] == SCHEMA
     assert all("delivered" not in d for d in new["subscribers"].values())
 
 

@@ -25,6 +25,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    smtputf8: bool = False  # the client asked for SMTPUTF8 (RFC 6531) in MAIL FROM
 
     @property
     def message(self) -> EmailMessage:
@@ -68,7 +69,12 @@ class _Handler:
             asyncio.get_running_loop().call_soon(server.transport.close)
             return "421 4.3.2 Service shutting down"
         self.srv.received.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.original_content,
+                bool(envelope.smtp_utf8),
+            )
         )
         return "250 2.0.0 Message accepted"
 
@@ -83,6 +89,7 @@ class SmtpServer:
         require_starttls: bool = False,
         auth: dict[str, str] | None = None,
         offer_starttls: bool = True,
+        smtputf8: bool = False,
     ) -> None:
         self.behaviour = Behaviour(logins=dict(auth or {}))
         self.received: list[Received] = []
@@ -90,6 +97,7 @@ class SmtpServer:
         self._tls = tls_context if offer_starttls else None
         self._require_starttls = require_starttls
         self._auth = auth
+        self._smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531) in the EHLO answer
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -107,7 +115,10 @@ class SmtpServer:
 
     def _factory(self) -> SMTP:
         self.connections += 1
-        kwargs: dict[str, Any] = {"hostname": "test.localhost"}
+        kwargs: dict[str, Any] = {
+            "hostname": "test.localhost",
+            "enable_SMTPUTF8": self._smtputf8,
+        }
         if self._tls is not None:
             kwargs.update(tls_context=self._tls, require_starttls=self._require_starttls)
         if self._auth is not None:

@@ -77,6 +77,9 @@ class FetchStats:
     pages: int = 0
     entries: int = 0
     answered: int = 0  # requests that got any HTTP answer
+    # the last answer's Date header and our wall clock when it came (the cycle's clock check)
+    server_date: datetime | None = None
+    server_date_seen: datetime | None = None
 
 
 class Limiter:
@@ -118,6 +121,14 @@ def _retry_after(response: httpx.Response, now: datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - now).total_seconds())
+
+
+def _date(response: httpx.Response) -> datetime | None:
+    try:
+        when = parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)  # HTTP dates are GMT
 
 
 class ArxivClient:
@@ -281,6 +292,8 @@ class ArxivClient:
         except httpx.TransportError as exc:
             raise _Retryable(f"connection failed: {exc}") from exc
         self.stats.answered += 1
+        if (date := _date(response)) is not None:
+            self.stats.server_date, self.stats.server_date_seen = date, self.wall_clock()
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retryable(f"HTTP {status}", _retry_after(response, self.wall_clock()), status)

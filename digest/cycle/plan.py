@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from digest.arxiv import Terms
+from digest.cycle.clock import known_time
 from digest.cycle.timing import announcements_between, weekly_slot
 from digest.errors import UsageError
 from digest.matching import (
@@ -77,6 +78,9 @@ class Plan:
     served_slot: datetime | None = None  # the weekly slot this serves, if weekly
     term_keys: tuple[str, ...] = ()  # watermarks the store must hold after the cycle
     watermark_start: datetime | None = None  # where a new term's watermark starts
+    # stored in the future of the (checked) clock: set afresh, as for a new term or reader
+    reset_keys: tuple[str, ...] = ()
+    reset_first_seen: bool = False
     cycle_id: str = ""
 
     @property
@@ -250,17 +254,23 @@ def as_chosen(sub: Subscriber, reader: ReaderState, settings: Settings) -> Subsc
 def _weekly_slot(
     sub: Subscriber, state: SubscriberState, settings: Settings, now: datetime
 ) -> tuple[datetime | None, bool]:
-    """The weekly slot ``sub`` is owed (None for daily), and whether it waits instead."""
+    """The weekly slot ``sub`` is owed (None for daily), and whether it waits instead.
+
+    Served once per weekly slot; a new subscriber waits for the next one.
+    Times in the future of the clock are unknown (``known_time``): a reader the
+    store knows but cannot date is owed the slot.
+    """
     if sub.frequency != "weekly" or not sub.weekday:
         return None, False
     slot = weekly_slot(now, sub.weekday, settings)
-    # served once per weekly slot; a new subscriber waits for the next one
-    anchor = state.served_slot or state.first_seen or now
-    return slot, anchor >= slot
+    first_seen = now if state.first_seen is None else known_time(state.first_seen, now)
+    anchor = known_time(state.served_slot, now) or first_seen
+    return slot, anchor is not None and anchor >= slot
 
 
 def _empty_reason(state: SubscriberState, now: datetime, last_fetch: datetime | None) -> str:
-    since = state.last_sent or last_fetch or now - timedelta(days=1)
+    since = known_time(state.last_sent, now) or known_time(last_fetch, now)
+    since = since or now - timedelta(days=1)
     if announcements_between(since, now) == 0:
         return "arXiv has announced no new papers since your last digest"
     return "none of the papers arXiv announced since your last digest matched"
@@ -280,7 +290,11 @@ def plan_subscriber(
     sub = as_chosen(sub, reader, settings)
     start = now - timedelta(days=settings.lookback_days)
     keys = term_keys(sub)
-    marks = {k: state.watermarks.get(k, start) for k in keys}
+    # a watermark in the future of the clock was set under a clock that ran
+    # ahead: it starts afresh, as a new term would, or nothing would ever pass it
+    stored = state.watermarks
+    reset = tuple(k for k in keys if k in stored and known_time(stored[k], now) is None)
+    marks = {k: start if k in reset else stored.get(k, start) for k in keys}
     cats = settings.arxiv.categories
     # a match left out of an earlier mail for size is not offered again
     handled = {**state.skipped, **state.delivered} if state.skipped else state.delivered
@@ -289,7 +303,15 @@ def plan_subscriber(
         revised_matches(sub, state.delivered, pool.by_id, cats) if sub.include_revisions else ()
     )
     slot, waiting = _weekly_slot(sub, state, settings, now)
-    base = Plan(sub, "nothing", matches, term_keys=keys, watermark_start=start)
+    base = Plan(
+        sub,
+        "nothing",
+        matches,
+        term_keys=keys,
+        watermark_start=start,
+        reset_keys=reset,
+        reset_first_seen=state.first_seen is not None and known_time(state.first_seen, now) is None,
+    )
     why = suppression(reader, now)
     if why is not None:
         # counted as pending (status shows them), never mailed

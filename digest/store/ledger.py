@@ -208,10 +208,12 @@ class Ledger:
         r = self.reader(email)
         marks = dict(r.fields.get("watermarks") or {})
         for k, v in added.items():
-            marks.setdefault(k, v)  # an existing watermark is never moved
+            # never moved forward; moved back only when a cycle found it in the
+            # future of its checked clock (so applying an op twice changes nothing)
+            marks[k] = _earlier(marks.get(k), v)
         r.fields["watermarks"] = marks
         if first_seen is not None:
-            r.fields.setdefault("first_seen", first_seen)
+            r.fields["first_seen"] = _earlier(r.fields.get("first_seen"), first_seen)
 
     def _replies(self, email: str, state: Mapping[str, Any]) -> None:
         """A reader's choices by mail (as ``format`` writes them), replaced whole; {} clears."""
@@ -259,6 +261,11 @@ class Ledger:
         if old or dropped or changed:
             self.version += 1
         return len(old), dropped
+
+
+def _earlier(have: str | None, new: str) -> str:
+    """The earlier of two stored times (ISO); ``new`` when there is none yet."""
+    return new if have is None or parse_time(new) < parse_time(have) else have
 
 
 def skipped_ids(reader: Reader) -> dict[str, int]:

@@ -379,19 +379,32 @@ class Store:
         return r.delivered_since(iso(since)) if r else {}
 
     def ensure_watermarks(
-        self, email: str, keys: Iterable[str], start: datetime, now: datetime | None = None
+        self,
+        email: str,
+        keys: Iterable[str],
+        start: datetime,
+        now: datetime | None = None,
+        *,
+        reset: Iterable[str] = (),
+        reset_first_seen: bool = False,
     ) -> dict[str, datetime]:
         """Give every term key that has none the watermark ``start``; return them all.
 
         A subscriber seen for the first time also gets ``first_seen`` (``now``).
+        ``reset`` names keys whose watermark goes back to ``start``, and
+        ``reset_first_seen`` takes ``first_seen`` back to ``now``: the cycle
+        found them in the future of its checked clock (``digest.cycle.clock``).
+        A watermark never moves forward.
         """
         r = self.ledger.readers.get(email)
         marks = (r.fields.get("watermarks") or {}) if r else {}
-        added = {k: iso(start) for k in keys if k not in marks}
+        again = set(reset)
+        added = {k: iso(start) for k in keys if k not in marks or k in again}
         # a record made by a reply (set_reader_state) has no first_seen yet
         new_reader = r is None or "first_seen" not in r.fields
-        if added or new_reader:
-            self._change("marks", email, added, iso(now or start) if new_reader else None)
+        if added or new_reader or reset_first_seen:
+            first_seen = iso(now or start) if new_reader or reset_first_seen else None
+            self._change("marks", email, added, first_seen)
             marks = self.ledger.readers[email].fields["watermarks"]
         return {k: parse_time(v) for k, v in marks.items()}
 
@@ -468,12 +481,18 @@ class Store:
     ) -> tuple[int, int]:
         """Drop papers and delivery records older than the retention; returns the counts.
 
-        Papers in ``keep`` (those the Daily Papers page shows) stay whatever their
-        age. Not journaled: it reaches the file at the next checkpoint, and if a
-        crash comes first the next cycle simply prunes again.
+        Age is counted back from ``now`` or from the newest cached paper's
+        submission, whichever is earlier: arXiv's clock bounds ours, so a clock
+        that runs ahead cannot age out the record of a paper a later cycle could
+        fetch (and send) again. Papers in ``keep`` (those the Daily Papers page
+        shows) stay whatever their age. Not journaled: it reaches the file at the
+        next checkpoint, and if a crash comes first the next cycle simply prunes
+        again.
         """
         version = self.ledger.version
-        counts = self.ledger.prune(now - timedelta(days=retention_days), set(keep))
+        papers = self.papers()  # newest submission first
+        anchor = min(now, papers[0].published) if papers else now
+        counts = self.ledger.prune(anchor - timedelta(days=retention_days), set(keep))
         if self.ledger.version != version:
             self._folded = False
             self._paper_objs = {

@@ -139,3 +139,38 @@ def test_only_one_subscriber_and_an_unknown_one_is_a_usage_error() -> None:
     assert select_subscribers(cfg, None) == (ALICE, bob)
     with pytest.raises(UsageError, match=r"no subscriber carol@example\.org"):
         select_subscribers(cfg, "carol@example.org")
+
+
+# -- times in the future of the clock ------------------------------------------------------
+
+MONDAY = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # NOW's week; Wednesday is NOW
+WEEKLY = replace(ALICE, frequency="weekly", weekday="mon")
+FRESH = paper("2611.00001", "A graph neural network for X")
+
+
+def plan_at(sub: Subscriber, state: SubscriberState, now: datetime):
+    (plan,) = plan_cycle((sub,), SETTINGS, Snapshot(states={sub.email: state}), (FRESH,), now).plans
+    return plan
+
+
+def test_starting_points_in_the_future_of_the_clock_start_afresh() -> None:
+    ahead = NOW + timedelta(days=7)
+    state = SubscriberState(
+        ALICE.email, first_seen=ahead, watermarks={term_key("k", "graph neural network"): ahead}
+    )
+    plan = plan_at(ALICE, state, NOW)
+    assert [m.paper.id for m in plan.matches] == [FRESH.id]
+    assert plan.reset_keys == (term_key("k", "graph neural network"),) and plan.reset_first_seen
+    assert plan.watermark_start == NOW - timedelta(days=2)
+    # within the tolerance a clock set back a little changes nothing
+    near = replace(state, first_seen=NOW, watermarks={term_key("k", "graph neural network"): NOW})
+    assert plan_at(ALICE, near, NOW - timedelta(minutes=30)).reset_keys == ()
+
+
+def test_a_weekly_slot_in_the_future_of_the_clock_does_not_block_today() -> None:
+    ahead = MONDAY + timedelta(days=7)
+    state = SubscriberState(WEEKLY.email, first_seen=NOW - timedelta(days=30), served_slot=ahead)
+    plan = plan_at(WEEKLY, state, NOW)
+    assert plan.reason == "send" and plan.served_slot == MONDAY
+    # a reader whose first sight lies ahead too is owed the slot, not made to wait a week
+    assert plan_at(WEEKLY, replace(state, first_seen=ahead), NOW).reason == "send"

@@ -1,8 +1,7 @@
 """The operator and the machine: SIGTERM in every phase, a broken database, two processes at once.
 
-Not covered here: the clock jumping back an hour (neither faketime nor
-libfaketime is installed, and digest reads the real clock; see
-docs/reliability.md) and a full disk (no ENOSPC injection without a mount).
+Not covered here: a wrong clock (test_clock_faults.py) and a full disk (no
+ENOSPC injection without a mount; see docs/reliability.md).
 """
 
 from __future__ import annotations

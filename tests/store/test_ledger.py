@@ -96,3 +96,14 @@ def test_replaying_a_journal_over_its_own_fold_changes_nothing(journal: list[lis
     for op in journal + journal:
         reloaded.apply(op)
     assert state(reloaded) == before
+
+
+def test_a_watermark_or_first_seen_moves_back_but_never_forward() -> None:
+    ledger = Ledger()
+    ledger.apply(["marks", "a@x.org", {"k:graph": TIMES[1]}, TIMES[1]])
+    ledger.apply(["marks", "a@x.org", {"k:graph": TIMES[2]}, TIMES[2]])  # later: ignored
+    fields = ledger.readers["a@x.org"].fields
+    assert (fields["watermarks"], fields["first_seen"]) == ({"k:graph": TIMES[1]}, TIMES[1])
+    # a cycle found them in the future of its clock: set afresh, earlier
+    ledger.apply(["marks", "a@x.org", {"k:graph": TIMES[0]}, TIMES[0]])
+    assert (fields["watermarks"], fields["first_seen"]) == ({"k:graph": TIMES[0]}, TIMES[0])

@@ -15,6 +15,7 @@ from digest import config, replies
 from digest.cycle import (
     CycleRecord,
     announcements_between,
+    known_time,
     local_text,
     next_run,
     plan_cycle,
@@ -48,7 +49,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"  {note}")
         else:
             print("last cycle: none recorded")
-        print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
+        last_slot = known_time(store.last_slot(), now)
+        print(f"next cycle: {local_text(next_run(now, cfg.settings, last_slot), cfg.settings)}")
         # the planner the cycle uses, on the cache alone: status agrees with once
         before = snapshot(store, cfg.subscribers)
         plans = plan_cycle(cfg.subscribers, cfg.settings, before, (), now).plans

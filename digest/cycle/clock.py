@@ -136,6 +136,7 @@ def future_records(
             "starting points": max(state.watermarks.values(), default=None),
             "first seen": state.first_seen,
             "weekly slots": state.served_slot,
+            "cadence changes": state.cadence_since,
         }
         for kind, when in times.items():
             if when is not None and known_time(when, now) is None:

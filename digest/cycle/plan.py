@@ -18,7 +18,7 @@ from typing import Literal
 
 from digest.arxiv import Terms
 from digest.cycle.clock import known_time
-from digest.cycle.timing import announcements_between, weekly_slot
+from digest.cycle.timing import announcements_between, local_date, weekly_slot
 from digest.errors import UsageError
 from digest.matching import (
     PaperIndex,
@@ -81,6 +81,9 @@ class Plan:
     # stored in the future of the (checked) clock: set afresh, as for a new term or reader
     reset_keys: tuple[str, ...] = ()
     reset_first_seen: bool = False
+    cadence: str = ""  # "daily" or "weekly:mon", as planned now
+    cadence_since: datetime | None = None  # since when (None: as long as the store knows)
+    cadence_changed: bool = False  # the store must be told (new, changed, or a future since)
     cycle_id: str = ""
 
     @property
@@ -251,21 +254,61 @@ def as_chosen(sub: Subscriber, reader: ReaderState, settings: Settings) -> Subsc
     return replace(sub, frequency=frequency, weekday=weekday, likes=likes, dislikes=reader.dislikes)
 
 
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """A reader's cadence as planned now, since when it holds, and whether to record it."""
+
+    value: str
+    since: datetime | None
+    changed: bool
+
+
+def _cadence_of(sub: Subscriber) -> str:
+    """``daily``, or ``weekly:`` and the weekday: what the store remembers of it."""
+    return f"weekly:{sub.weekday}" if sub.frequency == "weekly" and sub.weekday else "daily"
+
+
+def _cadence(sub: Subscriber, state: SubscriberState, now: datetime) -> Cadence:
+    """``sub``'s cadence, since when it holds, and whether the store must be told.
+
+    A change (daily to weekly, another weekday) holds from this cycle on, so it
+    takes effect from the next slot of the new cadence: never at once as if a
+    week had been missed. A cadence the store never knew has held always.
+    """
+    now_cadence = _cadence_of(sub)
+    if state.cadence is None:
+        return Cadence(now_cadence, None, True)
+    if state.cadence != now_cadence:
+        return Cadence(now_cadence, now, True)
+    since = known_time(state.cadence_since, now)
+    return Cadence(now_cadence, since, since != state.cadence_since)
+
+
 def _weekly_slot(
-    sub: Subscriber, state: SubscriberState, settings: Settings, now: datetime
+    sub: Subscriber,
+    state: SubscriberState,
+    settings: Settings,
+    now: datetime,
+    since: datetime | None,
 ) -> tuple[datetime | None, bool]:
     """The weekly slot ``sub`` is owed (None for daily), and whether it waits instead.
 
-    Served once per weekly slot; a new subscriber waits for the next one.
-    Times in the future of the clock are unknown (``known_time``): a reader the
-    store knows but cannot date is owed the slot.
+    Served once per weekly slot, decided by the calendar day in the configured
+    zone: a slot is waited out when the reader was served on or after its day
+    (``send_at`` moved later that day changes nothing), when their cadence
+    changed on or after it (``since``), or, for a new reader, when they were
+    first seen on or after it. Times in the future of the clock are unknown
+    (``known_time``): a reader the store knows but cannot date is owed the slot.
     """
     if sub.frequency != "weekly" or not sub.weekday:
         return None, False
     slot = weekly_slot(now, sub.weekday, settings)
     first_seen = now if state.first_seen is None else known_time(state.first_seen, now)
-    anchor = known_time(state.served_slot, now) or first_seen
-    return slot, anchor is not None and anchor >= slot
+    served = known_time(state.served_slot, now) or first_seen
+    anchors = [t for t in (served, since) if t is not None]
+    if not anchors:
+        return slot, False
+    return slot, local_date(max(anchors), settings) >= local_date(slot, settings)
 
 
 def _empty_reason(state: SubscriberState, now: datetime, last_fetch: datetime | None) -> str:
@@ -302,7 +345,8 @@ def plan_subscriber(
     revisions = (
         revised_matches(sub, state.delivered, pool.by_id, cats) if sub.include_revisions else ()
     )
-    slot, waiting = _weekly_slot(sub, state, settings, now)
+    cad = _cadence(sub, state, now)
+    slot, waiting = _weekly_slot(sub, state, settings, now, cad.since)
     base = Plan(
         sub,
         "nothing",
@@ -311,6 +355,9 @@ def plan_subscriber(
         watermark_start=start,
         reset_keys=reset,
         reset_first_seen=state.first_seen is not None and known_time(state.first_seen, now) is None,
+        cadence=cad.value,
+        cadence_since=cad.since,
+        cadence_changed=cad.changed,
     )
     why = suppression(reader, now)
     if why is not None:

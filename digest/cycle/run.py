@@ -280,6 +280,8 @@ def _record_plan(store: Store, plan: Plan, now: datetime) -> None:
         reset=plan.reset_keys,
         reset_first_seen=plan.reset_first_seen,
     )
+    if plan.cadence_changed:
+        store.set_cadence(email, plan.cadence, plan.cadence_since)
 
 
 def _finish(

@@ -176,7 +176,7 @@ class Daemon:
         if self.config is None:
             return
         now = self.clock()
-        nxt = next_run(now, self.config.settings)
+        nxt = next_run(now, self.config.settings, known_time(self.last_slot, now))
         self.notify(
             f"STATUS=last: {self.last_summary}; next: {local_text(nxt, self.config.settings)}"
         )
@@ -198,7 +198,7 @@ class Daemon:
             ",".join(settings.days),
             clock_text(settings.send_at),
             settings.timezone,
-            local_text(next_run(now, settings), settings),
+            local_text(next_run(now, settings, self._last_slot(now)), settings),
         )
         if settings.inbox is not None:
             log.info(

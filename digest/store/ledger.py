@@ -215,6 +215,14 @@ class Ledger:
         if first_seen is not None:
             r.fields["first_seen"] = _earlier(r.fields.get("first_seen"), first_seen)
 
+    def _cadence(self, email: str, cadence: str, since: str | None = None) -> None:
+        r = self.reader(email)
+        r.fields["cadence"] = str(cadence)
+        if since is None:
+            r.fields.pop("cadence_since", None)
+        else:
+            r.fields["cadence_since"] = since
+
     def _replies(self, email: str, state: Mapping[str, Any]) -> None:
         """A reader's choices by mail (as ``format`` writes them), replaced whole; {} clears."""
         if not isinstance(state, Mapping):
@@ -280,5 +288,6 @@ _OPS: dict[str, Any] = {
     "skip": Ledger._skip,
     "marks": Ledger._marks,
     "served": Ledger._served,
+    "cadence": Ledger._cadence,
     "replies": Ledger._replies,
 }

@@ -94,6 +94,8 @@ class SubscriberState:
     first_seen: datetime | None = None
     served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
     last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
+    cadence: str | None = None  # "daily" or "weekly:mon": as the last cycle planned them
+    cadence_since: datetime | None = None  # when a cycle first planned that cadence (a change)
 
 
 class Store:
@@ -361,6 +363,8 @@ class Store:
             first_seen=maybe_time(f.get("first_seen")),
             served_slot=maybe_time(f.get("served_slot")),
             last_empty=f.get("last_empty"),
+            cadence=f.get("cadence"),
+            cadence_since=maybe_time(f.get("cadence_since")),
         )
 
     def subscriber_emails(self) -> tuple[str, ...]:
@@ -407,6 +411,10 @@ class Store:
             self._change("marks", email, added, first_seen)
             marks = self.ledger.readers[email].fields["watermarks"]
         return {k: parse_time(v) for k, v in marks.items()}
+
+    def set_cadence(self, email: str, cadence: str, since: datetime | None) -> None:
+        """Remember ``email``'s cadence as a cycle planned it, and since when (None: always)."""
+        self._change("cadence", email, cadence, iso(since) if since is not None else None)
 
     def record_delivery(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -141,16 +141,66 @@ def test_only_one_subscriber_and_an_unknown_one_is_a_usage_error() -> None:
         select_subscribers(cfg, "carol@example.org")
 
 
-# -- times in the future of the clock ------------------------------------------------------
+# -- the weekly rule, by calendar day; a cadence change; times in the future ----------------
 
 MONDAY = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # NOW's week; Wednesday is NOW
 WEEKLY = replace(ALICE, frequency="weekly", weekday="mon")
 FRESH = paper("2611.00001", "A graph neural network for X")
+SINCE_OCTOBER = {term_key("k", "graph neural network"): NOW - timedelta(days=30)}
 
 
-def plan_at(sub: Subscriber, state: SubscriberState, now: datetime):
-    (plan,) = plan_cycle((sub,), SETTINGS, Snapshot(states={sub.email: state}), (FRESH,), now).plans
+def plan_at(sub: Subscriber, state: SubscriberState, now: datetime, settings: Settings = SETTINGS):
+    (plan,) = plan_cycle((sub,), settings, Snapshot(states={sub.email: state}), (FRESH,), now).plans
     return plan
+
+
+def test_a_weekly_slot_served_at_07_00_is_not_owed_again_when_send_at_moves_to_09_00() -> None:
+    state = SubscriberState(
+        WEEKLY.email,
+        watermarks=SINCE_OCTOBER,
+        first_seen=NOW - timedelta(days=30),
+        served_slot=MONDAY,
+        cadence="weekly:mon",
+    )
+    later = replace(SETTINGS, send_at=time(9, 0))
+    assert (
+        plan_at(WEEKLY, state, MONDAY + timedelta(hours=2, minutes=30), later).reason == "waiting"
+    )
+    assert plan_at(WEEKLY, state, MONDAY + timedelta(days=7, hours=2), later).reason == "send"
+
+
+def test_a_reader_switched_to_weekly_after_their_weekday_waits_for_the_next_one() -> None:
+    # a daily reader for a month, switched on Wednesday to weekly on Mondays
+    daily = SubscriberState(
+        WEEKLY.email, watermarks=SINCE_OCTOBER, first_seen=NOW - timedelta(days=30), cadence="daily"
+    )
+    plan = plan_at(WEEKLY, daily, NOW)
+    assert plan.reason == "waiting" and len(plan.matches) == 1
+    assert (plan.cadence, plan.cadence_since, plan.cadence_changed) == ("weekly:mon", NOW, True)
+    switched = replace(daily, cadence="weekly:mon", cadence_since=NOW)
+    assert plan_at(WEEKLY, switched, NOW + timedelta(days=1)).reason == "waiting"
+    nxt = plan_at(WEEKLY, switched, MONDAY + timedelta(days=7))
+    assert (nxt.reason, nxt.cadence_changed) == ("send", False)
+
+
+def test_a_weekday_moved_to_one_already_past_this_week_waits_for_it_next_week() -> None:
+    served = SubscriberState(
+        WEEKLY.email,
+        watermarks=SINCE_OCTOBER,
+        first_seen=NOW - timedelta(days=30),
+        served_slot=MONDAY - timedelta(days=4),
+        cadence="weekly:thu",
+    )
+    plan = plan_at(WEEKLY, served, NOW)  # Thursday's reader moved to Monday on Wednesday
+    assert plan.reason == "waiting" and plan.cadence_since == NOW
+
+
+def test_a_cadence_the_store_never_knew_has_held_always() -> None:
+    old = SubscriberState(WEEKLY.email, first_seen=NOW - timedelta(days=30))
+    plan = plan_at(WEEKLY, old, NOW)  # Monday's slot was missed: caught up, as before
+    assert plan.reason == "send" and plan.served_slot == MONDAY
+    assert (plan.cadence, plan.cadence_since, plan.cadence_changed) == ("weekly:mon", None, True)
+    assert not plan_at(WEEKLY, replace(old, cadence="weekly:mon"), NOW).cadence_changed
 
 
 def test_starting_points_in_the_future_of_the_clock_start_afresh() -> None:
@@ -169,7 +219,9 @@ def test_starting_points_in_the_future_of_the_clock_start_afresh() -> None:
 
 def test_a_weekly_slot_in_the_future_of_the_clock_does_not_block_today() -> None:
     ahead = MONDAY + timedelta(days=7)
-    state = SubscriberState(WEEKLY.email, first_seen=NOW - timedelta(days=30), served_slot=ahead)
+    state = SubscriberState(
+        WEEKLY.email, first_seen=NOW - timedelta(days=30), served_slot=ahead, cadence="weekly:mon"
+    )
     plan = plan_at(WEEKLY, state, NOW)
     assert plan.reason == "send" and plan.served_slot == MONDAY
     # a reader whose first sight lies ahead too is owed the slot, not made to wait a week

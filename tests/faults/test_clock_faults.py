@@ -1,13 +1,16 @@
-"""A wrong clock: the real CLI and daemon under libfaketime.
+"""A wrong clock, and a schedule edited in the middle of a day: the real CLI under libfaketime.
 
 libfaketime moves the clock of the ``digest`` process only; the loopback
-arXiv and SMTP servers keep the real one, and arXiv's ``Date`` header is
-the world's time.
+arXiv and SMTP servers keep the real one. arXiv's ``Date`` header is the
+world's time: a scenario that moves the whole world (the schedule edits)
+moves the fault arXiv's ``Date`` by the same amount (``date_offset``) and
+dates its papers from the moved time.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
@@ -17,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import run_side_by_side
-from tests.faults.world import World, fresh_entries, wait_for
+from tests.faults.world import World, corpus, fresh_entries, wait_for
+from tests.support.arxiv_server import make_entry
 from tests.support.programs import marks
 
 pytestmark = marks("faketime")
@@ -36,6 +40,12 @@ def moved(w: World, spec: str | None) -> None:
     if spec is not None:
         # TZ: faketime reads "@YYYY-MM-DD HH:MM:SS" in local time
         w.env_extra.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=spec, TZ="UTC")
+
+
+def at(w: World, when: datetime) -> None:
+    """The whole world at ``when``: digest's clock, and arXiv's Date with it."""
+    w.script.date_offset = when - datetime.now(UTC)
+    moved(w, f"@{when:%Y-%m-%d %H:%M:%S}")
 
 
 def sent(w: World) -> int:
@@ -153,12 +163,116 @@ def daemon_ahead(tmp: Path) -> dict[str, Any]:
     }
 
 
+# -- schedule edits in the middle of a day ------------------------------------------------
+
+# Monday 2026-12-14, 07:00:05 in Berlin (CET, UTC+1)
+MONDAY = datetime(2026, 12, 14, 6, 0, 5, tzinfo=UTC)
+
+
+def daemon_at(w: World, when: datetime, name: str, *, cycle: bool) -> str:
+    """``digest run`` started at ``when``; stopped after its cycle, or 3 s after it started."""
+    at(w, when)
+    log = w.tmp / f"{name}.log"
+    proc = w.daemon(log)
+    assert wait_for(lambda: "daemon started" in log.read_text(), 60), log.read_text()
+    if cycle:
+        assert wait_for(lambda: "cycle ok" in log.read_text(), 60), log.read_text()
+    else:
+        time.sleep(3)  # a cycle owed starts at once: its fetch would be under way by now
+    w.stop(proc)
+    return log.read_text()
+
+
+def schedule_edits(tmp: Path) -> dict[str, Any]:
+    settings = {"timezone": "Europe/Berlin", "send_at": "07:00", "days": ["mon", "tue", "wed"]}
+    with World(tmp, settings=settings) as w:
+        w.write_config()
+        _, entries = corpus(MONDAY)
+        w.script.entries[:] = entries
+        w.script.ever[:] = entries
+        w.first_run = MONDAY
+        out: dict[str, Any] = {"world": w}
+        out["monday"] = daemon_at(w, MONDAY, "monday-0700-berlin", cycle=True)
+        out["after monday"] = (sent(w), w.arxiv.requests)
+        # 09:00 instead of 07:00, and three new papers: they are Tuesday's
+        fresh = fresh_entries(MONDAY + timedelta(hours=2))
+        w.script.entries[:0] = fresh
+        w.script.ever.extend(fresh)
+        w.settings["send_at"] = "09:00"
+        w.write_config()
+        out["send_at later"] = daemon_at(
+            w, MONDAY + timedelta(hours=2), "monday-0900-berlin", cycle=False
+        )
+        out["after send_at"] = (sent(w), w.arxiv.requests)
+        # London is an hour behind Berlin: 09:00 there is 10:00 in Berlin, still Monday
+        w.settings["timezone"] = "Europe/London"
+        w.write_config()
+        out["timezone"] = daemon_at(
+            w, MONDAY + timedelta(hours=3), "monday-0900-london", cycle=False
+        )
+        out["after timezone"] = (sent(w), w.arxiv.requests)
+        tuesday = MONDAY + timedelta(days=1, hours=3)  # 09:00:05 in London
+        out["tuesday"] = daemon_at(w, tuesday, "tuesday-0900-london", cycle=True)
+        out["after tuesday"] = sent(w)
+        # moved earlier: Wednesday's 06:00 is owed, not skipped
+        w.settings["send_at"] = "06:00"
+        w.write_config()
+        wednesday = MONDAY + timedelta(days=2)  # 06:00:05 in London
+        out["wednesday"] = daemon_at(w, wednesday, "wednesday-0600-london", cycle=True)
+        at(w, wednesday + timedelta(minutes=1))
+        w.settle()
+    return out
+
+
+# -- a reader switched to weekly on a day after their weekday --------------------------
+
+FRIDAY = datetime(2026, 12, 11, 7, 5, tzinfo=UTC)
+
+
+def weekly_switch(tmp: Path) -> dict[str, Any]:
+    wendy = {"email": "wendy@example.org", "keywords": ["proton"]}
+    settings = {"timezone": "UTC", "send_at": "07:00"}
+    with World(tmp, readers=[wendy], settings=settings) as w:
+        w.write_config()
+        w.script.entries[:] = []
+        w.script.ever[:] = []
+        days = {
+            "fri": FRIDAY,
+            "mon": FRIDAY + timedelta(days=3),
+            "tue": FRIDAY + timedelta(days=4),
+            "wed": FRIDAY + timedelta(days=5),
+            "thu": FRIDAY + timedelta(days=6),
+            "next mon": FRIDAY + timedelta(days=10),
+        }
+        mail: dict[str, list[set[str]]] = {}
+        codes: dict[str, int | None] = {}
+        for n, (day, when) in enumerate(days.items()):
+            entry = make_entry(
+                f"2612.{n:05d}",
+                f"A proton study {n}",
+                "The proton.",
+                published=when - timedelta(hours=1),
+            )
+            w.script.entries.insert(0, entry)
+            w.script.ever.append(entry)
+            if day == "wed":  # she asked for weekly, on Mondays, after Tuesday's digest
+                w.readers[0].update(frequency="weekly", weekday="mon")
+                w.write_config()
+            before = len(w.messages_to("wendy@example.org"))
+            at(w, when)
+            codes[day] = w.once().code
+            mail[day] = w.messages_to("wendy@example.org")[before:]
+    return {"world": w, "mail": mail, "codes": codes}
+
+
 SCENARIOS: dict[str, Callable[[Path], Any]] = {
     "200 days ahead": ahead_200_days,
     "first cycle 7 days ahead": first_cycle_7_days_ahead,
     "records from a clock ahead": records_from_a_clock_ahead,
     "daemon corrected": daemon_corrected,
     "daemon ahead": daemon_ahead,
+    "schedule edits": schedule_edits,
+    "weekly switch": weekly_switch,
 }
 
 
@@ -226,3 +340,31 @@ def test_a_daemon_200_days_ahead_refuses_each_cycle_and_keeps_running(outcomes) 
     assert "200 days ahead of arXiv's" in out["log"]
     assert re.search(r"retrying at \d\d:\d\d UTC", out["log"]), out["log"]
     out["world"].check()  # the right clock's cycle afterwards sent nothing again
+
+
+def test_moving_send_at_or_the_timezone_never_doubles_a_day_nor_skips_one(outcomes) -> None:
+    out = outcome(outcomes, "schedule edits")
+    after_monday = out["after monday"]
+    assert after_monday[0] == 4
+    # Monday was served at 07:00 Berlin: 09:00 Berlin, then 09:00 London, are the same day
+    assert out["after send_at"] == after_monday, out["send_at later"]
+    assert out["after timezone"] == after_monday, out["timezone"]
+    assert "next cycle 2026-12-15 09:00 Europe/London" in out["timezone"]
+    # Tuesday brings the three new papers once; Wednesday at the earlier 06:00 is not skipped
+    assert out["after tuesday"] == 7
+    assert "cycle ok" in out["wednesday"]
+    out["world"].check()
+
+
+def test_a_reader_switched_to_weekly_gets_the_next_weekday_not_a_missed_week(outcomes) -> None:
+    out = outcome(outcomes, "weekly switch")
+    assert set(out["codes"].values()) == {0}, out["codes"]
+    ids = {d: [sorted(m) for m in msgs] for d, msgs in out["mail"].items()}
+    assert ids == {
+        "fri": [["2612.00000"]],
+        "mon": [["2612.00001"]],
+        "tue": [["2612.00002"]],
+        "wed": [],  # the change takes effect from her next Monday
+        "thu": [],
+        "next mon": [["2612.00003", "2612.00004", "2612.00005"]],
+    }

@@ -189,6 +189,15 @@ def test_watermarks_reset_only_when_told_and_first_seen_with_them(backend: Backe
         assert store.subscriber("a@x.org").watermarks["k:graph"] == NOW
 
 
+def test_a_readers_cadence_and_its_change_are_stored(backend: Backend) -> None:
+    with backend.open() as store:
+        store.set_cadence("a@x.org", "daily", None)
+        store.set_cadence("a@x.org", "weekly:mon", NOW)
+    with backend.open() as store:
+        state = store.subscriber("a@x.org")
+        assert (state.cadence, state.cadence_since) == ("weekly:mon", NOW)
+
+
 def test_the_tinydb_view_shows_the_current_state(backend: Backend) -> None:
     with backend.open() as store:
         store.record_delivery("a@x.org", {"2611.00001": 1}, NOW)

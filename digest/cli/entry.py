@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from digest import __version__
-from digest.cli.commands import cmd_archive, cmd_check, cmd_ingest, cmd_once, cmd_preview, cmd_run
+from digest.cli.commands import (
+    cmd_archive,
+    cmd_check,
+    cmd_ingest,
+    cmd_once,
+    cmd_preview,
+    cmd_restore,
+    cmd_run,
+)
 from digest.cli.status import cmd_readers, cmd_status
 from digest.cli.terminal import setup_logging
 from digest.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, DigestError, UsageError
@@ -87,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="act on one reply read from standard input (an MTA pipe, procmail, fetchmail)",
     )
+    sub.add_parser(
+        "restore",
+        parents=[common],
+        help="put an unreadable database back from its backup and the changes recorded since",
+    )
     rd = sub.add_parser(
         "readers", parents=[common], help="what readers chose by reply; lift a suppression"
     )
@@ -108,6 +121,7 @@ COMMANDS = {
     "archive": cmd_archive,
     "ingest": cmd_ingest,
     "readers": cmd_readers,
+    "restore": cmd_restore,
 }
 
 

@@ -35,7 +35,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -59,6 +58,7 @@ from digest.store.format import (
     schema_of,
 )
 from digest.store.ledger import DeliveredAt, Ledger, LedgerError, skipped_ids
+from digest.store.restore import Restored, rebuild
 from digest.store.storage import (
     AtomicJSONStorage,
     JournalStorage,
@@ -135,6 +135,20 @@ class Store:
         finally:
             store.close()
 
+    @classmethod
+    def restore(cls, path: Path, now: datetime) -> Restored:
+        """Put an unreadable database (or journal) back together; see ``digest.store.restore``.
+
+        Holds the lock while it works, like any writer.
+        """
+        store = cls(path)
+        try:
+            store._lock()
+            assert isinstance(store.storage, AtomicJSONStorage)
+            return rebuild(store.storage, now)
+        finally:
+            store.close()
+
     # -- life cycle --------------------------------------------------------
 
     def _open(self, now: datetime) -> None:
@@ -169,8 +183,8 @@ class Store:
                 name = self._journal_name()
                 raise StoreCorruptError(
                     f"the journal {name} is unreadable (change {n}: {exc}); digest left it and "
-                    f"the database untouched. To recover, move it aside (mv {name} "
-                    f"{name}.broken): deliveries recorded since the last cycle may be sent again"
+                    "the database untouched. To recover, run digest restore: it replays every "
+                    "change that reads, keeps the journal aside and says what may be sent again"
                 ) from exc
         self._ledger = ledger
         if ops:
@@ -211,18 +225,19 @@ class Store:
                 log.info("removed stale temporary file %s", tmp)
 
     def _backup(self, now: datetime) -> None:
-        """Copy the database aside once per ``BACKUP_EVERY`` of the injected clock."""
+        """Copy the database aside once per ``BACKUP_EVERY`` of the injected clock.
+
+        From then on every checkpoint also adds its changes to the record kept
+        since the backup, so that a restore loses nothing (``digest.store.restore``).
+        """
+        assert isinstance(self.storage, AtomicJSONStorage)
         backup = backup_path(self.path)
         try:
             if backup.exists() and 0 <= now.timestamp() - backup.stat().st_mtime < (
                 BACKUP_EVERY.total_seconds()
             ):
                 return
-            tmp = backup.with_name(atomic.TMP_PREFIX + backup.name)
-            shutil.copyfile(self.path, tmp)
-            os.chmod(tmp, 0o600)  # readers' addresses: owner-only, like the database
-            os.utime(tmp, (now.timestamp(), now.timestamp()))  # the backup's age, by `now`
-            os.replace(tmp, backup)
+            self.storage.back_up(self.path.read_bytes(), now.timestamp())
         except OSError as exc:
             log.warning("could not back up %s: %s", self.path, exc)
 
@@ -252,6 +267,9 @@ class Store:
         self.flush()
         self.storage.write(self._ledger.to_data())
         self._pending.clear()  # in the file now
+        # before the journal is emptied: a crash in between only keeps them twice,
+        # and replaying a change twice changes nothing
+        self.storage.keep_since_backup(self.storage.read_journal())
         self.storage.clear_journal()
         self._folded = True
 

@@ -134,7 +134,7 @@ def future_records(
     for state in states:
         times = {
             "starting points": max(state.watermarks.values(), default=None),
-            "first seen": state.first_seen,
+            "first-seen times": state.first_seen,
             "weekly slots": state.served_slot,
             "cadence changes": state.cadence_since,
         }

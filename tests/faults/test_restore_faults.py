@@ -20,8 +20,6 @@ from tests.faults.conftest import run_side_by_side
 from tests.faults.invariants import ids_in
 from tests.faults.world import World, fresh_entries
 
-pytestmark = pytest.mark.servers
-
 
 def follow(w: World, advice: str) -> Any:
     """Do what the error message says: run the command it names, or the copy."""

@@ -90,6 +90,14 @@ class ArxivQueryError(FetchError):
     retryable = False
 
 
+class ClockError(DigestError):
+    """The machine's clock disagrees with arXiv's, or runs behind the last cycle.
+
+    Nothing was recorded: every record would carry the wrong time. A rerun
+    helps once the clock is set right (exit 75, like any temporary failure).
+    """
+
+
 class Stopped(DigestError):
     """A stop request (SIGTERM) interrupted the work; what was not finished is not recorded."""
 

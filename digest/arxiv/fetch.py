@@ -78,6 +78,9 @@ class FetchStats:
     pages: int = 0
     entries: int = 0
     answered: int = 0  # requests that got any HTTP answer
+    # the last answer's Date header and our wall clock when it came (the cycle's clock check)
+    server_date: datetime | None = None
+    server_date_seen: datetime | None = None
 
 
 class Limiter:
@@ -126,6 +129,14 @@ def _retry_after(headers: httpx.Headers, now: datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - now).total_seconds())
+
+
+def _date(headers: httpx.Headers) -> datetime | None:
+    try:
+        when = parsedate_to_datetime(headers.get("Date", ""))
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)  # HTTP dates are GMT
 
 
 class ArxivClient:
@@ -301,6 +312,9 @@ class ArxivClient:
         ):
             self.stats.answered += 1
             headers = response.headers
+            if (date := _date(headers)) is not None:
+                # the server's clock, and ours when it spoke: the cycle checks its own by it
+                self.stats.server_date, self.stats.server_date_seen = date, self.wall_clock()
             body = Body(
                 self.max_bytes, headers.get("Content-Encoding"), headers.get("Content-Length")
             )

@@ -1,4 +1,5 @@
-"""The ``digest`` commands that do the work: check, once, preview, ingest, archive, run, secret.
+"""The ``digest`` commands that do the work: check, once, preview, ingest, archive, run, secret,
+restore.
 
 Each takes the parsed arguments and returns an exit code; ``digest.cli.entry``
 parses and maps errors to exit codes. Only these commands, ``digest.cli.status``
@@ -21,13 +22,21 @@ from digest import arxiv, atomic, config, replies
 from digest.cli.terminal import ProgressLine, log_to_syslog
 from digest.cli.writable import check_output, check_owner, check_writable
 from digest.compose import archive
-from digest.cycle import CycleReport, Hooks, Options, SubscriberReport, collaborators, run_cycle
+from digest.cycle import (
+    CycleReport,
+    Hooks,
+    Options,
+    SubscriberReport,
+    collaborators,
+    local_text,
+    run_cycle,
+)
 from digest.errors import EXIT_OK, EXIT_TEMPFAIL, CannotCreateError, ConfigError, DigestError
 from digest.mail import Mailer
 from digest.models import Config
 from digest.replies import ReplySecret
 from digest.service import Daemon
-from digest.store import Store
+from digest.store import Restored, Store
 
 log = logging.getLogger("digest")
 
@@ -230,3 +239,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_owner(config.load_named(args.config, os.environ))  # the daemon loads it again
     path = config.resolve_path(args.config, os.environ)
     return asyncio.run(Daemon(path).run())
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Put an unreadable database back together and say what, if anything, goes out again."""
+    cfg = config.load_named(args.config, os.environ)
+    db = cfg.settings.database
+    done = Store.restore(db, datetime.now(UTC))
+    if not done.rebuilt:
+        print(f"the database {db} and its journal read: nothing to restore")
+        return EXIT_OK
+    print(_restored(done, cfg))
+    if not done.lost:
+        print("nothing will be sent again: every change recorded since was replayed")
+        return EXIT_OK
+    for why in done.lost:
+        print(f"not replayed: {why}")
+    since = local_text(done.backup_taken, cfg.settings) if done.backup_taken else "then"
+    print(
+        f"what was delivered after {since} and not replayed will be sent again; the next "
+        "cycle will send, from what arXiv lists now:"
+    )
+    try:
+        with Store.open(db, readonly=True) as store:
+            report = _cycle(cfg, store, Options(dry_run=True, interactive=True), Hooks())
+    except DigestError as exc:
+        print(f"  (not known now: {exc}; digest once --dry-run shows it)")
+        return EXIT_OK
+    owed = [r for r in report.subscribers if r.status == "dry-run" and r.papers]
+    for r in owed:
+        print(f"  {r.email}: {r.papers} paper{'' if r.papers == 1 else 's'}")
+    if not owed:
+        print("  nothing")
+    return EXIT_OK
+
+
+def _restored(done: Restored, cfg: Config) -> str:
+    db = cfg.settings.database
+    if done.from_backup and done.backup_taken is not None:
+        taken = local_text(done.backup_taken, cfg.settings)
+        text = f"restored {db} from the backup taken {taken}, replaying "
+        text += f"{done.replayed} changes recorded since"
+    else:
+        text = f"restored {db}, replaying {done.replayed} changes of its journal"
+    if done.kept:
+        text += f"; the unreadable files are kept as {', '.join(map(str, done.kept))}"
+    return text

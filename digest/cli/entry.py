@@ -24,6 +24,7 @@ from digest.cli.commands import (
     cmd_ingest,
     cmd_once,
     cmd_preview,
+    cmd_restore,
     cmd_run,
     cmd_secret,
 )
@@ -102,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead, read the replies in settings.inbox once (before a cycle run by a timer)",
     )
+    sub.add_parser(
+        "restore",
+        parents=[common],
+        help="put an unreadable database back from its backup and the changes recorded since",
+    )
     rd = sub.add_parser(
         "readers", parents=[common], help="what readers chose by reply; lift a suppression"
     )
@@ -132,6 +138,7 @@ COMMANDS = {
     "archive": cmd_archive,
     "ingest": cmd_ingest,
     "readers": cmd_readers,
+    "restore": cmd_restore,
     "secret": cmd_secret,
 }
 

@@ -17,6 +17,7 @@ from digest.cli.writable import check_owner
 from digest.cycle import (
     CycleRecord,
     announcements_between,
+    known_time,
     local_text,
     next_run,
     plan_cycle,
@@ -56,7 +57,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     print(f"    and {last.unnamed()} more (the cycle's log names them)")
         else:
             print("last cycle: none recorded")
-        print(f"next cycle: {local_text(next_run(now, cfg.settings), cfg.settings)}")
+        last_slot = known_time(store.last_slot(), now)
+        print(f"next cycle: {local_text(next_run(now, cfg.settings, last_slot), cfg.settings)}")
         # the planner the cycle uses, on the cache alone: status agrees with once
         before, damaged = snapshot(store, cfg.subscribers)
         for email, why in damaged.items():

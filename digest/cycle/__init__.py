@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from digest.cycle.clock import known_time, utc_text
 from digest.cycle.inputs import Hooks, Options, collaborators
 from digest.cycle.plan import plan_cycle
 from digest.cycle.report import CycleRecord, CycleReport, SubscriberReport
@@ -18,9 +19,11 @@ __all__ = [
     "clock_text",
     "collaborators",
     "due_slot",
+    "known_time",
     "local_text",
     "next_run",
     "plan_cycle",
     "run_cycle",
     "snapshot",
+    "utc_text",
 ]

@@ -18,7 +18,8 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from digest.arxiv import Terms
-from digest.cycle.timing import announced, announcements_between, weekly_slot
+from digest.cycle.clock import known_time
+from digest.cycle.timing import announced, announcements_between, local_date, weekly_slot
 from digest.errors import UsageError
 from digest.matching import (
     PaperIndex,
@@ -81,6 +82,12 @@ class Plan:
     served_slot: datetime | None = None  # the weekly slot this serves, if weekly
     term_keys: tuple[str, ...] = ()  # watermarks the store must hold after the cycle
     watermark_start: datetime | None = None  # where a new term's watermark starts
+    # stored in the future of the (checked) clock: set afresh, as for a new term or reader
+    reset_keys: tuple[str, ...] = ()
+    reset_first_seen: bool = False
+    cadence: str = ""  # "daily" or "weekly:mon", as planned now
+    cadence_since: datetime | None = None  # since when (None: as long as the store knows)
+    cadence_changed: bool = False  # the store must be told (new, changed, or a future since)
     cycle_id: str = ""
 
     @property
@@ -251,20 +258,66 @@ def as_chosen(sub: Subscriber, reader: ReaderState, settings: Settings) -> Subsc
     return replace(sub, frequency=frequency, weekday=weekday, likes=likes, dislikes=reader.dislikes)
 
 
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """A reader's cadence as planned now, since when it holds, and whether to record it."""
+
+    value: str
+    since: datetime | None
+    changed: bool
+
+
+def _cadence_of(sub: Subscriber) -> str:
+    """``daily``, or ``weekly:`` and the weekday: what the store remembers of it."""
+    return f"weekly:{sub.weekday}" if sub.frequency == "weekly" and sub.weekday else "daily"
+
+
+def _cadence(sub: Subscriber, state: SubscriberState, now: datetime) -> Cadence:
+    """``sub``'s cadence, since when it holds, and whether the store must be told.
+
+    A change (daily to weekly, another weekday) holds from this cycle on, so it
+    takes effect from the next slot of the new cadence: never at once as if a
+    week had been missed. A cadence the store never knew has held always.
+    """
+    now_cadence = _cadence_of(sub)
+    if state.cadence is None:
+        return Cadence(now_cadence, None, True)
+    if state.cadence != now_cadence:
+        return Cadence(now_cadence, now, True)
+    since = known_time(state.cadence_since, now)
+    return Cadence(now_cadence, since, since != state.cadence_since)
+
+
 def _weekly_slot(
-    sub: Subscriber, state: SubscriberState, settings: Settings, now: datetime
+    sub: Subscriber,
+    state: SubscriberState,
+    settings: Settings,
+    now: datetime,
+    since: datetime | None,
 ) -> tuple[datetime | None, bool]:
-    """The weekly slot ``sub`` is owed (None for daily), and whether it waits instead."""
+    """The weekly slot ``sub`` is owed (None for daily), and whether it waits instead.
+
+    Served once per weekly slot, decided by the calendar day in the configured
+    zone: a slot is waited out when the reader was served on or after its day
+    (``send_at`` moved later that day changes nothing), when their cadence
+    changed on or after it (``since``), or, for a new reader, when they were
+    first seen on or after it. Times in the future of the clock are unknown
+    (``known_time``): a reader the store knows but cannot date is owed the slot.
+    """
     if sub.frequency != "weekly" or not sub.weekday:
         return None, False
     slot = weekly_slot(now, sub.weekday, settings)
-    # served once per weekly slot; a new subscriber waits for the next one
-    anchor = state.served_slot or state.first_seen or now
-    return slot, anchor >= slot
+    first_seen = now if state.first_seen is None else known_time(state.first_seen, now)
+    served = known_time(state.served_slot, now) or first_seen
+    anchors = [t for t in (served, since) if t is not None]
+    if not anchors:
+        return slot, False
+    return slot, local_date(max(anchors), settings) >= local_date(slot, settings)
 
 
 def _empty_reason(state: SubscriberState, now: datetime, last_fetch: datetime | None) -> str:
-    since = state.last_sent or last_fetch or now - timedelta(days=1)
+    since = known_time(state.last_sent, now) or known_time(last_fetch, now)
+    since = since or now - timedelta(days=1)
     if announcements_between(since, now) == 0:
         return "arXiv has announced no new papers since your last digest"
     return "none of the papers arXiv announced since your last digest matched"
@@ -284,7 +337,11 @@ def plan_subscriber(
     sub = as_chosen(sub, reader, settings)
     start = now - timedelta(days=settings.lookback_days)
     keys = term_keys(sub)
-    marks = {k: state.watermarks.get(k, start) for k in keys}
+    # a watermark in the future of the clock was set under a clock that ran
+    # ahead: it starts afresh, as a new term would, or nothing would ever pass it
+    stored = state.watermarks
+    reset = tuple(k for k in keys if k in stored and known_time(stored[k], now) is None)
+    marks = {k: start if k in reset else stored.get(k, start) for k in keys}
     cats = settings.arxiv.categories
     # a match left out of an earlier mail for size is not offered again
     handled = {**state.skipped, **state.delivered} if state.skipped else state.delivered
@@ -292,10 +349,23 @@ def plan_subscriber(
     revisions = (
         revised_matches(sub, state.delivered, pool.by_id, cats) if sub.include_revisions else ()
     )
-    slot, waiting = _weekly_slot(sub, state, settings, now)
+    cad = _cadence(sub, state, now)
+    slot, waiting = _weekly_slot(sub, state, settings, now, cad.since)
     zone = ZoneInfo(settings.timezone)
     matches, away = _while_away(matches, away_windows(reader, now, zone))
-    base = Plan(sub, "nothing", matches, away=away, term_keys=keys, watermark_start=start)
+    base = Plan(
+        sub,
+        "nothing",
+        matches,
+        away=away,
+        term_keys=keys,
+        watermark_start=start,
+        reset_keys=reset,
+        reset_first_seen=state.first_seen is not None and known_time(state.first_seen, now) is None,
+        cadence=cad.value,
+        cadence_since=cad.since,
+        cadence_changed=cad.changed,
+    )
     why = suppression(reader, now, zone)
     if why is not None:
         # counted as pending (status shows them), never mailed

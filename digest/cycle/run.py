@@ -26,12 +26,13 @@ import asyncio
 import functools
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from digest import compose, replies
 from digest.arxiv import build_queries, unfit_terms, window
 from digest.config import library
-from digest.cycle import housekeeping
+from digest.cycle import clock, housekeeping
 from digest.cycle.dispatch import Outgoing, naming_if_unrecorded
 from digest.cycle.inputs import DEFAULTS, NO_HOOKS, Collaborators, Cycle, Hooks, Options
 from digest.cycle.phases import Phases
@@ -47,6 +48,7 @@ from digest.cycle.plan import (
     select_subscribers,
 )
 from digest.cycle.report import (
+    CycleRecord,
     CycleReport,
     Reports,
     Status,
@@ -55,7 +57,7 @@ from digest.cycle.report import (
     reader_failure,
 )
 from digest.cycle.stream import Matched, compose_each, item_report, replan
-from digest.errors import FetchError, StoreCorruptError
+from digest.errors import ClockError, FetchError, StoreCorruptError
 from digest.models import Config, Paper, ReaderState, Subscriber, newest_versions
 from digest.store import Store
 
@@ -100,15 +102,29 @@ async def run_cycle(
     phases = Phases()
     reports = Reports(hooks.report_line)
     with phases.phase("record"):
-        before, damaged = snapshot(store, subs)
+        stored, damaged = snapshot(store, subs)
+        last_cycle = _last_cycle_start(store)
+        future = clock.future_records(
+            now,
+            last_cycle=last_cycle,
+            last_fetch=stored.last_fetch,
+            last_slot=store.last_slot(),
+            states=stored.states.values(),
+        )
     for email, why in damaged.items():
         log.warning("%s: not mailed: %s", email, why)
         reports.emit(SubscriberReport(email, "failed", detail=why))
     subs = tuple(s for s in subs if s.email not in damaged)
+    # a last fetch in the future of the clock is unknown: the window starts afresh
+    before = replace(stored, last_fetch=clock.known_time(stored.last_fetch, now))
     fetched: tuple[Paper, ...] = ()
     error: str | None = None
+    refused = False
     try:
-        fetched = await _fetch_and_cache(cycle, subs, before, phases)
+        with phases.phase("fetch"):
+            fetched = await _fetch(cycle, subs, before)
+        _check_clock(cycle, last_cycle, future)
+        await _cache(cycle, fetched, phases)
         matched = await _match(cycle, subs, before, fetched, phases)
         sending = await _plan(cycle, subs, before, matched.pool, phases, reports)
         await _deliver(cycle, sending, before, matched, phases, reports)
@@ -120,24 +136,45 @@ async def run_cycle(
     except BaseException as exc:
         # whatever ended it, a bug included: the record never calls this cycle "ok"
         error = cycle_failure(exc)
+        refused = isinstance(exc, ClockError)
         raise
     finally:
-        report = _finish(cycle, before, fetched, error, phases, reports)
+        report = _finish(cycle, before, fetched, error, phases, reports, record=not refused)
     return report
 
 
-async def _fetch_and_cache(
-    cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot, phases: Phases
-) -> tuple[Paper, ...]:
-    """Fetch the window (and revisions); the papers are cached before anything else."""
-    with phases.phase("fetch"):
-        fetched = await _fetch(cycle, subs, before)
+def _check_clock(cycle: Cycle, last_cycle: datetime | None, future: Sequence[str]) -> None:
+    """Refuse a wrong clock, and name what an earlier one recorded in the future.
+
+    Called before anything is recorded, since every record carries the clock's
+    time (``digest.cycle.clock``); raises ``ClockError``.
+    """
+    stats = cycle.collab.arxiv.stats
+    arxiv = clock.arxiv_time(stats.server_date, stats.server_date_seen)
+    clock.check(cycle.now, arxiv, last_cycle)
+    if future:
+        against = "which agrees with arXiv's" if arxiv else "(arXiv gave no time to check)"
+        log.warning(
+            "these times lie in the future of this machine's clock, %s: they were recorded "
+            "under a clock that ran ahead, and are read as unknown (a fresh fetch window, "
+            "starting points set afresh, a future slot owes nothing): %s",
+            against,
+            "; ".join(future),
+        )
+
+
+def _last_cycle_start(store: Store) -> datetime | None:
+    stored = store.last_cycle()
+    return CycleRecord.from_dict(stored).started if stored else None
+
+
+async def _cache(cycle: Cycle, fetched: Sequence[Paper], phases: Phases) -> None:
+    """The fetched papers are cached before anything else is recorded."""
     if cycle.records:
         with phases.phase("record"):
             cycle.store.add_papers(fetched, cycle.now)
             cycle.store.set_last_fetch(cycle.now)
             cycle.store.flush()
-    return fetched
 
 
 async def _match(
@@ -221,9 +258,7 @@ async def _plan(
                 plan = plan_subscriber(sub, state, pool, settings, now, before.last_fetch, reader)
             if cycle.records:
                 with phases.phase("record"):
-                    cycle.store.ensure_watermarks(
-                        sub.email, plan.term_keys, plan.watermark_start or now, now=now
-                    )
+                    _record_plan(cycle.store, plan, now)
             if plan.sends and sub.library_problem is not None:
                 # ranked without the papers they like, the digest would not be theirs:
                 # it waits, pending, until the file can be read
@@ -267,6 +302,21 @@ async def _deliver(
         )
 
 
+def _record_plan(store: Store, plan: Plan, now: datetime) -> None:
+    """What the store must hold of a reader before anything is sent to them."""
+    email = plan.subscriber.email
+    store.ensure_watermarks(
+        email,
+        plan.term_keys,
+        plan.watermark_start or now,
+        now=now,
+        reset=plan.reset_keys,
+        reset_first_seen=plan.reset_first_seen,
+    )
+    if plan.cadence_changed:
+        store.set_cadence(email, plan.cadence, plan.cadence_since)
+
+
 def _finish(
     cycle: Cycle,
     before: Snapshot,
@@ -274,8 +324,13 @@ def _finish(
     error: str | None,
     phases: Phases,
     reports: Reports,
+    *,
+    record: bool = True,
 ) -> CycleReport:
-    """The cycle's report, saved as its record (always, even after a failure)."""
+    """The cycle's report, saved as its record even after a failure.
+
+    Not after a refusal by the clock check: its times would be wrong too.
+    """
     report = CycleReport(
         started=cycle.now,
         finished=cycle.collab.clock(),
@@ -288,7 +343,7 @@ def _finish(
         previous_fetch=before.last_fetch,
         timings=phases.seconds(),
     )
-    if cycle.records:
+    if cycle.records and record:
         with phases.phase("record"):
             cycle.store.set_last_cycle(report.record().to_dict())
             cycle.store.flush()
@@ -307,6 +362,7 @@ def _index_terms(pool: Candidates, subs: Sequence[Subscriber]) -> None:
 
 
 async def _fetch(cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot) -> tuple[Paper, ...]:
+    """Fetch the window (and revisions); nothing is recorded here."""
     settings, now = cycle.settings, cycle.now
     terms = fetch_terms(subs, settings.arxiv.categories)
     start, end = window(now, before.last_fetch, settings.lookback_days)

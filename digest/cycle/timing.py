@@ -1,12 +1,16 @@
 """When cycles are due: pure functions of a clock reading and the settings.
 
 Wall-clock arithmetic is done in the configured IANA zone with zoneinfo, so
-DST changes move the UTC instant, not the local ``send_at``.
+DST changes move the UTC instant, not the local ``send_at``. What was owed is
+decided by the calendar day (and week) in that zone, never by comparing
+instants: a slot served at 07:00 serves its day, so moving ``send_at`` to
+09:00, or ``timezone`` to another zone, neither owes that day again nor
+skips the next one.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from digest.models import WEEKDAYS, Settings
@@ -18,6 +22,11 @@ def slot_on(day: datetime, settings: Settings) -> datetime:
     local = day.astimezone(tz)
     at = datetime.combine(local.date(), settings.send_at, tzinfo=tz)
     return at.astimezone(UTC)
+
+
+def local_date(when: datetime, settings: Settings) -> date:
+    """The calendar day of ``when`` in the configured zone."""
+    return when.astimezone(ZoneInfo(settings.timezone)).date()
 
 
 def _weekday(when: datetime, settings: Settings) -> str:
@@ -40,14 +49,20 @@ def local_text(when: datetime, settings: Settings) -> str:
     return f"{local:{fmt}} {settings.timezone} ({when.astimezone(UTC):{utc_fmt}} UTC)"
 
 
-def next_run(now: datetime, settings: Settings) -> datetime:
-    """The first scheduled instant strictly after ``now`` (UTC)."""
+def next_run(now: datetime, settings: Settings, last_slot: datetime | None = None) -> datetime:
+    """The first scheduled instant strictly after ``now`` (UTC) on a day not yet served.
+
+    ``last_slot``, the slot last completed, serves its whole local day: after
+    ``send_at`` moved from 07:00 to 09:00, the next cycle is tomorrow's.
+    """
     tz = ZoneInfo(settings.timezone)
     local_day = now.astimezone(tz)
-    for offset in range(0, 8):
+    served = local_date(last_slot, settings) if last_slot is not None else None
+    for offset in range(0, 9):
         day = local_day + timedelta(days=offset)
         slot = slot_on(day, settings)
-        if slot > now and _weekday(slot, settings) in settings.days:
+        due = slot > now and _weekday(slot, settings) in settings.days
+        if due and (served is None or local_date(slot, settings) > served):
             return slot
     raise ValueError("no cycle day configured")  # config guarantees at least one day
 
@@ -71,13 +86,15 @@ def due_slot(now: datetime, settings: Settings, last_slot: datetime | None) -> d
     """The slot a cycle is owed for, or None.
 
     The latest scheduled instant at or before ``now``, unless a cycle was
-    already completed for it. This one rule is the daily schedule, the
-    catch-up after downtime (a daemon down at 07:00 runs when it comes back)
-    and the guard against two cycles for one day; it survives restarts,
-    suspend and DST because it reads the persisted ``last_slot``, not a timer.
+    already completed on its local calendar day. This one rule is the daily
+    schedule, the catch-up after downtime (a daemon down at 07:00 runs when it
+    comes back) and the guard against two cycles for one day; it survives
+    restarts, suspend and DST because it reads the persisted ``last_slot``, not
+    a timer, and edits of ``send_at`` and ``timezone`` because it compares days
+    in the zone now configured, not instants.
     """
     slot = previous_run(now, settings)
-    if last_slot is not None and last_slot >= slot:
+    if last_slot is not None and local_date(last_slot, settings) >= local_date(slot, settings):
         return None
     return slot
 

@@ -40,11 +40,21 @@ from digest.cycle import (
     clock_text,
     collaborators,
     due_slot,
+    known_time,
     local_text,
     next_run,
     run_cycle,
+    utc_text,
 )
-from digest.errors import ConfigError, DigestError, FetchError, InboxConfigError, Stopped, translate
+from digest.errors import (
+    ClockError,
+    ConfigError,
+    DigestError,
+    FetchError,
+    InboxConfigError,
+    Stopped,
+    translate,
+)
 from digest.models import WEEKDAY_NAMES, Config
 from digest.replies import POLL_BUDGET, load_secret, poll_inbox, reply_context, send_replies
 from digest.service.notify import Watchdog
@@ -101,6 +111,7 @@ class Daemon:
         self.config_digest: str | None = None
         self.scheduler: schedule.Scheduler | None = None
         self.last_slot: datetime | None = None
+        self.future_slot: datetime | None = None  # a last slot already reported as in the future
         self.given_up: datetime | None = None  # a slot whose cycle cannot succeed as configured
         self.retry_at: datetime | None = None
         self.last_summary = "no cycle yet"
@@ -155,10 +166,30 @@ class Daemon:
 
     # -- the loop --------------------------------------------------------------
 
+    def _last_slot(self, now: datetime) -> datetime | None:
+        """The slot last completed, unless it lies in the future of the clock.
+
+        A slot recorded under a clock that ran ahead would block every cycle
+        until the clock caught up with it: it is read as unknown, so the slot
+        owed now runs, and that cycle checks the clock against arXiv's before it
+        records anything (``digest.cycle.clock``).
+        """
+        last = known_time(self.last_slot, now)
+        if self.last_slot is not None and last is None and self.future_slot != self.last_slot:
+            self.future_slot = self.last_slot  # said once, not on every tick
+            log.warning(
+                "the last completed slot (%s) lies in the future of this machine's clock "
+                "(%s): it was recorded under a clock that ran ahead, and is read as unknown",
+                utc_text(self.last_slot),
+                utc_text(now),
+            )
+        return last
+
     def _status(self) -> None:
         if self.config is None:
             return
-        nxt = next_run(self.clock(), self.config.settings)
+        now = self.clock()
+        nxt = next_run(now, self.config.settings, known_time(self.last_slot, now))
         self.notify(
             f"STATUS=last: {self.last_summary}; next: {local_text(nxt, self.config.settings)}"
         )
@@ -173,13 +204,14 @@ class Daemon:
         self.notify("READY=1")
         self._status()
         settings = self.config.settings
+        now = self.clock()
         log.info(
             "digest daemon started: %d subscribers, cycles %s at %s %s; next cycle %s",
             len(self.config.subscribers),
             ",".join(settings.days),
             clock_text(settings.send_at),
             settings.timezone,
-            local_text(next_run(self.clock(), settings), settings),
+            local_text(next_run(now, settings, self._last_slot(now)), settings),
         )
         if settings.inbox is not None:
             log.info(
@@ -294,7 +326,7 @@ class Daemon:
     async def _maybe_cycle(self) -> None:
         assert self.config is not None
         now = self.clock()
-        slot = due_slot(now, self.config.settings, self.last_slot)
+        slot = due_slot(now, self.config.settings, self._last_slot(now))
         if slot is None or slot == self.given_up:
             return
         if self.retry_at is not None and now < self.retry_at:
@@ -341,6 +373,8 @@ class Daemon:
             log.error("cycle failed: %s; not retried until the next slot or a reload", exc)
             return
         is_fetch = isinstance(exc, FetchError)
-        self.retry_at = now + (RETRY_AFTER_FETCH_ERROR if is_fetch else RETRY_AFTER_OTHER_ERROR)
+        # a wrong clock is found by a fetch: retried no more often than arXiv trouble
+        slow = is_fetch or isinstance(exc, ClockError)
+        self.retry_at = now + (RETRY_AFTER_FETCH_ERROR if slow else RETRY_AFTER_OTHER_ERROR)
         self.last_summary = f"{now:%Y-%m-%d %H:%M} UTC failed" + (" (arXiv)" if is_fetch else "")
         log.error("cycle failed: %s; retrying at %s", exc, f"{self.retry_at:%H:%M} UTC")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from digest.store.restore import Restored
 from digest.store.store import Store, SubscriberState
 
 __all__ = [
+    "Restored",
     "Store",
     "SubscriberState",
 ]

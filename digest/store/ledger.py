@@ -227,10 +227,20 @@ class Ledger:
         r = self.reader(email)
         marks = dict(r.fields.get("watermarks") or {})
         for k, v in added.items():
-            marks.setdefault(k, v)  # an existing watermark is never moved
+            # never moved forward; moved back only when a cycle found it in the
+            # future of its checked clock (so applying an op twice changes nothing)
+            marks[k] = _earlier(marks.get(k), v)
         r.fields["watermarks"] = marks
         if first_seen is not None:
-            r.fields.setdefault("first_seen", first_seen)
+            r.fields["first_seen"] = _earlier(r.fields.get("first_seen"), first_seen)
+
+    def _cadence(self, email: str, cadence: str, since: str | None = None) -> None:
+        r = self.reader(email)
+        r.fields["cadence"] = str(cadence)
+        if since is None:
+            r.fields.pop("cadence_since", None)
+        else:
+            r.fields["cadence_since"] = since
 
     def _replies(self, email: str, state: Mapping[str, Any]) -> None:
         """A reader's choices by mail (as ``format`` writes them), replaced whole; {} clears."""
@@ -376,6 +386,11 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b) if a is not None and b is not None else a or b
 
 
+def _earlier(have: str | None, new: str) -> str:
+    """The earlier of two stored times (ISO); ``new`` when there is none yet."""
+    return new if have is None or parse_time(new) < parse_time(have) else have
+
+
 def skipped_ids(reader: Reader) -> dict[str, int]:
     """id -> version of the matches left out of ``reader``'s mails for size."""
     return merged_ids(str(ids) for _, ids in reader.fields.get("skipped") or ())
@@ -388,5 +403,6 @@ _OPS: dict[str, Any] = {
     "skip": Ledger._skip,
     "marks": Ledger._marks,
     "served": Ledger._served,
+    "cadence": Ledger._cadence,
     "replies": Ledger._replies,
 }

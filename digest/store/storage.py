@@ -3,13 +3,17 @@
 ``AtomicJSONStorage`` replaces the database file atomically (``digest.atomic``)
 because TinyDB's own JSONStorage rewrites it in place and a SIGKILL mid-write
 leaves invalid JSON (tinydb #301, #383, #461). Beside it, ``<file>.journal``
-takes one fsynced line per ``Store.flush``. ``MemoryStorage`` is tinydb's
-own, with the journal kept in the object, so tests run without files.
+takes one fsynced line per ``Store.flush``, and ``<file>.bak.journal`` keeps
+every change folded in since the daily backup ``<file>.bak`` was taken, so
+that ``digest restore`` can put the database back together from the two
+(``digest.store.restore``). ``MemoryStorage`` is tinydb's own, with the
+journal kept in the object, so tests run without files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +48,9 @@ class JournalStorage(Storage):
     def journal_size(self) -> int:
         raise NotImplementedError
 
+    def keep_since_backup(self, changes: bytes) -> None:
+        """Add folded journal lines to the record kept since the backup (if one is kept)."""
+
 
 class AtomicJSONStorage(JournalStorage):
     """The database file, replaced atomically on every write, and ``<file>.journal``."""
@@ -51,6 +58,7 @@ class AtomicJSONStorage(JournalStorage):
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
         self.path = Path(path)
         self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.since_backup_path = since_backup_path(self.path)
         self.name = str(self.path)
         self.readonly = readonly
         self.writes = 0
@@ -150,6 +158,60 @@ class AtomicJSONStorage(JournalStorage):
     def journal_size(self) -> int:
         return self._jsize
 
+    def back_up(self, data: bytes, taken: float) -> None:
+        """Make ``data`` (the database as read) the backup, and start its record afresh.
+
+        The record's first line names the backup it belongs to (its SHA-256),
+        so a restore never replays changes over a backup they do not follow.
+        Raises ``OSError``; a record left unstarted is removed, never trusted.
+        """
+        backup = backup_path(self.path)
+        tmp = backup.with_name(atomic.TMP_PREFIX + backup.name)
+        # readers' addresses: owner-only from the first byte, like the database
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.utime(tmp, (taken, taken))  # the backup's age, by the injected clock
+        os.replace(tmp, backup)
+        header = {"backup": hashlib.sha256(data).hexdigest(), "taken": taken}
+        try:
+            atomic.write_atomic(self.since_backup_path, json.dumps(header) + "\n", mode=0o600)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.since_backup_path.unlink()
+            raise
+
+    def keep_since_backup(self, changes: bytes) -> None:
+        if not changes or not self.since_backup_path.exists():
+            return  # no backup taken by this digest yet: nothing to extend
+        try:
+            fd = os.open(self.since_backup_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                view = memoryview(changes)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            # an incomplete record must not pass for a whole one at a restore
+            with contextlib.suppress(OSError):
+                self.since_backup_path.unlink()
+            log.warning(
+                "could not keep the changes since the backup in %s (%s): a restore from "
+                "today's backup would not replay them",
+                self.since_backup_path,
+                exc,
+            )
+
+    def read_since_backup(self) -> bytes:
+        try:
+            return self.since_backup_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.since_backup_path}: {exc}") from exc
+
     def close(self) -> None:
         if self._jfd is not None:
             os.close(self._jfd)
@@ -188,7 +250,8 @@ class MemoryStorage(JournalStorage, TinyMemoryStorage):
 def corrupt(path: Path, why: str) -> StoreCorruptError:
     backup = backup_path(path)
     hint = (
-        f"restore the backup ({backup}) with: cp {backup} {path}"
+        "run digest restore: it puts the backup back, replays the changes recorded since it "
+        "was taken and says whether any will be sent again"
         if backup.exists()
         else f"move it aside (mv {path} {path}.broken) to start afresh; every "
         "subscriber then starts again at lookback_days"
@@ -200,6 +263,11 @@ def corrupt(path: Path, why: str) -> StoreCorruptError:
 
 def backup_path(path: Path) -> Path:
     return path.with_name(path.name + ".bak")
+
+
+def since_backup_path(path: Path) -> Path:
+    """The record of the changes folded into ``path`` since its backup was taken."""
+    return path.with_name(path.name + ".bak.journal")
 
 
 def journal_line(ops: Sequence[Sequence[Any]]) -> bytes:
@@ -223,9 +291,8 @@ def parse_journal(text: bytes, name: str) -> list[list[Any]]:
         except ValueError as exc:
             raise StoreCorruptError(
                 f"the journal {name} is unreadable (line {n}: {exc}); digest left it and the "
-                f"database untouched. To recover, move it aside (mv {name} {name}.broken): the "
-                "database then goes back to the end of the last completed cycle, and the "
-                "deliveries recorded since may be sent again"
+                "database untouched. To recover, run digest restore: it replays every line "
+                "that reads, keeps the journal aside and says what may be sent again"
             ) from None
         ops.extend(batch)
     return ops

@@ -35,7 +35,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -59,6 +58,7 @@ from digest.store.format import (
     schema_of,
 )
 from digest.store.ledger import DeliveredAt, Ledger, LedgerError, skipped_ids
+from digest.store.restore import Restored, rebuild
 from digest.store.storage import (
     AtomicJSONStorage,
     JournalStorage,
@@ -94,6 +94,8 @@ class SubscriberState:
     first_seen: datetime | None = None
     served_slot: datetime | None = None  # the weekly slot last served (weekly cadence)
     last_empty: str | None = None  # the day (YYYY-MM-DD) of the last "nothing new" mail
+    cadence: str | None = None  # "daily" or "weekly:mon": as the last cycle planned them
+    cadence_since: datetime | None = None  # when a cycle first planned that cadence (a change)
 
 
 class Store:
@@ -133,6 +135,20 @@ class Store:
         finally:
             store.close()
 
+    @classmethod
+    def restore(cls, path: Path, now: datetime) -> Restored:
+        """Put an unreadable database (or journal) back together; see ``digest.store.restore``.
+
+        Holds the lock while it works, like any writer.
+        """
+        store = cls(path)
+        try:
+            store._lock()
+            assert isinstance(store.storage, AtomicJSONStorage)
+            return rebuild(store.storage, now)
+        finally:
+            store.close()
+
     # -- life cycle --------------------------------------------------------
 
     def _open(self, now: datetime) -> None:
@@ -167,8 +183,8 @@ class Store:
                 name = self._journal_name()
                 raise StoreCorruptError(
                     f"the journal {name} is unreadable (change {n}: {exc}); digest left it and "
-                    f"the database untouched. To recover, move it aside (mv {name} "
-                    f"{name}.broken): deliveries recorded since the last cycle may be sent again"
+                    "the database untouched. To recover, run digest restore: it replays every "
+                    "change that reads, keeps the journal aside and says what may be sent again"
                 ) from exc
         self._ledger = ledger
         if ops:
@@ -213,18 +229,19 @@ class Store:
                 log.info("removed stale temporary file %s", tmp)
 
     def _backup(self, now: datetime) -> None:
-        """Copy the database aside once per ``BACKUP_EVERY`` of the injected clock."""
+        """Copy the database aside once per ``BACKUP_EVERY`` of the injected clock.
+
+        From then on every checkpoint also adds its changes to the record kept
+        since the backup, so that a restore loses nothing (``digest.store.restore``).
+        """
+        assert isinstance(self.storage, AtomicJSONStorage)
         backup = backup_path(self.path)
         try:
             if backup.exists() and 0 <= now.timestamp() - backup.stat().st_mtime < (
                 BACKUP_EVERY.total_seconds()
             ):
                 return
-            tmp = backup.with_name(atomic.TMP_PREFIX + backup.name)
-            shutil.copyfile(self.path, tmp)
-            os.chmod(tmp, 0o600)  # readers' addresses: owner-only, like the database
-            os.utime(tmp, (now.timestamp(), now.timestamp()))  # the backup's age, by `now`
-            os.replace(tmp, backup)
+            self.storage.back_up(self.path.read_bytes(), now.timestamp())
         except OSError as exc:
             log.warning("could not back up %s: %s", self.path, exc)
 
@@ -254,6 +271,9 @@ class Store:
         self.flush()
         self.storage.write(self._ledger.to_data())
         self._pending.clear()  # in the file now
+        # before the journal is emptied: a crash in between only keeps them twice,
+        # and replaying a change twice changes nothing
+        self.storage.keep_since_backup(self.storage.read_journal())
         self.storage.clear_journal()
         self._folded = True
 
@@ -365,6 +385,8 @@ class Store:
             first_seen=maybe_time(f.get("first_seen")),
             served_slot=maybe_time(f.get("served_slot")),
             last_empty=f.get("last_empty"),
+            cadence=f.get("cadence"),
+            cadence_since=maybe_time(f.get("cadence_since")),
         )
 
     def subscriber_emails(self) -> tuple[str, ...]:
@@ -383,21 +405,38 @@ class Store:
         return r.delivered_since(iso(since)) if r else {}
 
     def ensure_watermarks(
-        self, email: str, keys: Iterable[str], start: datetime, now: datetime | None = None
+        self,
+        email: str,
+        keys: Iterable[str],
+        start: datetime,
+        now: datetime | None = None,
+        *,
+        reset: Iterable[str] = (),
+        reset_first_seen: bool = False,
     ) -> dict[str, datetime]:
         """Give every term key that has none the watermark ``start``; return them all.
 
         A subscriber seen for the first time also gets ``first_seen`` (``now``).
+        ``reset`` names keys whose watermark goes back to ``start``, and
+        ``reset_first_seen`` takes ``first_seen`` back to ``now``: the cycle
+        found them in the future of its checked clock (``digest.cycle.clock``).
+        A watermark never moves forward.
         """
         r = self.ledger.get(email)
         marks = (r.fields.get("watermarks") or {}) if r else {}
-        added = {k: iso(start) for k in keys if k not in marks}
+        again = set(reset)
+        added = {k: iso(start) for k in keys if k not in marks or k in again}
         # a record made by a reply (set_reader_state) has no first_seen yet
         new_reader = r is None or "first_seen" not in r.fields
-        if added or new_reader:
-            self._change("marks", email, added, iso(now or start) if new_reader else None)
+        if added or new_reader or reset_first_seen:
+            first_seen = iso(now or start) if new_reader or reset_first_seen else None
+            self._change("marks", email, added, first_seen)
             marks = self.ledger.reader(email).fields["watermarks"]
         return {k: parse_time(v) for k, v in marks.items()}
+
+    def set_cadence(self, email: str, cadence: str, since: datetime | None) -> None:
+        """Remember ``email``'s cadence as a cycle planned it, and since when (None: always)."""
+        self._change("cadence", email, cadence, iso(since) if since is not None else None)
 
     def record_delivery(
         self,
@@ -472,12 +511,18 @@ class Store:
     ) -> tuple[int, int]:
         """Drop papers and delivery records older than the retention; returns the counts.
 
-        Papers in ``keep`` (those the Daily Papers page shows) stay whatever their
-        age. Not journaled: it reaches the file at the next checkpoint, and if a
-        crash comes first the next cycle simply prunes again.
+        Age is counted back from ``now`` or from the newest cached paper's
+        submission, whichever is earlier: arXiv's clock bounds ours, so a clock
+        that runs ahead cannot age out the record of a paper a later cycle could
+        fetch (and send) again. Papers in ``keep`` (those the Daily Papers page
+        shows) stay whatever their age. Not journaled: it reaches the file at the
+        next checkpoint, and if a crash comes first the next cycle simply prunes
+        again.
         """
         version = self.ledger.version
-        counts = self.ledger.prune(now - timedelta(days=retention_days), set(keep))
+        papers = self.papers()  # newest submission first
+        anchor = min(now, papers[0].published) if papers else now
+        counts = self.ledger.prune(anchor - timedelta(days=retention_days), set(keep))
         if self.ledger.version != version:
             self._folded = False
             self._paper_objs = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -255,3 +255,90 @@ def test_a_stop_survives_the_store() -> None:
     for state in (paused, back):
         doc = json.loads(json.dumps(reader_state_to_doc(state)))
         assert reader_state_from_doc(doc) == state
+
+
+# -- the weekly rule, by calendar day; a cadence change; times in the future ----------------
+
+MONDAY = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # NOW's week; Wednesday is NOW
+WEEKLY = replace(ALICE, frequency="weekly", weekday="mon")
+FRESH = paper("2611.00001", "A graph neural network for X")
+SINCE_OCTOBER = {term_key("k", "graph neural network"): NOW - timedelta(days=30)}
+
+
+def plan_on(sub: Subscriber, state: SubscriberState, now: datetime, settings: Settings = SETTINGS):
+    (plan,) = plan_cycle((sub,), settings, Snapshot(states={sub.email: state}), (FRESH,), now).plans
+    return plan
+
+
+def test_a_weekly_slot_served_at_07_00_is_not_owed_again_when_send_at_moves_to_09_00() -> None:
+    state = SubscriberState(
+        WEEKLY.email,
+        watermarks=SINCE_OCTOBER,
+        first_seen=NOW - timedelta(days=30),
+        served_slot=MONDAY,
+        cadence="weekly:mon",
+    )
+    later = replace(SETTINGS, send_at=time(9, 0))
+    assert (
+        plan_on(WEEKLY, state, MONDAY + timedelta(hours=2, minutes=30), later).reason == "waiting"
+    )
+    assert plan_on(WEEKLY, state, MONDAY + timedelta(days=7, hours=2), later).reason == "send"
+
+
+def test_a_reader_switched_to_weekly_after_their_weekday_waits_for_the_next_one() -> None:
+    # a daily reader for a month, switched on Wednesday to weekly on Mondays
+    daily = SubscriberState(
+        WEEKLY.email, watermarks=SINCE_OCTOBER, first_seen=NOW - timedelta(days=30), cadence="daily"
+    )
+    plan = plan_on(WEEKLY, daily, NOW)
+    assert plan.reason == "waiting" and len(plan.matches) == 1
+    assert (plan.cadence, plan.cadence_since, plan.cadence_changed) == ("weekly:mon", NOW, True)
+    switched = replace(daily, cadence="weekly:mon", cadence_since=NOW)
+    assert plan_on(WEEKLY, switched, NOW + timedelta(days=1)).reason == "waiting"
+    nxt = plan_on(WEEKLY, switched, MONDAY + timedelta(days=7))
+    assert (nxt.reason, nxt.cadence_changed) == ("send", False)
+
+
+def test_a_weekday_moved_to_one_already_past_this_week_waits_for_it_next_week() -> None:
+    served = SubscriberState(
+        WEEKLY.email,
+        watermarks=SINCE_OCTOBER,
+        first_seen=NOW - timedelta(days=30),
+        served_slot=MONDAY - timedelta(days=4),
+        cadence="weekly:thu",
+    )
+    plan = plan_on(WEEKLY, served, NOW)  # Thursday's reader moved to Monday on Wednesday
+    assert plan.reason == "waiting" and plan.cadence_since == NOW
+
+
+def test_a_cadence_the_store_never_knew_has_held_always() -> None:
+    old = SubscriberState(WEEKLY.email, first_seen=NOW - timedelta(days=30))
+    plan = plan_on(WEEKLY, old, NOW)  # Monday's slot was missed: caught up, as before
+    assert plan.reason == "send" and plan.served_slot == MONDAY
+    assert (plan.cadence, plan.cadence_since, plan.cadence_changed) == ("weekly:mon", None, True)
+    assert not plan_on(WEEKLY, replace(old, cadence="weekly:mon"), NOW).cadence_changed
+
+
+def test_starting_points_in_the_future_of_the_clock_start_afresh() -> None:
+    ahead = NOW + timedelta(days=7)
+    state = SubscriberState(
+        ALICE.email, first_seen=ahead, watermarks={term_key("k", "graph neural network"): ahead}
+    )
+    plan = plan_on(ALICE, state, NOW)
+    assert [m.paper.id for m in plan.matches] == [FRESH.id]
+    assert plan.reset_keys == (term_key("k", "graph neural network"),) and plan.reset_first_seen
+    assert plan.watermark_start == NOW - timedelta(days=2)
+    # within the tolerance a clock set back a little changes nothing
+    near = replace(state, first_seen=NOW, watermarks={term_key("k", "graph neural network"): NOW})
+    assert plan_on(ALICE, near, NOW - timedelta(minutes=30)).reset_keys == ()
+
+
+def test_a_weekly_slot_in_the_future_of_the_clock_does_not_block_today() -> None:
+    ahead = MONDAY + timedelta(days=7)
+    state = SubscriberState(
+        WEEKLY.email, first_seen=NOW - timedelta(days=30), served_slot=ahead, cadence="weekly:mon"
+    )
+    plan = plan_on(WEEKLY, state, NOW)
+    assert plan.reason == "send" and plan.served_slot == MONDAY
+    # a reader whose first sight lies ahead too is owed the slot, not made to wait a week
+    assert plan_on(WEEKLY, replace(state, first_seen=ahead), NOW).reason == "send"

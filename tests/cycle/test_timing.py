@@ -7,7 +7,13 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from digest.cycle.timing import announcements_between, due_slot, next_run, previous_run
+from digest.cycle.timing import (
+    announcements_between,
+    due_slot,
+    local_date,
+    next_run,
+    previous_run,
+)
 from digest.models import Settings
 
 WEEKDAYS = Settings()  # mon..fri at 07:00 UTC
@@ -102,3 +108,85 @@ def test_seconds_in_send_at() -> None:
 )
 def test_announcements_between(start, end, expected) -> None:
     assert announcements_between(start, end) == expected
+
+
+# -- what was owed: the calendar day in the configured zone, not the instant -----------
+
+EVERY_DAY = replace(WEEKDAYS, days=("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
+
+
+def test_send_at_moved_later_after_the_days_cycle_owes_that_day_nothing_more() -> None:
+    monday_0700 = utc(2026, 11, 30, 7)
+    later = replace(WEEKDAYS, send_at=time(9, 0))
+    assert due_slot(utc(2026, 11, 30, 9, 30), later, monday_0700) is None
+    assert next_run(utc(2026, 11, 30, 8), later, monday_0700) == utc(2026, 12, 1, 9)
+    assert due_slot(utc(2026, 12, 1, 9), later, monday_0700) == utc(2026, 12, 1, 9)
+
+
+def test_send_at_moved_later_before_the_days_cycle_waits_for_it() -> None:
+    friday_0700 = utc(2026, 11, 27, 7)
+    later = replace(WEEKDAYS, send_at=time(9, 0))
+    # Monday 08:00: Friday was served (at 07:00, not 09:00); Monday's 09:00 is still to come
+    assert due_slot(utc(2026, 11, 30, 8), later, friday_0700) is None
+    assert due_slot(utc(2026, 11, 30, 9), later, friday_0700) == utc(2026, 11, 30, 9)
+
+
+def test_send_at_moved_earlier_skips_no_day() -> None:
+    monday_0900 = utc(2026, 11, 30, 9)
+    assert due_slot(utc(2026, 11, 30, 10), WEEKDAYS, monday_0900) is None
+    assert due_slot(utc(2026, 12, 1, 7), WEEKDAYS, monday_0900) == utc(2026, 12, 1, 7)
+
+
+@pytest.mark.parametrize(
+    "zone, monday_later, tuesday_0900",
+    [
+        # an hour west of Berlin: Monday 09:00 in London comes after Berlin's 07:00
+        ("Europe/London", utc(2026, 11, 30, 9, 1), utc(2026, 12, 1, 9)),
+        # east: Monday 09:00 in Kolkata came before it; Tuesday's is owed
+        ("Asia/Kolkata", utc(2026, 11, 30, 12), utc(2026, 12, 1, 3, 30)),
+    ],
+)
+def test_a_new_timezone_owes_the_day_served_in_the_old_one_nothing(
+    zone: str, monday_later: datetime, tuesday_0900: datetime
+) -> None:
+    served = utc(2026, 11, 30, 6)  # Monday 07:00 in Berlin
+    moved = replace(WEEKDAYS, timezone=zone, send_at=time(9, 0))
+    assert due_slot(monday_later, moved, served) is None
+    assert next_run(monday_later, moved, served) == tuesday_0900
+    assert due_slot(tuesday_0900, moved, served) == tuesday_0900
+
+
+def test_a_zone_far_west_serves_its_own_next_day() -> None:
+    # Monday 07:00 in Berlin is Sunday 22:00 in Los Angeles: Monday there is still owed
+    served = utc(2026, 11, 30, 6)
+    la = replace(WEEKDAYS, timezone="America/Los_Angeles", days=EVERY_DAY.days)
+    assert due_slot(utc(2026, 11, 30, 15), la, served) == utc(2026, 11, 30, 15)  # 07:00 PST
+
+
+@pytest.mark.parametrize(
+    "zone, night, at",
+    [
+        # spring forward: 02:30 does not exist that night; it is taken as 03:30 summer time
+        ("Europe/Berlin", (2026, 3, 29), time(2, 30)),
+        ("America/New_York", (2026, 3, 8), time(2, 30)),
+        # fall back: 02:30 (Berlin) and 01:30 (New York) happen twice; the first one counts
+        ("Europe/Berlin", (2026, 10, 25), time(2, 30)),
+        ("America/New_York", (2026, 11, 1), time(1, 30)),
+    ],
+)
+def test_a_dst_night_owes_its_day_exactly_once(
+    zone: str, night: tuple[int, int, int], at: time
+) -> None:
+    s = replace(EVERY_DAY, timezone=zone, send_at=at)
+    day = datetime(*night, 12, tzinfo=UTC)
+    slot = previous_run(day, s)
+    assert local_date(slot, s) == day.date()
+    before = previous_run(slot - timedelta(seconds=1), s)
+    assert local_date(before, s) == day.date() - timedelta(days=1)
+    # the day before was served: the night's slot is owed once, then nothing until the next day
+    assert due_slot(slot, s, before) == slot
+    for hours in (0.5, 1, 1.5, 2, 12):
+        assert due_slot(slot + timedelta(hours=hours), s, slot) is None
+    following = next_run(slot, s, slot)
+    assert local_date(following, s) == day.date() + timedelta(days=1)
+    assert due_slot(following, s, slot) == following

@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import formatdate
 from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -68,6 +70,10 @@ class ArxivScript:
     client_timeout: float = 2.0
     # a longer request target is answered 414 URI Too Long, as common front ends do
     max_url: int = 8192
+    # the server's clock, as its Date header gives it: the real one moved by
+    # ``date_offset`` (to agree with a client run under faketime), or no Date at all
+    date_offset: timedelta = timedelta(0)
+    send_date: bool = True
     served: list[Served] = field(default_factory=list)
     # every entry ever served as part of arXiv's holdings (the checker's universe)
     ever: list[bytes] = field(default_factory=list)
@@ -86,6 +92,18 @@ class ArxivScript:
 class _Handler(AtomHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, like arXiv
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        when = time.time() if timestamp is None else timestamp
+        return formatdate(when + self.server.script.date_offset.total_seconds(), usegmt=True)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        if self.server.script.send_date:
+            return super().send_response(code, message)
+        self.log_request(code)  # the stdlib's, without its Date header
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+        return None
 
     def do_GET(self) -> None:
         script = self.server.script

@@ -2,9 +2,7 @@
 
 Also: a full disk (a small tmpfs) before a cycle, an output nobody reads,
 a second outbox run on one day, and a daemon stuck on its SMTP peer whose
-watchdog must go quiet. Not covered here: the clock jumping back an hour
-(neither faketime nor libfaketime is installed, and digest reads the real
-clock; see docs/reliability.md).
+watchdog must go quiet. A wrong clock is test_clock_faults.py's.
 """
 
 from __future__ import annotations

@@ -397,3 +397,26 @@ def test_the_start_line_keeps_seconds_and_says_when_the_next_cycle_is(
     (line,) = [r.getMessage() for r in caplog.records if "daemon started" in r.getMessage()]
     assert "at 23:30:15 Europe/Berlin" in line
     assert "next cycle 2026-11-30 23:30:15 Europe/Berlin (22:30:15 UTC)" in line
+
+
+def test_a_slot_recorded_in_the_future_of_the_clock_blocks_no_cycle(
+    arxiv, smtp, write_config, caplog
+) -> None:
+    # a daemon ran a week ahead and recorded its slot there; the clock was then set right
+    fake = FakeTime(datetime.now(UTC))
+    data = config_dict(arxiv.url, smtp.port, send_at=send_at(timedelta(hours=1)), days=ALL_DAYS)
+    cfg = write_config(data)
+    ahead = fake.now + timedelta(days=7)
+    with Store.open(cfg.parent / "digest.json", now=fake.now) as store:
+        store.set_last_slot(ahead)
+    caplog.set_level(logging.INFO, logger="digest")
+    start = fake.now
+    run_in_process(cfg, fake, lambda: len(smtp.received) == 2, limit=timedelta(minutes=30))
+    # the slot owed now ran at once, not a week later
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["alice@example.org", "bob@example.org"]
+    assert fake.now - start < timedelta(minutes=1)
+    with Store.open(cfg.parent / "digest.json", readonly=True) as store:
+        last_slot = store.last_slot()
+    assert last_slot is not None and last_slot < fake.now  # the slot served replaced it
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("the last completed slot" in m and "ran ahead" in m for m in messages), messages

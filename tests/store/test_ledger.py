@@ -71,7 +71,15 @@ served_ops = st.builds(
     st.none() | st.sampled_from(["2026-11-29", "2026-11-30"]),
 )
 meta_ops = st.builds(lambda t: ["meta", {"last_fetch": t}], st.sampled_from(TIMES))
-ops = st.lists(st.one_of(paper_ops, deliver_ops, mark_ops, served_ops, meta_ops), max_size=12)
+cadence_ops = st.builds(
+    lambda e, c, since: ["cadence", e, c, since],
+    st.sampled_from(EMAILS),
+    st.sampled_from(["daily", "weekly:mon", "weekly:wed"]),
+    st.none() | st.sampled_from(TIMES),
+)
+ops = st.lists(
+    st.one_of(paper_ops, deliver_ops, mark_ops, served_ops, meta_ops, cadence_ops), max_size=12
+)
 
 
 def state(ledger: Ledger) -> Any:
@@ -96,3 +104,23 @@ def test_replaying_a_journal_over_its_own_fold_changes_nothing(journal: list[lis
     for op in journal + journal:
         reloaded.apply(op)
     assert state(reloaded) == before
+
+
+def test_a_watermark_or_first_seen_moves_back_but_never_forward() -> None:
+    ledger = Ledger()
+    ledger.apply(["marks", "a@x.org", {"k:graph": TIMES[1]}, TIMES[1]])
+    ledger.apply(["marks", "a@x.org", {"k:graph": TIMES[2]}, TIMES[2]])  # later: ignored
+    fields = ledger.readers["a@x.org"].fields
+    assert (fields["watermarks"], fields["first_seen"]) == ({"k:graph": TIMES[1]}, TIMES[1])
+    # a cycle found them in the future of its clock: set afresh, earlier
+    ledger.apply(["marks", "a@x.org", {"k:graph": TIMES[0]}, TIMES[0]])
+    assert (fields["watermarks"], fields["first_seen"]) == ({"k:graph": TIMES[0]}, TIMES[0])
+
+
+def test_a_cadence_is_remembered_with_its_change_and_a_since_cleared() -> None:
+    ledger = Ledger()
+    ledger.apply(["cadence", "a@x.org", "weekly:mon", TIMES[1]])
+    fields = ledger.readers["a@x.org"].fields
+    assert (fields["cadence"], fields["cadence_since"]) == ("weekly:mon", TIMES[1])
+    ledger.apply(["cadence", "a@x.org", "weekly:mon", None])
+    assert fields["cadence"] == "weekly:mon" and "cadence_since" not in fields

@@ -24,6 +24,7 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "spamassassin": ("spamassassin", "spamassassin"),
     "systemd-analyze": ("systemd-analyze", "systemd"),
     "postfix": ("/usr/sbin/postfix", "postfix"),
+    "faketime": ("faketime", "faketime"),
 }
 
 

@@ -104,7 +104,15 @@ def _source(
     cycle: Cycle, matched: Matched, plans: Iterator[Plan], count: int, phases: Phases
 ) -> AsyncGenerator[Made, None]:
     """The plans' messages, from a pool of processes when there are many, else from this one."""
-    ranked = ((p, _rank(matched, p), _links(cycle, p.subscriber.email)) for p in plans)
+    configured = {s.email: s for s in cycle.config.subscribers}
+    ranked = (
+        (
+            p,
+            _rank(matched, p, configured.get(p.subscriber.email)),
+            _links(cycle, p.subscriber.email),
+        )
+        for p in plans
+    )
     # the preview hook is shown each rendering, which never leaves the process that made it
     workers = 0 if cycle.hooks.on_composed is not None else composer.workers_for(count)
     if workers:
@@ -153,17 +161,23 @@ async def _in_process(
         await asyncio.sleep(0)
 
 
-def _rank(matched: Matched, plan: Plan) -> tuple[Ranked, ...]:
-    """``plan``'s matches scored for its reader: keywords, and closeness to their likes."""
-    # likes: from subscribers.yaml and from "more like this" replies; dislikes:
-    # "less like this" (plan.as_chosen merged them into the plan's subscriber)
-    likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
-    profile = (
-        ranking.build_profile(matched.corpus, likes, dislikes=dislikes, papers=matched.papers)
-        if likes or dislikes
-        else None
+def _rank(matched: Matched, plan: Plan, configured: Subscriber | None) -> tuple[Ranked, ...]:
+    """``plan``'s matches scored for its reader: keywords, and every signal of their taste."""
+    # likes: from subscribers.yaml and from "more like this" replies (those
+    # plan.as_chosen added to the configured ones); dislikes: "less like this"
+    sub = plan.subscriber
+    given = configured.likes if configured is not None else ()
+    asked = {x.arxiv_id for x in sub.likes} - {x.arxiv_id for x in given}
+    profile = ranking.build_profile(
+        matched.corpus,
+        sub.likes,
+        dislikes=sub.dislikes,
+        papers=matched.papers,
+        asked={i for i in asked if i},
+        followed=[m.paper for m in plan.matches if m.authors],
+        categories=sub.categories,
     )
-    return ranking.rank(plan.matches, matched.corpus, profile or ranking.NO_PROFILE)
+    return ranking.rank(plan.matches, matched.corpus, profile)
 
 
 def _links(cycle: Cycle, email: str) -> compose.LinkMaker | None:

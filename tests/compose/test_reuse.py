@@ -2,7 +2,9 @@
 
 ``tests/golden/day_messages.sha256`` holds the SHA-256 of every message of
 the realistic day (tests/support/spam.py), with and without reply links, as
-main's code composed them before compose cached anything (commit 6b0a0f0).
+main's code composed them before compose cached anything (commit 6b0a0f0);
+re-recorded when ranking without likes let the fields take turns at the top
+(the same papers and sizes, in another order).
 """
 
 from __future__ import annotations

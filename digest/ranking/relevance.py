@@ -54,13 +54,13 @@ paper's category that weighs most in the reader's fields.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 
 from digest.matching import normalize
-from digest.models import Match, Ranked
+from digest.models import Match, Ranked, newest_first
 from digest.ranking.corpus import Corpus, Vector, author_key, categories_of, dot
 from digest.ranking.fields import field_name
 from digest.ranking.profile import NO_PROFILE, Profile
@@ -219,31 +219,23 @@ def _spread(
     # "metamorphic testing" says most of it
     said = [max((spec.get(k, 1.0) for k in m.keywords), default=1.0) for m in matches]
     step = SPREAD * (1.0 - sum(said) / max(len(said), 1))
-    queues: dict[str, list[tuple[float, Match]]] = {}
-    for m, k in sorted(
-        zip(matches, strengths, strict=True),
-        key=lambda mk: (mk[1], mk[0].paper.published, mk[0].paper.id),
-        reverse=True,
-    ):
-        queues.setdefault(m.paper.primary_category, []).append((k, m))
-    placed: dict[str, int] = dict.fromkeys(queues, 0)
-    heads = dict.fromkeys(queues, 0)
+    # newest first is the tie-break, as in order_section: a paper's place in
+    # that order stands in for its (published, id)
+    newest = sorted(range(len(matches)), key=lambda i: newest_first(matches[i].paper), reverse=True)
+    recency = {i: r for r, i in enumerate(newest)}
+    queues: dict[str, list[int]] = {}
+    for i in sorted(newest, key=lambda i: -strengths[i]):  # stable: newest first among equals
+        queues.setdefault(matches[i].paper.primary_category, []).append(i)
+    # one heap entry per field: its best unplaced paper, valued at its strength less
+    # step per paper of that field placed so far; only the field picked changes
+    heap = [(-round(strengths[q[0]], 9), recency[q[0]], cat, 0) for cat, q in queues.items()]
+    heapq.heapify(heap)
     out: list[Ranked] = []
-    for _ in range(len(matches)):
-        best: tuple[float, datetime, str, str] | None = None
-        for cat in sorted(queues):
-            i = heads[cat]
-            if i >= len(queues[cat]):
-                continue
-            k, m = queues[cat][i]
-            value = round(k - step * placed[cat], 9)
-            key = (value, m.paper.published, m.paper.id, cat)
-            if best is None or key > best:
-                best = key
-        assert best is not None
-        cat = best[3]
-        k, m = queues[cat][heads[cat]]
-        heads[cat] += 1
-        placed[cat] += 1
-        out.append(Ranked(m, best[0]))
+    while heap:
+        value, _, cat, placed = heapq.heappop(heap)
+        out.append(Ranked(matches[queues[cat][placed]], -value))
+        if placed + 1 < len(queues[cat]):
+            nxt = queues[cat][placed + 1]
+            worth = round(strengths[nxt] - step * (placed + 1), 9)
+            heapq.heappush(heap, (-worth, recency[nxt], cat, placed + 1))
     return order_section(out)

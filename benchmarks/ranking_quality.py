@@ -1,22 +1,36 @@
-"""Ranking quality and cost of digest.ranking.relevance on real arXiv listing days.
+"""Ranking quality and cost of digest.ranking on real arXiv listing days, before and after.
 
-Quality: a reader follows one broad keyword (100+ matches in a
-day) and likes 8 papers from one field, taken from *another* day's listing.
-Printed for each scenario: the field's share among the reader's first 10
-papers in rank order, against its base rate among all their matches and
-against the share in date order (digest's order before ranking) and in
-keyword-only order (ranking without likes).
+Quality is P@10: the share of a reader's first 10 papers that are of their
+field (the field's category among the paper's categories, primary or
+cross-list). Each order is printed beside the calendar (newest first:
+digest's order before ranking) and the previous ranker, in the same run:
 
-Cost: building the corpus once, then scoring 1,000 readers (1-3 keywords,
-half of them with 8 liked papers from a third day), over a day of 1,125
-papers; compare with a cycle's wall time (benchmarks/README.md).
+- overlapping fields: a reader follows one broad keyword (50+ matches) and
+  likes 8 papers of one field, drawn at random from the two *other* days
+  (3 draws per pair), for every keyword x field pair with 3+ field papers
+  among the matches and a base rate of at most 0.4, on each of the three
+  days; also the same readers with no likes (keyword strength alone);
+- discovery: a whole day ranked by the likes alone (no keyword);
+- followed authors, no likes: the reader follows the authors of two of the
+  field's papers of the day, which stand in for likes (their own papers are
+  left out of P@10: they come in their own section);
+- less like this: the best-ranked paper outside the field in the first 10
+  is disliked; P@10 after, and the share of the first 10 in that paper's
+  primary category before and after;
+- judged: with tests/fixtures/judged/judgements.json present, P@10 by a
+  blind judge's relevance marks for the four readers of
+  tests/fixtures/judged/candidates.json (``--write-candidates`` makes it).
 
-    python benchmarks/ranking_quality.py [--engine digest|sklearn|bm25s]
+Cost: the corpus once, then 1,000 readers (1-3 keywords; half with 8 liked
+papers of a third day, a tenth following two authors) over 1,125 papers,
+against the CPU the cycle spends matching and composing for them.
 
-``--engine`` swaps the similarity for scikit-learn's TfidfVectorizer or
-bm25s, with the same keyword strength and scaling, to compare quality; those
-libraries are not dependencies of digest (see README for their weight) and
-must be importable for that run.
+The previous ranker is the ranking code of ``--baseline`` (a git revision,
+default the last one before the topic ranker), run from ``git archive`` in a
+subprocess: same scenarios, same data, same machine, same run.
+
+    python benchmarks/ranking_quality.py [--no-cost] [--readers 1000] [--baseline REV]
+    python benchmarks/ranking_quality.py --write-candidates
 
 Data: benchmarks/data/arxiv-listing_*.jsonl.gz (provenance in
 tests/fixtures/PROVENANCE.md). The listings carry no submission times;
@@ -27,50 +41,62 @@ submission order), which is the order date-sorting would give.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gzip
+import io
 import json
-import math
+import os
 import random
+import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# the baseline's child process runs the same script against the baseline's code
+sys.path.insert(0, os.environ.get("RANKING_CODE", str(ROOT)))
 
-from digest.arxiv.feed import MalformedPage, parse_page  # noqa: E402
-from digest.errors import ArxivQueryError  # noqa: E402
-from digest.matching.rules import match_all, normalize_words  # noqa: E402
+from digest import ranking  # noqa: E402
+from digest.matching.rules import match_all  # noqa: E402
 from digest.models import Liked, Match, Paper, Settings, Subscriber  # noqa: E402
-from digest.ranking import relevance as rk  # noqa: E402
 
+BASELINE = "ec9e41f"  # main before the topic ranker
 DATA = ROOT / "benchmarks" / "data"
-DAY, LIKES_DAY, OTHER_DAY = "2026-06-09", "2026-06-16", "2026-06-30"
-# broad keywords with 100+ matches; the field's base rate is printed beside
-MIXED_KEYWORDS = ["model", "method", "result", "data"]
-WITHIN_SCENARIOS = [("model", "cs.IT"), ("agent", "cs.MA"), ("LLM", "cs.CV"), ("model", "cs.LG")]
-TOP = 10
+DAYS = ("2026-06-09", "2026-06-16", "2026-06-30")
+# fmt: off
+BROAD = (
+    "model", "learning", "method", "data", "framework", "system", "task", "performance",
+    "approach", "language", "training", "benchmark", "generation", "reasoning", "feature",
+    "agent", "LLM", "image", "network", "video",
+)
+FIELDS = (
+    "cs.RO", "cs.SD", "cs.IT", "cs.GR", "cs.GT", "cs.MA", "cs.IR", "cs.LG", "cs.CE", "cs.HC",
+    "cs.CY", "cs.CR", "cs.MM", "cs.CL", "cs.CV",
+)
+# fmt: on
+DRAWS, LIKES, TOP = 3, 8, 10
+JUDGED = ROOT / "tests" / "fixtures" / "judged"
+# the judged readers: one broad keyword each, a field with 5+ papers among its matches
+JUDGED_READERS = (
+    ("robotics", "model", "cs.RO"),
+    ("multi-agent", "agent", "cs.MA"),
+    ("information theory", "system", "cs.IT"),
+    ("graphics", "method", "cs.GR"),
+)
+JUDGED_DAY = "2026-06-09"
 COMPOSE_SAMPLE = 50
-COST_KEYWORDS = [
-    "language model",
-    "agent",
-    "benchmark",
-    "diffusion",
-    "reinforcement learning",
-    "transformer",
-    "graph",
-    "segmentation",
-    "retrieval",
-    "reasoning",
-    "multimodal",
-    "dataset",
-    "evaluation",
-    "LLM",
-    "video",
-]
+# fmt: off
+COST_KEYWORDS = (
+    "language model", "agent", "benchmark", "diffusion", "reinforcement learning",
+    "transformer", "graph", "segmentation", "retrieval", "reasoning", "multimodal", "dataset",
+    "evaluation", "LLM", "video",
+)
+# fmt: on
 
 
 def load(day: str) -> list[Paper]:
@@ -97,202 +123,434 @@ def load(day: str) -> list[Paper]:
 
 
 # --------------------------------------------------------------------------
-# Alternative similarity engines (same Rocchio centroid, same scaling)
-
-Similarity = Callable[[Sequence[Paper], Sequence[Paper], Sequence[Paper]], list[float]]
+# Readers: plain data, so the baseline's process ranks the very same ones
 
 
-def _words(p: Paper) -> list[str]:
+def scenarios(days: Mapping[str, list[Paper]]) -> list[dict[str, Any]]:
+    """Every reader of the module docstring, each a dict: day, keywords, field, likes, …"""
+    out: list[dict[str, Any]] = []
+    rng = random.Random(20260609)
+    for day in DAYS:
+        today = days[day]
+        seen = {p.id for p in today}
+        pool = [p for d in DAYS if d != day for p in days[d] if p.id not in seen]
+        pool = list({p.id: p for p in pool}.values())
+        for keyword in BROAD:
+            matches = match_all(today, Subscriber("r@example.org", (keyword,)))
+            if len(matches) < 50:
+                continue
+            for field in FIELDS:
+                n = sum(field in m.paper.categories for m in matches)
+                liked = [p.id for p in pool if field in p.categories]
+                if n < 3 or n / len(matches) > 0.4 or len(liked) < LIKES:
+                    continue
+                base: dict[str, Any] = {"day": day, "keywords": [keyword], "field": field}
+                out.append({**base, "kind": "keyword only", "likes": []})
+                for draw in range(DRAWS):
+                    likes = rng.sample(liked, LIKES)
+                    out.append({**base, "kind": "overlap", "likes": likes, "draw": draw})
+        for field in FIELDS:
+            liked = [p.id for p in pool if field in p.categories]
+            own = [p for p in today if field in p.categories]
+            if len(own) < TOP or len(liked) < LIKES:
+                continue
+            for draw in range(DRAWS):
+                base = {"day": day, "keywords": [], "field": field, "draw": draw}
+                out.append({**base, "kind": "discovery", "likes": rng.sample(liked, LIKES)})
+                authors = [a for p in rng.sample(own, 2) for a in p.authors[:1]]
+                out.append(
+                    {
+                        **base,
+                        "kind": "follows",
+                        "keywords": ["model"],
+                        "authors": authors,
+                        "likes": [],
+                    }
+                )
+    return out
+
+
+def judged_readers(days: Mapping[str, list[Paper]]) -> list[dict[str, Any]]:
+    rng = random.Random("judged")
+    seen = {p.id for p in days[JUDGED_DAY]}
+    pool = {p.id: p for d in DAYS if d != JUDGED_DAY for p in days[d] if p.id not in seen}
     return [
-        w for w in normalize_words(p.title + " . " + p.abstract) if len(w) > 1 and not w.isdigit()
+        {
+            "kind": "judged",
+            "name": name,
+            "day": JUDGED_DAY,
+            "keywords": [keyword],
+            "field": field,
+            "likes": rng.sample(sorted(i for i, p in pool.items() if field in p.categories), LIKES),
+        }
+        for name, keyword, field in JUDGED_READERS
     ]
 
 
-def sklearn_similarity(corpus: Sequence[Paper]) -> Similarity:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    vec = TfidfVectorizer(analyzer=_words, sublinear_tf=True)
-    vec.fit(corpus)
-
-    def sims(matches: Sequence[Paper], liked: Sequence[Paper], _: Sequence[Paper]) -> list[float]:
-        q = vec.transform(liked).mean(axis=0).A1
-        q /= math.sqrt(float((q * q).sum())) or 1.0
-        return [float(x) for x in vec.transform(matches) @ q]
-
-    return sims
+# --------------------------------------------------------------------------
+# Ranking one reader, with whichever digest.ranking this process imported
 
 
-def bm25s_similarity(corpus: Sequence[Paper]) -> Similarity:
-    import bm25s
-
-    ids = {p.id: i for i, p in enumerate(corpus)}
-    retriever = bm25s.BM25()
-    retriever.index([_words(p) for p in corpus], show_progress=False)
-
-    def sims(matches: Sequence[Paper], liked: Sequence[Paper], _: Sequence[Paper]) -> list[float]:
-        query = [w for p in liked for w in _words(p)]
-        scores = retriever.get_scores(query)
-        top = max(float(scores.max()), 1e-9)
-        return [float(scores[ids[m.id]]) / top for m in matches]
-
-    return sims
+def _matches(reader: Mapping[str, Any], day: Sequence[Paper]) -> tuple[Match, ...]:
+    if not reader["keywords"]:
+        return tuple(Match(paper=p, keywords=()) for p in day)  # discovery: the whole day
+    sub = Subscriber(
+        "r@example.org", tuple(reader["keywords"]), authors=tuple(reader.get("authors", ()))
+    )
+    return match_all(day, sub)
 
 
-def ranked_with(
-    engine: Similarity, matches: Sequence[Match], liked: Sequence[Paper], corpus: rk.Corpus
-) -> list[Match]:
-    sims = engine([m.paper for m in matches], liked, ())
-    scale = max([rk.SIM_FLOOR, *sims])
-    spec = rk.specificity(matches, corpus.size)
-    scored = [
-        rk.Ranked(m, round(rk.keyword_strength(m, spec) + rk.LIKE_WEIGHT * s / scale, 9))
-        for m, s in zip(matches, sims, strict=True)
+def _ranked(
+    reader: Mapping[str, Any],
+    matches: Sequence[Match],
+    corpus: ranking.Corpus,
+    papers: Mapping[str, Paper],
+    dislikes: Sequence[str],
+    baseline: bool,
+) -> list[tuple[str, str | None]]:
+    likes = [Liked(arxiv_id=i) for i in reader["likes"]]
+    if baseline:
+        profile = (
+            ranking.build_profile(corpus, likes, dislikes=dislikes, papers=papers)
+            if likes or dislikes
+            else ranking.NO_PROFILE
+        )
+        ranked = ranking.rank(matches, corpus, profile)
+        return [(r.match.paper.id, f"like: {r.like}" if r.like else None) for r in ranked]  # type: ignore[attr-defined]
+    profile = ranking.build_profile(
+        corpus,
+        likes,
+        dislikes=dislikes,
+        papers=papers,
+        followed=[m.paper for m in matches if m.authors],
+    )
+    return [(r.match.paper.id, r.reason) for r in ranking.rank(matches, corpus, profile)]
+
+
+def orders(readers: Sequence[Mapping[str, Any]], baseline: bool) -> list[dict[str, Any]]:
+    """Each reader's order (ids, reasons); for "overlap" readers also after one dislike."""
+    days = {d: load(d) for d in DAYS}
+    papers = {p.id: p for d in DAYS for p in days[d]}
+    corpora = {d: ranking.build_corpus(days[d]) for d in DAYS}
+    out = []
+    for reader in readers:
+        day, field = reader["day"], reader["field"]
+        matches = _matches(reader, days[day])
+        ranked = _ranked(reader, matches, corpora[day], papers, (), baseline)
+        result: dict[str, Any] = {"order": ranked}
+        if reader["kind"] == "overlap":
+            off = [i for i, _ in ranked[:TOP] if field not in papers[i].categories]
+            if off:
+                again = _ranked(reader, matches, corpora[day], papers, off[:1], baseline)
+                result.update(disliked=off[0], after=again)
+        out.append(result)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Figures
+
+
+def p_at(ids: Sequence[str], field: str, papers: Mapping[str, Paper]) -> float:
+    return sum(field in papers[i].categories for i in ids[:TOP]) / TOP
+
+
+def calendar(reader: Mapping[str, Any], day: Sequence[Paper]) -> list[str]:
+    newest = sorted(_matches(reader, day), key=lambda m: m.paper.published, reverse=True)
+    return [m.paper.id for m in newest]
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def report(
+    readers: Sequence[Mapping[str, Any]],
+    old: Sequence[Mapping[str, Any]],
+    new: Sequence[Mapping[str, Any]],
+    days: Mapping[str, list[Paper]],
+) -> None:
+    papers = {p.id: p for d in DAYS for p in days[d]}
+    rows: dict[str, dict[str, list[float]]] = {}
+    by_field: dict[str, dict[str, list[float]]] = {}
+    for reader, o, n in zip(readers, old, new, strict=True):
+        kind, field, day = reader["kind"], reader["field"], days[reader["day"]]
+        own = set(reader.get("authors", ()))
+        skip = {p.id for p in day if own & set(p.authors)}  # followed authors' own papers
+        cal = [i for i in calendar(reader, day) if i not in skip]
+        o_ids = [i for i, _ in o["order"] if i not in skip]
+        n_ids = [i for i, _ in n["order"] if i not in skip]
+        rel = sum(field in papers[i].categories for i in cal)
+        row = rows.setdefault(kind, {})
+        for name, value in (
+            ("calendar", p_at(cal, field, papers)),
+            ("previous", p_at(o_ids, field, papers)),
+            ("new", p_at(n_ids, field, papers)),
+            ("ceiling", min(rel, TOP) / TOP),
+            ("reasons old", sum(r is not None for _, r in o["order"][:TOP]) / TOP),
+            ("reasons new", sum(r is not None for _, r in n["order"][:TOP]) / TOP),
+        ):
+            row.setdefault(name, []).append(value)
+        if kind == "overlap":
+            f = by_field.setdefault(field, {})
+            f.setdefault("previous", []).append(p_at(o_ids, field, papers))
+            f.setdefault("new", []).append(p_at(n_ids, field, papers))
+            f.setdefault("calendar", []).append(p_at(cal, field, papers))
+            for side, result in (("old", o), ("new", n)):
+                if "after" not in result:
+                    continue
+                cat = papers[result["disliked"]].primary_category
+                before = [i for i, _ in result["order"] if i != result["disliked"]]
+                after = [i for i, _ in result["after"] if i != result["disliked"]]
+                shunned = rows.setdefault(f"less like this ({side})", {})
+                for name, ids in (("before", before), ("after", after)):
+                    shunned.setdefault(f"P@10 {name}", []).append(p_at(ids, field, papers))
+                    share = sum(papers[i].primary_category == cat for i in ids[:TOP]) / TOP
+                    shunned.setdefault(f"its category {name}", []).append(share)
+    print(f"P@{TOP} (mean over readers): the share of the first {TOP} in the reader's field")
+    cols = ("calendar", "previous", "new", "ceiling", "reasons old", "reasons new")
+    print(f"{'readers':<18} {'n':>5} " + " ".join(f"{c:>11}" for c in cols))
+    for kind in ("overlap", "keyword only", "discovery", "follows"):
+        if kind in rows:
+            r = rows[kind]
+            n_readers = len(r["new"])
+            print(f"{kind:<18} {n_readers:>5} " + " ".join(f"{_mean(r[c]):>11.3f}" for c in cols))
+    print("\nOverlapping fields by field (P@10: calendar / previous / new, readers):")
+    for field, f in sorted(by_field.items()):
+        print(
+            f"  {field:<6} {_mean(f['calendar']):.2f} / {_mean(f['previous']):.2f} / "
+            f"{_mean(f['new']):.2f}  ({len(f['new'])})"
+        )
+    for side in ("old", "new"):
+        shun = rows.get(f"less like this ({side})")
+        if shun:
+            r = shun
+            print(
+                f"\nLess like this ({'previous' if side == 'old' else 'new'} ranker, "
+                f"{len(r['P@10 before'])} readers): P@10 {_mean(r['P@10 before']):.3f} -> "
+                f"{_mean(r['P@10 after']):.3f}; the disliked paper's category in the first "
+                f"{TOP}: {_mean(r['its category before']):.3f} -> "
+                f"{_mean(r['its category after']):.3f}"
+            )
+
+
+def judged(
+    readers: Sequence[Mapping[str, Any]],
+    old: Sequence[Mapping[str, Any]],
+    new: Sequence[Mapping[str, Any]],
+    days: Mapping[str, list[Paper]],
+) -> None:
+    path = JUDGED / "judgements.json"
+    if not path.exists():
+        print(f"\nJudged P@{TOP}: no {path.relative_to(ROOT)} yet")
+        return
+    marks: dict[str, dict[str, int]] = json.loads(path.read_text())
+    print(f"\nJudged P@{TOP} ({path.relative_to(ROOT)}; unjudged papers count as not relevant):")
+    totals: dict[str, list[float]] = {"calendar": [], "previous": [], "new": []}
+    for reader, o, n in zip(readers, old, new, strict=True):
+        mark = marks.get(reader["name"], {})
+        cal = calendar(reader, days[reader["day"]])
+        cells = []
+        for name, ids in (
+            ("calendar", cal),
+            ("previous", [i for i, _ in o["order"]]),
+            ("new", [i for i, _ in n["order"]]),
+        ):
+            top = ids[:TOP]
+            value = sum(mark.get(i, 0) for i in top) / TOP
+            totals[name].append(value)
+            cells.append(f"{name} {value:.1f} ({sum(i not in mark for i in top)} unjudged)")
+        print(f"  {reader['name']:<20} " + ", ".join(cells))
+    print("  mean                 " + ", ".join(f"{k} {_mean(v):.3f}" for k, v in totals.items()))
+
+
+def write_candidates(
+    readers: Sequence[Mapping[str, Any]],
+    old: Sequence[Mapping[str, Any]],
+    new: Sequence[Mapping[str, Any]],
+    days: Mapping[str, list[Paper]],
+) -> Path:
+    """40 candidates a reader: both rankers' first 20, filled in calendar order, shuffled."""
+    papers = {p.id: p for d in DAYS for p in days[d]}
+    out = []
+    for reader, o, n in zip(readers, old, new, strict=True):
+        ids = dict.fromkeys([i for i, _ in n["order"][:20]] + [i for i, _ in o["order"][:20]])
+        for i in calendar(reader, days[reader["day"]]):
+            if len(ids) >= 40:
+                break
+            ids.setdefault(i)
+        chosen = list(ids)
+        random.Random(reader["name"]).shuffle(chosen)
+        out.append(
+            {
+                "reader": reader["name"],
+                "keyword": reader["keywords"][0],
+                "liked": [
+                    {"title": papers[i].title, "abstract": papers[i].abstract}
+                    for i in reader["likes"]
+                ],
+                "candidates": [
+                    {
+                        "id": i,
+                        "title": papers[i].title,
+                        "abstract": papers[i].abstract,
+                        "categories": list(papers[i].categories),
+                    }
+                    for i in sorted(chosen, key=chosen.index)
+                ],
+            }
+        )
+    path = JUDGED / "candidates.json"
+    path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------
+# Cost
+
+
+def cost_readers(n: int) -> list[dict[str, Any]]:
+    rng = random.Random(10)
+    pool = [p.id for p in load(DAYS[2])]
+    readers = []
+    for i in range(n):
+        likes = rng.sample(pool, LIKES) if i % 2 else []
+        authors = [a for p in rng.sample(load_cached(DAYS[0]), 2) for a in p.authors[:1]]
+        readers.append(
+            {
+                "keywords": rng.sample(COST_KEYWORDS, rng.randint(1, 3)),
+                "likes": likes,
+                "authors": authors if i % 10 == 0 else [],
+            }
+        )
+    return readers
+
+
+_LOADED: dict[str, list[Paper]] = {}
+
+
+def load_cached(day: str) -> list[Paper]:
+    if day not in _LOADED:
+        _LOADED[day] = load(day)
+    return _LOADED[day]
+
+
+def ranking_cpu(readers: Sequence[Mapping[str, Any]], baseline: bool) -> dict[str, float]:
+    """CPU seconds: the corpus once, then every reader's profile and order."""
+    day = list({p.id: p for d in DAYS[:2] for p in load_cached(d)}.values())
+    papers = {p.id: p for d in DAYS for p in load_cached(d)}
+    subs = [
+        Subscriber(f"u{i}@example.org", tuple(r["keywords"]), authors=tuple(r["authors"]))
+        for i, r in enumerate(readers)
     ]
-    return [r.match for r in rk.order_section(scored)]
+    matches = [match_all(day, s) for s in subs]
+    t0 = time.process_time()
+    corpus = ranking.build_corpus(day)
+    t1 = time.process_time()
+    for r, ms in zip(readers, matches, strict=True):
+        _ranked(r, ms, corpus, papers, (), baseline)
+    t2 = time.process_time()
+    return {"corpus": t1 - t0, "readers": t2 - t1, "matches": sum(map(len, matches))}
+
+
+def cycle_cpu(readers: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    """The CPU a cycle spends on the same readers without ranking: matching, composing (sampled)."""
+    from digest import compose
+
+    day = list({p.id: p for d in DAYS[:2] for p in load_cached(d)}.values())
+    subs = [Subscriber(f"u{i}@example.org", tuple(r["keywords"])) for i, r in enumerate(readers)]
+    m0 = time.process_time()
+    for s in subs:
+        match_all(day, s)
+    m1 = time.process_time()
+    sample = subs[:: max(1, len(subs) // COMPOSE_SAMPLE)]
+    unranked = ranking.build_corpus(())
+    for s in sample:
+        ms = ranking.rank(match_all(day, s), unranked)
+        compose.compose(s, ms, Settings(), cycle_id="bench", created=datetime.now(UTC))
+    return m1 - m0, (time.process_time() - m1) / len(sample) * len(subs)
+
+
+def cost(n_readers: int, old: Mapping[str, float], new: Mapping[str, float]) -> None:
+    readers = cost_readers(n_readers)
+    matching, composing = cycle_cpu(readers)
+    base = matching + composing
+    print(
+        f"\nCost: 1,125 papers, {n_readers} readers (half with 8 likes, a tenth following "
+        f"2 authors), {new['matches'] / n_readers:.0f} matches a reader, CPU seconds:"
+    )
+    print(f"  {'':<22} {'previous':>9} {'new':>9}")
+    for key, label in (("corpus", "corpus built once"), ("readers", "profiles + orders")):
+        print(f"  {label:<22} {old[key]:>9.2f} {new[key]:>9.2f}")
+    o_total, n_total = old["corpus"] + old["readers"], new["corpus"] + new["readers"]
+    print(f"  {'ranking in total':<22} {o_total:>9.2f} {n_total:>9.2f}")
+    print(
+        f"  matching {matching:.2f} s + composing {composing:.2f} s = {base:.2f} s without ranking"
+    )
+    print(
+        f"  the cycle's CPU: {base + o_total:.2f} s before, {base + n_total:.2f} s after "
+        f"({(n_total - o_total) / (base + o_total):+.1%})"
+    )
 
 
 # --------------------------------------------------------------------------
 
 
-def share(matches: Sequence[Match], field: str) -> float:
-    top = matches[:TOP]
-    return sum(field in m.paper.categories for m in top) / max(len(top), 1)
+def _baseline(rev: str, job: Mapping[str, Any]) -> Any:
+    """Run ``job`` in a child process with the ranking code of ``rev``."""
+    archive = subprocess.run(["git", "archive", rev, "digest"], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"no baseline: git archive {rev}: {archive.stderr.decode()}")
+    with tempfile.TemporaryDirectory(prefix="ranking-base-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        done = subprocess.run(
+            [sys.executable, __file__, "--child"],
+            input=json.dumps(job),
+            env={**os.environ, "RANKING_CODE": tmp},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"the baseline failed:\n{done.stderr}")
+    return json.loads(done.stdout)
 
 
-def recorded_papers() -> list[Paper]:
-    """Every paper in the recorded API responses of tests/fixtures (143, mostly cs.SE)."""
-    papers: dict[str, Paper] = {}
-    for path in sorted((ROOT / "tests" / "fixtures").glob("api_*.xml")):
-        try:
-            page = parse_page(path.read_bytes())
-        except (MalformedPage, ArxivQueryError):
-            continue  # the error responses
-        papers.update((p.id, p) for p in page.papers)
-    return sorted(papers.values(), key=lambda p: p.id)
-
-
-def scenario(
-    engine_name: str,
-    day: Sequence[Paper],
-    liked: Sequence[Paper],
-    keyword: str,
-    field: str,
-) -> None:
-    reader = Subscriber(email="r@example.org", keywords=(keyword,))
-    matches = match_all(day, reader)
-    corpus = rk.build_corpus(day)
-    base = sum(field in m.paper.categories for m in matches) / len(matches)
-    by_date = sorted(matches, key=lambda m: (m.paper.published, m.paper.id), reverse=True)
-    kw_only = [r.match for r in rk.rank(matches, corpus)]
-    likes = 0
-    if engine_name == "digest":
-        profile = rk.build_profile(corpus, [Liked(p.id, p.title, p.abstract) for p in liked])
-        ranked = rk.rank(matches, corpus, profile)
-        ordered = [r.match for r in ranked]
-        likes = sum(r.like is not None for r in ranked[:TOP])
-    else:
-        engine = sklearn_similarity(day) if engine_name == "sklearn" else bm25s_similarity(day)
-        ordered = ranked_with(engine, matches, liked, corpus)
-    print(
-        f"{keyword:<10} {field:<6} {len(matches):>7} {base:>6.3f} "
-        f"{share(by_date, field):>6.2f} {share(kw_only, field):>7.2f} "
-        f"{share(ordered, field):>6.2f} {likes:>5}"
-    )
-
-
-HEADER = (
-    f"{'keyword':<10} {'field':<6} {'matches':>7} {'base':>6} {'date':>6} "
-    f"{'kw-only':>7} {'ranked':>6} {'like:':>5}"
-)
-
-
-def quality(engine_name: str) -> None:
-    day = load(DAY)
-    recorded = recorded_papers()
-    liked = [p for p in recorded if "cs.SE" in p.categories][:8]
-    # one day: the recorded papers are older, so give every paper of the mix a
-    # submission time in the same day, in a fixed shuffled order
-    mixed = day + [p for p in recorded if p not in liked]
-    random.Random(DAY).shuffle(mixed)
-    start = datetime.fromisoformat(DAY).replace(tzinfo=UTC)
-    mixed = [
-        dataclasses.replace(p, published=start + timedelta(seconds=i)) for i, p in enumerate(mixed)
-    ]
-    print(f"Ranking quality ({engine_name}): share of the field among the first {TOP} papers")
-    print(
-        f"\nA. Fields apart: listing {DAY} ({len(day)} papers) + {len(mixed) - len(day)} papers "
-        f"of the recorded API responses; 8 liked cs.SE papers held out of them"
-    )
-    print(HEADER)
-    for keyword in MIXED_KEYWORDS:
-        scenario(engine_name, mixed, liked, keyword, "cs.SE")
-    other = [p for p in load(LIKES_DAY) if p.id not in {d.id for d in day}]
-    print(
-        f"\nB. Fields within cs.AI/CL/CV (cross-list categories): listing {DAY}; "
-        f"8 liked papers of the field from {LIKES_DAY}"
-    )
-    print(HEADER)
-    for keyword, field in WITHIN_SCENARIOS:
-        scenario(engine_name, day, [p for p in other if field in p.categories][:8], keyword, field)
-
-
-def cost(n_readers: int) -> None:
-    papers = {p.id: p for day in (DAY, LIKES_DAY) for p in load(day)}
-    pool = load(OTHER_DAY)
-    rng = random.Random(10)
-    readers = []
-    for i in range(n_readers):
-        sub = Subscriber(f"u{i}@example.org", tuple(rng.sample(COST_KEYWORDS, rng.randint(1, 3))))
-        likes = [Liked(None, p.title, p.abstract) for p in rng.sample(pool, 8)] if i % 2 else []
-        readers.append((sub, likes))
-    from digest import compose  # here: --engine runs need only the ranking
-
-    day = list(papers.values())
-    # baseline: CPU the cycle spends on the same readers without ranking
-    # (matching every reader, composing a sample of their mails)
-    m0 = time.process_time()
-    matches = [match_all(day, sub) for sub, _ in readers]
-    m1 = time.process_time()
-    sample = readers[:: max(1, n_readers // COMPOSE_SAMPLE)]
-    unranked = rk.build_corpus(())  # every score is keyword strength against no background
-    for sub, _ in sample:
-        ms = rk.rank(match_all(day, sub), unranked)
-        compose.compose(sub, ms, Settings(), cycle_id="bench", created=datetime.now(UTC))
-    compose_cpu = (time.process_time() - m1) / len(sample) * n_readers
-
-    # CPU time: the figure that does not depend on what else the machine runs
-    t0 = time.process_time()
-    corpus = rk.build_corpus(day)
-    t1 = time.process_time()
-    ranked = 0
-    for (_, likes), ms in zip(readers, matches, strict=True):
-        profile = rk.build_profile(corpus, likes) if likes else rk.NO_PROFILE
-        ranked += len(rk.rank(ms, corpus, profile))
-    t2 = time.process_time()
-    print(
-        f"\nCost: {len(day)} papers, {n_readers} readers (half with 8 likes), "
-        f"{ranked} matches ranked ({ranked / n_readers:.0f} per reader), CPU seconds:"
-    )
-    print(f"  corpus built once   {t1 - t0:6.2f} s")
-    print(f"  scoring all readers {t2 - t1:6.2f} s  ({(t2 - t1) / n_readers * 1000:.1f} ms/reader)")
-    print(f"  total               {t2 - t0:6.2f} s")
-    base = (m1 - m0) + compose_cpu
-    print(
-        f"  baseline: matching {m1 - m0:.2f} s + composing {compose_cpu:.2f} s "
-        f"(from {len(sample)} readers) = {base:.2f} s CPU, before any network wait"
-    )
-    print(f"  ranking adds {(t2 - t0) / base:.0%} to that CPU")
+def child() -> None:
+    job = json.load(sys.stdin)
+    out: dict[str, Any] = {"orders": orders(job["readers"], baseline=True)}
+    if job.get("cost"):
+        out["cost"] = ranking_cpu(job["cost"], baseline=True)
+    print(json.dumps(out))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--engine", choices=["digest", "sklearn", "bm25s"], default="digest")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--no-cost", action="store_true", help="quality only")
     ap.add_argument("--readers", type=int, default=1000, help="readers for the cost figure")
+    ap.add_argument("--baseline", default=BASELINE, help="the previous ranker's git revision")
+    ap.add_argument("--write-candidates", action="store_true", help="(re)write the judged set")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    quality(args.engine)
-    if args.engine == "digest" and not args.no_cost:
-        cost(args.readers)
+    if args.child:
+        child()
+        return
+    days = {d: load_cached(d) for d in DAYS}
+    readers = scenarios(days)
+    judges = judged_readers(days)
+    costs = cost_readers(args.readers) if not args.no_cost else []
+    base = _baseline(args.baseline, {"readers": [*readers, *judges], "cost": costs})
+    new = orders([*readers, *judges], baseline=False)
+    old = base["orders"]
+    print(f"Previous ranker: {args.baseline}; new: the working tree\n")
+    report(readers, old[: len(readers)], new[: len(readers)], days)
+    if args.write_candidates:
+        path = write_candidates(judges, old[len(readers) :], new[len(readers) :], days)
+        print(f"\nwrote {path.relative_to(ROOT)}")
+    judged(judges, old[len(readers) :], new[len(readers) :], days)
+    if costs:
+        cost(args.readers, base["cost"], ranking_cpu(costs, baseline=False))
 
 
 if __name__ == "__main__":

@@ -253,11 +253,9 @@ class Ranked:
 
     match: Match
     score: float
-    like: str | None = None  # title of the liked paper it is close to
-
-    @property
-    def explanation(self) -> str | None:
-        return f"like: {self.like}" if self.like else None
+    # one line on what lifted it: "like: <title>", "your field: Robotics",
+    # "by <author>", "you asked for more like <title>"; None when nothing did
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,7 @@ def _paper_text(p: Paper) -> _PaperText:
     )
 
 
-def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) -> dict[str, Any]:
+def _paper_view(m: Match, all_keywords: Sequence[str], reason: str | None = None) -> dict[str, Any]:
     p: Paper = m.paper
     shown = _paper_text(p)
     title, abstract, trimmed = shown.title, shown.abstract, shown.abstract_trimmed
@@ -140,7 +140,7 @@ def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) 
         "doi": p.doi,
         "matched": list(m.keywords),
         "also_matched": [k for k in m.keywords[1:] if k in all_keywords],
-        "like": like,
+        "reason": reason,  # what lifted it (digest.ranking): "like: <title>", "your field: …"
         "abs_url": p.abs_url,
         "pdf_url": p.pdf_url,
         "html_url": p.html_url,
@@ -168,7 +168,7 @@ def _row_view(r: Ranked) -> dict[str, Any]:
         "authors": shown.row_authors,
         "categories": [p.primary_category, *shown.other_categories],
         "matched": [*m.keywords, *(f"by {a}" for a in m.authors)],
-        "like": r.like,
+        "reason": r.reason,
         "abs_url": p.abs_url,
         "pdf_url": p.pdf_url,
     }
@@ -210,7 +210,10 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
             "anchor": f"k{i}",
             "count": len(s.shown),
             "papers": [
-                {**_paper_view(r.match, sub.keywords, r.like), **_feedback(links, r.match.paper.id)}
+                {
+                    **_paper_view(r.match, sub.keywords, r.reason),
+                    **_feedback(links, r.match.paper.id),
+                }
                 for r in s.full
             ],
             "rows": [_row_view(r) for r in s.compact],

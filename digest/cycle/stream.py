@@ -167,26 +167,34 @@ def _ranked(
     cycle: Cycle, matched: Matched, plans: Iterator[Plan]
 ) -> Iterator[tuple[Plan, composer.Ranking]]:
     """Each plan with its ranked matches and link maker, or why ranking them failed."""
+    configured = {s.email: s for s in cycle.config.subscribers}
     for plan in plans:
         ranking: composer.Ranking
         try:
-            ranking = (_rank(matched, plan), _links(cycle, plan.subscriber.email))
+            order = _rank(matched, plan, configured.get(plan.subscriber.email))
+            ranking = (order, _links(cycle, plan.subscriber.email))
         except Exception as exc:
             ranking = unmade(exc)
         yield plan, ranking
 
 
-def _rank(matched: Matched, plan: Plan) -> tuple[Ranked, ...]:
-    """``plan``'s matches scored for its reader: keywords, and closeness to their likes."""
-    # likes: from subscribers.yaml and from "more like this" replies; dislikes:
-    # "less like this" (plan.as_chosen merged them into the plan's subscriber)
-    likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
-    profile = (
-        ranking.build_profile(matched.corpus, likes, dislikes=dislikes, papers=matched.papers)
-        if likes or dislikes
-        else None
+def _rank(matched: Matched, plan: Plan, configured: Subscriber | None) -> tuple[Ranked, ...]:
+    """``plan``'s matches scored for its reader: keywords, and every signal of their taste."""
+    # likes: from subscribers.yaml and from "more like this" replies (those
+    # plan.as_chosen added to the configured ones); dislikes: "less like this"
+    sub = plan.subscriber
+    given = configured.likes if configured is not None else ()
+    asked = {x.arxiv_id for x in sub.likes} - {x.arxiv_id for x in given}
+    profile = ranking.build_profile(
+        matched.corpus,
+        sub.likes,
+        dislikes=sub.dislikes,
+        papers=matched.papers,
+        asked={i for i in asked if i},
+        followed=[m.paper for m in plan.matches if m.authors],
+        categories=sub.categories,
     )
-    return ranking.rank(plan.matches, matched.corpus, profile or ranking.NO_PROFILE)
+    return ranking.rank(plan.matches, matched.corpus, profile)
 
 
 def _links(cycle: Cycle, email: str) -> compose.LinkMaker | None:

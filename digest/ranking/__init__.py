@@ -1,21 +1,19 @@
-"""Relevance order inside a digest's sections: pure, no I/O."""
+"""Relevance order inside a digest's sections, and why a paper is up there: pure, no I/O."""
 
 from __future__ import annotations
 
-from digest.ranking.relevance import (
-    NO_PROFILE,
-    Corpus,
-    build_corpus,
-    build_profile,
-    order_section,
-    rank,
-)
+from digest.ranking.corpus import Corpus, build_corpus
+from digest.ranking.fields import field_name
+from digest.ranking.profile import NO_PROFILE, Profile, build_profile
+from digest.ranking.relevance import order_section, rank
 
 __all__ = [
     "NO_PROFILE",
     "Corpus",
+    "Profile",
     "build_corpus",
     "build_profile",
+    "field_name",
     "order_section",
     "rank",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from digest import ranking as rank
 from digest.cli.entry import main
 from digest.compose.render import compose
 from digest.compose.selection import HTML_LIMIT
@@ -28,7 +29,6 @@ from digest.cycle.report import CycleReport
 from digest.cycle.run import run_cycle
 from digest.matching.rules import match_all
 from digest.models import Liked, Paper, Settings, SmtpSettings, Subscriber
-from digest.ranking import relevance as rank
 from digest.store.store import Store
 from tests.support.arxiv_server import ArxivServer, make_entry
 from tests.support.configs import config_dict

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from digest import ranking as rank
 from digest.compose.render import build_message, compose, render
 from digest.compose.selection import HTML_LIMIT, build_digest
 from digest.compose.view import ACKNOWLEDGEMENT, highlight
 from digest.errors import TemplateError
 from digest.matching.rules import match_all
-from digest.models import Paper, Settings, SmtpSettings, Subscriber
-from digest.ranking import relevance as rank
+from digest.models import Match, Paper, Ranked, Settings, SmtpSettings, Subscriber
 from tests.support.paths import GOLDEN, ROOT
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
@@ -92,6 +92,21 @@ def test_beyond_the_limit_papers_are_compact_rows_in_rank_order() -> None:
     assert d.count == 30 and set(d.delivers) == {p.id for p in ps}
     # equal scores: newest first, full entries before the rows
     assert [r.match.paper.id for r in section.shown] == [p.id for p in ps]
+
+
+def test_the_reason_a_paper_is_up_there_shows_under_it_in_both_parts() -> None:
+    # one paper in full, one as a row: each says why the ranking lifted it
+    full, row = paper(1, "Compiler passes"), paper(2, "Compiler caches")
+    ranked = [
+        Ranked(Match(full, ("compiler",)), 2.0, reason="your field: Robotics"),
+        Ranked(Match(row, ("compiler",)), 1.0, reason="like: Register allocation"),
+    ]
+    settings = replace(SETTINGS, max_papers_per_keyword=1)
+    _, rendered = compose(ALICE, ranked, settings, cycle_id="20261130.abc", created=NOW)
+    text = " ".join(rendered.text.split())
+    for reason in ("your field: Robotics", "like: Register allocation"):
+        assert reason in rendered.html
+        assert reason in text
 
 
 def test_multipart_structure_and_headers() -> None:

@@ -4,6 +4,8 @@
 the realistic day (tests/support/spam.py), with and without reply links, as
 main's code composed them before compose cached anything (commit 6b0a0f0);
 the rows with links as they are since reply tokens carry their issue day.
+They were re-recorded again when ranking without likes let the fields take turns at the
+top (the same papers and sizes, in another order).
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ from html.parser import HTMLParser
 
 import css_inline
 
+from digest import ranking as rank
 from digest.compose.render import compose
 from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber
-from digest.ranking import relevance as rank
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 SETTINGS = Settings(smtp=SmtpSettings(sender="Daily Papers <papers@digest.test>"))

@@ -1,4 +1,4 @@
-"""Relevance order: keyword strength, likes and dislikes, the "like:" line, determinism."""
+"""Relevance order: keywords, the reader's field and words, dislikes, reasons, determinism."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.models import Liked, Match, Paper
-from digest.ranking import relevance as rank
+from digest import ranking
+from digest.models import Liked, Match, Paper, Ranked
 from tests.support.paths import ROOT
 
 DAY = datetime(2026, 6, 9, tzinfo=UTC)
@@ -27,10 +27,20 @@ SPEECH = (
     "An end-to-end speech recognition system with acoustic features, phoneme "
     "decoding and audio augmentation for noisy recordings."
 )
+ROBOTS = (
+    "A legged robot learns grasping and locomotion policies from teleoperated "
+    "demonstrations, with tactile feedback on the gripper."
+)
 
 
 def paper(
-    pid: str, title: str, abstract: str, *, minutes: int = 0, categories: tuple[str, ...] = ()
+    pid: str,
+    title: str,
+    abstract: str,
+    *,
+    minutes: int = 0,
+    categories: tuple[str, ...] = ("cs.LG",),
+    authors: tuple[str, ...] = (),
 ) -> Paper:
     when = DAY + timedelta(minutes=minutes)
     return Paper(
@@ -38,9 +48,9 @@ def paper(
         version=1,
         title=title,
         abstract=abstract,
-        authors=("A. Author",),
-        categories=categories or ("cs.LG",),
-        primary_category=(categories or ("cs.LG",))[0],
+        authors=authors or (f"Author of {pid}",),
+        categories=categories,
+        primary_category=categories[0],
         published=when,
         updated=when,
     )
@@ -50,7 +60,7 @@ def match(p: Paper, *keywords: str, authors: tuple[str, ...] = ()) -> Match:
     return Match(paper=p, keywords=keywords, authors=authors)
 
 
-def ids(ranked: tuple[rank.Ranked, ...]) -> list[str]:
+def ids(ranked: tuple[Ranked, ...]) -> list[str]:
     return [r.match.paper.id for r in ranked]
 
 
@@ -75,11 +85,18 @@ def day_matches() -> list[Match]:
     return [match(p, "learning") for p in DAYS_PAPERS]
 
 
+def liked_by_graph() -> ranking.Profile:
+    return ranking.build_profile(ranking.build_corpus(DAYS_PAPERS), [LIKED_GRAPH])
+
+
+# -- keywords alone ------------------------------------------------------------
+
+
 def test_a_title_hit_ranks_above_an_abstract_mention() -> None:
     in_title = paper("2606.00010", "Graph learning", GRAPHS)
     in_abstract = paper("2606.00011", "Molecules", "Graph learning. " + GRAPHS, minutes=5)
-    corpus = rank.build_corpus([in_title, in_abstract])
-    ranked = rank.rank(
+    corpus = ranking.build_corpus([in_title, in_abstract])
+    ranked = ranking.rank(
         [match(in_abstract, "graph learning"), match(in_title, "graph learning")], corpus
     )
     assert ids(ranked) == ["2606.00010", "2606.00011"]
@@ -88,8 +105,8 @@ def test_a_title_hit_ranks_above_an_abstract_mention() -> None:
 def test_more_of_the_readers_keywords_rank_higher() -> None:
     one = paper("2606.00020", "Graph pooling", GRAPHS, minutes=9)
     two = paper("2606.00021", "Graph pooling with message passing", GRAPHS)
-    corpus = rank.build_corpus([one, two])
-    ranked = rank.rank(
+    corpus = ranking.build_corpus([one, two])
+    ranked = ranking.rank(
         [match(one, "graph pooling"), match(two, "graph pooling", "message passing")], corpus
     )
     assert ids(ranked) == ["2606.00021", "2606.00020"]
@@ -98,9 +115,12 @@ def test_more_of_the_readers_keywords_rank_higher() -> None:
 def test_a_followed_author_raises_a_paper() -> None:
     plain = paper("2606.00030", "Graph pooling", GRAPHS, minutes=9)
     followed = paper("2606.00031", "Graph pooling", GRAPHS)
-    corpus = rank.build_corpus([plain, followed])
-    ranked = rank.rank(
-        [match(plain, "graph pooling"), match(followed, "graph pooling", authors=("A. Author",))],
+    corpus = ranking.build_corpus([plain, followed])
+    ranked = ranking.rank(
+        [
+            match(plain, "graph pooling"),
+            match(followed, "graph pooling", authors=("Author of 2606.00031",)),
+        ],
         corpus,
     )
     assert ids(ranked)[0] == "2606.00031"
@@ -108,101 +128,191 @@ def test_a_followed_author_raises_a_paper() -> None:
 
 def test_a_rare_keyword_outweighs_a_broad_one() -> None:
     # "learning" is in every paper of the day; "phoneme" in two
-    corpus = rank.build_corpus(DAYS_PAPERS)
+    corpus = ranking.build_corpus(DAYS_PAPERS)
     broad = match(DAYS_PAPERS[0], "learning")
     rare = match(paper("2606.00007", "Phonemes", "Learning. " + SPEECH), "learning", "phoneme")
-    ranked = rank.rank([broad, rare, *(match(p, "learning") for p in DAYS_PAPERS[1:])], corpus)
+    ranked = ranking.rank([broad, rare, *(match(p, "learning") for p in DAYS_PAPERS[1:])], corpus)
     assert ids(ranked)[0] == "2606.00007"
 
 
 def test_without_likes_equal_strength_reads_newest_first() -> None:
-    corpus = rank.build_corpus(DAYS_PAPERS)
-    ranked = rank.rank(day_matches(), corpus)
+    corpus = ranking.build_corpus(DAYS_PAPERS)
+    ranked = ranking.rank(day_matches(), corpus)
     assert ids(ranked) == [p.id for p in reversed(DAYS_PAPERS)]
 
 
-def test_likes_move_similar_papers_up() -> None:
-    corpus = rank.build_corpus(DAYS_PAPERS)
-    profile = rank.build_profile(corpus, [LIKED_GRAPH])
-    ranked = rank.rank(day_matches(), corpus, profile)
+def test_without_likes_the_fields_take_turns_at_the_top() -> None:
+    # six equally strong vision papers, newest first, and one older robotics
+    # paper: a reader who told nothing of their field sees it second, not last
+    vision = [
+        paper(
+            f"2606.0011{i}", "Pixels", "Learning. " + VISION, minutes=10 + i, categories=("cs.CV",)
+        )
+        for i in range(6)
+    ]
+    robot = paper("2606.00120", "Robots", "Learning. " + ROBOTS, categories=("cs.RO",))
+    ranked = ranking.rank(
+        [match(p, "learning") for p in [*vision, robot]], ranking.build_corpus([])
+    )
+    assert ids(ranked)[:2] == ["2606.00115", "2606.00120"]
+    assert all(r.reason is None for r in ranked)
+    assert ranking.order_section(ranked) == ranked  # the scores say the same order
+
+
+# -- the reader's field and words ----------------------------------------------------
+
+
+def test_likes_move_similar_papers_up_and_say_so() -> None:
+    ranked = ranking.rank(day_matches(), ranking.build_corpus(DAYS_PAPERS), liked_by_graph())
     assert set(ids(ranked)[:2]) == {"2606.00001", "2606.00004"}
+    assert ranked[0].reason == "like: Graph networks for chemistry"
+    far = [r for r in ranked if GRAPHS not in r.match.paper.abstract]
+    assert [r.reason for r in far] == [None] * 4
 
 
-def test_dislikes_move_similar_papers_down() -> None:
-    corpus = rank.build_corpus(DAYS_PAPERS)
-    known = {p.id: p for p in DAYS_PAPERS}
-    profile = rank.build_profile(corpus, [LIKED_GRAPH], dislikes=["2606.00005"], papers=known)
-    ranked = rank.rank(day_matches(), corpus, profile)
-    # both vision papers now trail the speech papers they tied with before
-    assert set(ids(ranked)[-2:]) == {"2606.00002", "2606.00005"}
+def test_a_paper_of_the_readers_field_outranks_one_that_shares_their_words() -> None:
+    # the reader likes robotics; one paper shares their words ("grasping",
+    # "policies", "demonstrations") from another field, one is robotics in
+    # other words
+    liked = paper("2605.00001", "Dexterous grasping", ROBOTS, categories=("cs.RO", "cs.LG"))
+    wordy = paper(
+        "2606.00201",
+        "Path loss prediction",
+        "Learning policies from demonstrations for grasping radio path loss.",
+        categories=("cs.IT",),
+        minutes=5,
+    )
+    field = paper(
+        "2606.00202",
+        "Quadruped gait",
+        "Learning stable gaits for a quadruped on rough terrain.",
+        categories=("cs.RO",),
+    )
+    filler = [paper(f"2606.0030{i}", "Pixels", VISION, categories=("cs.CV",)) for i in range(8)]
+    corpus = ranking.build_corpus([wordy, field, *filler])
+    profile = ranking.build_profile(corpus, [Liked(liked.id)], papers={liked.id: liked})
+    ranked = ranking.rank([match(wordy, "learning"), match(field, "learning")], corpus, profile)
+    assert ids(ranked) == ["2606.00202", "2606.00201"]
+    assert ranked[0].reason == "your field: Robotics"
 
 
-def test_a_paper_close_to_a_liked_one_names_it() -> None:
-    corpus = rank.build_corpus(DAYS_PAPERS)
-    ranked = rank.rank(day_matches(), corpus, rank.build_profile(corpus, [LIKED_GRAPH]))
-    assert ranked[0].explanation == "like: Graph networks for chemistry"
-    assert all(r.explanation is None for r in ranked if GRAPHS not in r.match.paper.abstract)
+def test_a_cross_list_to_a_rare_field_counts_as_that_field() -> None:
+    liked = paper("2605.00002", "Grasping", ROBOTS, categories=("cs.RO",))
+    cross = paper("2606.00401", "Depth", "Learning depth. " + VISION, categories=("cs.CV", "cs.RO"))
+    plain = paper(
+        "2606.00402", "Depth", "Learning depth. " + VISION, categories=("cs.CV",), minutes=1
+    )
+    filler = [paper(f"2606.0041{i}", "Pixels", VISION, categories=("cs.CV",)) for i in range(8)]
+    corpus = ranking.build_corpus([cross, plain, *filler])
+    profile = ranking.build_profile(corpus, [Liked(liked.id)], papers={liked.id: liked})
+    ranked = ranking.rank([match(plain, "learning"), match(cross, "learning")], corpus, profile)
+    assert ids(ranked) == ["2606.00401", "2606.00402"]
 
 
-def test_papers_far_from_every_like_have_no_explanation() -> None:
-    corpus = rank.build_corpus(DAYS_PAPERS)
-    ranked = rank.rank(day_matches(), corpus, rank.build_profile(corpus, [LIKED_GRAPH]))
-    far = [r for r in ranked if r.match.paper.id in {"2606.00002", "2606.00003"}]
-    assert [r.like for r in far] == [None, None]
+def test_an_author_of_a_liked_paper_lifts_their_paper_in_that_field() -> None:
+    liked = paper(
+        "2605.00003", "Grasping", ROBOTS, categories=("cs.RO",), authors=("Ada Lovelace",)
+    )
+    theirs = paper(
+        "2606.00501", "Gaits", "Learning gaits.", categories=("cs.RO",), authors=("Ada Lovelace",)
+    )
+    other = paper("2606.00502", "Gaits", "Learning gaits.", categories=("cs.RO",), minutes=1)
+    elsewhere = paper(
+        "2606.00503", "Pixels", VISION, categories=("cs.CV",), authors=("Ada Lovelace",), minutes=2
+    )
+    corpus = ranking.build_corpus([theirs, other, elsewhere])
+    profile = ranking.build_profile(corpus, [Liked(liked.id)], papers={liked.id: liked})
+    ranked = ranking.rank(
+        [match(p, "learning") for p in (other, theirs, elsewhere)], corpus, profile
+    )
+    assert ids(ranked) == ["2606.00501", "2606.00502", "2606.00503"]
+    assert ranked[0].reason == "by Ada Lovelace"
+    # the same name in another field is likely someone else: no lift, no "by"
+    assert ranked[2].reason is None
 
 
-def test_a_like_known_only_by_id_takes_its_text_from_the_papers() -> None:
-    cached = paper("2501.00002", LIKED_GRAPH.title, LIKED_GRAPH.abstract)
-    corpus = rank.build_corpus(DAYS_PAPERS)
-    profile = rank.build_profile(corpus, [Liked(arxiv_id="2501.00002")], papers={cached.id: cached})
-    assert set(ids(rank.rank(day_matches(), corpus, profile))[:2]) == {"2606.00001", "2606.00004"}
+def test_a_paper_the_reader_asked_more_of_names_that_request() -> None:
+    asked = paper("2605.00004", LIKED_GRAPH.title, LIKED_GRAPH.abstract)
+    corpus = ranking.build_corpus(DAYS_PAPERS)
+    profile = ranking.build_profile(
+        corpus, [Liked(asked.id)], papers={asked.id: asked}, asked={asked.id}
+    )
+    ranked = ranking.rank(day_matches(), corpus, profile)
+    assert ranked[0].reason == f"you asked for more like {asked.title}"
 
 
-def test_a_like_neither_cached_nor_described_is_left_out() -> None:
-    corpus = rank.build_corpus(DAYS_PAPERS)
-    profile = rank.build_profile(corpus, [Liked(arxiv_id="2501.09999")])
-    assert profile.empty
-    assert ids(rank.rank(day_matches(), corpus, profile)) == ids(rank.rank(day_matches(), corpus))
+def test_less_like_this_lowers_that_field_not_papers_sharing_words() -> None:
+    # the reader likes robotics; they ask for less of an astronomy paper that
+    # says "robot" and "telescope": other astronomy goes down, robotics stays
+    liked = paper("2605.00005", "Grasping", ROBOTS, categories=("cs.RO",))
+    stars = "A robotic telescope survey of variable stars with photometric pipelines."
+    disliked = paper("2605.00006", "Robotic telescope", stars, categories=("astro-ph.IM",))
+    astro = paper("2606.00601", "Sky survey", "Learning. " + stars, categories=("astro-ph.IM",))
+    robot = paper(
+        "2606.00602", "Robotic telescope arm", "Learning. " + ROBOTS, categories=("cs.RO",)
+    )
+    vision = paper("2606.00603", "Pixels", "Learning. " + VISION, categories=("cs.CV",))
+    known = {p.id: p for p in (liked, disliked)}
+    corpus = ranking.build_corpus([astro, robot, vision])
+    matches = [match(p, "learning") for p in (astro, robot, vision)]
+    before = ranking.build_profile(corpus, [Liked(liked.id)], papers=known)
+    after = ranking.build_profile(corpus, [Liked(liked.id)], dislikes=[disliked.id], papers=known)
+    scores = {
+        name: {r.match.paper.id: r.score for r in ranking.rank(matches, corpus, profile)}
+        for name, profile in (("before", before), ("after", after))
+    }
+    assert scores["after"]["2606.00601"] < scores["before"]["2606.00601"]
+    assert scores["after"]["2606.00602"] == scores["before"]["2606.00602"]
+    assert scores["after"]["2606.00603"] == scores["before"]["2606.00603"]
+    assert ids(ranking.rank(matches, corpus, after))[-1] == "2606.00601"
+
+
+def test_a_disliked_paper_that_matches_again_sinks() -> None:
+    corpus = ranking.build_corpus(DAYS_PAPERS)
+    profile = ranking.build_profile(corpus, [], dislikes=["2606.00006"])
+    assert ids(ranking.rank(day_matches(), corpus, profile))[-1] == "2606.00006"
 
 
 def test_a_liked_paper_that_matches_again_is_not_like_itself() -> None:
     again = DAYS_PAPERS[0]
-    corpus = rank.build_corpus(DAYS_PAPERS)
-    profile = rank.build_profile(corpus, [Liked(again.id, again.title, again.abstract)])
-    first = rank.rank(day_matches(), corpus, profile)
-    assert {r.match.paper.id: r.like for r in first}[again.id] != again.title
+    corpus = ranking.build_corpus(DAYS_PAPERS)
+    profile = ranking.build_profile(corpus, [Liked(again.id, again.title, again.abstract)])
+    first = ranking.rank(day_matches(), corpus, profile)
+    assert {r.match.paper.id: r.reason for r in first}[again.id] != f"like: {again.title}"
 
 
 def test_an_empty_corpus_still_ranks_by_keywords() -> None:
-    corpus = rank.build_corpus([])
+    corpus = ranking.build_corpus([])
     in_title = paper("2606.00040", "Graph pooling", GRAPHS)
     in_abstract = paper("2606.00041", "Molecules", "graph pooling " + GRAPHS, minutes=1)
-    profile = rank.build_profile(corpus, [LIKED_GRAPH])
-    ranked = rank.rank(
+    profile = ranking.build_profile(corpus, [LIKED_GRAPH])
+    ranked = ranking.rank(
         [match(in_abstract, "graph pooling"), match(in_title, "graph pooling")], corpus, profile
     )
     assert ids(ranked) == ["2606.00040", "2606.00041"]
 
 
 def test_nothing_to_rank_gives_nothing() -> None:
-    assert rank.rank([], rank.build_corpus(DAYS_PAPERS)) == ()
+    corpus = ranking.build_corpus(DAYS_PAPERS)
+    assert ranking.rank([], corpus) == ()
+    assert ranking.rank([], corpus, liked_by_graph()) == ()
 
 
 def test_ties_break_by_published_then_id_newest_first() -> None:
     same = [paper(f"2606.0005{i}", "Graph pooling", GRAPHS) for i in range(3)]
     later = paper("2606.00049", "Graph pooling", GRAPHS, minutes=1)
-    ranked = rank.order_section(rank.Ranked(match(p, "graph pooling"), 0.5) for p in [*same, later])
+    ranked = ranking.order_section(Ranked(match(p, "graph pooling"), 0.5) for p in [*same, later])
     assert ids(ranked) == ["2606.00049", "2606.00052", "2606.00051", "2606.00050"]
 
 
 _ORDER_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from tests.ranking.test_relevance import DAYS_PAPERS, LIKED_GRAPH, day_matches
-from digest.ranking import relevance as rank
-corpus = rank.build_corpus(DAYS_PAPERS)
-profile = rank.build_profile(corpus, [LIKED_GRAPH])
-print([(r.match.paper.id, r.score) for r in rank.rank(day_matches(), corpus, profile)])
+from tests.ranking.test_relevance import DAYS_PAPERS, day_matches, liked_by_graph
+from digest import ranking
+corpus = ranking.build_corpus(DAYS_PAPERS)
+for profile in (ranking.NO_PROFILE, liked_by_graph()):
+    print([(r.match.paper.id, r.score) for r in ranking.rank(day_matches(), corpus, profile)])
 """
 
 
@@ -223,6 +333,7 @@ def test_the_order_does_not_depend_on_string_hashing() -> None:
 
 
 WORDS = ["graph", "pooling", "image", "speech", "learning", "message", "pixel", "audio"]
+CATEGORIES = ["cs.LG", "cs.CV", "cs.RO", "eess.AS"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -232,21 +343,32 @@ WORDS = ["graph", "pooling", "image", "speech", "learning", "message", "pixel", 
             st.lists(st.sampled_from(WORDS), min_size=1, max_size=6),
             st.lists(st.sampled_from(WORDS), min_size=0, max_size=30),
             st.integers(min_value=0, max_value=5),
+            st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=3, unique=True),
         ),
         max_size=12,
     ),
     st.lists(st.sampled_from(WORDS), max_size=10),
+    st.booleans(),
 )
-def test_the_order_is_a_permutation_of_the_matches(
-    specs: list[tuple[list[str], list[str], int]], liked_words: list[str]
+def test_the_order_is_a_permutation_of_the_matches_and_agrees_with_its_scores(
+    specs: list[tuple[list[str], list[str], int, list[str]]], liked_words: list[str], liked: bool
 ) -> None:
     papers = [
-        paper(f"2606.{i:05d}", " ".join(t), " ".join(a), minutes=m)
-        for i, (t, a, m) in enumerate(specs)
+        paper(f"2606.{i:05d}", " ".join(t), " ".join(a), minutes=m, categories=tuple(c))
+        for i, (t, a, m, c) in enumerate(specs)
     ]
     matches = [match(p, "graph") for p in papers]
-    corpus = rank.build_corpus(papers)
-    profile = rank.build_profile(corpus, [Liked(title=" ".join(liked_words))])
-    ranked = rank.rank(matches, corpus, profile)
+    corpus = ranking.build_corpus(papers)
+    profile = (
+        ranking.build_profile(
+            corpus,
+            [Liked(title=" ".join(liked_words))],
+            dislikes=["2606.00000"],
+            papers={p.id: p for p in papers},
+        )
+        if liked
+        else ranking.NO_PROFILE
+    )
+    ranked = ranking.rank(matches, corpus, profile)
     assert sorted(ids(ranked)) == sorted(p.id for p in papers)
-    assert len(ranked) == len(matches)
+    assert ranking.order_section(ranked) == ranked

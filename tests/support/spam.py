@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from email.headerregistry import Address
 from pathlib import Path
 
+from digest import ranking as rank
 from digest.arxiv.feed import parse_page
 from digest.compose.render import LinkMaker, build_message, compose
 from digest.errors import ArxivQueryError
 from digest.matching.rules import match_all
 from digest.models import Paper, Settings, SmtpSettings, Subscriber, format_sender
-from digest.ranking import relevance as rank
 from digest.replies.commands import reader_links
 from digest.replies.tokens import ReplySecret
 from tests.support.paths import FIXTURES

@@ -16,7 +16,7 @@ from typing import Any
 from digest.compose.selection import AUTHORS_SECTION, HTML_LIMIT
 from digest.latex import name as latex_name
 from digest.latex import text as latex_text
-from digest.matching import highlight_pattern
+from digest.matching import highlight_spans
 from digest.models import CATEGORY_RE, Digest, Match, Paper, Ranked, format_sender
 from digest.replies import ReaderLinks
 
@@ -47,12 +47,7 @@ def highlight(text: str, phrases: Sequence[str]) -> tuple[Segment, ...]:
 
 @lru_cache(maxsize=CYCLE_CACHE)
 def _highlight(text: str, phrases: tuple[str, ...]) -> tuple[Segment, ...]:
-    spans: list[tuple[int, int]] = []
-    for phrase in phrases:
-        pattern = highlight_pattern(phrase)
-        if pattern is None:
-            continue
-        spans.extend(m.span() for m in pattern.finditer(text))
+    spans = [span for phrase in phrases for span in highlight_spans(text, phrase)]
     if not spans:
         return (Segment(text, False),) if text else ()
     spans.sort()

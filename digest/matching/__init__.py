@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from digest.matching.index import PaperIndex
 from digest.matching.rules import (
-    highlight_pattern,
+    highlight_spans,
     in_categories,
     match_paper,
     normalize,
@@ -16,7 +16,7 @@ from digest.matching.rules import (
 
 __all__ = [
     "PaperIndex",
-    "highlight_pattern",
+    "highlight_spans",
     "in_categories",
     "match_paper",
     "normalize",

@@ -170,6 +170,14 @@ def test_highlight_segments_split_without_losing_text() -> None:
     assert [s.text for s in segs if s.mark] == ["Graph Neural-Networks"]
 
 
+def test_inflected_forms_that_matching_accepts_are_highlighted() -> None:
+    sub = replace(ALICE, keywords=("galaxy",))
+    p = paper(1, "Dwarf galaxies", "Every galaxy here is a dwarf galaxy; policies differ.")
+    _, rendered, _ = parts(papers=[p], sub=sub)
+    marked = re.findall(r"<mark[^>]*>([^<]*)</mark>", rendered.html)
+    assert marked == ["galaxies", "galaxy", "galaxy"]
+
+
 def test_footer_says_why_how_to_unsubscribe_and_thanks_arxiv() -> None:
     _, rendered, _ = parts()
     for body in (rendered.text, rendered.html):

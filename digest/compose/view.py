@@ -8,6 +8,7 @@ open a hole; nothing from a feed is ever marked safe.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +22,7 @@ from digest.models import CATEGORY_RE, Digest, Match, Paper, Ranked, format_send
 from digest.replies import ReaderLinks
 
 ABSTRACT_LIMIT = 1200  # characters shown before "read more"
+EXCERPT_LIMIT = 300  # characters of a sentence shown from past the cut, for its match
 AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last
 ROW_AUTHORS = 2  # a compact row names the first two, then "et al."
 ACKNOWLEDGEMENT = "Thank you to arXiv for use of its open access interoperability."
@@ -75,12 +77,13 @@ def shorten_authors(authors: Sequence[str]) -> str:
     return f"{', '.join(authors[: AUTHORS_SHOWN - 1])}, … {authors[-1]} ({len(authors)} authors)"
 
 
-def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
-    """Cut at a word boundary before ``limit``; say whether anything was cut."""
+def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, str]:
+    """Cut at a word boundary before ``limit``: the part shown (ending "…" if cut), the rest."""
     if len(text) <= limit:
-        return text, False
+        return text, ""
     cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:") + " …", True
+    cut = cut if cut > limit // 2 else limit
+    return text[:cut].rstrip(" ,;:") + " …", text[cut:].strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ class _PaperText:
 
     title: str
     abstract: str
-    abstract_trimmed: bool
+    abstract_rest: str  # what the cut left out of the abstract ("" when nothing was cut)
     authors: str  # shortened, for a full entry
     row_authors: str  # the first ones, for a compact row
     comment: str | None
@@ -99,12 +102,12 @@ class _PaperText:
 @lru_cache(maxsize=CYCLE_CACHE)
 def _paper_text(p: Paper) -> _PaperText:
     # keyed by the whole (frozen) paper: a new version or a corrected field is a new key
-    abstract, trimmed = trim(latex_text(p.abstract))
+    abstract, rest = trim(latex_text(p.abstract))
     names = [latex_name(a) for a in p.authors]
     return _PaperText(
         title=latex_text(p.title),
         abstract=abstract,
-        abstract_trimmed=trimmed,
+        abstract_rest=rest,
         authors=shorten_authors(names),
         row_authors=first_authors(names),
         comment=latex_text(p.comment) if p.comment else None,
@@ -112,10 +115,61 @@ def _paper_text(p: Paper) -> _PaperText:
     )
 
 
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+
+
+def excerpt(text: str, span: tuple[int, int], limit: int = EXCERPT_LIMIT) -> str:
+    """The sentence of ``text`` around ``span``, at most about ``limit`` characters.
+
+    A longer sentence is cut at word boundaries around the match, "…" where cut.
+    """
+    a, b = span
+    starts = [m.end() for m in _SENTENCE_END.finditer(text, 0, a)]
+    start = starts[-1] if starts else 0
+    end_at = _SENTENCE_END.search(text, b)
+    end = end_at.end() if end_at else len(text)
+    head, tail = "", " …" if end < len(text) else ""
+    if end - start > limit:
+        room = max(limit - (b - a), 0)
+        lo = max(start, a - room // 3)
+        hi = min(end, b + room - (a - lo))
+        if lo > start:  # begin at a word
+            space = text.find(" ", lo, a)
+            lo, head = (space + 1 if space >= 0 else lo), "… "
+        if hi < end:  # stop at a word
+            space = text.rfind(" ", b, hi)
+            hi, tail = (space if space > b else hi), " …"
+        start, end = lo, hi
+    return head + text[start:end].strip() + tail
+
+
+@lru_cache(maxsize=CYCLE_CACHE)
+def _abstract(p: Paper, phrases: tuple[str, ...]) -> str:
+    """The abstract as shown, with the sentence of each match the cut hid.
+
+    A keyword that matched only past the cut (not in the title, not in the
+    part shown) would leave the reader asking why the paper is here: its
+    first sentence there follows the cut, "… sentence with the match …".
+    """
+    shown = _paper_text(p)
+    rest = shown.abstract_rest
+    if not rest:
+        return shown.abstract
+    sentences: dict[int, str] = {}
+    for phrase in phrases:
+        if highlight_spans(shown.title, phrase) or highlight_spans(shown.abstract, phrase):
+            continue
+        spans = highlight_spans(rest, phrase)
+        if spans:
+            sentences.setdefault(spans[0][0], excerpt(rest, spans[0]))
+    added = dict.fromkeys(sentences[at] for at in sorted(sentences))  # each once, in text order
+    return " ".join([shown.abstract, *added])
+
+
 def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) -> dict[str, Any]:
     p: Paper = m.paper
     shown = _paper_text(p)
-    title, abstract, trimmed = shown.title, shown.abstract, shown.abstract_trimmed
+    title, abstract = shown.title, _abstract(p, m.keywords)
     return {
         "id": p.id,
         "version": p.version,
@@ -123,7 +177,7 @@ def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) 
         "title_segments": highlight(title, m.keywords),
         "abstract": abstract,
         "abstract_segments": highlight(abstract, m.keywords),
-        "abstract_trimmed": trimmed,
+        "abstract_trimmed": bool(shown.abstract_rest),
         "authors": shown.authors,
         "followed_authors": list(m.authors),
         "primary_category": p.primary_category,
@@ -243,4 +297,5 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
 def forget_cycle() -> None:
     """Empty this module's per-cycle caches (see ``compose.forget_cycle``)."""
     _paper_text.cache_clear()
+    _abstract.cache_clear()
     _highlight.cache_clear()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from digest.arxiv.fetch import ArxivClient, Progress
-from digest.arxiv.query import Terms, build_queries, id_batches, window
+from digest.arxiv.query import Terms, build_queries, id_batches, last_announced, window
 
 __all__ = [
     "ArxivClient",
@@ -11,5 +11,6 @@ __all__ = [
     "Terms",
     "build_queries",
     "id_batches",
+    "last_announced",
     "window",
 ]

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 # Conservative: well below the 8 KiB request-line limit of common servers.
 MAX_URL_LENGTH = 4000
@@ -56,6 +57,43 @@ def window(
         start = min(start, last_fetch - timedelta(days=WINDOW_DAYS))
     start = max(start, now - timedelta(days=MAX_WINDOW_DAYS))
     return start, now
+
+
+# arXiv's schedule (its "Availability of submissions" page), in US Eastern
+# time: submissions received by 14:00 on a weekday are announced at 20:00,
+# Monday to Thursday the same day, Friday's on Sunday; Monday's announcement
+# carries the weekend's. Holidays are not known here.
+ANNOUNCE_TZ = ZoneInfo("America/New_York")
+_CUTOFF = time(14)
+_ANNOUNCED = time(20)
+
+
+def _eastern(day: date, at: time) -> datetime:
+    return datetime.combine(day, at, tzinfo=ANNOUNCE_TZ).astimezone(UTC)
+
+
+def _previous_cutoff_day(day: date) -> date:
+    """The weekday before ``day`` (Friday before a Monday)."""
+    day -= timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def last_announced(now: datetime) -> tuple[datetime, datetime]:
+    """The submissions arXiv's latest announcement at or before ``now`` carried: [opened, closed).
+
+    Both ends are the 14:00 Eastern deadlines of consecutive weekdays, in
+    UTC: on a Tuesday morning, Monday evening's announcement, submitted from
+    Friday 14:00 to Monday 14:00. A paper held in moderation past its
+    deadline is announced later with its earlier submission time.
+    """
+    day = now.astimezone(ANNOUNCE_TZ).date()
+    # Sunday to Thursday at 20:00: step back to the latest one at or before now
+    while day.weekday() in (4, 5) or _eastern(day, _ANNOUNCED) > now:
+        day -= timedelta(days=1)
+    closing = day - timedelta(days=2) if day.weekday() == 6 else day  # Sunday's: Friday
+    return _eastern(_previous_cutoff_day(closing), _CUTOFF), _eastern(closing, _CUTOFF)
 
 
 def _keyword_clause(k: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from digest.arxiv import Terms
+from digest.arxiv import Terms, last_announced
 from digest.cycle.timing import announcements_between, weekly_slot
 from digest.errors import UsageError
 from digest.matching import (
@@ -222,6 +222,18 @@ def pending_indexed(
     return tuple(out)
 
 
+def term_start(now: datetime, settings: Settings) -> datetime:
+    """Where a term seen for the first time starts: its reader's first digest covers this much.
+
+    At least arXiv's latest announcement whole (on a Tuesday morning Monday's,
+    submitted from Friday 14:00 Eastern: a fixed two days would cut off the
+    Friday and Saturday part, and on a Monday all of Sunday's), and at least
+    ``lookback_days`` back.
+    """
+    opened, _ = last_announced(now)
+    return min(opened, now - timedelta(days=settings.lookback_days))
+
+
 def as_chosen(sub: Subscriber, reader: ReaderState, settings: Settings) -> Subscriber:
     """``sub`` as the reader's replies changed it: their frequency, their likes and dislikes.
 
@@ -278,7 +290,7 @@ def plan_subscriber(
     """What ``sub`` gets this cycle, and why; ``reader``: what they chose by reply."""
     reader = reader or ReaderState()
     sub = as_chosen(sub, reader, settings)
-    start = now - timedelta(days=settings.lookback_days)
+    start = term_start(now, settings)
     keys = term_keys(sub)
     marks = {k: state.watermarks.get(k, start) for k in keys}
     cats = settings.arxiv.categories

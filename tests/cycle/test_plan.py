@@ -77,6 +77,29 @@ def test_a_new_keyword_starts_lookback_days_back_not_now() -> None:
     assert plan.term_keys == (term_key("k", "graph neural network"),)
 
 
+@pytest.mark.parametrize(
+    ("now", "first"),
+    [
+        # Monday 07:00 UTC: Sunday's announcement carried Thursday 14:00 to Friday 14:00 Eastern
+        (datetime(2026, 11, 23, 7, tzinfo=UTC), datetime(2026, 11, 19, 19, 30, tzinfo=UTC)),
+        # Tuesday 07:00 UTC: Monday's carried Friday 14:00 to Monday 14:00 Eastern
+        (datetime(2026, 11, 24, 7, tzinfo=UTC), datetime(2026, 11, 20, 19, 30, tzinfo=UTC)),
+    ],
+)
+def test_a_new_reader_starts_at_the_last_full_announcement_not_two_days_back(
+    now: datetime, first: datetime
+) -> None:
+    # ``first``: early in the window of the latest announcement (14:00 EST is 19:00 UTC);
+    # an hour before it, a paper of the announcement before
+    def at(pid: str, when: datetime) -> Paper:
+        return replace(paper(pid, "A graph neural network for X"), published=when, updated=when)
+
+    fetched = (at("2611.00001", first), at("2611.00002", first - timedelta(hours=1)))
+    (plan,) = plan_cycle((ALICE,), SETTINGS, Snapshot(), fetched, now).plans
+    assert [m.paper.id for m in plan.matches] == ["2611.00001"]
+    assert plan.watermark_start is not None and plan.watermark_start < now - timedelta(days=2)
+
+
 def test_an_existing_watermark_holds_back_older_papers() -> None:
     p = paper("2611.00001", "A graph neural network for X", days_ago=1.5)
     marks = {term_key("k", "Graph Neural Networks"): NOW - timedelta(days=1)}

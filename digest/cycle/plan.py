@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from digest.arxiv import Terms, last_announced
-from digest.cycle.timing import announcements_between, weekly_slot
+from digest.cycle.timing import announcements_between, slot_on, weekly_slot
 from digest.errors import UsageError
 from digest.matching import (
     PaperIndex,
@@ -266,9 +266,12 @@ def _weekly_slot(
     if sub.frequency != "weekly" or not sub.weekday:
         return None, False
     slot = weekly_slot(now, sub.weekday, settings)
-    # served once per weekly slot; a new subscriber waits for the next one
-    anchor = state.served_slot or state.first_seen or now
-    return slot, anchor >= slot
+    if state.served_slot is not None:
+        return slot, state.served_slot >= slot  # served once per weekly slot
+    # Never served: owed their weekday's slot from the day they were first seen
+    # on, so a reader a cycle first sees on their weekday is served that day,
+    # not a week later; a slot of an earlier day came before them.
+    return slot, slot < slot_on(state.first_seen or now, settings)
 
 
 def _empty_reason(state: SubscriberState, now: datetime, last_fetch: datetime | None) -> str:

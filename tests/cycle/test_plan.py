@@ -124,6 +124,18 @@ def test_a_weekly_subscriber_is_served_on_its_slot() -> None:
     assert plan.served_slot == datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
 
+def test_a_new_weekly_reader_gets_the_first_digest_on_their_first_weekday() -> None:
+    p = paper("2611.00001", "A graph neural network for X")
+    today = replace(ALICE, frequency="weekly", weekday="wed")  # NOW is a Wednesday, 07:00
+    assert plan_one(today, Snapshot(), (p,)).reason == "send"
+    # seen first by an earlier cycle of the same day (a digest once at 06:00, say)
+    early = SubscriberState(today.email, first_seen=NOW - timedelta(hours=1))
+    assert plan_one(today, Snapshot(states={today.email: early}), (p,)).reason == "send"
+    # Monday's slot came before the reader did: their first weekday is next Monday
+    monday = replace(ALICE, frequency="weekly", weekday="mon")
+    assert plan_one(monday, Snapshot(), (p,)).reason == "waiting"
+
+
 def test_send_empty_gives_an_empty_note_once_a_day() -> None:
     sub = replace(ALICE, send_empty=True)
     plan = plan_one(sub, Snapshot())

@@ -175,13 +175,13 @@ def compose(
     ``links`` makes the reader's reply links: the footer's, and "more like
     this" / "less like this" under each paper shown in full.
 
-    The subscriber's ``max_papers_per_keyword`` papers of each section are
-    shown in full, the rest as compact rows. Over the limit, full entries
-    become rows, the lowest-ranked of every section first (the per-section
-    number shown in full goes down); only if every paper as a row is still
-    too much are the lowest-ranked rows of every section left out (the
-    mail says how many and why; the cycle records them as skipped).
-    Sizes are estimated from the renders so far, so a few renders suffice.
+    The mail's best-ranked papers are shown in full (the subscriber's
+    ``max_papers_per_keyword`` at most in one section), the rest as compact
+    rows (``selection``). Over the limit, full entries become rows, the
+    lowest-ranked of the mail first; only if every paper as a row is still
+    too much are the lowest-ranked rows left out (the mail says how many and
+    why; the cycle records them as skipped). Sizes are estimated from the
+    renders so far, so a few renders suffice.
     """
     limit = subscriber.max_papers_per_keyword or settings.max_papers_per_keyword
     made = links(tuple(r.match.paper.id for r in ranked)) if links is not None else None
@@ -208,7 +208,7 @@ def compose(
     html = render_html(digest, settings, made, context)
     if fits(html):
         return digest, render(digest, settings, html, made, context)
-    fitted, fitted_html = fit_to_limit(build, html_of, digest, html, limit)
+    fitted, fitted_html = fit_to_limit(build, html_of, digest, html)
     return fitted, render(fitted, settings, fitted_html, made)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from digest.compose.selection import AUTHORS_SECTION, HTML_LIMIT
+from digest.compose.selection import AUTHORS_SECTION, HTML_LIMIT, TOP_SECTION, home
 from digest.latex import name as latex_name
 from digest.latex import text as latex_text
 from digest.matching import highlight_spans
@@ -25,6 +25,7 @@ ABSTRACT_LIMIT = 1200  # characters shown before "read more"
 EXCERPT_LIMIT = 300  # characters of a sentence shown from past the cut, for its match
 AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last
 ROW_AUTHORS = 2  # a compact row names the first two, then "et al."
+TOP_OF_THE_WEEK = "Top of the week"  # a weekly reader's top of the mail
 ACKNOWLEDGEMENT = "Thank you to arXiv for use of its open access interoperability."
 
 
@@ -166,7 +167,10 @@ def _abstract(p: Paper, phrases: tuple[str, ...]) -> str:
     return " ".join([shown.abstract, *added])
 
 
-def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) -> dict[str, Any]:
+def _paper_view(
+    m: Match, all_keywords: Sequence[str], like: str | None = None, top: bool = False
+) -> dict[str, Any]:
+    """A full entry; ``top``: in the top of the mail, where no heading says what it matched."""
     p: Paper = m.paper
     shown = _paper_text(p)
     title, abstract = shown.title, _abstract(p, m.keywords)
@@ -188,7 +192,8 @@ def _paper_view(m: Match, all_keywords: Sequence[str], like: str | None = None) 
         "journal_ref": p.journal_ref,
         "doi": p.doi,
         "matched": list(m.keywords),
-        "also_matched": [k for k in m.keywords[1:] if k in all_keywords],
+        "also_matched": [k for k in m.keywords[0 if top else 1 :] if k in all_keywords],
+        "matched_label": "matches" if top else "also matches",
         "like": like,
         "abs_url": p.abs_url,
         "pdf_url": p.pdf_url,
@@ -254,12 +259,18 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
     sub = digest.subscriber
     sections = [
         {
-            "keyword": s.keyword,
+            "keyword": TOP_OF_THE_WEEK
+            if s.keyword == TOP_SECTION and sub.frequency == "weekly"
+            else s.keyword,
+            "is_top": s.keyword == TOP_SECTION,
             "is_authors": s.keyword == AUTHORS_SECTION,
             "anchor": f"k{i}",
             "count": len(s.shown),
             "papers": [
-                {**_paper_view(r.match, sub.keywords, r.like), **_feedback(links, r.match.paper.id)}
+                {
+                    **_paper_view(r.match, sub.keywords, r.like, s.keyword == TOP_SECTION),
+                    **_feedback(links, r.match.paper.id),
+                }
                 for r in s.full
             ],
             "rows": [_row_view(r) for r in s.compact],
@@ -267,6 +278,8 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
         }
         for i, s in enumerate(digest.sections)
     ]
+    # what the matches came by, whether or not their papers moved to the top
+    homes = {home(r) for s in digest.sections for r in (*s.shown, *s.left_out)}
     sender_addr = format_sender(sender)
     return {
         "subscriber": {
@@ -285,6 +298,8 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
         "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
         "empty_reason": digest.empty_reason,
         "keywords": [s["keyword"] for s in sections],
+        "matched_keywords": [k for k in sub.keywords if k in homes],
+        "by_authors": AUTHORS_SECTION in homes,
         "unsubscribe_url": links.unsubscribe
         if links is not None
         else f"mailto:{sender_addr.addr_spec}?subject=unsubscribe",

@@ -190,6 +190,71 @@ def test_600_matches_leave_the_lowest_ranked_out_and_the_mail_says_so() -> None:
         assert "would otherwise pass 100 KB" in part and "will not be sent again" in part
 
 
+# -- space by relevance ----------------------------------------------------------------
+
+LONG = "We describe the setting, the data and the evaluation protocol at length. " * 15
+
+
+def nlp_day(n: int = 30) -> list[Paper]:
+    """Off-topic papers that mention retrieval once, and on-topic language model papers."""
+    off = [
+        paper(i, f"A study of soil moisture, part {i}", LONG + "It uses retrieval once.")
+        for i in range(1, n + 1)
+    ]
+    on = [
+        paper(100 + i, f"Language model alignment, part {i}", "A language model. " * 3 + LONG)
+        for i in range(1, n + 1)
+    ]
+    return off + on
+
+
+NLP = Subscriber(email="r@example.org", keywords=("retrieval", "language model"))
+
+
+def scores(rs) -> list[float]:
+    return [r.score for r in rs]
+
+
+def test_the_mail_opens_with_the_days_best_papers_wherever_their_section_is() -> None:
+    digest, rendered = composed(NLP, nlp_day(5))
+    top, *rest = digest.sections
+    assert top.keyword == "Top of today" and len(top.shown) == 3
+    best = sorted(digest.shown, key=lambda r: -r.score)[:3]
+    assert top.shown == tuple(best)
+    assert [s.keyword for s in rest] == ["retrieval", "language model"]
+    assert order(rendered.text)[:3] == [r.match.paper.id for r in best]
+    assert "TOP OF TODAY (3)" in rendered.text and "Top of today" in rendered.html
+    assert sorted(digest.paper_ids) == sorted(p.id for p in nlp_day(5))  # each paper once
+    # the subject still names a keyword whose papers all moved to the top
+    assert rendered.subject == "10 new arXiv papers: retrieval and language model"
+
+
+def test_full_entries_go_to_the_most_relevant_wherever_their_section_is() -> None:
+    digest, rendered = composed(NLP, nlp_day())
+    full = [r for s in digest.sections for r in s.full]
+    rows = [r for s in digest.sections for r in s.compact]
+    assert len(rendered.html.encode()) <= HTML_LIMIT and full and rows
+    assert min(scores(full)) >= max(scores(rows))
+    assert digest.count == 60 and digest.left_out == 0
+
+
+def test_the_least_relevant_are_left_out_first_whatever_their_section() -> None:
+    ps = [replace(p, id=f"2612.{i:05d}") for i, p in enumerate(nlp_day(150) * 2)]
+    digest, rendered = composed(NLP, ps)
+    assert len(rendered.html.encode()) <= HTML_LIMIT
+    left = [r for s in digest.sections for r in s.left_out]
+    assert left and digest.count + len(left) == len(ps)
+    assert max(scores(left)) <= min(scores(digest.shown))
+
+
+def test_followed_authors_papers_come_before_the_keyword_sections() -> None:
+    sub = Subscriber(email="r@example.org", keywords=("compiler",), authors=("Grace Hopper",))
+    ps = [paper(i, f"A compiler, part {i}", authors=("A One",)) for i in range(1, 3)]
+    ps.append(paper(9, "Notes on navigation", authors=("Grace Hopper",)))
+    digest, _ = composed(sub, ps)
+    assert [s.keyword for s in digest.sections] == ["Authors you follow", "compiler"]
+
+
 # -- real cycles -------------------------------------------------------------------
 
 

@@ -213,7 +213,7 @@ def first_authors(authors: Sequence[str]) -> str:
 
 
 def _row_view(r: Ranked) -> dict[str, Any]:
-    """A compact row: linked title, first authors, categories, PDF link, what matched."""
+    """A compact row: linked title, first authors, categories, what matched (and ``pdf_url``)."""
     m, p = r.match, r.match.paper
     shown = _paper_text(p)
     return {

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from digest.arxiv.fetch import ArxivClient, Progress
-from digest.arxiv.query import Terms, build_queries, id_batches, last_announced, window
+from digest.arxiv.query import (
+    Terms,
+    build_queries,
+    category_query,
+    id_batches,
+    last_announced,
+    window,
+)
 
 __all__ = [
     "ArxivClient",
     "Progress",
     "Terms",
     "build_queries",
+    "category_query",
     "id_batches",
     "last_announced",
     "window",

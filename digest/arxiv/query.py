@@ -111,6 +111,32 @@ def _category_clause(c: str) -> str:
     return f"cat:{c}" if "." in c else f"cat:{c}.*"
 
 
+def category_query(
+    categories: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    within: Sequence[str] = (),
+    api_url: str,
+    page_size: int,
+    max_url_length: int = MAX_URL_LENGTH,
+) -> str:
+    """One ``search_query`` for every paper of ``categories`` submitted in [start, end].
+
+    ``categories`` are arXiv categories as papers carry them (``cs.CL``,
+    ``hep-th``), asked as they are; ``within`` is the global restriction.
+    Always one query, so its pages are the only requests: when naming every
+    category would make the URL too long, each archive is asked whole
+    (``cs.*``).
+    """
+    names = list(dict.fromkeys(categories))
+    query = _assemble([f"cat:{c}" for c in names], within, start, end)
+    if url_length(api_url, query, page_size) <= max_url_length:
+        return query
+    archives = dict.fromkeys(c.split(".")[0] + (".*" if "." in c else "") for c in names)
+    return _assemble([f"cat:{a}" for a in archives], within, start, end)
+
+
 def _assemble(
     clauses: Sequence[str], categories: Sequence[str], start: datetime, end: datetime
 ) -> str:

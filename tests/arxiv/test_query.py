@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from digest.arxiv.query import (
+    MAX_URL_LENGTH,
     MAX_WINDOW_DAYS,
     Terms,
     build_queries,
+    category_query,
     last_announced,
     page_params,
     url_length,
@@ -106,3 +108,18 @@ def test_announcements_keep_eastern_time_across_daylight_saving() -> None:
     opened, closed = last_announced(datetime(2026, 11, 2, 7, tzinfo=UTC))
     assert opened == datetime(2026, 10, 29, 18, tzinfo=UTC)  # Thursday 14:00 EDT
     assert closed == datetime(2026, 10, 30, 18, tzinfo=UTC)  # Friday 14:00 EDT
+
+
+def test_one_category_query_for_every_liked_category_over_a_window() -> None:
+    start = datetime(2026, 11, 27, 19, tzinfo=UTC)
+    q = category_query(("cs.CL", "hep-th", "cs.CL"), start, NOW, api_url=API, page_size=1000)
+    assert q == "(cat:cs.CL OR cat:hep-th) AND submittedDate:[202611271900 TO 202611300700]"
+    within = category_query(("cs.CL",), start, NOW, within=("cs",), api_url=API, page_size=1000)
+    assert within.startswith("(cat:cs.CL) AND (cat:cs.*) AND submittedDate:")
+
+
+def test_too_many_categories_for_one_url_ask_their_archives_whole() -> None:
+    many = (*(f"cs.X{i:03d}" for i in range(400)), "hep-th", "astro-ph.GA")
+    q = category_query(many, NOW - timedelta(days=1), NOW, api_url=API, page_size=1000)
+    assert q.startswith("(cat:cs.* OR cat:hep-th OR cat:astro-ph.*) AND submittedDate:")
+    assert url_length(API, q, 1000) <= MAX_URL_LENGTH

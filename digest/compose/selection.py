@@ -14,14 +14,18 @@ Space goes by relevance, not by section. Every match appears once, and:
   rest follow in their sections as compact rows;
 * the size limit takes from the least relevant first: ``full`` and ``shown``
   cap the mail's full entries and papers, in rank order (``fit_to_limit``).
+
+Beyond the matches, a reader with likes may be offered up to
+``BEYOND_PAPERS`` papers of the categories they like that matched none of
+their keywords (``pick_beyond``): a section of its own, never a match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
-from digest.models import Digest, Match, Ranked, Section, Subscriber
+from digest.models import Digest, Match, Offer, Ranked, Section, Subscriber
 from digest.ranking import order_section
 
 TOP_SECTION = "Top of today"
@@ -31,6 +35,16 @@ AUTHORS_SECTION = "Authors you follow"
 TOP_PAPERS = 3
 # Gmail clips HTML over ~102 KB, which hides the footer.
 HTML_LIMIT = 100_000
+BEYOND_PAPERS = 5
+# The score a paper that matched no keyword needs to be offered. With no keyword
+# and no followed author its score is its closeness to the reader's likes alone,
+# in units of the closest paper of the day (``digest.ranking``: the cycle scores
+# it among the reader's matches): 0.5 is at least half as close as that one, the
+# point where the ranker starts naming the liked paper it resembles. On real
+# listing days it lets 0-3 of some 400 papers of a reader's liked categories
+# through, 20 for a reader whose one keyword misses most of what they like
+# (benchmarks/visibility.py).
+BEYOND_FLOOR = 0.5
 
 
 def home(r: Ranked) -> str:
@@ -47,6 +61,23 @@ def _places(kept: Sequence[Ranked]) -> list[str]:
     return homes
 
 
+def pick_beyond(scored: Iterable[Ranked], categories: Sequence[str]) -> tuple[Offer, ...]:
+    """What to offer beyond the keywords: up to ``BEYOND_PAPERS`` of ``scored``, best first.
+
+    Only papers that matched no keyword and no followed author, that carry
+    one of ``categories`` (the reader's liked ones), scoring ``BEYOND_FLOOR``
+    or more; none at all when nothing does.
+    """
+    out: list[Offer] = []
+    for r in order_section(scored):
+        if len(out) == BEYOND_PAPERS or r.score < BEYOND_FLOOR:
+            break
+        category = next((c for c in r.match.paper.categories if c in categories), None)
+        if not (r.match.keywords or r.match.authors) and category is not None:
+            out.append(Offer(r, category))
+    return tuple(out)
+
+
 def build_digest(
     subscriber: Subscriber,
     ranked: Sequence[Ranked],
@@ -58,6 +89,7 @@ def build_digest(
     empty_reason: str | None = None,
     full: int | None = None,
     shown: int | None = None,
+    beyond: Sequence[Offer] = (),
 ) -> Digest:
     """The digest of ``ranked`` (see the module docstring for where each paper goes).
 
@@ -66,7 +98,7 @@ def build_digest(
     levers: ``fit_to_limit``); those past ``shown`` are left out, in their
     sections. ``revisions`` are papers sent before that have a newer version,
     newest update first, held to ``max_per_keyword`` (those left out are not
-    recorded and come in a later digest).
+    recorded and come in a later digest). ``beyond``: ``pick_beyond``'s offers.
     """
     order = order_section(ranked)
     kept, left = (order, ()) if shown is None else (order[:shown], order[shown:])
@@ -96,6 +128,7 @@ def build_digest(
             sorted(revisions, key=lambda m: (m.paper.updated, m.paper.id), reverse=True)
         )[:max_per_keyword],
         empty_reason=empty_reason,
+        beyond=tuple(beyond),
     )
 
 

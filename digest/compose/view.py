@@ -296,6 +296,15 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
         "size_limit_kb": HTML_LIMIT // 1000,
         "sections": sections,
         "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
+        # papers beyond the keywords, each with the liked category it is in
+        "beyond": [
+            {
+                **_paper_view(o.ranked.match, sub.keywords, o.ranked.like),
+                **_feedback(links, o.ranked.match.paper.id),
+                "category": o.category,
+            }
+            for o in digest.beyond
+        ],
         "empty_reason": digest.empty_reason,
         "keywords": [s["keyword"] for s in sections],
         "matched_keywords": [k for k in sub.keywords if k in homes],

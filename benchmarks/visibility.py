@@ -20,6 +20,12 @@ full, whether those are the mail's best-ranked, and where the three best
 stand in the mail; before (``--space-rev``, default main before space went
 by relevance: per-section caps, keyword order, authors last) and after.
 
+Beyond the keywords: for the heavy readers and three more (vision, safety,
+medical: one keyword each, likes from the same listing), how many papers of
+their liked categories match none of their keywords, how many of those reach
+``selection.BEYOND_FLOOR`` when scored among the reader's matches (as the
+cycle scores them), and the titles offered.
+
 Cost: two real cycles in the same run, against the loopback arXiv server
 (the day's papers as Atom entries) and a loopback aiosmtpd, with 1,000
 readers (1-2 keywords, half of them with 8 liked papers): one ranked, one
@@ -224,6 +230,51 @@ def heavy_readers() -> dict[str, Any]:
     return out
 
 
+BEYOND_READERS = [
+    *HEAVY,
+    ("vision", ("segmentation",), ("diffusion",)),
+    ("safety", ("safety",), ("alignment",)),
+    ("medical", ("medical",), ("medical",)),
+]
+
+
+def beyond_the_keywords() -> None:
+    """How many papers of the readers' liked categories pass the floor, and which are offered."""
+    from digest.compose.selection import BEYOND_FLOOR, pick_beyond
+    from digest.cycle.plan import Beyond, beyond_candidates, liked_categories
+    from digest.matching.rules import contains_phrase, match_all
+    from digest.models import Liked, Match, Subscriber
+    from digest.ranking import relevance as rank
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ranking_quality import LIKES_DAY, load
+
+    papers = the_day()
+    corpus = rank.build_corpus(papers)
+    pool = load(LIKES_DAY)
+    known = {p.id: p for p in (*papers, *pool)}
+    beyond = Beyond.of(papers, known)
+    print(f"\nBeyond the keywords: {len(papers)} papers, floor {BEYOND_FLOOR}")
+    for name, keywords, field in BEYOND_READERS:
+        liked = [p for p in pool if any(contains_phrase(p.title, w) for w in field)]
+        liked = random.Random(name).sample(liked, min(8, len(liked)))
+        sub = Subscriber(f"{name}@example.org", keywords, likes=tuple(Liked(p.id) for p in liked))
+        matches = match_all(papers, sub)
+        categories = liked_categories(sub.likes, known)
+        handled = {m.paper.id: 1 for m in matches}
+        candidates = beyond_candidates(sub, handled, beyond, categories)
+        profile = rank.build_profile(corpus, sub.likes, papers=known)
+        scored = rank.rank((*matches, *(Match(p, ()) for p in candidates)), corpus, profile)
+        passing = sum(1 for r in scored if not r.match.keywords and r.score >= BEYOND_FLOOR)
+        offers = pick_beyond(scored, categories)
+        print(
+            f"  {name:<9} {len(matches):>3} matches; {len(candidates)} papers of "
+            f"{', '.join(categories)} match no keyword, {passing} reach the floor"
+        )
+        for o in offers:
+            print(f"      {o.ranked.score:.2f}  {o.ranked.match.paper.title[:80]}")
+
+
 def print_heavy(label: str, result: dict[str, Any]) -> None:
     for name, r in result.items():
         print(
@@ -295,6 +346,7 @@ def visibility(rev: str, space_rev: str | None) -> None:
     if space_rev:
         print_heavy(f"before ({space_rev})", before(space_rev, "--heavy-only"))
     print_heavy("after", heavy_readers())
+    beyond_the_keywords()
     print("\nVisibility: one reader's one mail")
     one_reader(150)
     one_reader(600)
@@ -357,7 +409,8 @@ def cost(n: int) -> None:
     unranked = compose_stream._rank
 
     def date_order(matched: Any, plan: Any) -> tuple[Any, ...]:
-        return tuple(Ranked(m, 0.0) for m in plan.matches)  # compose sorts: newest first
+        # compose sorts equal scores newest first; nothing beyond the keywords
+        return tuple(Ranked(m, 0.0) for m in plan.matches), ()
 
     inside = [0.0]  # seconds spent ranking (the corpus is built on the first call)
 

@@ -11,6 +11,7 @@ the plan too; the cycle writes it only after the side effect it depends on.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,8 +22,10 @@ from digest.cycle.timing import announcements_between, slot_on, weekly_slot
 from digest.errors import UsageError
 from digest.matching import (
     PaperIndex,
+    by_author,
     in_categories,
     match_paper,
+    mentions,
     paper_text,
     phrase_key,
     unique_phrases,
@@ -78,6 +81,10 @@ class Plan:
     term_keys: tuple[str, ...] = ()  # watermarks the store must hold after the cycle
     watermark_start: datetime | None = None  # where a new term's watermark starts
     cycle_id: str = ""
+    # papers that may be offered beyond the keywords (not matches), and why: the
+    # categories of the papers the reader likes
+    beyond: tuple[Paper, ...] = ()
+    liked_categories: tuple[str, ...] = ()
 
     @property
     def sends(self) -> bool:
@@ -88,6 +95,30 @@ class Plan:
 class CyclePlan:
     plans: tuple[Plan, ...]
     new_papers: int  # fetched ids the cache did not have
+
+
+@dataclass(frozen=True, slots=True)
+class Beyond:
+    """What this cycle's sections beyond the readers' keywords are chosen from: ``Beyond.of``."""
+
+    known: Mapping[str, Paper] = field(default_factory=dict)  # every paper by id, liked ones too
+    # the liked categories' papers of arXiv's latest announcement, under each
+    # category they carry: a reader looks at their few categories only
+    by_category: Mapping[str, tuple[Paper, ...]] = field(default_factory=dict)
+    texts: Mapping[str, str] = field(default_factory=dict)  # those papers normalised, by id
+
+    @classmethod
+    def of(cls, papers: Iterable[Paper], known: Mapping[str, Paper]) -> Beyond:
+        by_category: dict[str, list[Paper]] = {}
+        texts = {}
+        for p in papers:
+            texts[p.id] = paper_text(p)
+            for c in dict.fromkeys(p.categories):
+                by_category.setdefault(c, []).append(p)
+        return cls(known, {c: tuple(ps) for c, ps in by_category.items()}, texts)
+
+
+NO_BEYOND = Beyond()
 
 
 # --------------------------------------------------------------------------
@@ -259,6 +290,48 @@ def as_chosen(sub: Subscriber, reader: ReaderState, settings: Settings) -> Subsc
     return replace(sub, frequency=frequency, weekday=weekday, likes=likes, dislikes=reader.dislikes)
 
 
+def liked_categories(likes: Sequence[Liked], known: Mapping[str, Paper]) -> tuple[str, ...]:
+    """The primary categories of the liked papers ``known`` holds, the most liked first.
+
+    A liked paper known only by its text (a library entry without an id) has
+    no category, nor one not looked up yet.
+    """
+    counts = Counter(
+        known[like.arxiv_id].primary_category
+        for like in likes
+        if like.arxiv_id is not None and like.arxiv_id in known
+    )
+    return tuple(c for c, _ in counts.most_common())
+
+
+def beyond_candidates(
+    sub: Subscriber,
+    handled: Mapping[str, int],
+    beyond: Beyond,
+    categories: Sequence[str],
+    global_categories: Sequence[str] = (),
+) -> tuple[Paper, ...]:
+    """The papers ``sub`` may be offered beyond their keywords, before ranking.
+
+    In one of ``categories`` (theirs: ``liked_categories``) and the global
+    ones; touching nothing the reader set (no keyword, whatever the
+    categories, no excluded phrase, no followed author: those are matches,
+    or vetoed); not ``handled`` (delivered, skipped or offered before); not
+    a paper they like or dislike.
+    """
+    own = {like.arxiv_id for like in sub.likes} | set(sub.dislikes)
+    papers = dict.fromkeys(p for c in categories for p in beyond.by_category.get(c, ()))
+    out = []
+    for p in papers:
+        if p.id in handled or p.id in own or not in_categories(p, global_categories):
+            continue
+        if mentions(p, (*sub.keywords, *sub.exclude), beyond.texts.get(p.id)):
+            continue
+        if not any(by_author(p, a) for a in sub.authors):
+            out.append(p)
+    return tuple(out)
+
+
 def _weekly_slot(
     sub: Subscriber, state: SubscriberState, settings: Settings, now: datetime
 ) -> tuple[datetime | None, bool]:
@@ -289,8 +362,14 @@ def plan_subscriber(
     now: datetime,
     last_fetch: datetime | None,
     reader: ReaderState | None = None,
+    *,
+    beyond: Beyond = NO_BEYOND,
 ) -> Plan:
-    """What ``sub`` gets this cycle, and why; ``reader``: what they chose by reply."""
+    """What ``sub`` gets this cycle, and why; ``reader``: what they chose by reply.
+
+    ``beyond``: the papers a reader with likes who gets a digest may be
+    offered beyond their keywords (``Plan.beyond``, not matches).
+    """
     reader = reader or ReaderState()
     sub = as_chosen(sub, reader, settings)
     start = term_start(now, settings)
@@ -314,7 +393,16 @@ def plan_subscriber(
     base = replace(base, served_slot=slot)
     if matches or revisions:
         ident = cycle_id(now, (*matches, *revisions))
-        return replace(base, reason="send", revisions=revisions, cycle_id=ident)
+        liked = liked_categories(sub.likes, beyond.known) if beyond.by_category else ()
+        seen = {**handled, **state.offered} if state.offered else handled
+        return replace(
+            base,
+            reason="send",
+            revisions=revisions,
+            cycle_id=ident,
+            beyond=beyond_candidates(sub, seen, beyond, liked, cats) if liked else (),
+            liked_categories=liked,
+        )
     if sub.send_empty and state.last_empty != f"{now:%Y-%m-%d}":
         reason = _empty_reason(state, now, last_fetch)
         return replace(base, reason="empty-note", empty_reason=reason, cycle_id=cycle_id(now, ()))

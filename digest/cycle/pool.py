@@ -22,7 +22,7 @@ from datetime import datetime
 from digest import compose
 from digest.cycle.plan import Plan
 from digest.errors import DigestError
-from digest.models import Digest, Ranked, Settings
+from digest.models import Digest, Offer, Ranked, Settings
 
 POOL_READERS = 200  # fewer messages than this are composed in-process
 AHEAD = 2  # messages composed ahead per worker
@@ -38,10 +38,13 @@ def message(
     created: datetime,
     links: compose.LinkMaker | None = None,
     seen: Callable[[Digest, compose.Rendered], None] | None = None,
+    *,
+    beyond: Sequence[Offer] = (),
 ) -> tuple[Digest, bytes]:
     """``plan``'s digest, its matches in ``ranked`` order, and its message, serialised once.
 
-    ``seen`` is shown the rendering before it is serialised (the preview keeps the HTML).
+    ``seen`` is shown the rendering before it is serialised (the preview keeps
+    the HTML); ``beyond``: what the mail offers beyond the keywords.
     """
     digest, rendered = compose.compose(
         plan.subscriber,
@@ -52,6 +55,7 @@ def message(
         revisions=plan.revisions,
         empty_reason=plan.empty_reason,
         links=links,
+        beyond=beyond,
     )
     if seen is not None:
         seen(digest, rendered)
@@ -61,6 +65,7 @@ def message(
 def _in_worker(
     plan: Plan,
     ranked: Sequence[Ranked],
+    beyond: Sequence[Offer],
     settings: Settings,
     created: datetime,
     links: compose.LinkMaker | None,
@@ -68,7 +73,7 @@ def _in_worker(
     # errors cross the process boundary as text: DigestError's fields need not pickle
     started = time.perf_counter()
     try:
-        digest, data = message(plan, ranked, settings, created, links)
+        digest, data = message(plan, ranked, settings, created, links, beyond=beyond)
         return digest, data, time.perf_counter() - started
     except DigestError as exc:
         return str(exc)
@@ -83,7 +88,7 @@ def workers_for(messages: int) -> int:
 
 
 async def pooled(
-    plans: Iterable[tuple[Plan, Sequence[Ranked], compose.LinkMaker | None]],
+    plans: Iterable[tuple[Plan, Sequence[Ranked], Sequence[Offer], compose.LinkMaker | None]],
     settings: Settings,
     created: datetime,
     workers: int,
@@ -91,9 +96,10 @@ async def pooled(
 ) -> AsyncGenerator[tuple[Plan, Composed], None]:
     """Each plan with its composed message, in order, from ``workers`` processes.
 
-    The plans come ranked, with the reader's link maker: the cycle's corpus
-    stays in the cycle's process and only each reader's ordered matches and
-    a picklable link maker cross to a worker.
+    The plans come ranked, with what they offer beyond the keywords and the
+    reader's link maker: the cycle's corpus stays in the cycle's process and
+    only each reader's ordered matches, offers and a picklable link maker
+    cross to a worker.
     """
     # forkserver: the cycle's process has threads (the event loop's), fork is unsafe
     context = multiprocessing.get_context("forkserver")
@@ -105,8 +111,8 @@ async def pooled(
     def submit() -> None:
         item = next(todo, None)
         if item is not None and not stopped():
-            plan, ranked, links = item
-            work = pool.submit(_in_worker, plan, ranked, settings, created, links)
+            plan, ranked, beyond, links = item
+            work = pool.submit(_in_worker, plan, ranked, beyond, settings, created, links)
             queued.append((plan, work))
 
     try:

@@ -21,14 +21,15 @@ from digest.cycle import pool as composer
 from digest.cycle.dispatch import Outgoing
 from digest.cycle.inputs import Cycle
 from digest.cycle.phases import Phases
-from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
+from digest.cycle.plan import NO_BEYOND, Beyond, Candidates, Plan, Snapshot, plan_subscriber
 from digest.cycle.report import Reports, Status, SubscriberReport
 from digest.errors import DigestError
-from digest.models import Digest, Paper, Ranked, Subscriber
+from digest.models import Digest, Match, Offer, Paper, Ranked, Subscriber
 from digest.replies import reader_links
 
-# what composing one message takes: the plan, its matches ranked, the reader's link maker
-Ranking = tuple[Plan, Sequence[Ranked], compose.LinkMaker | None]
+# what composing one message takes: the plan, its matches ranked, what it offers
+# beyond them, the reader's link maker
+Ranking = tuple[Plan, Sequence[Ranked], Sequence[Offer], compose.LinkMaker | None]
 # a plan with its digest and message, or with why they could not be composed
 Made = tuple[Plan, tuple[Digest, bytes] | str]
 
@@ -52,14 +53,29 @@ class Matched:
 
 
 def replan(
-    cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates, phases: Phases
+    cycle: Cycle,
+    subs: Sequence[Subscriber],
+    before: Snapshot,
+    pool: Candidates,
+    phases: Phases,
+    beyond: Beyond = NO_BEYOND,
 ) -> Iterator[Plan]:
-    """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
+    """The plans of ``subs`` again, one at a time (the same pure function, the same answer).
+
+    With ``beyond``, each plan also holds what its reader may be offered beyond their keywords.
+    """
     for sub in subs:
         with phases.phase("plan"):
             state, reader = before.state(sub.email), before.reader(sub.email)
             plan = plan_subscriber(
-                sub, state, pool, cycle.settings, cycle.now, before.last_fetch, reader
+                sub,
+                state,
+                pool,
+                cycle.settings,
+                cycle.now,
+                before.last_fetch,
+                reader,
+                beyond=beyond,
             )
         yield plan
 
@@ -104,7 +120,7 @@ def _source(
     cycle: Cycle, matched: Matched, plans: Iterator[Plan], count: int, phases: Phases
 ) -> AsyncGenerator[Made, None]:
     """The plans' messages, from a pool of processes when there are many, else from this one."""
-    ranked = ((p, _rank(matched, p), _links(cycle, p.subscriber.email)) for p in plans)
+    ranked = (_ranking(cycle, matched, p) for p in plans)
     # the preview hook is shown each rendering, which never leaves the process that made it
     workers = 0 if cycle.hooks.on_composed is not None else composer.workers_for(count)
     if workers:
@@ -140,11 +156,17 @@ async def _in_process(
             got = next(ranked, None)
             if got is None:
                 return
-            plan, order, links = got
+            plan, order, offers, links = got
             result: tuple[Digest, bytes] | str
             try:
                 result = composer.message(
-                    plan, order, cycle.settings, cycle.now, links, cycle.hooks.on_composed
+                    plan,
+                    order,
+                    cycle.settings,
+                    cycle.now,
+                    links,
+                    cycle.hooks.on_composed,
+                    beyond=offers,
                 )
             except DigestError as exc:
                 result = str(exc)
@@ -153,8 +175,22 @@ async def _in_process(
         await asyncio.sleep(0)
 
 
-def _rank(matched: Matched, plan: Plan) -> tuple[Ranked, ...]:
-    """``plan``'s matches scored for its reader: keywords, and closeness to their likes."""
+def _ranking(cycle: Cycle, matched: Matched, plan: Plan) -> Ranking:
+    """What composing ``plan``'s message takes (``Ranking``)."""
+    ranked, offers = _rank(matched, plan)
+    # the candidates beyond the keywords (a few thousand papers) stay in this
+    # process: only the offers cross to a composing one
+    return replace(plan, beyond=()), ranked, offers, _links(cycle, plan.subscriber.email)
+
+
+def _rank(matched: Matched, plan: Plan) -> tuple[tuple[Ranked, ...], tuple[Offer, ...]]:
+    """``plan``'s matches scored for its reader, and what to offer them beyond the keywords.
+
+    Matches score by keywords and closeness to the reader's likes. The papers
+    beyond the keywords are scored among the matches, so that their scale is
+    the day's (``compose.pick_beyond`` and its floor); the matches' order is
+    their own ranking's, unchanged by them.
+    """
     # likes: from subscribers.yaml and from "more like this" replies; dislikes:
     # "less like this" (plan.as_chosen merged them into the plan's subscriber)
     likes, dislikes = plan.subscriber.likes, plan.subscriber.dislikes
@@ -163,7 +199,12 @@ def _rank(matched: Matched, plan: Plan) -> tuple[Ranked, ...]:
         if likes or dislikes
         else None
     )
-    return ranking.rank(plan.matches, matched.corpus, profile or ranking.NO_PROFILE)
+    ranked = ranking.rank(plan.matches, matched.corpus, profile or ranking.NO_PROFILE)
+    if profile is None or not plan.beyond:
+        return ranked, ()
+    candidates = (Match(paper=p, keywords=()) for p in plan.beyond)
+    scored = ranking.rank((*plan.matches, *candidates), matched.corpus, profile)
+    return ranked, compose.pick_beyond(scored, plan.liked_categories)
 
 
 def _links(cycle: Cycle, email: str) -> compose.LinkMaker | None:

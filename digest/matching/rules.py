@@ -228,6 +228,15 @@ def match_all(
     return tuple(out)
 
 
+def mentions(paper: Paper, phrases: Iterable[str], text: str | None = None) -> bool:
+    """Does any of ``phrases`` occur in the paper's title or abstract, as matching decides?
+
+    ``text`` is ``paper_text(paper)`` when the caller has it already.
+    """
+    text = paper_text(paper) if text is None else text
+    return any(_has(text, phrase) for phrase in phrases)
+
+
 def keyword_matches(paper: Paper, keyword: str) -> bool:
     """Does ``keyword`` occur in the paper's title or abstract (the archive's test)?"""
     return _has(paper_text(paper), keyword)

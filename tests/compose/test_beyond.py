@@ -34,9 +34,7 @@ def links(ids: tuple[str, ...]):
     return reader_links(SECRET, "papers@digest.test", READER.email, ids)
 
 
-def test_up_to_five_papers_above_the_floor_best_first_and_only_those_that_matched_nothing() -> (
-    None
-):
+def test_up_to_five_above_the_floor_best_first_and_only_papers_that_matched_nothing() -> None:
     scored = [unmatched(i, s) for i, s in enumerate((0.9, 0.3, 0.7, 0.6, 0.55, 0.52, 0.51), 1)]
     scored.append(replace(matched(20, "A compiler"), score=2.0))  # a match is never offered
     scored.append(unmatched(21, 0.95, cats=("math.AG",)))  # outside the liked categories

@@ -9,16 +9,20 @@ from pathlib import Path
 import pytest
 
 from digest.cycle.plan import (
+    Beyond,
     Snapshot,
     cycle_id,
     fetch_terms,
+    liked_categories,
     plan_cycle,
+    plan_subscriber,
     revision_watch,
     select_subscribers,
     term_key,
 )
+from digest.cycle.plan import candidates as pool_of
 from digest.errors import UsageError
-from digest.models import Config, Paper, Settings, Subscriber
+from digest.models import Config, Liked, Paper, Settings, Subscriber
 from digest.store.store import SubscriberState
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # a Wednesday
@@ -174,3 +178,62 @@ def test_only_one_subscriber_and_an_unknown_one_is_a_usage_error() -> None:
     assert select_subscribers(cfg, None) == (ALICE, bob)
     with pytest.raises(UsageError, match=r"no subscriber carol@example\.org"):
         select_subscribers(cfg, "carol@example.org")
+
+
+# -- beyond the keywords ------------------------------------------------------
+
+
+def in_cats(pid: str, title: str, *cats: str, abstract: str = "An abstract.", **kw) -> Paper:
+    return replace(
+        paper(pid, title), abstract=abstract, categories=cats, primary_category=cats[0], **kw
+    )
+
+
+LIKED = in_cats("2601.00001", "Parsing with attention", "cs.CL", "cs.LG")
+FAN = replace(
+    ALICE, exclude=("survey",), authors=("Jane Roe",), likes=(Liked(LIKED.id), Liked("2601.09999"))
+)
+
+
+def beyond_plan(sub: Subscriber, state: SubscriberState, offered: tuple[Paper, ...]):
+    match = paper("2611.00001", "A graph neural network for X")
+    beyond = Beyond.of(offered, {LIKED.id: LIKED, **{p.id: p for p in offered}})
+    pool = pool_of((), (match,))
+    return plan_subscriber(sub, state, pool, SETTINGS, NOW, None, beyond=beyond)
+
+
+def test_beyond_candidates_are_liked_categories_papers_that_touch_nothing_the_reader_set() -> None:
+    ok = in_cats("2611.00010", "Tagging parts of speech", "cs.CL")
+    cross = in_cats("2611.00011", "Speech in the wild", "eess.AS", "cs.CL")
+    others = [
+        in_cats("2611.00020", "Graph neural networks for parsing", "cs.CL"),  # a keyword
+        in_cats("2611.00021", "A survey of parsers", "cs.CL"),  # an excluded phrase
+        in_cats("2611.00022", "Parsers", "cs.CL", authors=("J. Roe",)),  # a followed author
+        in_cats("2611.00023", "Galaxies", "astro-ph.GA"),  # not a liked category
+        in_cats("2611.00024", "Delivered", "cs.CL"),
+        in_cats("2611.00025", "Skipped", "cs.CL"),
+        in_cats("2611.00026", "Offered", "cs.CL"),
+        LIKED,  # the liked paper itself
+    ]
+    state = SubscriberState(
+        FAN.email,
+        delivered={"2611.00024": 1},
+        skipped={"2611.00025": 1},
+        offered={"2611.00026": 1},
+    )
+    plan = beyond_plan(FAN, state, (ok, cross, *others))
+    assert plan.reason == "send" and plan.liked_categories == ("cs.CL",)
+    assert [p.id for p in plan.beyond] == [ok.id, cross.id]
+    assert [m.paper.id for m in plan.matches] == ["2611.00001"]  # matches are unchanged
+
+
+def test_a_reader_without_likes_is_offered_nothing() -> None:
+    plan = beyond_plan(ALICE, SubscriberState(ALICE.email), (in_cats("2611.00010", "T", "cs.CL"),))
+    assert plan.beyond == () and plan.liked_categories == ()
+
+
+def test_liked_categories_are_the_known_liked_papers_primary_ones_most_liked_first() -> None:
+    a, b = in_cats("2601.00002", "A", "hep-th"), in_cats("2601.00003", "B", "hep-th", "cs.CL")
+    likes = (Liked(LIKED.id), Liked(a.id), Liked(b.id), Liked("2601.09999"), Liked(None, "T"))
+    known = {p.id: p for p in (LIKED, a, b)}
+    assert liked_categories(likes, known) == ("hep-th", "cs.CL")

@@ -230,6 +230,14 @@ def test_the_mail_opens_with_the_days_best_papers_wherever_their_section_is() ->
     assert rendered.subject == "10 new arXiv papers: retrieval and language model"
 
 
+def test_a_top_paper_says_what_it_matched_and_a_weekly_mail_has_the_top_of_the_week() -> None:
+    weekly = replace(NLP, frequency="weekly", weekday="mon")
+    _, rendered = composed(weekly, nlp_day(5))
+    text = " ".join(rendered.text.split())
+    assert "TOP OF THE WEEK (3)" in text and "Top of today" not in rendered.html
+    assert text.count("matches: language model") == 3  # no heading says it in the top
+
+
 def test_full_entries_go_to_the_most_relevant_wherever_their_section_is() -> None:
     digest, rendered = composed(NLP, nlp_day())
     full = [r for s in digest.sections for r in s.full]

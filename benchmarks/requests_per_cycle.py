@@ -13,6 +13,14 @@ loopback arXiv server holding 1,700 papers submitted over the last 7 days
 page size (200) against the new default (1,000): requests, and whether both
 fetched exactly the same papers (same recall).
 
+Last, that day as a real cycle (``run_cycle``, a dry run: nothing is sent)
+with the 50 keywords, one reader each, without likes and with half of the
+readers liking two papers of the week: the requests by kind, the keyword
+queries against the category query that brings the papers beyond their
+keywords (one query for the union of the liked categories, at most
+``BEYOND_PAGES`` pages). The loopback server answers every query with all
+its papers, so each query costs its full pages, as a broad day would.
+
     python benchmarks/requests_per_cycle.py
 """
 
@@ -28,10 +36,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import tempfile  # noqa: E402
+
+from digest.arxiv.feed import parse_page  # noqa: E402
 from digest.arxiv.fetch import ArxivClient  # noqa: E402
 from digest.arxiv.query import build_queries, window  # noqa: E402
+from digest.cycle.inputs import Options, collaborators  # noqa: E402
 from digest.cycle.plan import fetch_terms  # noqa: E402
-from digest.models import ArxivSettings, Subscriber  # noqa: E402
+from digest.cycle.run import BEYOND_PAGES, run_cycle  # noqa: E402
+from digest.models import ArxivSettings, Config, Liked, Settings, Subscriber  # noqa: E402
+from digest.store import Store  # noqa: E402
 from tests.support.arxiv_server import ArxivServer, load_entries, redate  # noqa: E402
 
 DAY_PAPERS = 1700
@@ -157,6 +171,57 @@ def ordinary_day_table() -> None:
         print(f"{size:>9} {requests:>8} {(requests - 1) * 3:>12} {len(ids):>7} {label:>11}")
 
 
+def ordinary_cycle(likes: bool) -> dict[str, int]:
+    """A dry-run cycle of the ordinary day, 50 readers of one keyword each: requests by kind."""
+    header, entries = week_of_papers()
+    ids = [p.id for p in parse_page(header + b"".join(entries) + b"</feed>").papers]
+    subs = tuple(
+        Subscriber(
+            f"u{i}@example.org",
+            (k,),
+            likes=(Liked(ids[7 * i]), Liked(ids[7 * i + 3])) if likes and i % 2 else (),
+        )
+        for i, k in enumerate(VOCAB)
+    )
+    now = datetime.now(UTC)
+    with ArxivServer(header, entries) as arxiv, tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            database=Path(tmp) / "digest.json",
+            arxiv=ArxivSettings(api_url=arxiv.url, request_interval=0.0, page_size=1000),
+        )
+        config = Config(settings, subs, Path(tmp) / "subscribers.yaml")
+
+        async def go() -> None:
+            with Store.open(settings.database, now=now) as store:
+                options = Options(dry_run=True)
+                async with collaborators(settings, options, now=now) as collab:
+                    await run_cycle(config, store, collab, now=now, options=options)
+
+        asyncio.run(go())
+        kinds = {"keyword queries": 0, "liked-paper lookups": 0, "category query": 0}
+        for r in arxiv.state.requests:
+            query = r.params.get("search_query", "")
+            kind = "category query" if query.startswith("(cat:") else "keyword queries"
+            kinds["liked-paper lookups" if "id_list" in r.params else kind] += 1
+        return kinds
+
+
+def beyond_table() -> None:
+    print(
+        f"\nthe same day as a cycle (dry run), {len(VOCAB)} keywords, one reader each; "
+        f"the category query capped at {BEYOND_PAGES} pages"
+    )
+    print(f"{'':<28} {'keyword':>8} {'lookups':>8} {'category':>8} {'total':>6}")
+    for label, likes in (("no likes", False), ("half the readers like 2", True)):
+        k = ordinary_cycle(likes)
+        total = sum(k.values())
+        print(
+            f"{label:<28} {k['keyword queries']:>8} {k['liked-paper lookups']:>8} "
+            f"{k['category query']:>8} {total:>6}"
+        )
+
+
 if __name__ == "__main__":
     main()
     ordinary_day_table()
+    beyond_table()

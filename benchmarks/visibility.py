@@ -13,12 +13,25 @@ as a compact row), and its HTML size against the 100 KB limit:
   ``git archive``) and after. A paper counts as shown when its abs link
   is in the HTML.
 
+Space by relevance: three heavy readers of that day (robotics, nine
+keywords; NLP, three; LLM, two), each liking papers of their field
+from another day, with reply links as mailed: how many papers are shown in
+full, whether those are the mail's best-ranked, and where the three best
+stand in the mail; before (``--space-rev``, default main before space went
+by relevance: per-section caps, keyword order, authors last) and after.
+
+Beyond the keywords: for the heavy readers and three more (vision, safety,
+medical: one keyword each, likes from the same listing), how many papers of
+their liked categories match none of their keywords, how many of those the
+ranker finds close to a liked paper when scored among the reader's matches
+(as the cycle scores them; ``selection.pick_beyond``), and the titles offered.
+
 Cost: two real cycles in the same run, against the loopback arXiv server
 (the day's papers as Atom entries) and a loopback aiosmtpd, with 1,000
 readers (1-2 keywords, half of them with 8 liked papers): one ranked, one
 with ranking switched off (matches in date order, no corpus, no profiles).
 
-    python benchmarks/visibility.py [--readers 1000] [--no-cost]
+    python benchmarks/visibility.py [--readers 1000] [--no-cost] [--no-before]
 """
 
 from __future__ import annotations
@@ -38,6 +51,27 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE_REV = "0259e1a"  # main with the ranking core, before ranked digests
+SPACE_REV = "ec9e41f"  # main before space went by relevance
+# Heavy readers: (name, keywords, words in the titles of the papers they like)
+HEAVY = [
+    (
+        "robotics",
+        (
+            "robot",
+            "manipulation",
+            "navigation",
+            "autonomous driving",
+            "control",
+            "planning",
+            "policy",
+            "reinforcement learning",
+            "trajectory",
+        ),
+        ("robot", "embodied", "manipulation"),
+    ),
+    ("NLP", ("embedding", "retrieval", "question answering"), ("language model",)),
+    ("LLM", ("retrieval", "LLM"), ("language model",)),
+]
 # What readers follow: keywords with 2 to 80 matches on the day (counted
 # beside each). The 100+ ones ("LLM" 181, "language model" 224) are the
 # one-reader figures' job.
@@ -149,8 +183,115 @@ def day_shares(ranked: bool) -> dict[str, Any]:
     return {"papers": len(papers), "readers": out}
 
 
-def before(rev: str) -> dict[str, Any]:
-    """``day_shares`` computed by digest at ``rev`` (its own compose, in a subprocess)."""
+def heavy_readers() -> dict[str, Any]:
+    """Per heavy reader: matches, KB, in full (how many of the best), rows, the best 3's places."""
+    from datetime import UTC, datetime
+
+    # digest first: in ``before`` it is the earlier revision's, on PYTHONPATH
+    from digest.compose.render import compose
+    from digest.matching.rules import contains_phrase, match_all
+    from digest.models import Liked, Settings, SmtpSettings, Subscriber
+    from digest.ranking import relevance as rank
+    from digest.replies import ReplySecret, reader_links
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ranking_quality import LIKES_DAY, load
+
+    papers = the_day()
+    corpus = rank.build_corpus(papers)
+    pool = load(LIKES_DAY)
+    settings = Settings(smtp=SmtpSettings(sender="Daily Papers <papers@digest.example.org>"))
+    secret = ReplySecret(b"visibility-benchmark-secret-0123")
+    out = {}
+    for name, keywords, field in HEAVY:
+        liked = [p for p in pool if any(contains_phrase(p.title, w) for w in field)]
+        liked = random.Random(name).sample(liked, min(8, len(liked)))
+        likes = tuple(Liked(p.id, p.title, p.abstract) for p in liked)
+        sub = Subscriber(f"{name}@example.org", keywords, likes=likes)
+        ranked = rank.rank(match_all(papers, sub), corpus, rank.build_profile(corpus, likes))
+
+        def links(ids: tuple[str, ...], email: str = sub.email) -> Any:
+            return reader_links(secret, "papers@digest.example.org", email, ids)
+
+        when = datetime(2026, 6, 10, 7, tzinfo=UTC)
+        digest, rendered = compose(sub, ranked, settings, cycle_id="b", created=when, links=links)
+        full = {r.match.paper.id for s in digest.sections for r in s.full}
+        best = [r.match.paper.id for r in sorted(ranked, key=lambda r: -r.score)]
+        mail = [r.match.paper.id for r in digest.shown]
+        out[name] = {
+            "matches": len(ranked),
+            "kb": len(rendered.html.encode()) / 1000,
+            "full": len(full),
+            "rows": digest.count - len(full),
+            "left_out": digest.left_out,
+            "best_in_full": len(full & set(best[: len(full)])),
+            "best_three_at": [mail.index(i) + 1 if i in mail else None for i in best[:3]],
+        }
+    return out
+
+
+BEYOND_READERS = [
+    *HEAVY,
+    ("vision", ("segmentation",), ("diffusion",)),
+    ("safety", ("safety",), ("alignment",)),
+    ("medical", ("medical",), ("medical",)),
+]
+
+
+def beyond_the_keywords() -> None:
+    """How many papers of the readers' liked categories are close to a liked paper, and offered."""
+    from digest.compose.selection import pick_beyond
+    from digest.cycle.plan import Beyond, beyond_candidates, liked_categories
+    from digest.matching.rules import contains_phrase, match_all
+    from digest.models import Liked, Match, Subscriber
+    from digest.ranking import FIELD_REASON
+    from digest.ranking import relevance as rank
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ranking_quality import LIKES_DAY, load
+
+    papers = the_day()
+    corpus = rank.build_corpus(papers)
+    pool = load(LIKES_DAY)
+    known = {p.id: p for p in (*papers, *pool)}
+    beyond = Beyond.of(papers, known)
+    print(f"\nBeyond the keywords: {len(papers)} papers")
+    for name, keywords, field in BEYOND_READERS:
+        liked = [p for p in pool if any(contains_phrase(p.title, w) for w in field)]
+        liked = random.Random(name).sample(liked, min(8, len(liked)))
+        sub = Subscriber(f"{name}@example.org", keywords, likes=tuple(Liked(p.id) for p in liked))
+        matches = match_all(papers, sub)
+        categories = liked_categories(sub.likes, known)
+        handled = {m.paper.id: 1 for m in matches}
+        candidates = beyond_candidates(sub, handled, beyond, categories)
+        profile = rank.build_profile(corpus, sub.likes, papers=known)
+        scored = rank.rank((*matches, *(Match(p, ()) for p in candidates)), corpus, profile)
+        passing = sum(
+            1
+            for r in scored
+            if not r.match.keywords and r.reason and not r.reason.startswith(FIELD_REASON)
+        )
+        offers = pick_beyond(scored, categories)
+        print(
+            f"  {name:<9} {len(matches):>3} matches; {len(candidates)} papers of "
+            f"{', '.join(categories)} match no keyword, {passing} close to a liked paper"
+        )
+        for o in offers:
+            print(f"      {o.ranked.score:.2f}  {o.ranked.match.paper.title[:80]}")
+
+
+def print_heavy(label: str, result: dict[str, Any]) -> None:
+    for name, r in result.items():
+        print(
+            f"  {label:<16} {name:<9} {r['matches']} matches, {r['kb']:.1f} KB: "
+            f"{r['full']} in full ({r['best_in_full']} of them among the {r['full']} best), "
+            f"{r['rows']} rows, {r['left_out']} left out; the 3 best at places "
+            f"{r['best_three_at']}"
+        )
+
+
+def before(rev: str, flag: str = "--day-shares-only") -> dict[str, Any]:
+    """``day_shares`` (or what ``flag`` asks for) by digest at ``rev``, in a subprocess."""
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(
             ["git", "-C", str(ROOT), "archive", rev, "digest", "templates"],
@@ -161,7 +302,7 @@ def before(rev: str) -> dict[str, Any]:
             tar.extractall(tmp, filter="data")
         env = {**os.environ, "PYTHONPATH": tmp}
         done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--day-shares-only"],
+            [sys.executable, str(Path(__file__).resolve()), flag],
             env=env,
             capture_output=True,
             check=True,
@@ -205,8 +346,13 @@ def one_reader(n: int) -> None:
     )
 
 
-def visibility(rev: str) -> None:
-    print("Visibility: one reader's one mail")
+def visibility(rev: str, space_rev: str | None) -> None:
+    print("Space by relevance: heavy readers, reply links as mailed")
+    if space_rev:
+        print_heavy(f"before ({space_rev})", before(space_rev, "--heavy-only"))
+    print_heavy("after", heavy_readers())
+    beyond_the_keywords()
+    print("\nVisibility: one reader's one mail")
     one_reader(150)
     one_reader(600)
     after = day_shares(ranked=True)
@@ -268,7 +414,8 @@ def cost(n: int) -> None:
     unranked = compose_stream._rank
 
     def date_order(matched: Any, plan: Any) -> tuple[Any, ...]:
-        return tuple(Ranked(m, 0.0) for m in plan.matches)  # compose sorts: newest first
+        # compose sorts equal scores newest first; nothing beyond the keywords
+        return tuple(Ranked(m, 0.0) for m in plan.matches), ()
 
     inside = [0.0]  # seconds spent ranking (the corpus is built on the first call)
 
@@ -331,13 +478,19 @@ def main() -> None:
     ap.add_argument("--readers", type=int, default=1000, help="readers for the cost figure")
     ap.add_argument("--no-cost", action="store_true", help="visibility only")
     ap.add_argument("--before-rev", default=BEFORE_REV, help="digest before ranked digests")
+    ap.add_argument("--space-rev", default=SPACE_REV, help="digest before space by relevance")
+    ap.add_argument("--no-before", action="store_true", help="no runs of earlier revisions")
     ap.add_argument("--day-shares-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--heavy-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.day_shares_only:  # inside ``before``: whatever digest is on PYTHONPATH
         json.dump(day_shares(ranked=False), sys.stdout)
         return
+    if args.heavy_only:  # inside ``before`` too
+        json.dump(heavy_readers(), sys.stdout)
+        return
     sys.path.insert(0, str(ROOT))
-    visibility(args.before_rev)
+    visibility(args.before_rev, None if args.no_before else args.space_rev)
     if not args.no_cost:
         cost(args.readers)
 

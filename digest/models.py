@@ -259,6 +259,17 @@ class Ranked:
 
 
 @dataclass(frozen=True, slots=True)
+class Offer:
+    """A paper shown beyond the reader's keywords: it matched none, but is close to their likes.
+
+    Not a match: never delivered, only recorded as offered (``Digest.offers``).
+    """
+
+    ranked: Ranked  # scored like a match that holds no keyword; ``like`` names the liked paper
+    category: str  # the category of papers the reader likes that it is in
+
+
+@dataclass(frozen=True, slots=True)
 class Section:
     """A keyword's part of a digest, most relevant first.
 
@@ -287,6 +298,7 @@ class Digest:
     revisions: tuple[Match, ...] = ()  # sent before, now with a newer version
     empty_reason: str | None = None  # a "nothing new" mail says why
     away: tuple[Match, ...] = ()  # announced while mail was stopped: counted, never sent
+    beyond: tuple[Offer, ...] = ()  # papers beyond the keywords, best first: not matches
 
     @property
     def shown(self) -> tuple[Ranked, ...]:
@@ -314,6 +326,11 @@ class Digest:
         out = {r.match.paper.id: r.match.paper.version for r in self.shown}
         out.update({m.paper.id: m.paper.version for m in self.revisions})
         return out
+
+    @property
+    def offers(self) -> dict[str, int]:
+        """The papers shown beyond the keywords (id -> version): recorded offered, not delivered."""
+        return {o.ranked.match.paper.id: o.ranked.match.paper.version for o in self.beyond}
 
     @property
     def skips(self) -> dict[str, int]:

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from digest.arxiv.fetch import ArxivClient, Progress
-from digest.arxiv.query import Terms, Unfit, build_queries, id_batches, unfit_terms, window
+from digest.arxiv.query import (
+    Terms,
+    Unfit,
+    build_queries,
+    category_query,
+    id_batches,
+    last_announced,
+    unfit_terms,
+    window,
+)
 
 __all__ = [
     "ArxivClient",
@@ -11,7 +20,9 @@ __all__ = [
     "Terms",
     "Unfit",
     "build_queries",
+    "category_query",
     "id_batches",
+    "last_announced",
     "unfit_terms",
     "window",
 ]

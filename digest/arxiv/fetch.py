@@ -14,7 +14,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -202,9 +202,27 @@ class ArxivClient:
         lookups = [IdLookup(b) for b in id_batches(ids, api_url=self.settings.api_url)]
         return await self.fetch_all(lookups)
 
+    async def fetch_newest(self, query: str, pages: int) -> tuple[Paper, ...]:
+        """The first ``pages`` pages of ``query``'s results (newest submissions first).
+
+        At most ``pages`` requests, retries aside, however many results there
+        are: the rest are not asked for. Raises as ``fetch_all`` does.
+        """
+        wanted = pages * self.settings.page_size
+        papers: list[Paper] = []
+        results = self._pages(query, None)
+        try:
+            async for paper in results:
+                papers.append(paper)
+                if len(papers) >= wanted:
+                    break  # before the next page is asked for
+        finally:
+            await results.aclose()
+        return tuple(newest_versions(papers).values())
+
     async def _pages(
         self, query: str | IdLookup, progress: Progress | None
-    ) -> AsyncIterator[Paper]:
+    ) -> AsyncGenerator[Paper, None]:
         start = 0
         total: int | None = None
         size = self.settings.page_size

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from digest.models import ArxivSettings, Subscriber
 
@@ -66,6 +67,43 @@ def window(
     return start, now
 
 
+# arXiv's schedule (its "Availability of submissions" page), in US Eastern
+# time: submissions received by 14:00 on a weekday are announced at 20:00,
+# Monday to Thursday the same day, Friday's on Sunday; Monday's announcement
+# carries the weekend's. Holidays are not known here.
+ANNOUNCE_TZ = ZoneInfo("America/New_York")
+_CUTOFF = time(14)
+_ANNOUNCED = time(20)
+
+
+def _eastern(day: date, at: time) -> datetime:
+    return datetime.combine(day, at, tzinfo=ANNOUNCE_TZ).astimezone(UTC)
+
+
+def _previous_cutoff_day(day: date) -> date:
+    """The weekday before ``day`` (Friday before a Monday)."""
+    day -= timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def last_announced(now: datetime) -> tuple[datetime, datetime]:
+    """The submissions arXiv's latest announcement at or before ``now`` carried: [opened, closed).
+
+    Both ends are the 14:00 Eastern deadlines of consecutive weekdays, in
+    UTC: on a Tuesday morning, Monday evening's announcement, submitted from
+    Friday 14:00 to Monday 14:00. A paper held in moderation past its
+    deadline is announced later with its earlier submission time.
+    """
+    day = now.astimezone(ANNOUNCE_TZ).date()
+    # Sunday to Thursday at 20:00: step back to the latest one at or before now
+    while day.weekday() in (4, 5) or _eastern(day, _ANNOUNCED) > now:
+        day -= timedelta(days=1)
+    closing = day - timedelta(days=2) if day.weekday() == 6 else day  # Sunday's: Friday
+    return _eastern(_previous_cutoff_day(closing), _CUTOFF), _eastern(closing, _CUTOFF)
+
+
 def _keyword_clause(k: str) -> str:
     # config rejects quotes, parentheses and operators in keywords
     phrase = " ".join(k.split())
@@ -79,6 +117,32 @@ def _author_clause(a: str) -> str:
 def _category_clause(c: str) -> str:
     # "cs" means any cs.* category; arXiv accepts a wildcard after the dot.
     return f"cat:{c}" if "." in c else f"cat:{c}.*"
+
+
+def category_query(
+    categories: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    within: Sequence[str] = (),
+    api_url: str,
+    page_size: int,
+    max_url_length: int = MAX_URL_LENGTH,
+) -> str:
+    """One ``search_query`` for every paper of ``categories`` submitted in [start, end].
+
+    ``categories`` are arXiv categories as papers carry them (``cs.CL``,
+    ``hep-th``), asked as they are; ``within`` is the global restriction.
+    Always one query, so its pages are the only requests: when naming every
+    category would make the URL too long, each archive is asked whole
+    (``cs.*``).
+    """
+    names = list(dict.fromkeys(categories))
+    query = _assemble([f"cat:{c}" for c in names], within, start, end)
+    if url_length(api_url, query, page_size) <= max_url_length:
+        return query
+    archives = dict.fromkeys(c.split(".")[0] + (".*" if "." in c else "") for c in names)
+    return _assemble([f"cat:{a}" for a in archives], within, start, end)
 
 
 def _assemble(

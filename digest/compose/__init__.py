@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from digest.compose.render import LinkMaker, Rendered, build_message, compose, forget_cycle
+from digest.compose.selection import pick_beyond
 
 __all__ = [
     "LinkMaker",
@@ -10,4 +11,5 @@ __all__ = [
     "build_message",
     "compose",
     "forget_cycle",
+    "pick_beyond",
 ]

@@ -29,6 +29,7 @@ from digest.models import (
     LIST_NAME,
     Digest,
     Match,
+    Offer,
     Ranked,
     Settings,
     Subscriber,
@@ -175,27 +176,34 @@ def compose(
     empty_reason: str | None = None,
     links: LinkMaker | None = None,
     away: Sequence[Match] = (),
+    beyond: Sequence[Offer] = (),
 ) -> tuple[Digest, Rendered]:
     """Select and render so that the HTML fits ``HTML_LIMIT``, hiding nothing if it can.
 
     ``links`` makes the reader's reply links: the footer's, and "more like
-    this" / "less like this" under each paper shown in full.
+    this" / "less like this" under each paper shown in full and each paper
+    offered ``beyond`` the keywords (``selection.pick_beyond``).
 
-    The subscriber's ``max_papers_per_keyword`` papers of each section are
-    shown in full, the rest as compact rows. Over the limit, full entries
-    become rows, the lowest-ranked of every section first (the per-section
-    number shown in full goes down); only if every paper as a row is still
-    too much are the lowest-ranked rows of every section left out (the
-    mail says how many and why; the cycle records them as skipped).
-    Sizes are estimated from the renders so far, so a few renders suffice.
+    The mail's best-ranked papers are shown in full (the subscriber's
+    ``max_papers_per_keyword`` for each section the matches fill), the rest
+    as compact rows (``selection``). Over the limit, the papers beyond the
+    keywords give way first (they are no matches, and not recorded offered
+    then); then full entries become rows, the lowest-ranked of the mail
+    first; only if every paper as a row is still too much are the
+    lowest-ranked rows left out (the mail says how many and why; the cycle
+    records them as skipped). Sizes are estimated from the renders so far,
+    so a few renders suffice.
     """
     limit = subscriber.max_papers_per_keyword or settings.max_papers_per_keyword
-    made = links(tuple(r.match.paper.id for r in ranked)) if links is not None else None
+    ids = (*(r.match.paper.id for r in ranked), *(o.ranked.match.paper.id for o in beyond))
+    made = links(ids) if links is not None else None
 
     def html_of(d: Digest) -> str:
         return render_html(d, settings, made)
 
-    def build(full: int | None = None, shown: int | None = None) -> Digest:
+    def build(
+        full: int | None = None, shown: int | None = None, offers: Sequence[Offer] = beyond
+    ) -> Digest:
         return build_digest(
             subscriber,
             ranked,
@@ -207,6 +215,7 @@ def compose(
             full=full,
             shown=shown,
             away=away,
+            beyond=offers,
         )
 
     digest = build()
@@ -215,7 +224,16 @@ def compose(
     html = render_html(digest, settings, made, context)
     if fits(html):
         return digest, render(digest, settings, html, made, context)
-    fitted, fitted_html = fit_to_limit(build, html_of, digest, html, limit)
+    if beyond:
+        digest = build(offers=())
+        html = html_of(digest)
+        if fits(html):
+            return digest, render(digest, settings, html, made)
+
+    def matches_only(full: int | None = None, shown: int | None = None) -> Digest:
+        return build(full, shown, offers=())
+
+    fitted, fitted_html = fit_to_limit(matches_only, html_of, digest, html)
     return fitted, render(fitted, settings, fitted_html, made)
 
 

@@ -8,21 +8,24 @@ open a hole; nothing from a feed is ever marked safe.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from digest.compose.selection import AUTHORS_SECTION, HTML_LIMIT
+from digest.compose.selection import AUTHORS_SECTION, HTML_LIMIT, TOP_SECTION, home
 from digest.latex import name as latex_name
 from digest.latex import text as latex_text
-from digest.matching import highlight_pattern
+from digest.matching import highlight_spans
 from digest.models import CATEGORY_RE, Digest, Match, Paper, Ranked, format_sender
 from digest.replies import ReaderLinks
 
 ABSTRACT_LIMIT = 1200  # characters shown before "read more"
+EXCERPT_LIMIT = 300  # characters of a sentence shown from past the cut, for its match
 AUTHORS_SHOWN = 6  # longer lists: first five, an ellipsis, the last
 ROW_AUTHORS = 2  # a compact row names the first two, then "et al."
+TOP_OF_THE_WEEK = "Top of the week"  # a weekly reader's top of the mail
 ACKNOWLEDGEMENT = "Thank you to arXiv for use of its open access interoperability."
 
 
@@ -47,12 +50,7 @@ def highlight(text: str, phrases: Sequence[str]) -> tuple[Segment, ...]:
 
 @lru_cache(maxsize=CYCLE_CACHE)
 def _highlight(text: str, phrases: tuple[str, ...]) -> tuple[Segment, ...]:
-    spans: list[tuple[int, int]] = []
-    for phrase in phrases:
-        pattern = highlight_pattern(phrase)
-        if pattern is None:
-            continue
-        spans.extend(m.span() for m in pattern.finditer(text))
+    spans = [span for phrase in phrases for span in highlight_spans(text, phrase)]
     if not spans:
         return (Segment(text, False),) if text else ()
     spans.sort()
@@ -80,12 +78,13 @@ def shorten_authors(authors: Sequence[str]) -> str:
     return f"{', '.join(authors[: AUTHORS_SHOWN - 1])}, … {authors[-1]} ({len(authors)} authors)"
 
 
-def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
-    """Cut at a word boundary before ``limit``; say whether anything was cut."""
+def trim(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, str]:
+    """Cut at a word boundary before ``limit``: the part shown (ending "…" if cut), the rest."""
     if len(text) <= limit:
-        return text, False
+        return text, ""
     cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:") + " …", True
+    cut = cut if cut > limit // 2 else limit
+    return text[:cut].rstrip(" ,;:") + " …", text[cut:].strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +93,7 @@ class _PaperText:
 
     title: str
     abstract: str
-    abstract_trimmed: bool
+    abstract_rest: str  # what the cut left out of the abstract ("" when nothing was cut)
     authors: str  # shortened, for a full entry
     row_authors: str  # the first ones, for a compact row
     comment: str | None
@@ -104,12 +103,12 @@ class _PaperText:
 @lru_cache(maxsize=CYCLE_CACHE)
 def _paper_text(p: Paper) -> _PaperText:
     # keyed by the whole (frozen) paper: a new version or a corrected field is a new key
-    abstract, trimmed = trim(latex_text(p.abstract))
+    abstract, rest = trim(latex_text(p.abstract))
     names = [latex_name(a) for a in p.authors]
     return _PaperText(
         title=latex_text(p.title),
         abstract=abstract,
-        abstract_trimmed=trimmed,
+        abstract_rest=rest,
         authors=shorten_authors(names),
         row_authors=first_authors(names),
         comment=latex_text(p.comment) if p.comment else None,
@@ -117,10 +116,64 @@ def _paper_text(p: Paper) -> _PaperText:
     )
 
 
-def _paper_view(m: Match, all_keywords: Sequence[str], reason: str | None = None) -> dict[str, Any]:
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+
+
+def excerpt(text: str, span: tuple[int, int], limit: int = EXCERPT_LIMIT) -> str:
+    """The sentence of ``text`` around ``span``, at most about ``limit`` characters.
+
+    A longer sentence is cut at word boundaries around the match, "…" where cut.
+    """
+    a, b = span
+    starts = [m.end() for m in _SENTENCE_END.finditer(text, 0, a)]
+    start = starts[-1] if starts else 0
+    end_at = _SENTENCE_END.search(text, b)
+    end = end_at.end() if end_at else len(text)
+    head, tail = "", " …" if end < len(text) else ""
+    if end - start > limit:
+        room = max(limit - (b - a), 0)
+        lo = max(start, a - room // 3)
+        hi = min(end, b + room - (a - lo))
+        if lo > start:  # begin at a word
+            space = text.find(" ", lo, a)
+            lo, head = (space + 1 if space >= 0 else lo), "… "
+        if hi < end:  # stop at a word
+            space = text.rfind(" ", b, hi)
+            hi, tail = (space if space > b else hi), " …"
+        start, end = lo, hi
+    return head + text[start:end].strip() + tail
+
+
+@lru_cache(maxsize=CYCLE_CACHE)
+def _abstract(p: Paper, phrases: tuple[str, ...]) -> str:
+    """The abstract as shown, with the sentence of each match the cut hid.
+
+    A keyword that matched only past the cut (not in the title, not in the
+    part shown) would leave the reader asking why the paper is here: its
+    first sentence there follows the cut, "… sentence with the match …".
+    """
+    shown = _paper_text(p)
+    rest = shown.abstract_rest
+    if not rest:
+        return shown.abstract
+    sentences: dict[int, str] = {}
+    for phrase in phrases:
+        if highlight_spans(shown.title, phrase) or highlight_spans(shown.abstract, phrase):
+            continue
+        spans = highlight_spans(rest, phrase)
+        if spans:
+            sentences.setdefault(spans[0][0], excerpt(rest, spans[0]))
+    added = dict.fromkeys(sentences[at] for at in sorted(sentences))  # each once, in text order
+    return " ".join([shown.abstract, *added])
+
+
+def _paper_view(
+    m: Match, all_keywords: Sequence[str], reason: str | None = None, top: bool = False
+) -> dict[str, Any]:
+    """A full entry; ``top``: in the top of the mail, where no heading says what it matched."""
     p: Paper = m.paper
     shown = _paper_text(p)
-    title, abstract, trimmed = shown.title, shown.abstract, shown.abstract_trimmed
+    title, abstract = shown.title, _abstract(p, m.keywords)
     return {
         "id": p.id,
         "version": p.version,
@@ -128,7 +181,7 @@ def _paper_view(m: Match, all_keywords: Sequence[str], reason: str | None = None
         "title_segments": highlight(title, m.keywords),
         "abstract": abstract,
         "abstract_segments": highlight(abstract, m.keywords),
-        "abstract_trimmed": trimmed,
+        "abstract_trimmed": bool(shown.abstract_rest),
         "authors": shown.authors,
         "followed_authors": list(m.authors),
         "primary_category": p.primary_category,
@@ -139,7 +192,8 @@ def _paper_view(m: Match, all_keywords: Sequence[str], reason: str | None = None
         "journal_ref": p.journal_ref,
         "doi": p.doi,
         "matched": list(m.keywords),
-        "also_matched": [k for k in m.keywords[1:] if k in all_keywords],
+        "also_matched": [k for k in m.keywords[0 if top else 1 :] if k in all_keywords],
+        "matched_label": "matches" if top else "also matches",
         "reason": reason,  # what lifted it (digest.ranking): "like: <title>", "your field: …"
         "abs_url": p.abs_url,
         "pdf_url": p.pdf_url,
@@ -159,7 +213,7 @@ def first_authors(authors: Sequence[str]) -> str:
 
 
 def _row_view(r: Ranked) -> dict[str, Any]:
-    """A compact row: linked title, first authors, categories, PDF link, what matched."""
+    """A compact row: linked title, first authors, categories, what matched (and ``pdf_url``)."""
     m, p = r.match, r.match.paper
     shown = _paper_text(p)
     return {
@@ -205,13 +259,16 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
     sub = digest.subscriber
     sections = [
         {
-            "keyword": s.keyword,
+            "keyword": TOP_OF_THE_WEEK
+            if s.keyword == TOP_SECTION and sub.frequency == "weekly"
+            else s.keyword,
+            "is_top": s.keyword == TOP_SECTION,
             "is_authors": s.keyword == AUTHORS_SECTION,
             "anchor": f"k{i}",
             "count": len(s.shown),
             "papers": [
                 {
-                    **_paper_view(r.match, sub.keywords, r.reason),
+                    **_paper_view(r.match, sub.keywords, r.reason, s.keyword == TOP_SECTION),
                     **_feedback(links, r.match.paper.id),
                 }
                 for r in s.full
@@ -221,6 +278,8 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
         }
         for i, s in enumerate(digest.sections)
     ]
+    # what the matches came by, whether or not their papers moved to the top
+    homes = {home(r) for s in digest.sections for r in (*s.shown, *s.left_out)}
     sender_addr = format_sender(sender)
     return {
         "subscriber": {
@@ -237,9 +296,20 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
         "size_limit_kb": HTML_LIMIT // 1000,
         "sections": sections,
         "revisions": [_paper_view(m, sub.keywords) for m in digest.revisions],
+        # papers beyond the keywords, each with the liked category it is in
+        "beyond": [
+            {
+                **_paper_view(o.ranked.match, sub.keywords, o.ranked.reason),
+                **_feedback(links, o.ranked.match.paper.id),
+                "category": o.category,
+            }
+            for o in digest.beyond
+        ],
         "empty_reason": digest.empty_reason,
         "away": len(digest.away),
         "keywords": [s["keyword"] for s in sections],
+        "matched_keywords": [k for k in sub.keywords if k in homes],
+        "by_authors": AUTHORS_SECTION in homes,
         "unsubscribe_url": links.unsubscribe
         if links is not None
         else f"mailto:{sender_addr.addr_spec}?subject=unsubscribe",
@@ -252,4 +322,5 @@ def render_context(digest: Digest, sender: str, links: ReaderLinks | None = None
 def forget_cycle() -> None:
     """Empty this module's per-cycle caches (see ``compose.forget_cycle``)."""
     _paper_text.cache_clear()
+    _abstract.cache_clear()
     _highlight.cache_clear()

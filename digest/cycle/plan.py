@@ -11,20 +11,28 @@ the plan too; the cycle writes it only after the side effect it depends on.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from digest.arxiv import Terms
+from digest.arxiv import Terms, last_announced
 from digest.cycle.clock import known_time
-from digest.cycle.timing import announced, announcements_between, local_date, weekly_slot
+from digest.cycle.timing import (
+    announced,
+    announcements_between,
+    local_date,
+    weekly_slot,
+)
 from digest.errors import UsageError
 from digest.matching import (
     PaperIndex,
+    by_author,
     in_categories,
     match_paper,
+    mentions,
     paper_text,
     phrase_key,
     unique_phrases,
@@ -89,6 +97,10 @@ class Plan:
     cadence_since: datetime | None = None  # since when (None: as long as the store knows)
     cadence_changed: bool = False  # the store must be told (new, changed, or a future since)
     cycle_id: str = ""
+    # papers that may be offered beyond the keywords (not matches), and why: the
+    # categories of the papers the reader likes
+    beyond: tuple[Paper, ...] = ()
+    liked_categories: tuple[str, ...] = ()
 
     @property
     def sends(self) -> bool:
@@ -99,6 +111,30 @@ class Plan:
 class CyclePlan:
     plans: tuple[Plan, ...]
     new_papers: int  # fetched ids the cache did not have
+
+
+@dataclass(frozen=True, slots=True)
+class Beyond:
+    """What this cycle's sections beyond the readers' keywords are chosen from: ``Beyond.of``."""
+
+    known: Mapping[str, Paper] = field(default_factory=dict)  # every paper by id, liked ones too
+    # the liked categories' papers of arXiv's latest announcement, under each
+    # category they carry: a reader looks at their few categories only
+    by_category: Mapping[str, tuple[Paper, ...]] = field(default_factory=dict)
+    texts: Mapping[str, str] = field(default_factory=dict)  # those papers normalised, by id
+
+    @classmethod
+    def of(cls, papers: Iterable[Paper], known: Mapping[str, Paper]) -> Beyond:
+        by_category: dict[str, list[Paper]] = {}
+        texts = {}
+        for p in papers:
+            texts[p.id] = paper_text(p)
+            for c in dict.fromkeys(p.categories):
+                by_category.setdefault(c, []).append(p)
+        return cls(known, {c: tuple(ps) for c, ps in by_category.items()}, texts)
+
+
+NO_BEYOND = Beyond()
 
 
 # --------------------------------------------------------------------------
@@ -233,6 +269,18 @@ def pending_indexed(
     return tuple(out)
 
 
+def term_start(now: datetime, settings: Settings) -> datetime:
+    """Where a term seen for the first time starts: its reader's first digest covers this much.
+
+    At least arXiv's latest announcement whole (on a Tuesday morning Monday's,
+    submitted from Friday 14:00 Eastern: a fixed two days would cut off the
+    Friday and Saturday part, and on a Monday all of Sunday's), and at least
+    ``lookback_days`` back.
+    """
+    opened, _ = last_announced(now)
+    return min(opened, now - timedelta(days=settings.lookback_days))
+
+
 def as_chosen(sub: Subscriber, reader: ReaderState, settings: Settings) -> Subscriber:
     """``sub`` as the reader's replies changed it: their frequency, their likes and dislikes.
 
@@ -288,6 +336,48 @@ def _cadence(sub: Subscriber, state: SubscriberState, now: datetime) -> Cadence:
     return Cadence(now_cadence, since, since != state.cadence_since)
 
 
+def liked_categories(likes: Sequence[Liked], known: Mapping[str, Paper]) -> tuple[str, ...]:
+    """The primary categories of the liked papers ``known`` holds, the most liked first.
+
+    A liked paper known only by its text (a library entry without an id) has
+    no category, nor one not looked up yet.
+    """
+    counts = Counter(
+        known[like.arxiv_id].primary_category
+        for like in likes
+        if like.arxiv_id is not None and like.arxiv_id in known
+    )
+    return tuple(c for c, _ in counts.most_common())
+
+
+def beyond_candidates(
+    sub: Subscriber,
+    handled: Mapping[str, int],
+    beyond: Beyond,
+    categories: Sequence[str],
+    global_categories: Sequence[str] = (),
+) -> tuple[Paper, ...]:
+    """The papers ``sub`` may be offered beyond their keywords, before ranking.
+
+    In one of ``categories`` (theirs: ``liked_categories``) and the global
+    ones; touching nothing the reader set (no keyword, whatever the
+    categories, no excluded phrase, no followed author: those are matches,
+    or vetoed); not ``handled`` (delivered, skipped or offered before); not
+    a paper they like or dislike.
+    """
+    own = {like.arxiv_id for like in sub.likes} | set(sub.dislikes)
+    papers = dict.fromkeys(p for c in categories for p in beyond.by_category.get(c, ()))
+    out = []
+    for p in papers:
+        if p.id in handled or p.id in own or not in_categories(p, global_categories):
+            continue
+        if mentions(p, (*sub.keywords, *sub.exclude), beyond.texts.get(p.id)):
+            continue
+        if not any(by_author(p, a) for a in sub.authors):
+            out.append(p)
+    return tuple(out)
+
+
 def _weekly_slot(
     sub: Subscriber,
     state: SubscriberState,
@@ -308,11 +398,19 @@ def _weekly_slot(
         return None, False
     slot = weekly_slot(now, sub.weekday, settings)
     first_seen = now if state.first_seen is None else known_time(state.first_seen, now)
-    served = known_time(state.served_slot, now) or first_seen
-    anchors = [t for t in (served, since) if t is not None]
-    if not anchors:
-        return slot, False
-    return slot, local_date(max(anchors), settings) >= local_date(slot, settings)
+    served = known_time(state.served_slot, now)
+    if served is not None:
+        # served once per weekly slot, counted in calendar days of the configured zone
+        anchors = [t for t in (served, since) if t is not None]
+        return slot, local_date(max(anchors), settings) >= local_date(slot, settings)
+    if since is not None and local_date(since, settings) >= local_date(slot, settings):
+        return slot, True  # a cadence changed on or after this slot's day: the next one
+    # Never served: owed their weekday's slot from the day they were first seen
+    # on, so a reader a cycle first sees on their weekday is served that day,
+    # not a week later; a slot of an earlier day came before them.
+    return slot, first_seen is not None and local_date(slot, settings) < local_date(
+        first_seen, settings
+    )
 
 
 def _empty_reason(state: SubscriberState, now: datetime, last_fetch: datetime | None) -> str:
@@ -331,11 +429,17 @@ def plan_subscriber(
     now: datetime,
     last_fetch: datetime | None,
     reader: ReaderState | None = None,
+    *,
+    beyond: Beyond = NO_BEYOND,
 ) -> Plan:
-    """What ``sub`` gets this cycle, and why; ``reader``: what they chose by reply."""
+    """What ``sub`` gets this cycle, and why; ``reader``: what they chose by reply.
+
+    ``beyond``: the papers a reader with likes who gets a digest may be
+    offered beyond their keywords (``Plan.beyond``, not matches).
+    """
     reader = reader or ReaderState()
     sub = as_chosen(sub, reader, settings)
-    start = now - timedelta(days=settings.lookback_days)
+    start = term_start(now, settings)
     keys = term_keys(sub)
     # a watermark in the future of the clock was set under a clock that ran
     # ahead: it starts afresh, as a new term would, or nothing would ever pass it
@@ -375,7 +479,16 @@ def plan_subscriber(
     base = replace(base, served_slot=slot)
     if matches or revisions:
         ident = cycle_id(now, (*matches, *revisions))
-        return replace(base, reason="send", revisions=revisions, cycle_id=ident)
+        liked = liked_categories(sub.likes, beyond.known) if beyond.by_category else ()
+        seen = {**handled, **state.offered} if state.offered else handled
+        return replace(
+            base,
+            reason="send",
+            revisions=revisions,
+            cycle_id=ident,
+            beyond=beyond_candidates(sub, seen, beyond, liked, cats) if liked else (),
+            liked_categories=liked,
+        )
     if sub.send_empty and state.last_empty != f"{now:%Y-%m-%d}":
         reason = _empty_reason(state, now, last_fetch)
         return replace(base, reason="empty-note", empty_reason=reason, cycle_id=cycle_id(now, ()))

@@ -22,16 +22,17 @@ from datetime import datetime
 from digest import compose
 from digest.cycle.plan import Plan
 from digest.cycle.report import Unmade, unmade
-from digest.models import Digest, Ranked, Settings
+from digest.models import Digest, Offer, Ranked, Settings
 
 POOL_READERS = 200  # fewer messages than this are composed in-process
 AHEAD = 2  # messages composed ahead per worker
 
 # (digest, message bytes, seconds it took), or why this reader's could not be made
 Composed = tuple[Digest, bytes, float] | Unmade
-# what a message is composed from: the reader's ranked matches and link maker, or
-# why ranking them failed (that reader's failure, passed on in its place)
-Ranking = tuple[Sequence[Ranked], compose.LinkMaker | None] | Unmade
+# what a message is composed from: the reader's ranked matches, what the mail offers
+# beyond the keywords, and the link maker; or why ranking them failed (that
+# reader's failure, passed on in its place)
+Ranking = tuple[Sequence[Ranked], Sequence[Offer], compose.LinkMaker | None] | Unmade
 
 
 def message(
@@ -41,10 +42,13 @@ def message(
     created: datetime,
     links: compose.LinkMaker | None = None,
     seen: Callable[[Digest, compose.Rendered], None] | None = None,
+    *,
+    beyond: Sequence[Offer] = (),
 ) -> tuple[Digest, bytes]:
     """``plan``'s digest, its matches in ``ranked`` order, and its message, serialised once.
 
-    ``seen`` is shown the rendering before it is serialised (the preview keeps the HTML).
+    ``seen`` is shown the rendering before it is serialised (the preview keeps
+    the HTML); ``beyond``: what the mail offers beyond the keywords.
     """
     digest, rendered = compose.compose(
         plan.subscriber,
@@ -56,6 +60,7 @@ def message(
         empty_reason=plan.empty_reason,
         links=links,
         away=plan.away,
+        beyond=beyond,
     )
     if seen is not None:
         seen(digest, rendered)
@@ -65,6 +70,7 @@ def message(
 def _in_worker(
     plan: Plan,
     ranked: Sequence[Ranked],
+    beyond: Sequence[Offer],
     settings: Settings,
     created: datetime,
     links: compose.LinkMaker | None,
@@ -73,7 +79,7 @@ def _in_worker(
     # fields need not pickle, and a bug's traceback is logged by the cycle
     started = time.perf_counter()
     try:
-        digest, data = message(plan, ranked, settings, created, links)
+        digest, data = message(plan, ranked, settings, created, links, beyond=beyond)
         return digest, data, time.perf_counter() - started
     except Exception as exc:
         return unmade(exc)
@@ -96,9 +102,10 @@ async def pooled(
 ) -> AsyncGenerator[tuple[Plan, Composed], None]:
     """Each plan with its composed message, in order, from ``workers`` processes.
 
-    The plans come ranked, with the reader's link maker: the cycle's corpus
-    stays in the cycle's process and only each reader's ordered matches and
-    a picklable link maker cross to a worker. A plan whose ranking failed
+    The plans come ranked, with what they offer beyond the keywords and the
+    reader's link maker: the cycle's corpus stays in the cycle's process and
+    only each reader's ordered matches, offers and a picklable link maker
+    cross to a worker. A plan whose ranking failed
     comes back in its turn with that failure, without a worker.
     """
     # forkserver: the cycle's process has threads (the event loop's), fork is unsafe
@@ -116,8 +123,8 @@ async def pooled(
                 work: Future[Composed] = Future()
                 work.set_result(ranking)
             else:
-                ranked, links = ranking
-                work = pool.submit(_in_worker, plan, ranked, settings, created, links)
+                ranked, beyond, links = ranking
+                work = pool.submit(_in_worker, plan, ranked, beyond, settings, created, links)
             queued.append((plan, work))
 
     try:

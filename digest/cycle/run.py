@@ -30,19 +30,23 @@ from dataclasses import replace
 from datetime import datetime
 
 from digest import compose, replies
-from digest.arxiv import build_queries, unfit_terms, window
+from digest.arxiv import build_queries, category_query, last_announced, unfit_terms, window
 from digest.config import library
 from digest.cycle import clock, housekeeping
 from digest.cycle.dispatch import Outgoing, naming_if_unrecorded
 from digest.cycle.inputs import DEFAULTS, NO_HOOKS, Collaborators, Cycle, Hooks, Options
 from digest.cycle.phases import Phases
 from digest.cycle.plan import (
+    NO_BEYOND,
+    Beyond,
     Candidates,
     Plan,
     Snapshot,
+    as_chosen,
     candidates,
     count_new,
     fetch_terms,
+    liked_categories,
     plan_subscriber,
     revision_watch,
     select_subscribers,
@@ -62,6 +66,11 @@ from digest.models import Config, Paper, ReaderState, Subscriber, newest_version
 from digest.store import Store
 
 log = logging.getLogger(__name__)
+
+# The pages the papers beyond the readers' keywords may cost a cycle: one query
+# for every category they like, newest first; on a busy day the oldest
+# papers of the latest announcement are the ones not seen.
+BEYOND_PAGES = 3
 
 
 def snapshot(store: Store, subs: Sequence[Subscriber]) -> tuple[Snapshot, dict[str, str]]:
@@ -127,7 +136,8 @@ async def run_cycle(
         await _cache(cycle, fetched, phases)
         matched = await _match(cycle, subs, before, fetched, phases)
         sending = await _plan(cycle, subs, before, matched.pool, phases, reports)
-        await _deliver(cycle, sending, before, matched, phases, reports)
+        beyond = await _fetch_beyond(cycle, sending, before, matched, phases)
+        await _deliver(cycle, sending, before, matched, beyond, phases, reports)
         # the compose caches serve the readers of one cycle; a daemon gives the memory back
         compose.forget_cycle()
         if cycle.records:
@@ -282,18 +292,62 @@ async def _plan(
     return tuple(sending)
 
 
+async def _fetch_beyond(
+    cycle: Cycle,
+    sending: Sequence[Subscriber],
+    before: Snapshot,
+    matched: Matched,
+    phases: Phases,
+) -> Beyond:
+    """The papers of the categories the readers who get a digest like, to offer beyond keywords.
+
+    One query for the union of their liked categories over arXiv's latest
+    announcement, ``BEYOND_PAGES`` pages at most. Not cached: they are no
+    one's matches. The mail does not wait for them: on a failure nothing is
+    offered this cycle.
+    """
+    settings = cycle.settings
+    wanted = dict.fromkeys(
+        category
+        for sub in sending
+        for category in liked_categories(
+            as_chosen(sub, before.reader(sub.email), settings).likes, matched.papers
+        )
+    )
+    if not wanted:
+        return NO_BEYOND
+    opened, _ = last_announced(cycle.now)
+    query = category_query(
+        tuple(wanted),
+        opened,
+        cycle.now,
+        within=settings.arxiv.categories,
+        api_url=settings.arxiv.api_url,
+        page_size=settings.arxiv.page_size,
+    )
+    try:
+        with phases.phase("fetch"):
+            papers = await cycle.collab.arxiv.fetch_newest(query, BEYOND_PAGES)
+    except FetchError as exc:
+        log.warning("could not fetch papers beyond the keywords (none offered): %s", exc)
+        return NO_BEYOND
+    log.info("fetched %d papers of %d liked categories", len(papers), len(wanted))
+    return Beyond.of(papers, matched.papers)
+
+
 async def _deliver(
     cycle: Cycle,
     sending: Sequence[Subscriber],
     before: Snapshot,
     matched: Matched,
+    beyond: Beyond,
     phases: Phases,
     reports: Reports,
 ) -> None:
     """Compose and send to those who get a message, recording each accepted one."""
     if not sending:
         return
-    plans = replan(cycle, sending, before, matched.pool, phases)
+    plans = replan(cycle, sending, before, matched.pool, phases, beyond)
     with phases.phase("send"):
         await cycle.collab.delivery.deliver(
             compose_each(cycle, matched, plans, len(sending), phases, reports),
@@ -426,6 +480,8 @@ def _record_delivery(store: Store, item: Outgoing, now: datetime) -> None:
         store.record_delivery(item.email, delivers, now, served_slot=plan.served_slot)
     # left out for size: the mail said so; not delivered, and not offered again
     store.record_skipped(item.email, item.digest.skips, now)
+    # shown beyond the keywords: no match, so not delivered; not offered again
+    store.record_offered(item.email, item.digest.offers, now)
     store.mark_served(
         item.email,
         served_slot=None if delivers else plan.served_slot,

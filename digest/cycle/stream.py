@@ -22,9 +22,9 @@ from digest.cycle import pool as composer
 from digest.cycle.dispatch import Outgoing
 from digest.cycle.inputs import Cycle
 from digest.cycle.phases import Phases
-from digest.cycle.plan import Candidates, Plan, Snapshot, plan_subscriber
+from digest.cycle.plan import NO_BEYOND, Beyond, Candidates, Plan, Snapshot, plan_subscriber
 from digest.cycle.report import Reports, Status, SubscriberReport, Unmade, unmade
-from digest.models import Digest, Paper, Ranked, Subscriber
+from digest.models import Digest, Match, Offer, Paper, Ranked, Subscriber
 from digest.replies import reader_links
 
 log = logging.getLogger(__name__)
@@ -52,14 +52,29 @@ class Matched:
 
 
 def replan(
-    cycle: Cycle, subs: Sequence[Subscriber], before: Snapshot, pool: Candidates, phases: Phases
+    cycle: Cycle,
+    subs: Sequence[Subscriber],
+    before: Snapshot,
+    pool: Candidates,
+    phases: Phases,
+    beyond: Beyond = NO_BEYOND,
 ) -> Iterator[Plan]:
-    """The plans of ``subs`` again, one at a time (the same pure function, the same answer)."""
+    """The plans of ``subs`` again, one at a time (the same pure function, the same answer).
+
+    With ``beyond``, each plan also holds what its reader may be offered beyond their keywords.
+    """
     for sub in subs:
         with phases.phase("plan"):
             state, reader = before.state(sub.email), before.reader(sub.email)
             plan = plan_subscriber(
-                sub, state, pool, cycle.settings, cycle.now, before.last_fetch, reader
+                sub,
+                state,
+                pool,
+                cycle.settings,
+                cycle.now,
+                before.last_fetch,
+                reader,
+                beyond=beyond,
             )
         yield plan
 
@@ -153,11 +168,15 @@ async def _in_process(
 
 
 def _compose(
-    cycle: Cycle, plan: Plan, order: Sequence[Ranked], links: compose.LinkMaker | None
+    cycle: Cycle,
+    plan: Plan,
+    order: Sequence[Ranked],
+    offers: Sequence[Offer],
+    links: compose.LinkMaker | None,
 ) -> tuple[Digest, bytes] | Unmade:
     try:
         return composer.message(
-            plan, order, cycle.settings, cycle.now, links, cycle.hooks.on_composed
+            plan, order, cycle.settings, cycle.now, links, cycle.hooks.on_composed, beyond=offers
         )
     except Exception as exc:
         return unmade(exc)
@@ -166,20 +185,33 @@ def _compose(
 def _ranked(
     cycle: Cycle, matched: Matched, plans: Iterator[Plan]
 ) -> Iterator[tuple[Plan, composer.Ranking]]:
-    """Each plan with its ranked matches and link maker, or why ranking them failed."""
+    """Each plan with its ranked matches, offers and link maker, or why ranking failed.
+
+    The candidates beyond the keywords (a few thousand papers) stay in this
+    process: only the offers cross to a composing one.
+    """
     configured = {s.email: s for s in cycle.config.subscribers}
     for plan in plans:
         ranking: composer.Ranking
         try:
-            order = _rank(matched, plan, configured.get(plan.subscriber.email))
-            ranking = (order, _links(cycle, plan.subscriber.email))
+            order, offers = _rank(matched, plan, configured.get(plan.subscriber.email))
+            ranking = (order, offers, _links(cycle, plan.subscriber.email))
         except Exception as exc:
             ranking = unmade(exc)
-        yield plan, ranking
+        yield replace(plan, beyond=()), ranking
 
 
-def _rank(matched: Matched, plan: Plan, configured: Subscriber | None) -> tuple[Ranked, ...]:
-    """``plan``'s matches scored for its reader: keywords, and every signal of their taste."""
+def _rank(
+    matched: Matched, plan: Plan, configured: Subscriber | None
+) -> tuple[tuple[Ranked, ...], tuple[Offer, ...]]:
+    """``plan``'s matches scored for its reader, and what to offer them beyond the keywords.
+
+    Matches score by keywords and every signal of the reader's taste. The
+    papers beyond the keywords are scored among the matches, so that their
+    closeness is measured against the day's (``compose.pick_beyond`` keeps
+    those close to a liked paper); the matches' order is their own ranking's,
+    unchanged by them.
+    """
     # likes: from subscribers.yaml and from "more like this" replies (those
     # plan.as_chosen added to the configured ones); dislikes: "less like this"
     sub = plan.subscriber
@@ -194,7 +226,12 @@ def _rank(matched: Matched, plan: Plan, configured: Subscriber | None) -> tuple[
         followed=[m.paper for m in plan.matches if m.authors],
         categories=sub.categories,
     )
-    return ranking.rank(plan.matches, matched.corpus, profile)
+    ranked = ranking.rank(plan.matches, matched.corpus, profile)
+    if not sub.likes or not plan.beyond:
+        return ranked, ()
+    candidates = (Match(paper=p, keywords=()) for p in plan.beyond)
+    scored = ranking.rank((*plan.matches, *candidates), matched.corpus, profile)
+    return ranked, compose.pick_beyond(scored, plan.liked_categories)
 
 
 def _links(cycle: Cycle, email: str) -> compose.LinkMaker | None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from digest.matching.index import PaperIndex
 from digest.matching.rules import (
-    highlight_pattern,
+    by_author,
+    highlight_spans,
     in_categories,
     match_paper,
+    mentions,
     normalize,
     normalize_words,
     paper_text,
@@ -16,9 +18,11 @@ from digest.matching.rules import (
 
 __all__ = [
     "PaperIndex",
-    "highlight_pattern",
+    "by_author",
+    "highlight_spans",
     "in_categories",
     "match_paper",
+    "mentions",
     "normalize",
     "normalize_words",
     "paper_text",

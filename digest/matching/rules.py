@@ -93,9 +93,7 @@ def _fold_plural(word: str) -> str:
     return w
 
 
-@lru_cache(maxsize=4096)
-def normalize_words(text: str) -> tuple[str, ...]:
-    """The word sequence that matching compares (cached: keywords repeat)."""
+def _normalized_words(text: str) -> tuple[str, ...]:
     s = _ACCENT_CMD.sub(r"\1", text)
     s = _FORMAT_CMD.sub(" ", s)
     s = _OTHER_CMD.sub(r" \1 ", s)
@@ -105,6 +103,12 @@ def normalize_words(text: str) -> tuple[str, ...]:
     # ß casefolds to "ss"; ł, ø, đ have no decomposition: spell them out.
     s = s.translate(_LETTERS)
     return tuple(_fold_plural(w) for w in _NON_WORD.split(s) if w)
+
+
+# The word sequence that matching compares (cached: keywords repeat).
+normalize_words = lru_cache(maxsize=4096)(_normalized_words)
+# One displayed word at a time, for highlighting: a day's vocabulary, not its texts.
+_word_forms = lru_cache(maxsize=65536)(_normalized_words)
 
 
 _LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "æ": "ae", "œ": "oe", "ı": "i"})
@@ -224,19 +228,49 @@ def match_all(
     return tuple(out)
 
 
+def mentions(paper: Paper, phrases: Iterable[str], text: str | None = None) -> bool:
+    """Does any of ``phrases`` occur in the paper's title or abstract, as matching decides?
+
+    ``text`` is ``paper_text(paper)`` when the caller has it already.
+    """
+    text = paper_text(paper) if text is None else text
+    return any(_has(text, phrase) for phrase in phrases)
+
+
 def keyword_matches(paper: Paper, keyword: str) -> bool:
     """Does ``keyword`` occur in the paper's title or abstract (the archive's test)?"""
     return _has(paper_text(paper), keyword)
 
 
-def highlight_pattern(keyword: str) -> re.Pattern[str] | None:
-    """A regex that finds ``keyword`` in *displayed* text, for highlighting only.
+# A displayed word: letters and digits, with any combining accents they carry
+# (matching drops the accents, so "e" + U+0301 is one word there too).
+_DISPLAYED_WORD = re.compile(r"[^\W_](?:[^\W_]|[\u0300-\u036f])*")
 
-    It tolerates the variants matching accepts (case, hyphens and punctuation
-    between words, a plural ending); it decides nothing about delivery.
+
+def highlight_spans(text: str, phrase: str) -> tuple[tuple[int, int], ...]:
+    """Where ``phrase`` matches in *displayed* text: (start, end) of each occurrence.
+
+    Each word of ``text`` is normalised as matching normalises it (case,
+    accents, plural forms), and the phrase's words are looked for in order
+    and adjacent, so every form that matching accepts is found: "galaxies"
+    for "galaxy", "policy" for "policies", "Reinforcement-Learning" for
+    "reinforcement learning". An occurrence runs from its first word's start
+    to its last word's end. For highlighting only: it decides nothing about
+    delivery.
     """
-    words = [w for w in re.split(r"[^\w]+", keyword) if w]
-    if not words:
-        return None
-    parts = [re.escape(w) + r"(?:e?s)?" for w in words]
-    return re.compile(r"(?<!\w)" + r"[\W_]+".join(parts) + r"(?!\w)", re.IGNORECASE)
+    needle = normalize_words(phrase)
+    if not needle:
+        return ()
+    words = [
+        (form, m.start(), m.end())
+        for m in _DISPLAYED_WORD.finditer(text)
+        for form in _word_forms(m.group())
+    ]
+    n, spans, i = len(needle), [], 0
+    while i + n <= len(words):
+        if all(words[i + j][0] == needle[j] for j in range(n)):
+            spans.append((words[i][1], words[i + n - 1][2]))
+            i += n
+        else:
+            i += 1
+    return tuple(spans)

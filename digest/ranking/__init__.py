@@ -5,9 +5,10 @@ from __future__ import annotations
 from digest.ranking.corpus import Corpus, build_corpus
 from digest.ranking.fields import field_name
 from digest.ranking.profile import NO_PROFILE, Profile, build_profile
-from digest.ranking.relevance import order_section, rank
+from digest.ranking.relevance import FIELD_REASON, order_section, rank
 
 __all__ = [
+    "FIELD_REASON",
     "NO_PROFILE",
     "Corpus",
     "Profile",

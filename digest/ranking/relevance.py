@@ -78,6 +78,7 @@ SIM_FLOOR = 0.15  # a cosine to the likes that unrelated abstracts rarely reach
 EXPLAIN_FROM = 0.5  # lift from the profile at which a paper says why
 LIKE_CLOSE = 0.1  # cosine to one liked paper for "like: <title>" (a day's 99th percentile: 0.07)
 FIELD_CLOSE = 0.5  # field(p) for "your field: …" and for a shared author's name to count
+FIELD_REASON = "your field: "  # the reason that names no paper the reader likes
 SPREAD = 0.05  # without a profile: a paper's strength less this per paper of its field above it
 
 
@@ -195,7 +196,7 @@ def _reason(
         _weight, category = max(
             (fields[c] * w, c) for c, w in profile.fields.items() if c in fields
         )
-        return f"your field: {field_name(category)}"
+        return f"{FIELD_REASON}{field_name(category)}"
     return None
 
 

@@ -212,16 +212,23 @@ class Ledger:
             r.fields["served_slot"] = slot
 
     def _skip(self, email: str, at: str, skipped: Mapping[str, int]) -> None:
-        # kept as (at, encoded ids) pairs in the reader's fields: a reader who
-        # follows a broad keyword can have hundreds a day, like deliveries
+        self._set_aside(email, "skipped", at, skipped)
+
+    def _offer(self, email: str, at: str, offered: Mapping[str, int]) -> None:
+        self._set_aside(email, "offered", at, offered)
+
+    def _set_aside(self, email: str, key: str, at: str, ids: Mapping[str, int]) -> None:
+        # papers a mail dealt with but did not deliver (``SET_ASIDE``), kept as
+        # (at, encoded ids) pairs in the reader's fields: a reader who follows
+        # a broad keyword can have hundreds a day, like deliveries
         r = self.reader(email)
-        pairs = [tuple(p) for p in r.fields.get("skipped") or ()]
+        pairs = [tuple(p) for p in r.fields.get(key) or ()]
         if pairs and pairs[-1][0] == at:  # a replay: the same ids again
-            merged = {**decode_ids(pairs[-1][1]), **{str(k): int(v) for k, v in skipped.items()}}
+            merged = {**decode_ids(pairs[-1][1]), **{str(k): int(v) for k, v in ids.items()}}
             pairs[-1] = (at, encode_ids(merged))
         else:
-            pairs.append((at, encode_ids({str(k): int(v) for k, v in skipped.items()})))
-        r.fields["skipped"] = [list(p) for p in pairs]
+            pairs.append((at, encode_ids({str(k): int(v) for k, v in ids.items()})))
+        r.fields[key] = [list(p) for p in pairs]
 
     def _marks(self, email: str, added: Mapping[str, str], first_seen: str | None = None) -> None:
         r = self.reader(email)
@@ -280,11 +287,12 @@ class Ledger:
                 r.batches = tuple(b for b in r.batches if parse_time(b[0]) >= cutoff)
                 r._delivered = None
                 dropped += before - len(r.delivered)
-            # skipped records age like deliveries (not counted: they were never sent)
-            skipped = r.fields.get("skipped")
-            if skipped and parse_time(skipped[0][0]) < cutoff:
-                r.fields["skipped"] = [p for p in skipped if parse_time(p[0]) >= cutoff]
-                changed = True
+            # set-aside records age like deliveries (not counted: they were never sent)
+            for key in SET_ASIDE:
+                pairs = r.fields.get(key)
+                if pairs and parse_time(pairs[0][0]) < cutoff:
+                    r.fields[key] = [p for p in pairs if parse_time(p[0]) >= cutoff]
+                    changed = True
         if old or dropped or changed:
             self.version += 1
         return len(old), dropped
@@ -317,12 +325,13 @@ def merged(a: Reader, b: Reader) -> Reader:
         if values:
             order = str if name == "last_empty" else parse_time  # a day, or a time
             fields[name] = pick(values, key=order)
-    skipped = _merged_batches(
-        [(str(at), str(ids)) for at, ids in (a.fields.get("skipped") or ())]
-        + [(str(at), str(ids)) for at, ids in (b.fields.get("skipped") or ())]
-    )
-    if skipped:
-        fields["skipped"] = [[at, encode_ids(ids)] for at, ids in skipped]
+    for key in SET_ASIDE:  # matches left out for size, papers offered beyond the keywords
+        kept = _merged_batches(
+            [(str(at), str(ids)) for at, ids in (a.fields.get(key) or ())]
+            + [(str(at), str(ids)) for at, ids in (b.fields.get(key) or ())]
+        )
+        if kept:
+            fields[key] = [[at, encode_ids(ids)] for at, ids in kept]
     replies = _merged_replies(a.fields.get("replies"), b.fields.get("replies"))
     if replies:
         fields["replies"] = replies
@@ -391,9 +400,15 @@ def _earlier(have: str | None, new: str) -> str:
     return new if have is None or parse_time(new) < parse_time(have) else have
 
 
-def skipped_ids(reader: Reader) -> dict[str, int]:
-    """id -> version of the matches left out of ``reader``'s mails for size."""
-    return merged_ids(str(ids) for _, ids in reader.fields.get("skipped") or ())
+# What a mail dealt with without delivering it, by the reader's field that holds it:
+# "skipped", matches left out for size; "offered", papers shown beyond the
+# reader's keywords (not matches, so never delivered).
+SET_ASIDE = ("skipped", "offered")
+
+
+def set_aside_ids(reader: Reader, key: str) -> dict[str, int]:
+    """id -> version of the papers set aside under ``key`` (one of ``SET_ASIDE``)."""
+    return merged_ids(str(ids) for _, ids in reader.fields.get(key) or ())
 
 
 _OPS: dict[str, Any] = {
@@ -401,6 +416,7 @@ _OPS: dict[str, Any] = {
     "paper": Ledger._paper,
     "deliver": Ledger._deliver,
     "skip": Ledger._skip,
+    "offer": Ledger._offer,
     "marks": Ledger._marks,
     "served": Ledger._served,
     "cadence": Ledger._cadence,

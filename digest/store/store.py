@@ -57,7 +57,7 @@ from digest.store.format import (
     reader_state_to_doc,
     schema_of,
 )
-from digest.store.ledger import DeliveredAt, Ledger, LedgerError, skipped_ids
+from digest.store.ledger import DeliveredAt, Ledger, LedgerError, set_aside_ids
 from digest.store.restore import Restored, rebuild
 from digest.store.storage import (
     AtomicJSONStorage,
@@ -89,6 +89,9 @@ class SubscriberState:
     delivered_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when
     # id -> version: left out of a mail for its size, never to be offered again
     skipped: Mapping[str, int] = field(default_factory=dict)
+    # id -> version: shown beyond the reader's keywords (not a match, not delivered),
+    # never to be offered there again
+    offered: Mapping[str, int] = field(default_factory=dict)
     watermarks: Mapping[str, datetime] = field(default_factory=dict)  # term key -> start
     last_sent: datetime | None = None
     first_seen: datetime | None = None
@@ -379,7 +382,8 @@ class Store:
             email=email,
             delivered=MappingProxyType(r.delivered),
             delivered_at=DeliveredAt(r.batches),
-            skipped=skipped_ids(r),
+            skipped=set_aside_ids(r, "skipped"),
+            offered=set_aside_ids(r, "offered"),
             watermarks={k: parse_time(v) for k, v in (f.get("watermarks") or {}).items()},
             last_sent=maybe_time(f.get("last_sent")),
             first_seen=maybe_time(f.get("first_seen")),
@@ -462,6 +466,17 @@ class Store:
         """
         if skipped:
             self._change("skip", email, iso(when), dict(skipped))
+
+    def record_offered(self, email: str, offered: Mapping[str, int], when: datetime) -> None:
+        """Mark ``offered`` (id -> version) as shown to ``email`` beyond their keywords.
+
+        Call with the delivery of the mail that showed them: they match none
+        of the reader's keywords, so they are not delivered (no revision
+        notice follows them, ``digest status`` does not count them), and they
+        are not offered again. Journaled like a delivery.
+        """
+        if offered:
+            self._change("offer", email, iso(when), dict(offered))
 
     def mark_served(
         self, email: str, served_slot: datetime | None = None, empty_day: str | None = None

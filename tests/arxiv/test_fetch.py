@@ -83,6 +83,16 @@ def test_pages_through_all_results_in_order(server: ArxivServer) -> None:
     assert r.user_agent.startswith(f"daily-papers-digest/{__version__}")
 
 
+def test_the_newest_results_only_cost_only_their_pages(server: ArxivServer) -> None:
+    async def go():
+        async with ArxivClient(settings(server.url)) as client:
+            return await client.fetch_newest("q", pages=2), client.stats
+
+    papers, stats = asyncio.run(go())
+    assert len(papers) == 20 and stats.requests == 2  # of 3 pages
+    assert [r.params["start"] for r in server.state.requests] == ["0", "10"]
+
+
 def test_requests_are_spaced_by_the_interval(server: ArxivServer) -> None:
     fetch(settings(server.url, request_interval=0.2))
     times = [r.at for r in server.state.requests]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from digest.arxiv.query import (
     MAX_URL_LENGTH,
     MAX_WINDOW_DAYS,
     Terms,
     build_queries,
+    category_query,
+    last_announced,
     page_params,
     unfit_terms,
     url_length,
@@ -104,3 +109,55 @@ def test_window_is_a_week_and_reaches_back_after_downtime() -> None:
     assert window(NOW, NOW - timedelta(days=10), 2)[0] == NOW - timedelta(days=17)
     assert window(NOW, NOW - timedelta(days=400), 2)[0] == NOW - timedelta(days=MAX_WINDOW_DAYS)
     assert window(NOW, None, 14)[0] == NOW - timedelta(days=15)
+
+
+ET = ZoneInfo("America/New_York")
+
+
+def et(day: int, hour: int) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=ET)
+
+
+@pytest.mark.parametrize(
+    ("now", "opened", "closed"),
+    [
+        # Mon 07:00 UTC: Sunday's announcement, Thursday 14:00 to Friday 14:00
+        (datetime(2026, 11, 23, 7, tzinfo=UTC), et(19, 14), et(20, 14)),
+        # Tue 07:00 UTC: Monday's, Friday 14:00 over the weekend to Monday 14:00
+        (datetime(2026, 11, 24, 7, tzinfo=UTC), et(20, 14), et(23, 14)),
+        # Wed 07:00 UTC: Tuesday's, a day of submissions
+        (datetime(2026, 11, 25, 7, tzinfo=UTC), et(23, 14), et(24, 14)),
+        # Fri 07:00 UTC and all of Saturday: Thursday's is the latest
+        (datetime(2026, 11, 27, 7, tzinfo=UTC), et(25, 14), et(26, 14)),
+        (et(28, 23), et(25, 14), et(26, 14)),
+        # at 20:00 Eastern the day's announcement is out; a minute before, not yet
+        (et(24, 20), et(23, 14), et(24, 14)),
+        (et(24, 19).replace(minute=59), et(20, 14), et(23, 14)),
+    ],
+)
+def test_the_latest_announcement_and_the_submissions_it_carried(
+    now: datetime, opened: datetime, closed: datetime
+) -> None:
+    assert last_announced(now) == (opened, closed)
+
+
+def test_announcements_keep_eastern_time_across_daylight_saving() -> None:
+    # 2026-11-01: clocks go back in New York; Monday 2 November 07:00 UTC is 02:00 EST
+    opened, closed = last_announced(datetime(2026, 11, 2, 7, tzinfo=UTC))
+    assert opened == datetime(2026, 10, 29, 18, tzinfo=UTC)  # Thursday 14:00 EDT
+    assert closed == datetime(2026, 10, 30, 18, tzinfo=UTC)  # Friday 14:00 EDT
+
+
+def test_one_category_query_for_every_liked_category_over_a_window() -> None:
+    start = datetime(2026, 11, 27, 19, tzinfo=UTC)
+    q = category_query(("cs.CL", "hep-th", "cs.CL"), start, NOW, api_url=API, page_size=1000)
+    assert q == "(cat:cs.CL OR cat:hep-th) AND submittedDate:[202611271900 TO 202611300700]"
+    within = category_query(("cs.CL",), start, NOW, within=("cs",), api_url=API, page_size=1000)
+    assert within.startswith("(cat:cs.CL) AND (cat:cs.*) AND submittedDate:")
+
+
+def test_too_many_categories_for_one_url_ask_their_archives_whole() -> None:
+    many = (*(f"cs.X{i:03d}" for i in range(400)), "hep-th", "astro-ph.GA")
+    q = category_query(many, NOW - timedelta(days=1), NOW, api_url=API, page_size=1000)
+    assert q.startswith("(cat:cs.* OR cat:hep-th OR cat:astro-ph.*) AND submittedDate:")
+    assert url_length(API, q, 1000) <= MAX_URL_LENGTH

@@ -15,7 +15,7 @@ import pytest
 from digest import ranking as rank
 from digest.compose.render import build_message, compose, render
 from digest.compose.selection import HTML_LIMIT, build_digest
-from digest.compose.view import ACKNOWLEDGEMENT, highlight
+from digest.compose.view import ACKNOWLEDGEMENT, excerpt, highlight
 from digest.errors import TemplateError
 from digest.matching.rules import match_all
 from digest.models import Match, Paper, Ranked, Settings, SmtpSettings, Subscriber
@@ -183,6 +183,46 @@ def test_highlight_segments_split_without_losing_text() -> None:
     segs = highlight("Graph Neural-Networks, and graph neural nets", ["graph neural network"])
     assert "".join(s.text for s in segs) == "Graph Neural-Networks, and graph neural nets"
     assert [s.text for s in segs if s.mark] == ["Graph Neural-Networks"]
+
+
+def test_inflected_forms_that_matching_accepts_are_highlighted() -> None:
+    sub = replace(ALICE, keywords=("galaxy",))
+    p = paper(1, "Dwarf galaxies", "Every galaxy here is a dwarf galaxy; policies differ.")
+    _, rendered, _ = parts(papers=[p], sub=sub)
+    marked = re.findall(r"<mark[^>]*>([^<]*)</mark>", rendered.html)
+    assert marked == ["galaxies", "galaxy", "galaxy"]
+
+
+FILLER = "We describe the instrument and its calibration in detail. " * 25  # ~1,400 chars
+
+
+def test_a_match_only_past_the_cut_of_the_abstract_shows_its_sentence() -> None:
+    sub = replace(ALICE, keywords=("galaxy",))
+    abstract = FILLER + "Dwarf galaxies host the faintest halos. The survey ends here."
+    _, rendered, _ = parts(papers=[paper(1, "An instrument paper", abstract)], sub=sub)
+    text = " ".join(rendered.text.split())
+    assert " … Dwarf galaxies host the faintest halos. …" in text
+    assert "The survey ends here" not in text
+    assert re.search(r"… <mark[^>]*>Dwarf galaxies|Dwarf <mark[^>]*>galaxies</mark>", rendered.html)
+    assert "read more" in rendered.html
+
+
+def test_no_sentence_is_added_when_the_match_shows_already() -> None:
+    sub = replace(ALICE, keywords=("galaxy",))
+    abstract = FILLER + "Dwarf galaxies host the faintest halos."
+    for title, head in (("A galaxy survey", ""), ("An instrument paper", "A galaxy survey. ")):
+        _, rendered, _ = parts(papers=[paper(1, title, head + abstract)], sub=sub)
+        assert "faintest halos" not in rendered.text
+
+
+def test_a_long_sentence_past_the_cut_is_shown_around_the_match() -> None:
+    text = "Short one. In a sentence " + "that goes on " * 30 + "past a galaxy" + " and on" * 60
+    at = text.index("galaxy")
+    shown = excerpt(text + ". Next.", (at, at + 6))
+    assert shown.startswith("… ") and shown.endswith(" …") and len(shown) <= 310
+    assert "past a galaxy and on" in shown and "In a sentence" not in shown
+    assert excerpt("Short one. A galaxy here! Next.", (13, 19)) == "A galaxy here! …"
+    assert excerpt("A galaxy here", (2, 8)) == "A galaxy here"
 
 
 def test_footer_says_why_how_to_unsubscribe_and_thanks_arxiv() -> None:

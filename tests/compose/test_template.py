@@ -168,4 +168,5 @@ def test_the_keyword_index_has_no_fragment_links() -> None:
     assert [e.attrs["href"] for e in found if e.attrs.get("href", "").startswith("#")] == []
     assert [e.attrs["id"] for e in found if "id" in e.attrs] == []
     index = re.search(r'<p class="index"[^>]*>(.*?)</p>', html, re.S)
-    assert index and "compiler&nbsp;(1)" in index.group(1)
+    assert index and "Top of today&nbsp;(3)" in index.group(1)
+    assert "proton&nbsp;(1)" in index.group(1)

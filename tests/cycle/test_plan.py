@@ -11,16 +11,20 @@ import pytest
 
 from digest import compose
 from digest.cycle.plan import (
+    Beyond,
     Snapshot,
     cycle_id,
     fetch_terms,
+    liked_categories,
     plan_cycle,
+    plan_subscriber,
     revision_watch,
     select_subscribers,
     term_key,
 )
+from digest.cycle.plan import candidates as pool_of
 from digest.errors import UsageError
-from digest.models import Config, Paper, Ranked, ReaderState, Settings, Subscriber
+from digest.models import Config, Liked, Paper, Ranked, ReaderState, Settings, Subscriber
 from digest.replies.readers import Verified, apply
 from digest.store.format import reader_state_from_doc, reader_state_to_doc
 from digest.store.store import SubscriberState
@@ -81,6 +85,29 @@ def test_a_new_keyword_starts_lookback_days_back_not_now() -> None:
     assert plan.term_keys == (term_key("k", "graph neural network"),)
 
 
+@pytest.mark.parametrize(
+    ("now", "first"),
+    [
+        # Monday 07:00 UTC: Sunday's announcement carried Thursday 14:00 to Friday 14:00 Eastern
+        (datetime(2026, 11, 23, 7, tzinfo=UTC), datetime(2026, 11, 19, 19, 30, tzinfo=UTC)),
+        # Tuesday 07:00 UTC: Monday's carried Friday 14:00 to Monday 14:00 Eastern
+        (datetime(2026, 11, 24, 7, tzinfo=UTC), datetime(2026, 11, 20, 19, 30, tzinfo=UTC)),
+    ],
+)
+def test_a_new_reader_starts_at_the_last_full_announcement_not_two_days_back(
+    now: datetime, first: datetime
+) -> None:
+    # ``first``: early in the window of the latest announcement (14:00 EST is 19:00 UTC);
+    # an hour before it, a paper of the announcement before
+    def at(pid: str, when: datetime) -> Paper:
+        return replace(paper(pid, "A graph neural network for X"), published=when, updated=when)
+
+    fetched = (at("2611.00001", first), at("2611.00002", first - timedelta(hours=1)))
+    (plan,) = plan_cycle((ALICE,), SETTINGS, Snapshot(), fetched, now).plans
+    assert [m.paper.id for m in plan.matches] == ["2611.00001"]
+    assert plan.watermark_start is not None and plan.watermark_start < now - timedelta(days=2)
+
+
 def test_an_existing_watermark_holds_back_older_papers() -> None:
     p = paper("2611.00001", "A graph neural network for X", days_ago=1.5)
     marks = {term_key("k", "Graph Neural Networks"): NOW - timedelta(days=1)}
@@ -103,6 +130,18 @@ def test_a_weekly_subscriber_is_served_on_its_slot() -> None:
     plan = plan_one(weekly, Snapshot(states={weekly.email: state}), (p,))
     assert plan.reason == "send"
     assert plan.served_slot == datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+
+
+def test_a_new_weekly_reader_gets_the_first_digest_on_their_first_weekday() -> None:
+    p = paper("2611.00001", "A graph neural network for X")
+    today = replace(ALICE, frequency="weekly", weekday="wed")  # NOW is a Wednesday, 07:00
+    assert plan_one(today, Snapshot(), (p,)).reason == "send"
+    # seen first by an earlier cycle of the same day (a digest once at 06:00, say)
+    early = SubscriberState(today.email, first_seen=NOW - timedelta(hours=1))
+    assert plan_one(today, Snapshot(states={today.email: early}), (p,)).reason == "send"
+    # Monday's slot came before the reader did: their first weekday is next Monday
+    monday = replace(ALICE, frequency="weekly", weekday="mon")
+    assert plan_one(monday, Snapshot(), (p,)).reason == "waiting"
 
 
 def test_send_empty_gives_an_empty_note_once_a_day() -> None:
@@ -342,3 +381,62 @@ def test_a_weekly_slot_in_the_future_of_the_clock_does_not_block_today() -> None
     assert plan.reason == "send" and plan.served_slot == MONDAY
     # a reader whose first sight lies ahead too is owed the slot, not made to wait a week
     assert plan_on(WEEKLY, replace(state, first_seen=ahead), NOW).reason == "send"
+
+
+# -- beyond the keywords ------------------------------------------------------
+
+
+def in_cats(pid: str, title: str, *cats: str, abstract: str = "An abstract.", **kw) -> Paper:
+    return replace(
+        paper(pid, title), abstract=abstract, categories=cats, primary_category=cats[0], **kw
+    )
+
+
+LIKED = in_cats("2601.00001", "Parsing with attention", "cs.CL", "cs.LG")
+FAN = replace(
+    ALICE, exclude=("survey",), authors=("Jane Roe",), likes=(Liked(LIKED.id), Liked("2601.09999"))
+)
+
+
+def beyond_plan(sub: Subscriber, state: SubscriberState, offered: tuple[Paper, ...]):
+    match = paper("2611.00001", "A graph neural network for X")
+    beyond = Beyond.of(offered, {LIKED.id: LIKED, **{p.id: p for p in offered}})
+    pool = pool_of((), (match,))
+    return plan_subscriber(sub, state, pool, SETTINGS, NOW, None, beyond=beyond)
+
+
+def test_beyond_candidates_are_liked_categories_papers_that_touch_nothing_the_reader_set() -> None:
+    ok = in_cats("2611.00010", "Tagging parts of speech", "cs.CL")
+    cross = in_cats("2611.00011", "Speech in the wild", "eess.AS", "cs.CL")
+    others = [
+        in_cats("2611.00020", "Graph neural networks for parsing", "cs.CL"),  # a keyword
+        in_cats("2611.00021", "A survey of parsers", "cs.CL"),  # an excluded phrase
+        in_cats("2611.00022", "Parsers", "cs.CL", authors=("J. Roe",)),  # a followed author
+        in_cats("2611.00023", "Galaxies", "astro-ph.GA"),  # not a liked category
+        in_cats("2611.00024", "Delivered", "cs.CL"),
+        in_cats("2611.00025", "Skipped", "cs.CL"),
+        in_cats("2611.00026", "Offered", "cs.CL"),
+        LIKED,  # the liked paper itself
+    ]
+    state = SubscriberState(
+        FAN.email,
+        delivered={"2611.00024": 1},
+        skipped={"2611.00025": 1},
+        offered={"2611.00026": 1},
+    )
+    plan = beyond_plan(FAN, state, (ok, cross, *others))
+    assert plan.reason == "send" and plan.liked_categories == ("cs.CL",)
+    assert [p.id for p in plan.beyond] == [ok.id, cross.id]
+    assert [m.paper.id for m in plan.matches] == ["2611.00001"]  # matches are unchanged
+
+
+def test_a_reader_without_likes_is_offered_nothing() -> None:
+    plan = beyond_plan(ALICE, SubscriberState(ALICE.email), (in_cats("2611.00010", "T", "cs.CL"),))
+    assert plan.beyond == () and plan.liked_categories == ()
+
+
+def test_liked_categories_are_the_known_liked_papers_primary_ones_most_liked_first() -> None:
+    a, b = in_cats("2601.00002", "A", "hep-th"), in_cats("2601.00003", "B", "hep-th", "cs.CL")
+    likes = (Liked(LIKED.id), Liked(a.id), Liked(b.id), Liked("2601.09999"), Liked(None, "T"))
+    known = {p.id: p for p in (LIKED, a, b)}
+    assert liked_categories(likes, known) == ("hep-th", "cs.CL")

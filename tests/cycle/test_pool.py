@@ -31,7 +31,7 @@ def ranked(p: Plan) -> tuple[Ranked, ...]:
 async def collect(plans: list[Plan], stop_after: int | None = None) -> list[tuple[Plan, object]]:
     out: list[tuple[Plan, object]] = []
     limit = len(plans) if stop_after is None else stop_after
-    pairs = [(p, (ranked(p), None)) for p in plans]
+    pairs = [(p, (ranked(p), (), None)) for p in plans]
     gen = composer.pooled(pairs, SETTINGS, NOW, 2, lambda: len(out) >= limit)
     async for got in gen:
         out.append(got)

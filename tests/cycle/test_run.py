@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from digest.arxiv import last_announced
 from digest.cli.entry import main
 from digest.config import loading as config_mod
 from digest.cycle import pool as pool_mod
@@ -282,12 +283,16 @@ def test_only_one_subscriber(setup, capsys) -> None:
     assert "no subscriber nobody@example.org" in capsys.readouterr().err
 
 
-def test_new_subscriber_starts_lookback_days_back(smtp, write_config) -> None:
+def test_new_subscriber_starts_at_the_last_announcement_or_lookback_days_back(
+    smtp, write_config
+) -> None:
     header, entries = recent_entries(CORPUS, spacing=timedelta(hours=5))  # 30 papers, 6 days
     with ArxivServer(header, entries) as arxiv:
         cfg = write_config(config_dict(arxiv.url, smtp.port, lookback_days=1))
         assert run(cfg, "once") == 0
-    cutoff = datetime.now(UTC) - timedelta(days=1, minutes=5)
+    now = datetime.now(UTC)
+    opened, _ = last_announced(now)
+    cutoff = min(opened, now - timedelta(days=1)) - timedelta(minutes=5)
     from digest.arxiv.feed import parse_page
 
     papers = {p.id: p for p in parse_page(header + b"".join(entries) + b"</feed>").papers}

@@ -4,8 +4,9 @@ Inputs are only what a reader or an operator can see: the messages the SMTP
 server accepted, the recorded arXiv entries the server held, the config,
 and the database read back through ``digest status``. Which papers a
 reader should get is computed independently, with the contract's own
-definition of "matches" (``digest.matching.rules.match_paper``) and the
-``lookback_days`` rule, never by asking digest's cycle code. Readers are
+definition of "matches" (``digest.matching.rules.match_paper``) and where a
+new reader starts (arXiv's latest announcement whole, or ``lookback_days``
+back if earlier), never by asking digest's cycle code. Readers are
 known by their address's identity (``digest.models.address_key``, the
 contract's "one reader per mailbox"): a message to ``user@xn--bcher-kva.example``
 is one to ``user@bücher.example``, and re-spelling an address keeps the reader.
@@ -16,7 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from digest.arxiv.feed import parse_page
 from digest.matching.rules import match_paper
@@ -38,11 +40,37 @@ def papers_in(header: bytes, entries: Iterable[bytes]) -> dict[str, Paper]:
     return out
 
 
+def first_day_start(first_run: datetime, lookback_days: int) -> datetime:
+    """Where a reader new at ``first_run`` starts, from arXiv's published schedule.
+
+    Deadlines are 14:00 US Eastern on weekdays; the deadline of Monday to
+    Thursday is announced at 20:00 that day, Friday's on Sunday. The latest
+    announcement before the run carried what was submitted since the deadline
+    before its own.
+    """
+    eastern = ZoneInfo("America/New_York")
+    today = first_run.astimezone(eastern).date()
+    deadlines = []  # (deadline, its announcement), oldest first
+    for back in range(10, -1, -1):
+        day = today - timedelta(days=back)
+        if day.weekday() < 5:
+            announced = day + timedelta(days=2 if day.weekday() == 4 else 0)
+            deadlines.append(
+                (
+                    datetime.combine(day, time(14), tzinfo=eastern),
+                    datetime.combine(announced, time(20), tzinfo=eastern),
+                )
+            )
+    latest = max(i for i, (_, out) in enumerate(deadlines) if out <= first_run)
+    opened = deadlines[latest - 1][0]
+    return min(opened, first_run - timedelta(days=lookback_days))
+
+
 def expected(
     config: Config, papers: Mapping[str, Paper], first_run: datetime
 ) -> dict[str, set[str]]:
-    """Per reader (by identity): the matching ids submitted at most lookback_days before run 1."""
-    since = first_run - timedelta(days=config.settings.lookback_days)
+    """Per reader (by identity): the matching ids submitted since their start at the first run."""
+    since = first_day_start(first_run, config.settings.lookback_days)
     cats = config.settings.arxiv.categories
     return {
         address_key(sub.email): {

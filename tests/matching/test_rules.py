@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from digest.matching.rules import (
     by_author,
     contains_phrase,
-    highlight_pattern,
+    highlight_spans,
     in_categories,
     match_paper,
     normalize,
@@ -167,11 +167,30 @@ def test_the_old_pages_failure_unrelated_server_results_are_dropped() -> None:
     assert match_paper(paper(abstract="we apply metamorphic testing to ..."), s) is not None
 
 
-def test_highlight_pattern_finds_the_displayed_variants() -> None:
-    pat = highlight_pattern("reinforcement learning")
-    assert pat is not None
-    assert pat.search("Deep Reinforcement-Learning agents").group() == "Reinforcement-Learning"
-    assert pat.search("reinforcement learnings").group() == "reinforcement learnings"
+def shown(text: str, phrase: str) -> list[str]:
+    return [text[a:b] for a, b in highlight_spans(text, phrase)]
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase", "found"),
+    [
+        ("Deep Reinforcement-Learning", "reinforcement learning", ["Reinforcement-Learning"]),
+        ("reinforcement learnings", "reinforcement learning", ["reinforcement learnings"]),
+        ("Dwarf galaxies, and one galaxy", "galaxy", ["galaxies", "galaxy"]),
+        ("one policy, two policies", "policies", ["policy", "policies"]),
+        ("Caches and a cache", "caches", ["Caches", "cache"]),
+        ("Schrödinger bridges", "Schrodinger bridge", ["Schrödinger bridges"]),
+        ("graph, neural: network", "graph neural network", ["graph, neural: network"]),
+        ("the galaxy-scale graphs", "galaxy scale", ["galaxy-scale"]),
+        ("a graphene sheet", "graph", []),
+        ("analysis of status", "analysi", []),
+    ],
+)
+def test_highlighting_finds_every_form_that_matching_accepts(
+    text: str, phrase: str, found: list[str]
+) -> None:
+    assert shown(text, phrase) == found
+    assert contains_phrase(text, phrase) == bool(found)
 
 
 # -- properties ---------------------------------------------------------------
@@ -207,6 +226,21 @@ def test_normalised_text_is_lowercase_words_between_single_spaces(text: str) -> 
 )
 def test_singular_and_plural_fold_alike(word: str) -> None:
     assert normalize(word) == normalize(word + "s")
+
+
+inflected = st.lists(
+    st.tuples(words, st.sampled_from(["", "s", "es", "S"])), min_size=1, max_size=3
+)
+
+
+@given(inflected, fillers, fillers)
+def test_highlighting_marks_a_phrase_wherever_matching_finds_it(
+    parts: list[tuple[str, str]], before: str, after: str
+) -> None:
+    # the displayed text carries the phrase with plural endings; matching decides
+    phrase = " ".join(w for w, _ in parts)
+    text = f"{before} {' '.join(w + end for w, end in parts)} {after}"
+    assert contains_phrase(text, phrase) == bool(highlight_spans(text, phrase))
 
 
 @given(phrases, fillers)

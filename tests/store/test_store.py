@@ -288,6 +288,23 @@ def test_replaying_a_journal_twice_changes_nothing(backend: Backend) -> None:
     assert everything(backend) == folded
 
 
+def test_offered_papers_are_journaled_apart_from_deliveries_and_age_out(backend: Backend) -> None:
+    with backend.open() as store:
+        store.record_offered("a@x.org", {"2611.00004": 1}, NOW - timedelta(days=200))
+        store.record_delivery("a@x.org", {"2611.00001": 1}, NOW)
+        store.record_offered("a@x.org", {"2611.00002": 1, "2611.00003": 2}, NOW)
+        store.flush()
+        journal = store.storage.read_journal()
+    backend.set_journal(journal + journal)  # replayed twice: the same
+    with backend.open() as store:
+        state = store.subscriber("a@x.org")
+        assert dict(state.delivered) == {"2611.00001": 1}
+        assert dict(state.offered) == {"2611.00002": 1, "2611.00003": 2, "2611.00004": 1}
+        assert not state.skipped
+        store.prune(NOW)
+        assert dict(store.subscriber("a@x.org").offered) == {"2611.00002": 1, "2611.00003": 2}
+
+
 def test_a_checkpoint_journals_its_unflushed_changes_first(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,10 +44,10 @@ def _workload(readers: int) -> list[tuple[object, object, object]]:
     from email.headerregistry import Address
     from inspect import signature
 
+    from digest import ranking as rank
     from digest.arxiv.feed import parse_page
     from digest.errors import ArxivQueryError
     from digest.models import Match, Paper, Subscriber, format_sender
-    from digest.ranking import relevance as rank
     from digest.replies.commands import reader_links
     from digest.replies.tokens import ReplySecret
 

@@ -59,7 +59,7 @@ from digest.compose.render import build_message, compose  # noqa: E402
 from digest.mail.smtp import Mailer  # noqa: E402
 from digest.matching.rules import match_all  # noqa: E402
 from digest.models import Settings, SmtpSettings  # noqa: E402
-from digest.ranking.relevance import build_corpus, rank  # noqa: E402
+from digest.ranking import build_corpus, rank  # noqa: E402
 from tests.support.postfix import Postfix  # noqa: E402
 from tests.support.spam import CREATED, SUBSCRIBERS, day_papers  # noqa: E402
 

@@ -131,12 +131,22 @@ def the_day() -> list[Any]:
     import dataclasses
     from datetime import UTC, datetime, timedelta
 
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.ranking_quality import DAY, load, recorded_papers
+    from digest.arxiv.feed import MalformedPage, parse_page
+    from digest.errors import ArxivQueryError
 
-    mixed = load(DAY) + recorded_papers()
-    random.Random(DAY).shuffle(mixed)
-    start = datetime.fromisoformat(DAY).replace(tzinfo=UTC)
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ranking_quality import DAYS, load
+
+    day = DAYS[0]
+    recorded: dict[str, Any] = {}  # every paper of the recorded API answers (143, mostly cs.SE)
+    for path in sorted((ROOT / "tests" / "fixtures").glob("api_*.xml")):
+        try:
+            recorded.update((p.id, p) for p in parse_page(path.read_bytes()).papers)
+        except (MalformedPage, ArxivQueryError):
+            continue  # the error responses
+    mixed = load(day) + sorted(recorded.values(), key=lambda p: p.id)
+    random.Random(day).shuffle(mixed)
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     return [
         dataclasses.replace(p, published=start + timedelta(seconds=i), updated=start)
         for i, p in enumerate(mixed)
@@ -154,7 +164,7 @@ def mail(sub: Any, papers: list[Any], *, ranked: bool) -> tuple[Any, Any, int]:
     matches = match_all(papers, sub)
     items: Any = matches
     if ranked:
-        from digest.ranking import relevance as rank
+        from digest import ranking as rank
 
         items = rank.rank(matches, rank.build_corpus(papers))
     created = datetime(2026, 6, 10, 7, tzinfo=UTC)
@@ -187,19 +197,20 @@ def heavy_readers() -> dict[str, Any]:
     """Per heavy reader: matches, KB, in full (how many of the best), rows, the best 3's places."""
     from datetime import UTC, datetime
 
+    from digest import ranking as rank
+
     # digest first: in ``before`` it is the earlier revision's, on PYTHONPATH
     from digest.compose.render import compose
     from digest.matching.rules import contains_phrase, match_all
     from digest.models import Liked, Settings, SmtpSettings, Subscriber
-    from digest.ranking import relevance as rank
     from digest.replies import ReplySecret, reader_links
 
     sys.path.insert(0, str(ROOT))
-    from benchmarks.ranking_quality import LIKES_DAY, load
+    from benchmarks.ranking_quality import DAYS, load
 
     papers = the_day()
     corpus = rank.build_corpus(papers)
-    pool = load(LIKES_DAY)
+    pool = load(DAYS[1])  # the likes come from another day
     settings = Settings(smtp=SmtpSettings(sender="Daily Papers <papers@digest.example.org>"))
     secret = ReplySecret(b"visibility-benchmark-secret-0123")
     out = {}
@@ -210,10 +221,12 @@ def heavy_readers() -> dict[str, Any]:
         sub = Subscriber(f"{name}@example.org", keywords, likes=likes)
         ranked = rank.rank(match_all(papers, sub), corpus, rank.build_profile(corpus, likes))
 
-        def links(ids: tuple[str, ...], email: str = sub.email) -> Any:
-            return reader_links(secret, "papers@digest.example.org", email, ids)
-
         when = datetime(2026, 6, 10, 7, tzinfo=UTC)
+
+        def links(ids: tuple[str, ...], email: str = sub.email) -> Any:
+            issued = datetime(2026, 6, 10, tzinfo=UTC).date()
+            return reader_links(secret, "papers@digest.example.org", email, ids, issued=issued)
+
         digest, rendered = compose(sub, ranked, settings, cycle_id="b", created=when, links=links)
         full = {r.match.paper.id for s in digest.sections for r in s.full}
         best = [r.match.paper.id for r in sorted(ranked, key=lambda r: -r.score)]
@@ -240,19 +253,19 @@ BEYOND_READERS = [
 
 def beyond_the_keywords() -> None:
     """How many papers of the readers' liked categories are close to a liked paper, and offered."""
+    from digest import ranking as rank
     from digest.compose.selection import pick_beyond
     from digest.cycle.plan import Beyond, beyond_candidates, liked_categories
     from digest.matching.rules import contains_phrase, match_all
     from digest.models import Liked, Match, Subscriber
     from digest.ranking import FIELD_REASON
-    from digest.ranking import relevance as rank
 
     sys.path.insert(0, str(ROOT))
-    from benchmarks.ranking_quality import LIKES_DAY, load
+    from benchmarks.ranking_quality import DAYS, load
 
     papers = the_day()
     corpus = rank.build_corpus(papers)
-    pool = load(LIKES_DAY)
+    pool = load(DAYS[1])  # the likes come from another day
     known = {p.id: p for p in (*papers, *pool)}
     beyond = Beyond.of(papers, known)
     print(f"\nBeyond the keywords: {len(papers)} papers")
@@ -373,7 +386,7 @@ def cost(n: int) -> None:
     from datetime import UTC, datetime, timedelta
 
     sys.path.insert(0, str(ROOT))
-    from benchmarks.ranking_quality import OTHER_DAY, load
+    from benchmarks.ranking_quality import DAYS, load
     from digest.cycle import stream as compose_stream
     from digest.cycle.inputs import Hooks, Options, collaborators
     from digest.cycle.run import run_cycle
@@ -404,7 +417,7 @@ def cost(n: int) -> None:
         for i, p in enumerate(papers)
     ]
     header, _ = load_entries(["api_new_2026-04_all-testing_start-0_max-10.xml"])
-    pool = load(OTHER_DAY)
+    pool = load(DAYS[2])
     rng = random.Random(n)
     subs = []
     for i, (email, kws) in enumerate(readers(n, seed=1000)):
@@ -413,16 +426,16 @@ def cost(n: int) -> None:
         subs.append(Subscriber(email, kws, likes=likes))
     unranked = compose_stream._rank
 
-    def date_order(matched: Any, plan: Any) -> tuple[Any, ...]:
+    def date_order(matched: Any, plan: Any, configured: Any = None) -> tuple[Any, ...]:
         # compose sorts equal scores newest first; nothing beyond the keywords
         return tuple(Ranked(m, 0.0) for m in plan.matches), ()
 
     inside = [0.0]  # seconds spent ranking (the corpus is built on the first call)
 
-    def timed(matched: Any, plan: Any) -> tuple[Any, ...]:
+    def timed(matched: Any, plan: Any, configured: Any = None) -> tuple[Any, ...]:
         t = time.perf_counter()
         try:
-            return unranked(matched, plan)
+            return unranked(matched, plan, configured)
         finally:
             inside[0] += time.perf_counter() - t
 

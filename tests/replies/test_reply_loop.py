@@ -38,6 +38,9 @@ from tests.support.mail_clients import gmail, outlook, plain
 from tests.support.paths import MAIL, ROOT
 from tests.support.smtp_server import SmtpServer
 
+# the real `digest ingest` and cycles against loopback servers, end to end
+pytestmark = pytest.mark.servers
+
 ALICE, BOB = "alice@example.org", "bob@example.org"
 
 

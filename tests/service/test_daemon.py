@@ -30,6 +30,9 @@ from tests.support.configs import config_dict
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_for
 
+# the daemon, in-process and as a process, against loopback servers
+pytestmark = pytest.mark.servers
+
 ALL_DAYS = list(WEEKDAYS)
 
 

@@ -33,6 +33,9 @@ from tests.support.imap_fake import FakeImap, Peer, serve_until
 from tests.support.mail_clients import gmail
 from tests.support.smtp_server import SmtpServer
 
+# the daemon with a real Dovecot or a scripted IMAP peer, in real time
+pytestmark = pytest.mark.servers
+
 
 @pytest.mark.servers
 def test_a_reader_who_unsubscribed_overnight_gets_no_catch_up_digest(

@@ -45,6 +45,7 @@ from digest.models import (
     ReaderState,
     Settings,
     Subscriber,
+    address_key,
     newest_first,
     newest_versions,
 )
@@ -142,10 +143,11 @@ NO_BEYOND = Beyond()
 
 
 def select_subscribers(config: Config, only: str | None) -> tuple[Subscriber, ...]:
-    """Everybody, or the one ``--subscriber`` asked for."""
+    """Everybody, or the one ``--subscriber`` asked for, in any spelling of the address."""
     if only is None:
         return config.subscribers
-    subs = tuple(s for s in config.subscribers if s.email.casefold() == only.casefold())
+    wanted = address_key(only)
+    subs = tuple(s for s in config.subscribers if address_key(s.email) == wanted)
     if not subs:
         raise UsageError(f"no subscriber {only} in {config.path}")
     return subs

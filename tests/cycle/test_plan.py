@@ -177,9 +177,12 @@ def test_new_papers_are_those_the_cache_did_not_have() -> None:
 
 def test_only_one_subscriber_and_an_unknown_one_is_a_usage_error() -> None:
     bob = Subscriber("bob@example.org", ("x",))
-    cfg = Config(SETTINGS, (ALICE, bob), Path("subscribers.yaml"))
+    dora = Subscriber("dora@bücher.example", ("x",))
+    cfg = Config(SETTINGS, (ALICE, bob, dora), Path("subscribers.yaml"))
     assert select_subscribers(cfg, "BOB@example.org") == (bob,)
-    assert select_subscribers(cfg, None) == (ALICE, bob)
+    # the domain's other IDNA form names the same reader (one identity per mailbox)
+    assert select_subscribers(cfg, "Dora@xn--bcher-kva.example") == (dora,)
+    assert select_subscribers(cfg, None) == (ALICE, bob, dora)
     with pytest.raises(UsageError, match=r"no subscriber carol@example\.org"):
         select_subscribers(cfg, "carol@example.org")
 

@@ -11,6 +11,7 @@ import yaml
 
 from tests.support.arxiv_server import ArxivServer, recent_entries
 from tests.support.configs import CORPUS
+from tests.support.daemon import NotifySocket
 from tests.support.dovecot import Dovecot
 from tests.support.programs import make_certificate, require
 from tests.support.smtp_server import SmtpServer
@@ -72,3 +73,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.path.parents
         ):
             item.add_marker(pytest.mark.servers)
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()

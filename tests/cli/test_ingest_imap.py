@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 
 from digest.cli.entry import main
-from tests.replies.test_reply_loop import (
+from tests.support.arxiv_server import ArxivServer
+from tests.support.configs import config_dict
+from tests.support.dovecot import Dovecot
+from tests.support.mail_clients import gmail
+from tests.support.reply_site import (
     ALICE,
     BOB,
     both_keywords,
     imap_site,
     list_unsubscribe,
 )
-from tests.support.arxiv_server import ArxivServer
-from tests.support.configs import config_dict
-from tests.support.dovecot import Dovecot
-from tests.support.mail_clients import gmail
 from tests.support.smtp_server import SmtpServer
 
 

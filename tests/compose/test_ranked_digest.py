@@ -8,7 +8,6 @@ recorded as delivered; what did not fit is recorded skipped.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from dataclasses import replace
@@ -24,14 +23,13 @@ from digest.cli.entry import main
 from digest.compose.render import compose
 from digest.compose.selection import HTML_LIMIT
 from digest.config import loading as config_mod
-from digest.cycle.inputs import Options, collaborators
 from digest.cycle.report import CycleReport
-from digest.cycle.run import run_cycle
 from digest.matching.rules import match_all
 from digest.models import Liked, Paper, Settings, SmtpSettings, Subscriber
 from digest.store.store import Store
 from tests.support.arxiv_server import ArxivServer, make_entry
 from tests.support.configs import config_dict
+from tests.support.cycles import once
 from tests.support.paths import GOLDEN
 from tests.support.smtp_server import SmtpServer
 
@@ -287,15 +285,7 @@ class World:
         )
 
     def cycle(self) -> CycleReport:
-        cfg = config_mod.load(self.path, env={})
-        now = datetime.now(UTC)
-
-        async def go(store: Store) -> CycleReport:
-            async with collaborators(cfg.settings, Options(), now=now) as collab:
-                return await run_cycle(cfg, store, collab, now=now)
-
-        with Store.open(cfg.settings.database, now=now) as store:
-            return asyncio.run(go(store))
+        return once(self.path)
 
     def state(self, email: str):
         cfg = config_mod.load(self.path, env={})

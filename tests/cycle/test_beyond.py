@@ -6,7 +6,6 @@ so local rules decide) and a real aiosmtpd.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,12 @@ import pytest
 import yaml
 
 from digest.arxiv import last_announced
-from digest.config import loading as config_mod
-from digest.cycle.inputs import Options, collaborators
 from digest.cycle.report import CycleReport
-from digest.cycle.run import BEYOND_PAGES, run_cycle
+from digest.cycle.run import BEYOND_PAGES
 from digest.store.store import Store
 from tests.support.arxiv_server import ArxivServer, make_entry
 from tests.support.configs import config_dict
+from tests.support.cycles import once
 from tests.support.smtp_server import SmtpServer
 
 LIKED = (
@@ -61,15 +59,7 @@ class World:
         )
 
     def cycle(self) -> CycleReport:
-        cfg = config_mod.load(self.path, env={})
-        now = datetime.now(UTC)
-
-        async def go(store: Store) -> CycleReport:
-            async with collaborators(cfg.settings, Options(), now=now) as collab:
-                return await run_cycle(cfg, store, collab, now=now)
-
-        with Store.open(cfg.settings.database, now=now) as store:
-            return asyncio.run(go(store))
+        return once(self.path)
 
     def state(self, email: str):
         with Store.open(self.folder / "digest.json", readonly=True) as store:

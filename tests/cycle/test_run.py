@@ -29,10 +29,10 @@ from digest.cycle.inputs import Options, collaborators
 from digest.cycle.report import CycleReport
 from digest.cycle.run import run_cycle
 from digest.matching.rules import contains_phrase
-from digest.stop import Stop
 from digest.store.store import Store
 from tests.support.arxiv_server import ArxivServer, make_entry, recent_entries
 from tests.support.configs import CORPUS, config_dict
+from tests.support.cycles import delivered, once
 from tests.support.smtp_server import SmtpServer
 
 HOSTILE = '<script>alert(1)</script> & <img src=x onerror=alert(2)> "q"'
@@ -42,34 +42,14 @@ def run(cfg: Path, *args: str) -> int:
     return main([args[0], "--config", str(cfg), *args[1:]])
 
 
-def delivered(cfg: Path) -> dict[str, dict[str, int]]:
-    db = cfg.parent / "digest.json"
-    if not db.exists():
-        return {}
-    with Store.open(db, readonly=True) as store:
-        return {e: dict(store.subscriber(e).delivered) for e in store.subscriber_emails()}
 
 
 def listed_ids(msg: email.message.EmailMessage) -> list[str]:
     return ids_in(msg)
 
 
-async def no_sleep(seconds: float) -> None:
-    await asyncio.sleep(0)
 
 
-def once(cfg: Path, now: datetime | None = None) -> CycleReport:
-    """A cycle as ``digest once`` runs it, with the back-off sleeps skipped (injected)."""
-    conf = config_mod.load(cfg, env={})
-    now = now or datetime.now(UTC)
-
-    async def go(store: Store) -> CycleReport:
-        stop = Stop(sleep=no_sleep)
-        async with collaborators(conf.settings, Options(), now=now, stop=stop) as collab:
-            return await run_cycle(conf, store, collab, now=now)
-
-    with Store.open(conf.settings.database, now=now) as store:
-        return asyncio.run(go(store))
 
 
 @pytest.fixture

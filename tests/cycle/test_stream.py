@@ -16,9 +16,9 @@ import pytest
 from digest import ranking
 from digest.cycle import pool as pool_mod
 from digest.errors import DigestError
-from tests.cycle.test_run import delivered, once
 from tests.support.arxiv_server import ArxivServer
 from tests.support.configs import config_dict
+from tests.support.cycles import delivered, once
 from tests.support.smtp_server import SmtpServer
 
 READERS = [

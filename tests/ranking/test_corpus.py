@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from digest import ranking
-from tests.ranking.test_relevance import VISION, paper
+from tests.support.ranking_data import VISION, paper
 
 DAY = [
     *(paper(f"2606.0080{i}", "Pixels", VISION, categories=("cs.CV",)) for i in range(9)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from digest import ranking
 from digest.models import Liked
-from tests.ranking.test_relevance import (
+from tests.support.ranking_data import (
     DAYS_PAPERS,
     LIKED_GRAPH,
     ROBOTS,

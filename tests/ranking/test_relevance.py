@@ -4,90 +4,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest import ranking
-from digest.models import Liked, Match, Paper, Ranked
+from digest.models import Liked, Ranked
 from tests.support.paths import ROOT
-
-DAY = datetime(2026, 6, 9, tzinfo=UTC)
-
-GRAPHS = (
-    "We study graph neural networks for message passing on molecular graphs, "
-    "with node embeddings and graph pooling for chemistry."
+from tests.support.ranking_data import (
+    DAYS_PAPERS,
+    GRAPHS,
+    LIKED_GRAPH,
+    ROBOTS,
+    SPEECH,
+    VISION,
+    day_matches,
+    ids,
+    liked_by_graph,
+    match,
+    paper,
 )
-VISION = (
-    "A convolutional network for image segmentation of street scenes, trained on "
-    "pixel labels with a vision transformer backbone."
-)
-SPEECH = (
-    "An end-to-end speech recognition system with acoustic features, phoneme "
-    "decoding and audio augmentation for noisy recordings."
-)
-ROBOTS = (
-    "A legged robot learns grasping and locomotion policies from teleoperated "
-    "demonstrations, with tactile feedback on the gripper."
-)
-
-
-def paper(
-    pid: str,
-    title: str,
-    abstract: str,
-    *,
-    minutes: int = 0,
-    categories: tuple[str, ...] = ("cs.LG",),
-    authors: tuple[str, ...] = (),
-) -> Paper:
-    when = DAY + timedelta(minutes=minutes)
-    return Paper(
-        id=pid,
-        version=1,
-        title=title,
-        abstract=abstract,
-        authors=authors or (f"Author of {pid}",),
-        categories=categories,
-        primary_category=categories[0],
-        published=when,
-        updated=when,
-    )
-
-
-def match(p: Paper, *keywords: str, authors: tuple[str, ...] = ()) -> Match:
-    return Match(paper=p, keywords=keywords, authors=authors)
-
-
-def ids(ranked: tuple[Ranked, ...]) -> list[str]:
-    return [r.match.paper.id for r in ranked]
-
-
-# a day of papers that all mention "learning" once, in three fields
-DAYS_PAPERS = [
-    paper("2606.00001", "Pooling for molecules", "Learning on graphs. " + GRAPHS, minutes=1),
-    paper("2606.00002", "Street scenes", "Learning to segment. " + VISION, minutes=2),
-    paper("2606.00003", "Noisy audio", "Learning to listen. " + SPEECH, minutes=3),
-    paper("2606.00004", "Message passing", "Learning messages. " + GRAPHS, minutes=4),
-    paper("2606.00005", "Pixels", "Learning pixels. " + VISION, minutes=5),
-    paper("2606.00006", "Phonemes", "Learning phonemes. " + SPEECH, minutes=6),
-]
-LIKED_GRAPH = Liked(
-    arxiv_id="2501.00001",
-    title="Graph networks for chemistry",
-    abstract="Message passing graph neural networks with node embeddings predict molecular "
-    "properties; graph pooling summarises molecules.",
-)
-
-
-def day_matches() -> list[Match]:
-    return [match(p, "learning") for p in DAYS_PAPERS]
-
-
-def liked_by_graph() -> ranking.Profile:
-    return ranking.build_profile(ranking.build_corpus(DAYS_PAPERS), [LIKED_GRAPH])
-
 
 # -- keywords alone ------------------------------------------------------------
 
@@ -308,7 +244,7 @@ def test_ties_break_by_published_then_id_newest_first() -> None:
 _ORDER_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from tests.ranking.test_relevance import DAYS_PAPERS, day_matches, liked_by_graph
+from tests.support.ranking_data import DAYS_PAPERS, day_matches, liked_by_graph
 from digest import ranking
 corpus = ranking.build_corpus(DAYS_PAPERS)
 for profile in (ranking.NO_PROFILE, liked_by_graph()):

@@ -9,10 +9,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,14 +18,14 @@ import pytest
 import yaml
 
 from digest.models import WEEKDAYS, Config, Settings
-from digest.service.daemon import Daemon, build_scheduler, sd_notify, watchdog_interval
+from digest.service.daemon import build_scheduler, sd_notify, watchdog_interval
 from digest.service.notify import Watchdog
 from digest.stop import Stop
 from digest.store.store import Store
 from tests.support.arxiv_server import make_entry
 from tests.support.clock import FakeTime
 from tests.support.configs import config_dict
-from tests.support.paths import ROOT
+from tests.support.daemon import NotifySocket, run_in_process, start
 from tests.support.waiting import wait_for
 
 # the daemon, in-process and as a process, against loopback servers
@@ -36,42 +34,8 @@ pytestmark = pytest.mark.servers
 ALL_DAYS = list(WEEKDAYS)
 
 
-class NotifySocket:
-    """A unix datagram socket standing in for systemd's $NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.messages: list[str] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self._stop = False
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(2)
-        self.sock.close()
-
-    def states(self) -> list[str]:
-        return [line.split("=")[0] for m in self.messages for line in m.splitlines()]
 
 
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
 
 
 @contextlib.contextmanager
@@ -86,21 +50,6 @@ def running(cfg: Path, notify: NotifySocket, log: Path) -> Iterator[subprocess.P
             proc.wait()
 
 
-def start(cfg: Path, notify: NotifySocket, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        NOTIFY_SOCKET=str(notify.path),
-        WATCHDOG_USEC="1000000",
-        JOURNAL_STREAM="8:1",
-        PYTHONUNBUFFERED="1",
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "digest", "run", "--config", str(cfg)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("w"),
-    )
 
 
 def send_at(delta: timedelta) -> str:
@@ -331,22 +280,6 @@ def test_scheduler_has_one_job_per_cycle_day_in_the_configured_zone() -> None:
 # -- in-process, on a fake clock -----------------------------------------------------
 
 
-def run_in_process(cfg: Path, fake: FakeTime, until: Callable[[], bool], limit: timedelta) -> int:
-    """Run the daemon until ``until()`` or until ``limit`` has passed on the fake clock."""
-
-    async def go() -> int:
-        daemon = Daemon(cfg, env={}, clock=fake.clock, sleep=fake.sleep, notify=lambda s: True)
-        start = fake.now
-
-        def on_sleep() -> None:
-            if until() or fake.now - start > limit:
-                daemon.stop.set()
-                daemon.wake.set()
-
-        fake.on_sleep = on_sleep
-        return await daemon.run()
-
-    return asyncio.run(go())
 
 
 def test_on_a_fake_clock_the_next_slot_is_served_when_it_comes(arxiv, smtp, write_config) -> None:

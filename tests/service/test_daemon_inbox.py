@@ -16,22 +16,24 @@ import pytest
 
 from digest.config import loading as config_mod
 from digest.cycle.timing import previous_run
+from digest.models import WEEKDAYS
 from digest.store.store import Store
-from tests.replies.test_reply_loop import (
+from tests.support.arxiv_server import ArxivServer
+from tests.support.clock import FakeTime
+from tests.support.configs import config_dict
+from tests.support.daemon import NotifySocket, run_in_process, start
+from tests.support.dovecot import Dovecot
+from tests.support.imap_fake import FakeImap, Peer, serve_until
+from tests.support.mail_clients import gmail
+from tests.support.reply_site import (
     ALICE,
     BOB,
     both_keywords,
     imap_site,
     list_unsubscribe,
-    run_daemon,
 )
-from tests.service.test_daemon import ALL_DAYS, FakeTime, NotifySocket, start, wait_for
-from tests.support.arxiv_server import ArxivServer
-from tests.support.configs import config_dict
-from tests.support.dovecot import Dovecot
-from tests.support.imap_fake import FakeImap, Peer, serve_until
-from tests.support.mail_clients import gmail
 from tests.support.smtp_server import SmtpServer
+from tests.support.waiting import wait_for
 
 # the daemon with a real Dovecot or a scripted IMAP peer, in real time
 pytestmark = pytest.mark.servers
@@ -45,7 +47,7 @@ def test_a_reader_who_unsubscribed_overnight_gets_no_catch_up_digest(
     # the slot was an hour ago, while the daemon was down: it is caught up at start
     missed = fake.now - timedelta(hours=1)
     site, folder = imap_site(
-        arxiv, smtp, write_config, dovecot, send_at=f"{missed:%H:%M:%S}", days=ALL_DAYS
+        arxiv, smtp, write_config, dovecot, send_at=f"{missed:%H:%M:%S}", days=list(WEEKDAYS)
     )
     monkeypatch.setenv("DIGEST_IMAP_PASSWORD", dovecot.password)
     first = site.cycle()  # yesterday's digest, by hand
@@ -58,7 +60,7 @@ def test_a_reader_who_unsubscribed_overnight_gets_no_catch_up_digest(
             return store.last_slot() is not None
 
     env = {"DIGEST_IMAP_PASSWORD": dovecot.password}
-    assert run_daemon(site.cfg, fake, caught_up, timedelta(hours=1), env) == 0
+    assert run_in_process(site.cfg, fake, caught_up, timedelta(hours=1), env) == 0
     assert caught_up()
     # digests come from the list's address; the unsubscribe's acknowledgement from <>
     digests = [r.rcpt_tos for r in smtp.received[sent:] if r.mail_from != "<>"]
@@ -87,7 +89,7 @@ def test_a_poll_that_never_ends_does_not_hold_the_cycle_past_its_slot(
                 arxiv.url,
                 smtp.port,
                 send_at=f"{slot:%H:%M:%S}",
-                days=ALL_DAYS,
+                days=list(WEEKDAYS),
                 inbox=inbox_at(imap.port),
             )
         )
@@ -101,7 +103,7 @@ def test_a_poll_that_never_ends_does_not_hold_the_cycle_past_its_slot(
         release.start()
         began = time.monotonic()
         try:
-            code = run_daemon(
+            code = run_in_process(
                 cfg,
                 fake,
                 lambda: len(smtp.received) >= 2,
@@ -128,7 +130,7 @@ def test_sigterm_during_a_hung_poll_stops_the_daemon_within_10_seconds(
     notify = NotifySocket(tmp_path / "notify.sock")
     try:
         with FakeImap(dribble_at_login) as imap:
-            data = config_dict(arxiv.url, smtp.port, days=ALL_DAYS, inbox=inbox_at(imap.port))
+            data = config_dict(arxiv.url, smtp.port, days=list(WEEKDAYS), inbox=inbox_at(imap.port))
             cfg = write_config(data)
             log = tmp_path / "daemon.log"
             proc = start(cfg, notify, log)

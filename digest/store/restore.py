@@ -112,12 +112,18 @@ def rebuild(storage: AtomicJSONStorage, now: datetime) -> Restored:
         lost.append(f"{failed} recorded changes do not apply")
     if not from_backup and not lost:
         return Restored(rebuilt=False)
+    # The unreadable files are kept for the operator, but moved out of the way
+    # only once the restored database is written: should that fail (a full
+    # disk), the damaged file still stands under its name, so no cycle starts
+    # afresh from nothing, and the journal still holds every change for the
+    # next restore. The database keeps a second name (a hard link: no space
+    # needed) that the atomic write leaves behind when it replaces the first.
     kept: list[Path] = []
     if from_backup and path.exists():
-        kept.append(_aside(path, now))
+        kept.append(_keep(path, now))
+    storage.write(base.to_data())
     if bad_lines or failed:
         kept.append(_aside(storage.journal_path, now))
-    storage.write(base.to_data())
     if why:
         # the backup and its record no longer add up to the database: a record that
         # could pass for whole at the next restore would hide what is lost
@@ -173,8 +179,25 @@ def _backup(storage: AtomicJSONStorage) -> tuple[Ledger, list[list[Any]], dateti
     return ledger, ops, taken, why
 
 
+def _broken_name(path: Path, now: datetime) -> Path:
+    """Where an unreadable file is kept: ``<name>.broken-<time>``, never over another."""
+    target = path.with_name(f"{path.name}.broken-{now:%Y%m%dT%H%M%S}")
+    n = 1
+    while target.exists():  # a restore run again within the second
+        n += 1
+        target = path.with_name(f"{path.name}.broken-{now:%Y%m%dT%H%M%S}-{n}")
+    return target
+
+
+def _keep(path: Path, now: datetime) -> Path:
+    """Give an unreadable file a second name, for the operator; it stays where it is."""
+    target = _broken_name(path, now)
+    os.link(path, target)
+    return target
+
+
 def _aside(path: Path, now: datetime) -> Path:
     """Move an unreadable file out of the way, keeping it for the operator."""
-    target = path.with_name(f"{path.name}.broken-{now:%Y%m%dT%H%M%S}")
+    target = _broken_name(path, now)
     os.replace(path, target)
     return target

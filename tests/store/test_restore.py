@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import StoreCorruptError
+from digest.errors import StoreCorruptError, StoreError
 from digest.store.restore import readable_ops, since_backup
 from digest.store.store import Store
 
@@ -177,3 +177,33 @@ def test_the_record_names_its_backup_and_when_it_was_taken() -> None:
     assert since_backup(b"garbage\n", backup)[2] == (
         "the record of the changes since the backup does not read"
     )
+
+
+def test_a_restore_that_cannot_write_leaves_everything_where_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a full disk while the restored database is written: the damaged file and the
+    # journal stay under their names (the next cycle refuses them, exit 78, and
+    # sends nothing), so running restore again once there is room loses nothing
+    db = tmp_path / "digest.json"
+    deliver(db, NOW, "a@x.org", "2611.00001")
+    deliver(db, NOW + DAY, "a@x.org", "2611.00002")
+    journal = db.with_name("digest.json.journal")
+    op = ["deliver", "b@x.org", (NOW + DAY).isoformat(), {"2611.00003": 1}, None]
+    journal.write_bytes(json.dumps([op]).encode() + b"\n")
+    want = {"a@x.org": {"2611.00001": 1, "2611.00002": 1}, "b@x.org": {"2611.00003": 1}}
+    break_it(db)
+    damaged = db.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", full_disk)
+        with pytest.raises(StoreError, match="No space"):
+            Store.restore(db, NOW + DAY)
+    assert db.read_bytes() == damaged and journal.read_bytes() != b""
+    with pytest.raises(StoreCorruptError), Store.open(db, now=NOW + DAY):
+        pass
+    assert Store.restore(db, NOW + DAY + timedelta(minutes=1)).lost == ()
+    assert delivered(db) == want

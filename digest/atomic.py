@@ -25,11 +25,26 @@ def temp_glob(path: Path) -> str:
 def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` (str is written as UTF-8); raises ``OSError``.
 
+    A symlink is followed (its target is replaced); a device or a FIFO is
+    written to, as it is.
+
     ``mode`` sets the file's permissions (``mkstemp`` creates 0600, right for a
     database but not for a page meant to be read). On failure the temporary
     file is removed and ``path`` is left as it was.
     """
-    _publish(path, data, mode, replace=True)
+    target = Path(os.path.realpath(path))  # a symlink's target is replaced, not the link
+    if target.exists() and not target.is_file():
+        # a device or a pipe (``-o /dev/stdout``, a FIFO): written through, never
+        # replaced by a regular file (root would turn /dev/full into one)
+        _write_through(target, data)
+        return
+    _publish(target, data, mode, replace=True)
+
+
+def _write_through(path: Path, data: bytes | str) -> None:
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with open(path, "wb") as f:
+        f.write(payload)
 
 
 def create_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:

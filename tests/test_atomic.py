@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,36 @@ def test_create_never_replaces_an_existing_file(tmp_path: Path) -> None:
         create_atomic(target, "second")
     assert target.read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_a_symlink_keeps_pointing_and_its_target_gets_the_text(tmp_path: Path) -> None:
+    real = tmp_path / "pages" / "README.md"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "page.md"
+    link.symlink_to(real)
+    write_atomic(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+
+
+def test_a_fifo_is_written_to_not_replaced(tmp_path: Path) -> None:
+    fifo = tmp_path / "page.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_atomic(fifo, "through the pipe")
+    reader.join(timeout=10)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and got == [b"through the pipe"]
+
+
+def test_a_device_is_written_to_not_replaced(tmp_path: Path) -> None:
+    # a private node of the null device, so that a regression replaces nothing real
+    null = tmp_path / "null"
+    try:
+        os.mknod(null, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    write_atomic(null, "into the void")
+    assert stat.S_ISCHR(null.stat().st_mode)
+    assert list(tmp_path.glob(temp_glob(null))) == []

@@ -35,6 +35,8 @@ from digest.models import (
     ArxivSettings,
     Settings,
     SmtpSettings,
+    address_key,
+    format_sender,
     split_address,
 )
 
@@ -260,6 +262,18 @@ class SettingsModel(_Strict):
     @classmethod
     def _owner(cls, v: str | None) -> str | None:
         return None if v is None else _address(v)
+
+    @model_validator(mode="after")
+    def _owner_is_not_the_list(self) -> SettingsModel:
+        # mail to the list's own address comes back to digest, which drops it as its
+        # own: a reply forwarded there would reach nobody
+        sender = format_sender(self.smtp.from_).addr_spec
+        if self.owner is not None and address_key(self.owner) == address_key(sender):
+            raise ValueError(
+                f"owner {show(self.owner)} is the list's own address (smtp.from): replies "
+                "forwarded there would come back to digest and be dropped; give a person's address"
+            )
+        return self
 
     @field_validator("send_at")
     @classmethod

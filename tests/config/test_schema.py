@@ -88,3 +88,12 @@ def test_inbox_rejections_name_their_place() -> None:
         MINIMAL, {"DIGEST_IMAP_HOST": "h", "DIGEST_IMAP_USERNAME": "u", "DIGEST_IMAP_PORT": "x"}
     )
     assert port.startswith("settings.inbox.port (from $DIGEST_IMAP_PORT):")
+
+
+def test_the_owner_cannot_be_the_lists_own_address() -> None:
+    # replies forwarded there would come back to digest and be dropped as its own
+    base = 'settings:\n  smtp:\n    from: "Daily Papers <papers@digest.example.org>"\n'
+    (msg,) = problems(base + "  owner: PAPERS@Digest.example.org\n" + MINIMAL)
+    assert msg.startswith("settings:") and "the list's own address" in msg
+    ok = parse(base + "  owner: ops@digest.example.org\n" + MINIMAL)
+    assert ok.settings.owner == "ops@digest.example.org"

@@ -206,8 +206,8 @@ class Decision:
     @property
     def log(self) -> str:
         what = describe(self.meaning)
-        if self.response:
-            what = f"{what}: {self.response.effects.log}"
+        if self.response:  # its log says where a forwarded message went
+            return f"{what}: {self.response.effects.log}"
         return f"{what}; forwarded to {self.forward['To']}" if self.forward else what
 
 

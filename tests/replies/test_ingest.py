@@ -380,7 +380,8 @@ def test_a_readers_last_ten_replies_are_kept_with_what_was_done() -> None:
     room = mailroom(store, WITH_OWNER)
     for n in range(11):
         room.take(footer_command("pause", "alice@example.org", "alice@example.org", n), NOW)
-    room.take(TAKE_ME_OFF, NOW + timedelta(minutes=5))
+    taken = room.take(TAKE_ME_OFF, NOW + timedelta(minutes=5))
+    assert taken.decision is not None and taken.decision.log.count("forwarded to") == 1
     kept = store.states["alice@example.org"].last_replies
     assert len(kept) == 10
     assert (kept[0].what, kept[0].done) == (

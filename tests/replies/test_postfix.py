@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import shutil
-import site
 import smtplib
 import subprocess
 import sys
@@ -78,31 +77,79 @@ def machine_specific(relay_port: int) -> dict[str, str]:
     }
 
 
-def digest_command() -> str:
+def digest_command(site: Path) -> str:
     """How the pipe's user runs this checkout's ``digest``.
 
     The venv's script when that user can run it; else this Python's version
     from the system on the venv's packages: a venv whose interpreter lives in
-    root's home (pyenv's do) is out of every other user's reach.
+    root's home (pyenv's do) is out of every other user's reach. When the
+    checkout itself is out of reach too (a clone in a 0700 folder, as
+    ``mktemp -d`` makes), on a readable copy of the code and packages in
+    ``site`` (hard links where the file system allows: no data is copied).
     """
     script = Path(sys.executable).parent / "digest"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        tried = subprocess.run([script, "--help"], user=PIPE_USER, capture_output=True, timeout=60)
-        if tried.returncode == 0:
-            return str(script)
+    if _runs([str(script), "--help"]):
+        return str(script)
     system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
     if not system.exists():
         pytest.skip(f"{PIPE_USER} cannot run {script}, and there is no {system}")
-    packages = os.pathsep.join([str(ROOT), *site.getsitepackages()])
-    return f"/usr/bin/env PYTHONPATH={packages} {system} -m digest"
+    paths = [str(ROOT), *_site_packages()]
+    if not _runs(
+        [
+            "/usr/bin/env",
+            f"PYTHONPATH={os.pathsep.join(paths)}",
+            str(system),
+            "-c",
+            "import digest.cli",
+        ]
+    ):
+        copy = site / "code"
+        for src, dst in (
+            (ROOT / "digest", copy / "digest"),
+            (ROOT / "templates", copy / "templates"),
+        ):
+            _readable_copy(src, dst)
+        packages = []
+        for n, src in enumerate(_site_packages()):
+            _readable_copy(Path(src), site / f"packages-{n}")
+            packages.append(str(site / f"packages-{n}"))
+        paths = [str(copy), *packages]
+    return f"/usr/bin/env PYTHONPATH={os.pathsep.join(paths)} {system} -m digest"
 
 
-def pipe_service(config: Path) -> str:
+def _site_packages() -> list[str]:
+    import site as site_module
+
+    return site_module.getsitepackages()
+
+
+def _runs(argv: list[str]) -> bool:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        tried = subprocess.run(argv, user=PIPE_USER, capture_output=True, timeout=60)
+        return tried.returncode == 0
+    return False
+
+
+def _readable_copy(src: Path, dst: Path) -> None:
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:  # another file system
+            shutil.copy2(a, b)
+
+    shutil.copytree(
+        src, dst, copy_function=link_or_copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for folder in (dst, *(p for p in dst.rglob("*") if p.is_dir())):
+        folder.chmod(0o755)
+
+
+def pipe_service(config: Path, site: Path) -> str:
     """The README's master.cf service, running this checkout's ``digest`` on the test config."""
     service = readme_block("# /etc/postfix/master.cf (added)")
     for old, new in (
         ("user=digest", f"user={PIPE_USER}"),
-        ("/opt/digest/venv/bin/digest", digest_command()),
+        ("/opt/digest/venv/bin/digest", digest_command(site)),
         ("/etc/digest/subscribers.yaml", str(config)),
     ):
         assert old in service, f"the README's pipe service no longer has {old!r}"
@@ -166,7 +213,7 @@ def host() -> Iterator[Host]:
         with SmtpServer() as relay:
             settings = parse_main_cf(readme_block("# /etc/postfix/main.cf"))
             settings.update(machine_specific(relay.port))
-            with Postfix(settings, pipe_service(config)) as postfix:
+            with Postfix(settings, pipe_service(config, site)) as postfix:
                 assert postfix.start(), postfix.why_not
                 yield Host(postfix, relay, state / "digest.json")
     finally:

@@ -81,14 +81,28 @@ FIELDS = (
 # fmt: on
 DRAWS, LIKES, TOP = 3, 8, 10
 JUDGED = ROOT / "tests" / "fixtures" / "judged"
-# the judged readers: one broad keyword each, a field with 5+ papers among its matches
-JUDGED_READERS = (
-    ("robotics", "model", "cs.RO"),
-    ("multi-agent", "agent", "cs.MA"),
-    ("information theory", "system", "cs.IT"),
-    ("graphics", "method", "cs.GR"),
-)
-JUDGED_DAY = "2026-06-09"
+# the judged readers (name, day, keyword, field): one broad keyword each, a field
+# with 5+ papers among its matches. The first set was made to judge the topic
+# ranker; the second, made after it was tuned on the first, is held out: other
+# days, other keyword x field pairs, and candidates from three rankers.
+JUDGED_SETS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "first": (
+        ("robotics", "2026-06-09", "model", "cs.RO"),
+        ("multi-agent", "2026-06-09", "agent", "cs.MA"),
+        ("information theory", "2026-06-09", "system", "cs.IT"),
+        ("graphics", "2026-06-09", "method", "cs.GR"),
+    ),
+    "second": (
+        ("language models", "2026-06-30", "model", "cs.CL"),
+        ("machine learning", "2026-06-30", "language", "cs.LG"),
+        ("computer vision", "2026-06-16", "reasoning", "cs.CV"),
+        ("wireless communication", "2026-06-30", "model", "cs.IT"),
+        ("computer graphics", "2026-06-30", "framework", "cs.GR"),
+        ("robot learning", "2026-06-16", "model", "cs.RO"),
+    ),
+}
+# the second set's candidates: the first 12 of these rankers and of the working tree
+SECOND_RANKERS = ("ec9e41f", "f3ad594")  # words only; topics by categories alone
 COMPOSE_SAMPLE = 50
 # fmt: off
 COST_KEYWORDS = (
@@ -170,21 +184,30 @@ def scenarios(days: Mapping[str, list[Paper]]) -> list[dict[str, Any]]:
     return out
 
 
-def judged_readers(days: Mapping[str, list[Paper]]) -> list[dict[str, Any]]:
-    rng = random.Random("judged")
-    seen = {p.id for p in days[JUDGED_DAY]}
-    pool = {p.id: p for d in DAYS if d != JUDGED_DAY for p in days[d] if p.id not in seen}
-    return [
-        {
-            "kind": "judged",
-            "name": name,
-            "day": JUDGED_DAY,
-            "keywords": [keyword],
-            "field": field,
-            "likes": rng.sample(sorted(i for i, p in pool.items() if field in p.categories), LIKES),
-        }
-        for name, keyword, field in JUDGED_READERS
-    ]
+def judged_readers(days: Mapping[str, list[Paper]], which: str) -> list[dict[str, Any]]:
+    """A judged set's readers; 8 likes each, drawn from the field's papers of the other days."""
+    rng = random.Random("judged" if which == "first" else f"judged-{which}")
+    out = []
+    for name, day, keyword, field in JUDGED_SETS[which]:
+        seen = {p.id for p in days[day]}
+        pool = {p.id: p for d in DAYS if d != day for p in days[d] if p.id not in seen}
+        liked = sorted(i for i, p in pool.items() if field in p.categories)
+        out.append(
+            {
+                "kind": "judged",
+                "set": which,
+                "name": name,
+                "day": day,
+                "keywords": [keyword],
+                "field": field,
+                "likes": rng.sample(liked, LIKES),
+            }
+        )
+    return out
+
+
+def judged_folder(which: str) -> Path:
+    return JUDGED if which == "first" else JUDGED / which
 
 
 # --------------------------------------------------------------------------
@@ -209,7 +232,7 @@ def _ranked(
     baseline: bool,
 ) -> list[tuple[str, str | None]]:
     likes = [Liked(arxiv_id=i) for i in reader["likes"]]
-    if baseline:
+    if baseline and not hasattr(ranking, "FIELD_REASON"):  # the words-only ranker's API
         profile = (
             ranking.build_profile(corpus, likes, dislikes=dislikes, papers=papers)
             if likes or dislikes
@@ -227,11 +250,19 @@ def _ranked(
     return [(r.match.paper.id, r.reason) for r in ranking.rank(matches, corpus, profile)]
 
 
-def orders(readers: Sequence[Mapping[str, Any]], baseline: bool) -> list[dict[str, Any]]:
-    """Each reader's order (ids, reasons); for "overlap" readers also after one dislike."""
+def orders(
+    readers: Sequence[Mapping[str, Any]], baseline: bool, embed: Any = None
+) -> list[dict[str, Any]]:
+    """Each reader's order (ids, reasons); for "overlap" readers also after one dislike.
+
+    ``embed``: the semantic model (the working tree with ``settings.semantic``).
+    """
     days = {d: load(d) for d in DAYS}
     papers = {p.id: p for d in DAYS for p in days[d]}
-    corpora = {d: ranking.build_corpus(days[d]) for d in DAYS}
+    corpora = {
+        d: ranking.build_corpus(days[d], embed) if embed else ranking.build_corpus(days[d])
+        for d in DAYS
+    }
     out = []
     for reader in readers:
         day, field = reader["day"], reader["field"]
@@ -266,115 +297,138 @@ def _mean(xs: Sequence[float]) -> float:
 
 def report(
     readers: Sequence[Mapping[str, Any]],
-    old: Sequence[Mapping[str, Any]],
-    new: Sequence[Mapping[str, Any]],
+    ranked: Mapping[str, Sequence[Mapping[str, Any]]],
     days: Mapping[str, list[Paper]],
 ) -> None:
+    """P@10 tables; ``ranked``: each ranker's orders ("previous", "new", maybe "meaning")."""
     papers = {p.id: p for d in DAYS for p in days[d]}
+    names = list(ranked)
     rows: dict[str, dict[str, list[float]]] = {}
     by_field: dict[str, dict[str, list[float]]] = {}
-    for reader, o, n in zip(readers, old, new, strict=True):
+    for k, reader in enumerate(readers):
         kind, field, day = reader["kind"], reader["field"], days[reader["day"]]
         own = set(reader.get("authors", ()))
         skip = {p.id for p in day if own & set(p.authors)}  # followed authors' own papers
         cal = [i for i in calendar(reader, day) if i not in skip]
-        o_ids = [i for i, _ in o["order"] if i not in skip]
-        n_ids = [i for i, _ in n["order"] if i not in skip]
         rel = sum(field in papers[i].categories for i in cal)
         row = rows.setdefault(kind, {})
-        for name, value in (
-            ("calendar", p_at(cal, field, papers)),
-            ("previous", p_at(o_ids, field, papers)),
-            ("new", p_at(n_ids, field, papers)),
-            ("ceiling", min(rel, TOP) / TOP),
-            ("reasons old", sum(r is not None for _, r in o["order"][:TOP]) / TOP),
-            ("reasons new", sum(r is not None for _, r in n["order"][:TOP]) / TOP),
-        ):
+        values = [("calendar", p_at(cal, field, papers))]
+        for name in names:
+            order = ranked[name][k]["order"]
+            ids = [i for i, _ in order if i not in skip]
+            values.append((name, p_at(ids, field, papers)))
+            values.append((f"why {name}", sum(r is not None for _, r in order[:TOP]) / TOP))
+        values.append(("ceiling", min(rel, TOP) / TOP))
+        for name, value in values:
             row.setdefault(name, []).append(value)
         if kind == "overlap":
             f = by_field.setdefault(field, {})
-            f.setdefault("previous", []).append(p_at(o_ids, field, papers))
-            f.setdefault("new", []).append(p_at(n_ids, field, papers))
-            f.setdefault("calendar", []).append(p_at(cal, field, papers))
-            for side, result in (("old", o), ("new", n)):
+            for name, value in values:
+                if not name.startswith("why") and name != "ceiling":
+                    f.setdefault(name, []).append(value)
+            for name in names:
+                result = ranked[name][k]
                 if "after" not in result:
                     continue
                 cat = papers[result["disliked"]].primary_category
                 before = [i for i, _ in result["order"] if i != result["disliked"]]
                 after = [i for i, _ in result["after"] if i != result["disliked"]]
-                shunned = rows.setdefault(f"less like this ({side})", {})
-                for name, ids in (("before", before), ("after", after)):
-                    shunned.setdefault(f"P@10 {name}", []).append(p_at(ids, field, papers))
+                shunned = rows.setdefault(f"less like this ({name})", {})
+                for when, ids in (("before", before), ("after", after)):
+                    shunned.setdefault(f"P@10 {when}", []).append(p_at(ids, field, papers))
                     share = sum(papers[i].primary_category == cat for i in ids[:TOP]) / TOP
-                    shunned.setdefault(f"its category {name}", []).append(share)
-    print(f"P@{TOP} (mean over readers): the share of the first {TOP} in the reader's field")
-    cols = ("calendar", "previous", "new", "ceiling", "reasons old", "reasons new")
-    print(f"{'readers':<18} {'n':>5} " + " ".join(f"{c:>11}" for c in cols))
+                    shunned.setdefault(f"its category {when}", []).append(share)
+    print(f"P@{TOP} (mean over readers): the share of the first {TOP} in the reader's field;")
+    print(f"why: the share of the first {TOP} with a reason line")
+    cols = ["calendar", *names, "ceiling", *(f"why {n}" for n in names)]
+    print(f"{'readers':<14} {'n':>5} " + " ".join(f"{c:>12}" for c in cols))
     for kind in ("overlap", "keyword only", "discovery", "follows"):
         if kind in rows:
             r = rows[kind]
-            n_readers = len(r["new"])
-            print(f"{kind:<18} {n_readers:>5} " + " ".join(f"{_mean(r[c]):>11.3f}" for c in cols))
-    print("\nOverlapping fields by field (P@10: calendar / previous / new, readers):")
+            n_readers = len(r["calendar"])
+            print(f"{kind:<14} {n_readers:>5} " + " ".join(f"{_mean(r[c]):>12.3f}" for c in cols))
+    heads = ["calendar", *names]
+    print(f"\nOverlapping fields by field (P@10: {' / '.join(heads)}, readers):")
     for field, f in sorted(by_field.items()):
-        print(
-            f"  {field:<6} {_mean(f['calendar']):.2f} / {_mean(f['previous']):.2f} / "
-            f"{_mean(f['new']):.2f}  ({len(f['new'])})"
-        )
-    for side in ("old", "new"):
-        shun = rows.get(f"less like this ({side})")
+        cells = " / ".join(f"{_mean(f[h]):.2f}" for h in heads)
+        print(f"  {field:<6} {cells}  ({len(f['calendar'])})")
+    for name in names:
+        shun = rows.get(f"less like this ({name})")
         if shun:
             r = shun
             print(
-                f"\nLess like this ({'previous' if side == 'old' else 'new'} ranker, "
-                f"{len(r['P@10 before'])} readers): P@10 {_mean(r['P@10 before']):.3f} -> "
-                f"{_mean(r['P@10 after']):.3f}; the disliked paper's category in the first "
-                f"{TOP}: {_mean(r['its category before']):.3f} -> "
+                f"\nLess like this ({name}, {len(r['P@10 before'])} readers): P@10 "
+                f"{_mean(r['P@10 before']):.3f} -> {_mean(r['P@10 after']):.3f}; the disliked "
+                f"paper's category in the first {TOP}: {_mean(r['its category before']):.3f} -> "
                 f"{_mean(r['its category after']):.3f}"
             )
 
 
 def judged(
     readers: Sequence[Mapping[str, Any]],
-    old: Sequence[Mapping[str, Any]],
-    new: Sequence[Mapping[str, Any]],
+    ranked: Mapping[str, Sequence[Mapping[str, Any]]],
     days: Mapping[str, list[Paper]],
 ) -> None:
-    path = JUDGED / "judgements.json"
+    for which in JUDGED_SETS:
+        pick = [i for i, r in enumerate(readers) if r["set"] == which]
+        chosen = {name: [orders[i] for i in pick] for name, orders in ranked.items()}
+        _judged_set(which, [readers[i] for i in pick], chosen, days)
+
+
+def _judged_set(
+    which: str,
+    readers: Sequence[Mapping[str, Any]],
+    ranked: Mapping[str, Sequence[Mapping[str, Any]]],
+    days: Mapping[str, list[Paper]],
+) -> None:
+    path = judged_folder(which) / "judgements.json"
     if not path.exists():
-        print(f"\nJudged P@{TOP}: no {path.relative_to(ROOT)} yet")
+        print(f"\nJudged P@{TOP}, {which} set: no {path.relative_to(ROOT)} yet")
         return
     marks: dict[str, dict[str, int]] = json.loads(path.read_text())
-    print(f"\nJudged P@{TOP} ({path.relative_to(ROOT)}; unjudged papers count as not relevant):")
-    totals: dict[str, list[float]] = {"calendar": [], "previous": [], "new": []}
-    for reader, o, n in zip(readers, old, new, strict=True):
+    print(
+        f"\nJudged P@{TOP}, {which} set ({path.relative_to(ROOT)}; "
+        "unjudged papers count as not relevant):"
+    )
+    totals: dict[str, list[float]] = {"calendar": [], **{name: [] for name in ranked}}
+    for k, reader in enumerate(readers):
         mark = marks.get(reader["name"], {})
-        cal = calendar(reader, days[reader["day"]])
         cells = []
-        for name, ids in (
-            ("calendar", cal),
-            ("previous", [i for i, _ in o["order"]]),
-            ("new", [i for i, _ in n["order"]]),
-        ):
+        for name in totals:
+            if name == "calendar":
+                ids = calendar(reader, days[reader["day"]])
+            else:
+                ids = [i for i, _ in ranked[name][k]["order"]]
             top = ids[:TOP]
             value = sum(mark.get(i, 0) for i in top) / TOP
             totals[name].append(value)
-            cells.append(f"{name} {value:.1f} ({sum(i not in mark for i in top)} unjudged)")
-        print(f"  {reader['name']:<20} " + ", ".join(cells))
-    print("  mean                 " + ", ".join(f"{k} {_mean(v):.3f}" for k, v in totals.items()))
+            unjudged = sum(i not in mark for i in top)
+            cells.append(f"{name} {value:.1f}" + (f" ({unjudged} unjudged)" if unjudged else ""))
+        print(f"  {reader['name']:<22} " + ", ".join(cells))
+    print("  mean                   " + ", ".join(f"{k} {_mean(v):.3f}" for k, v in totals.items()))
 
 
 def write_candidates(
+    which: str,
     readers: Sequence[Mapping[str, Any]],
-    old: Sequence[Mapping[str, Any]],
-    new: Sequence[Mapping[str, Any]],
+    rankings: Sequence[Sequence[Mapping[str, Any]]],
     days: Mapping[str, list[Paper]],
 ) -> Path:
-    """40 candidates a reader: both rankers' first 20, filled in calendar order, shuffled."""
+    """40 candidates a reader: each ranking's first few, filled in calendar order, shuffled.
+
+    ``rankings``: one list of orders (one per reader) per ranker. The first
+    set took two rankers' first 20, the second three rankers' first 12.
+    Refuses to replace candidates that have been judged: the marks would no
+    longer be about them.
+    """
+    folder = judged_folder(which)
+    if (folder / "judgements.json").exists():
+        raise SystemExit(f"{folder.relative_to(ROOT)} is judged; move its judgements.json first")
+    each = 20 if len(rankings) <= 2 else 12
     papers = {p.id: p for d in DAYS for p in days[d]}
     out = []
-    for reader, o, n in zip(readers, old, new, strict=True):
-        ids = dict.fromkeys([i for i, _ in n["order"][:20]] + [i for i, _ in o["order"][:20]])
+    for k, reader in enumerate(readers):
+        ids = dict.fromkeys(i for ranked in rankings for i, _ in ranked[k]["order"][:each])
         for i in calendar(reader, days[reader["day"]]):
             if len(ids) >= 40:
                 break
@@ -396,11 +450,12 @@ def write_candidates(
                         "abstract": papers[i].abstract,
                         "categories": list(papers[i].categories),
                     }
-                    for i in sorted(chosen, key=chosen.index)
+                    for i in chosen
                 ],
             }
         )
-    path = JUDGED / "candidates.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "candidates.json"
     path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
@@ -435,8 +490,11 @@ def load_cached(day: str) -> list[Paper]:
     return _LOADED[day]
 
 
-def ranking_cpu(readers: Sequence[Mapping[str, Any]], baseline: bool) -> dict[str, float]:
-    """CPU seconds: the corpus once, then every reader's profile and order."""
+def ranking_cpu(
+    readers: Sequence[Mapping[str, Any]], baseline: bool, semantic: bool = False
+) -> dict[str, float]:
+    """CPU seconds: the corpus once (with ``semantic``: the model loaded, the papers
+    embedded), then every reader's profile and order."""
     day = list({p.id: p for d in DAYS[:2] for p in load_cached(d)}.values())
     papers = {p.id: p for d in DAYS for p in load_cached(d)}
     subs = [
@@ -445,7 +503,11 @@ def ranking_cpu(readers: Sequence[Mapping[str, Any]], baseline: bool) -> dict[st
     ]
     matches = [match_all(day, s) for s in subs]
     t0 = time.process_time()
-    corpus = ranking.build_corpus(day)
+    if semantic:
+        ranking.load_semantic.cache_clear()
+        corpus = ranking.build_corpus(day, ranking.load_semantic())
+    else:
+        corpus = ranking.build_corpus(day)
     t1 = time.process_time()
     for r, ms in zip(readers, matches, strict=True):
         _ranked(r, ms, corpus, papers, (), baseline)
@@ -471,26 +533,31 @@ def cycle_cpu(readers: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
     return m1 - m0, (time.process_time() - m1) / len(sample) * len(subs)
 
 
-def cost(n_readers: int, old: Mapping[str, float], new: Mapping[str, float]) -> None:
+def cost(n_readers: int, costs: Mapping[str, Mapping[str, float]]) -> None:
+    """``costs``: each ranker's CPU ("previous", "new", maybe "meaning")."""
     readers = cost_readers(n_readers)
     matching, composing = cycle_cpu(readers)
     base = matching + composing
+    old = costs["previous"]
     print(
         f"\nCost: 1,125 papers, {n_readers} readers (half with 8 likes, a tenth following "
-        f"2 authors), {new['matches'] / n_readers:.0f} matches a reader, CPU seconds:"
+        f"2 authors), {old['matches'] / n_readers:.0f} matches a reader, CPU seconds:"
     )
-    print(f"  {'':<22} {'previous':>9} {'new':>9}")
+    print(f"  {'':<22} " + " ".join(f"{name:>9}" for name in costs))
     for key, label in (("corpus", "corpus built once"), ("readers", "profiles + orders")):
-        print(f"  {label:<22} {old[key]:>9.2f} {new[key]:>9.2f}")
-    o_total, n_total = old["corpus"] + old["readers"], new["corpus"] + new["readers"]
-    print(f"  {'ranking in total':<22} {o_total:>9.2f} {n_total:>9.2f}")
+        print(f"  {label:<22} " + " ".join(f"{c[key]:>9.2f}" for c in costs.values()))
+    totals = {name: c["corpus"] + c["readers"] for name, c in costs.items()}
+    print(f"  {'ranking in total':<22} " + " ".join(f"{t:>9.2f}" for t in totals.values()))
     print(
         f"  matching {matching:.2f} s + composing {composing:.2f} s = {base:.2f} s without ranking"
     )
-    print(
-        f"  the cycle's CPU: {base + o_total:.2f} s before, {base + n_total:.2f} s after "
-        f"({(n_total - o_total) / (base + o_total):+.1%})"
-    )
+    before = base + totals["previous"]
+    for name, total in totals.items():
+        if name != "previous":
+            print(
+                f"  the cycle's CPU with {name}: {before:.2f} s before, {base + total:.2f} s "
+                f"({(total - totals['previous']) / before:+.1%})"
+            )
 
 
 # --------------------------------------------------------------------------
@@ -525,12 +592,25 @@ def child() -> None:
     print(json.dumps(out))
 
 
+def _semantic_model() -> Any:
+    """The semantic model when the extra is installed, else None (its column is left out)."""
+    try:
+        return ranking.load_semantic()
+    except Exception as exc:  # MissingExtraError: the default install
+        print(f"(no 'meaning' column: {exc})\n")
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--no-cost", action="store_true", help="quality only")
     ap.add_argument("--readers", type=int, default=1000, help="readers for the cost figure")
     ap.add_argument("--baseline", default=BASELINE, help="the previous ranker's git revision")
-    ap.add_argument("--write-candidates", action="store_true", help="(re)write the judged set")
+    ap.add_argument(
+        "--write-candidates",
+        choices=sorted(JUDGED_SETS),
+        help="write a judged set's candidates (refused once it is judged)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -538,19 +618,40 @@ def main() -> None:
         return
     days = {d: load_cached(d) for d in DAYS}
     readers = scenarios(days)
-    judges = judged_readers(days)
+    judges = [r for which in JUDGED_SETS for r in judged_readers(days, which)]
+    everyone = [*readers, *judges]
     costs = cost_readers(args.readers) if not args.no_cost else []
-    base = _baseline(args.baseline, {"readers": [*readers, *judges], "cost": costs})
-    new = orders([*readers, *judges], baseline=False)
-    old = base["orders"]
-    print(f"Previous ranker: {args.baseline}; new: the working tree\n")
-    report(readers, old[: len(readers)], new[: len(readers)], days)
+    base = _baseline(args.baseline, {"readers": everyone, "cost": costs})
+    ranked = {"previous": base["orders"], "new": orders(everyone, baseline=False)}
+    embed = _semantic_model()
+    if embed is not None:
+        ranked["meaning"] = orders(everyone, baseline=False, embed=embed)
+    print(
+        f"Previous ranker: {args.baseline}; new: the working tree"
+        + ("; meaning: the working tree with settings.semantic\n" if embed else "\n")
+    )
+    n = len(readers)
+    report(readers, {name: o[:n] for name, o in ranked.items()}, days)
     if args.write_candidates:
-        path = write_candidates(judges, old[len(readers) :], new[len(readers) :], days)
-        print(f"\nwrote {path.relative_to(ROOT)}")
-    judged(judges, old[len(readers) :], new[len(readers) :], days)
+        which = args.write_candidates
+        pick = [k for k, r in enumerate(judges) if r["set"] == which]
+        chosen = [judges[k] for k in pick]
+        revs = [args.baseline] if which == "first" else list(SECOND_RANKERS)
+        rankings = [
+            [ranked["previous"][n + k] for k in pick]
+            if rev == args.baseline
+            else _baseline(rev, {"readers": chosen})["orders"]
+            for rev in revs
+        ]
+        rankings.append([ranked["new"][n + k] for k in pick])
+        path = write_candidates(which, chosen, rankings, days)
+        print(f"\nwrote {path.relative_to(ROOT)} from {', '.join(revs)} and the working tree")
+    judged(judges, {name: o[n:] for name, o in ranked.items()}, days)
     if costs:
-        cost(args.readers, base["cost"], ranking_cpu(costs, baseline=False))
+        spent = {"previous": base["cost"], "new": ranking_cpu(costs, baseline=False)}
+        if embed is not None:
+            spent["meaning"] = ranking_cpu(costs, baseline=False, semantic=True)
+        cost(args.readers, spent)
 
 
 if __name__ == "__main__":

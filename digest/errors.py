@@ -59,6 +59,13 @@ class ConfigError(DigestError):
         super().__init__(f"{source}: {len(self.problems)} {noun}:\n{lines}")
 
 
+class MissingExtraError(DigestError):
+    """A setting needs an optional extra (``digest[semantic]``) that is not installed."""
+
+    exit_code = EXIT_CONFIG
+    retryable = False
+
+
 class FetchError(DigestError):
     """arXiv could not be asked; nothing was recorded, a rerun is safe.
 

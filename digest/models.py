@@ -159,6 +159,7 @@ class Settings:
     smtp: SmtpSettings = SmtpSettings()
     inbox: InboxSettings | None = None
     owner: str | None = None  # who reads replies digest cannot act on; None: postmaster@
+    semantic: bool = False  # rank by meaning too: the optional extra digest[semantic]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest import arxiv, atomic, config, replies
+from digest import arxiv, atomic, config, ranking, replies
 from digest.cli.terminal import ProgressLine, log_to_syslog
 from digest.cli.writable import check_output, check_owner, check_writable
 from digest.compose import archive
@@ -64,6 +64,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     for note in notes:
         print(f"  {note}")
+    if s.semantic:
+        ranking.load_semantic()  # MissingExtraError (78) when the extra is not installed
+        print("  ranking reads meaning too (settings.semantic): the model loads")
     if smtp is not None:
         print(smtp.text)
     if args.imap:

@@ -345,6 +345,7 @@ def _settings(s: SettingsModel, base: Path, env: Mapping[str, str]) -> Settings:
         ),
         inbox=None if s.inbox is None else _inbox(s.inbox, base, env),
         owner=s.owner,
+        semantic=s.semantic,
     )
 
 

@@ -257,6 +257,7 @@ class SettingsModel(_Strict):
     smtp: SmtpModel = Field(default_factory=SmtpModel)
     inbox: InboxModel | None = None
     owner: str | None = None
+    semantic: bool = _SETTINGS.semantic
 
     @field_validator("owner")
     @classmethod

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from digest import compose, replies
+from digest import compose, ranking, replies
 from digest.arxiv import build_queries, category_query, last_announced, unfit_terms, window
 from digest.config import library
 from digest.cycle import clock, housekeeping
@@ -130,11 +130,13 @@ async def run_cycle(
     error: str | None = None
     refused = False
     try:
+        # a missing extra is known before arXiv is asked (exit 78, nothing recorded)
+        embed = ranking.load_semantic() if config.settings.semantic else None
         with phases.phase("fetch"):
             fetched = await _fetch(cycle, subs, before)
         _check_clock(cycle, last_cycle, future)
         await _cache(cycle, fetched, phases)
-        matched = await _match(cycle, subs, before, fetched, phases)
+        matched = await _match(cycle, subs, before, fetched, phases, embed)
         sending = await _plan(cycle, subs, before, matched.pool, phases, reports)
         beyond = await _fetch_beyond(cycle, sending, before, matched, phases)
         await _deliver(cycle, sending, before, matched, beyond, phases, reports)
@@ -193,6 +195,7 @@ async def _match(
     before: Snapshot,
     fetched: Sequence[Paper],
     phases: Phases,
+    embed: ranking.Embed | None = None,
 ) -> Matched:
     """The candidate pool with every keyword matched once, and what ranking reads beside it.
 
@@ -213,7 +216,7 @@ async def _match(
         # the fetch window (the cache keeps half a year; ranking needs today's)
         since, _ = window(cycle.now, before.last_fetch, cycle.settings.lookback_days)
         background = tuple(p for p in pool.ordered if p.published >= since) or pool.ordered
-    return Matched(pool, papers, background)
+    return Matched(pool, papers, background, embed)
 
 
 async def _look_up_likes(

@@ -44,11 +44,12 @@ class Matched:
     pool: Candidates
     papers: Mapping[str, Paper]  # every paper by id: the pool's, and liked papers looked up
     background: tuple[Paper, ...]  # the papers word weights are measured against
+    embed: ranking.Embed | None = None  # the semantic model, with settings.semantic
 
     @cached_property
     def corpus(self) -> ranking.Corpus:
-        """The cycle's recent papers as tf-idf vectors: built once, on first need."""
-        return ranking.build_corpus(self.background)
+        """The cycle's recent papers as vectors (and embeddings): built once, on first need."""
+        return ranking.build_corpus(self.background, self.embed)
 
 
 def replan(

@@ -24,6 +24,10 @@ background). It holds:
   cross-listed to cs.RO reads as robotics first: the rare category is the
   one that tells fields apart).
 
+With ``settings.semantic``, the corpus also holds the papers' embeddings
+(``ranking.semantic``: the optional model, loaded by the caller and passed
+in as ``embed``).
+
 Cost: one pass over ~1,000 papers. Dot products run in each vector's sorted
 key order, so no float sum depends on string hashing.
 """
@@ -37,6 +41,7 @@ from dataclasses import dataclass, field
 
 from digest.matching import normalize, normalize_words
 from digest.models import Paper
+from digest.ranking.semantic import Embed, Meanings, build_meanings
 
 Vector = dict[str, float]
 
@@ -54,6 +59,7 @@ class Corpus:
     df: Mapping[str, int]
     vectors: Mapping[str, Vector]  # paper id -> unit tf-idf vector
     fields: Mapping[str, int] = field(default_factory=dict)  # category -> papers carrying it
+    meanings: Meanings | None = None  # the papers' embeddings, with settings.semantic
     # what readers share, worked out once (same input, same value): vectors of
     # liked papers outside the corpus, field vectors by category list, texts
     _memo: dict[tuple[str | None, str], Vector] = field(default_factory=dict, repr=False)
@@ -152,8 +158,12 @@ def _weights(corpus: Corpus, tf: list[tuple[str, int]]) -> Vector:
     return unit(top({w: (1 + math.log(n)) * corpus.idf(w) for w, n in tf}, TERMS_PER_PAPER))
 
 
-def build_corpus(papers: Iterable[Paper]) -> Corpus:
-    """Index the cycle's papers once (one per id; the last one given wins)."""
+def build_corpus(papers: Iterable[Paper], embed: Embed | None = None) -> Corpus:
+    """Index the cycle's papers once (one per id; the last one given wins).
+
+    ``embed``: the semantic model (``semantic.load()``), when the reader's
+    order should read meaning too.
+    """
     by_id = dict(sorted({p.id: p for p in papers}.items()))
     tfs = {pid: _tf(p.title, p.abstract) for pid, p in by_id.items()}
     df: Counter[str] = Counter(w for tf in tfs.values() for w, _ in tf)
@@ -165,4 +175,5 @@ def build_corpus(papers: Iterable[Paper]) -> Corpus:
         df=corpus.df,
         vectors=vectors,
         fields=dict(sorted(fields.items())),
+        meanings=build_meanings(list(by_id.values()), embed) if embed is not None else None,
     )

@@ -10,6 +10,8 @@ nothing, the papers of authors they follow stand in):
 - ``fields``: the mean of their field vectors (``Corpus.field_vector``: every
   category, primary and cross-lists, weighted by how rare it is today),
   plus the reader's configured categories, unit length;
+- ``meaning``: with ``settings.semantic``, the mean of their centred
+  embeddings (``ranking.semantic``), unit length;
 - ``authors``: everyone who wrote one of those papers;
 - ``shunned``: the field vectors of the papers the reader asked for less of,
   minus what their likes weigh in the same categories: "less like this" on
@@ -20,11 +22,12 @@ nothing, the papers of authors they follow stand in):
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from digest.models import CATEGORY_RE, Liked, Paper
 from digest.ranking.corpus import Corpus, Vector, author_key, categories_of, top, unit
+from digest.ranking.semantic import Meaning
 
 MAX_LIKES = 500  # a whole Zotero library is a profile, not 5,000 comparisons per paper
 TERMS_PER_PROFILE = 200
@@ -40,6 +43,7 @@ class Source:
     title: str
     vector: Vector
     kind: Kind = "liked"  # asked: by a "more like this" reply; followed: by an author they follow
+    meaning: Meaning = ()  # its centred embedding, with settings.semantic
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class Profile:
 
     query: Vector = field(default_factory=dict)
     fields: Vector = field(default_factory=dict)
+    meaning: Meaning = ()
     shunned: Vector = field(default_factory=dict)
     authors: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)  # key -> (name, id)
     sources: tuple[Source, ...] = ()
@@ -55,7 +60,14 @@ class Profile:
 
     @property
     def empty(self) -> bool:
-        return not (self.query or self.fields or self.authors or self.shunned or self.disliked)
+        return not (
+            self.query
+            or self.fields
+            or self.meaning
+            or self.authors
+            or self.shunned
+            or self.disliked
+        )
 
 
 NO_PROFILE = Profile()
@@ -99,6 +111,7 @@ def build_profile(
     """
     papers = papers or {}
     sources: list[Source] = []
+    texts: list[tuple[str | None, str, str]] = []  # (id, title, abstract) of every source
     field_vectors: list[Vector] = []
     authors: dict[str, tuple[str, str | None]] = {}
     for item in likes:
@@ -109,6 +122,7 @@ def build_profile(
         kind: Kind = "asked" if item.arxiv_id in asked else "liked"
         if vec:
             sources.append(Source(item.arxiv_id, text[0], vec, kind))
+            texts.append((item.arxiv_id, *text))
         paper = papers.get(item.arxiv_id) if item.arxiv_id else None
         if paper is not None:
             field_vectors.append(corpus.field_vector(categories_of(paper)))
@@ -118,6 +132,7 @@ def build_profile(
         for paper in followed:
             vec = corpus.vector(paper.title, paper.abstract, paper_id=paper.id)
             sources.append(Source(paper.id, paper.title, vec, "followed"))
+            texts.append((paper.id, paper.title, paper.abstract))
             field_vectors.append(corpus.field_vector(categories_of(paper)))
     field_vectors.extend(
         corpus.field_vector((c,)) for c in categories if "." in c and CATEGORY_RE.fullmatch(c)
@@ -127,9 +142,15 @@ def build_profile(
     against = _mean([corpus.field_vector(categories_of(p)) for p in shunned_papers])
     shunned = {c: x - fields.get(c, 0.0) for c, x in against.items() if x > fields.get(c, 0.0)}
     query = unit(top(_mean([s.vector for s in sources]), TERMS_PER_PROFILE))
+    meaning: Meaning = ()
+    if corpus.meanings is not None:
+        meaning = corpus.meanings.meaning(texts)
+        each = corpus.meanings.each(texts)
+        sources = [replace(s, meaning=m) for s, m in zip(sources, each, strict=True)]
     return Profile(
         query=query,
         fields=fields,
+        meaning=meaning,
         shunned=shunned,
         authors={k: v for k, v in sorted(authors.items()) if k},
         sources=tuple(sources),

@@ -67,6 +67,37 @@ def test_check_validates_and_reports_counts(setup, capsys) -> None:
     assert run(cfg, "check", "--smtp") == 0
 
 
+def test_semantic_without_its_extra_exits_78_before_asking_arxiv(
+    arxiv: ArxivServer, smtp: SmtpServer, write_config, monkeypatch, capsys
+) -> None:
+    from digest.ranking import semantic
+
+    cfg = write_config(config_dict(arxiv.url, smtp.port, semantic=True))
+    semantic.load.cache_clear()
+    monkeypatch.setitem(sys.modules, "wordllama", None)  # as where the extra is not installed
+    try:
+        assert run(cfg, "check") == 78
+        assert run(cfg, "once") == 78
+    finally:
+        semantic.load.cache_clear()
+    err = capsys.readouterr().err
+    assert "pip install 'daily-papers-digest[semantic]'" in err and "Traceback" not in err
+    assert arxiv.state.requests == [] and smtp.received == []
+
+
+def test_semantic_with_its_extra_ranks_a_whole_cycle(setup, capsys) -> None:
+    pytest.importorskip("wordllama", reason="the semantic extra: pip install '.[semantic]'")
+    cfg, _, smtp = setup
+    conf = yaml.safe_load(cfg.read_text())
+    conf["settings"]["semantic"] = True
+    conf["subscribers"][0]["likes"] = ["1309.4668"]  # one of the day's papers: its text is known
+    cfg.write_text(yaml.safe_dump(conf))
+    assert run(cfg, "check") == 0
+    assert "ranking reads meaning too" in capsys.readouterr().out
+    assert run(cfg, "once") == 0
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["alice@example.org", "bob@example.org"]
+
+
 INTERNATIONAL = [
     {"email": "jörg@example.org", "keywords": ["proton"]},
     {"email": "user@xn--bcher-kva.example", "keywords": ["proton"]},

@@ -323,3 +323,10 @@ def test_smtp_connections_is_bounded() -> None:
     assert cfg.settings.smtp.connections == 3
     (msg,) = problems("settings:\n  smtp:\n    connections: 50\n" + MINIMAL)
     assert msg.startswith("settings.smtp.connections: Input should be less than or equal to 8")
+
+
+def test_semantic_is_off_by_default_and_a_yes_or_no() -> None:
+    assert parse(MINIMAL).settings.semantic is False
+    assert parse("settings:\n  semantic: true\n" + MINIMAL).settings.semantic is True
+    (msg,) = problems("settings:\n  semantic: maybe\n" + MINIMAL)
+    assert msg.startswith("settings.semantic:")

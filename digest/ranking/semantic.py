@@ -1,0 +1,211 @@
+"""Closeness in meaning, from a static embedding model: the optional extra ``digest[semantic]``.
+
+tf-idf (``ranking.corpus``) knows that two abstracts share words, not that
+"orchestrating LLM agents" and "delegation among autonomous assistants" are
+one topic, nor that a multi-agent pipeline for video editing is about video
+editing. With ``settings.semantic: true`` the ranker adds how close a paper
+is in meaning to what the reader likes, read by wordllama's
+``l2_supercat_256`` model: a static embedding (one vector per token, mean
+pooled), so a paper costs a table lookup per token, not a transformer pass.
+Its weights (16 MB) ship inside the wordllama wheel and are loaded from the
+package's own folder with downloads disabled: digest never fetches a model.
+Provenance is in the README ("Ranking by meaning").
+
+The one module that imports wordllama and numpy. Each is imported when the
+model is first loaded, so the default install (without the extra) never
+needs them::
+
+    e(x)     = the model's embedding of "<title>. <abstract>"
+    c(x)     = unit(e(x) - mean of e over the cycle's papers)
+    meaning  = unit(mean of c over the papers the profile learnt from)
+    close(p) = c(p) . meaning                                     in [-1, 1]
+
+Centring matters: raw cosines between any two abstracts of the day sit
+near 0.8 and drown the differences; less the day's mean, "close" means
+closer than the day's average paper. ``ranking.relevance`` scales
+``close`` by the reader's best match, as it does the words.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from digest.errors import MissingExtraError
+from digest.models import Paper
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Matrix = NDArray[np.float64]
+else:
+    Matrix = Any
+
+# texts -> one row each (any real-valued rows; normalised here)
+Embed = Callable[[Sequence[str]], Sequence[Sequence[float]]]
+Meaning = tuple[float, ...]  # a reader's unit vector; () when nothing to learn from
+
+MODEL_DIM = 256  # l2_supercat_256: the weights the wordllama wheel carries
+EXTRA = "pip install 'daily-papers-digest[semantic]'"
+
+
+@functools.cache
+def load() -> Embed:
+    """The wordllama model from its own package folder, downloads disabled (once per process).
+
+    Raises ``MissingExtraError`` (exit 78) when the extra is not installed or
+    its weights are not in the package.
+    """
+    # One BLAS thread, before numpy loads: the products here are a few hundred
+    # rows by 256, and OpenBLAS's idle threads spin for a while after each one;
+    # measured on 1,000 readers, that doubled ranking's CPU (benchmarks/README.md).
+    # An operator's own setting stands.
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    try:
+        import wordllama  # the extra's one import
+        from wordllama import WordLlama
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"settings.semantic is true, but wordllama is not installed ({exc}); "
+            f"install the extra: {EXTRA}, or set semantic: false"
+        ) from exc
+    folder = Path(wordllama.__file__).parent
+    try:
+        # the package folder as the cache: wordllama looks for its tokenizer
+        # under "tokenizers/" there, where the wheel puts it
+        model = WordLlama.load(dim=MODEL_DIM, cache_dir=folder, disable_download=True)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise MissingExtraError(
+            f"settings.semantic is true, but wordllama's {MODEL_DIM}-dimension weights "
+            f"could not be loaded from {folder} ({exc}); reinstall the extra: {EXTRA}"
+        ) from exc
+
+    def embed(texts: Sequence[str]) -> Sequence[Sequence[float]]:
+        rows: Sequence[Sequence[float]] = model.embed(list(texts), norm=False)
+        return rows
+
+    return embed
+
+
+def text_of(title: str, abstract: str) -> str:
+    return f"{title}. {abstract}" if abstract else title
+
+
+@dataclass(frozen=True, eq=False)
+class Meanings:
+    """The cycle's papers as centred unit embeddings (``c`` of the module docstring)."""
+
+    ids: dict[str, int]
+    matrix: Matrix  # one unit row per paper of the cycle, centred
+    mean: Matrix
+    embed: Embed
+    # texts outside the cycle (liked papers of other days, papers beyond the
+    # keywords): embedded once, readers share them
+    _memo: dict[tuple[str | None, str], Matrix] = field(default_factory=dict, repr=False)
+
+    def centred(self, paper_id: str | None, title: str, abstract: str) -> Matrix:
+        """``c`` of one text: the cycle's row when the paper is one of the cycle's."""
+        if paper_id is not None and paper_id in self.ids:
+            row: Matrix = self.matrix[self.ids[paper_id]]
+            return row
+        key = (paper_id, text_of(title, abstract))
+        vec = self._memo.get(key)
+        if vec is None:
+            vec = self._memo[key] = _centre(_rows(self.embed, [key[1]]), self.mean)[0]
+        return vec
+
+    def meaning(self, texts: Iterable[tuple[str | None, str, str]]) -> Meaning:
+        """A reader's ``meaning``: (paper id or None, title, abstract) of what they like."""
+        import numpy as np
+
+        rows = [self.centred(*t) for t in texts]
+        if not rows:
+            return ()
+        mean = np.mean(rows, axis=0)
+        norm = float(np.linalg.norm(mean))
+        return tuple(float(x) / norm for x in mean) if norm > 0 else ()
+
+    def each(self, texts: Iterable[tuple[str | None, str, str]]) -> tuple[Meaning, ...]:
+        """``c`` of each text, as plain tuples (what a profile keeps of every liked paper)."""
+        return tuple(tuple(float(x) for x in self.centred(*t)) for t in texts)
+
+    def rows(self, papers: Sequence[Paper]) -> Matrix:
+        """``c`` of each paper, one row each: the cycle's rows taken at once, others embedded."""
+        import numpy as np
+
+        at = [self.ids.get(p.id, -1) for p in papers]
+        if all(i >= 0 for i in at):
+            taken: Matrix = self.matrix[at]
+            return taken
+        return np.stack([self.centred(p.id, p.title, p.abstract) for p in papers])
+
+    def closeness(self, meaning: Meaning, rows: Matrix) -> list[float]:
+        """``close(p)`` for each row of ``rows`` (``rows(papers)``), in order."""
+        import numpy as np
+
+        if not meaning or not len(rows):
+            return [0.0] * len(rows)
+        return [float(x) for x in rows @ np.asarray(meaning, dtype=np.float64)]
+
+    def closest(self, sources: Sequence[Meaning], rows: Matrix) -> list[tuple[int, float]]:
+        """For each row, the source (index) closest to it in meaning, and how close."""
+        import numpy as np
+
+        if not sources or not len(rows):
+            return [(-1, 0.0)] * len(rows)
+        table = rows @ np.asarray(sources, dtype=np.float64).T
+        best = table.argmax(axis=1)
+        return [(int(i), float(table[k, i])) for k, i in enumerate(best)]
+
+
+def build_meanings(papers: Sequence[Paper], embed: Embed) -> Meanings:
+    """Embed the cycle's papers once and centre them on their mean."""
+    import numpy as np
+
+    ordered = sorted({p.id: p for p in papers}.items())
+    texts = [text_of(p.title, p.abstract) for _, p in ordered]
+    raw = _rows(embed, texts) if texts else np.zeros((0, 1))
+    mean = raw.mean(axis=0) if len(texts) else np.zeros(raw.shape[1])
+    return Meanings(
+        ids={pid: i for i, (pid, _) in enumerate(ordered)},
+        matrix=_centre(raw, mean),
+        mean=mean,
+        embed=embed,
+    )
+
+
+def _rows(embed: Embed, texts: Sequence[str]) -> Matrix:
+    """Unit rows; a text the model has no token for (empty, symbols) is a zero row."""
+    import numpy as np
+
+    raw = np.asarray(embed(texts), dtype=np.float64)
+    raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+    norms = np.linalg.norm(raw, axis=1, keepdims=True)
+    out: Matrix = np.divide(raw, norms, out=np.zeros_like(raw), where=norms > 0)
+    return out
+
+
+def _centre(rows: Matrix, mean: Matrix) -> Matrix:
+    """``c``: less the cycle's mean, unit length.
+
+    A zero row (a text without a token the model knows) stays zero: less the
+    mean it would point away from the day's average, a direction it never had.
+    """
+    import numpy as np
+
+    if rows.shape[0] == 0:
+        return rows
+    blank = ~rows.any(axis=1, keepdims=True)
+    centred = np.where(blank, 0.0, rows - mean)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    # a row at the mean itself has no direction: zero, not noise scaled up
+    tiny = math.ulp(1.0) * 64
+    out: Matrix = np.divide(centred, norms, out=np.zeros_like(centred), where=norms > tiny)
+    return out

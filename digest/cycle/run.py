@@ -130,7 +130,8 @@ async def run_cycle(
     error: str | None = None
     refused = False
     try:
-        # a missing extra is known before arXiv is asked (exit 78, nothing recorded)
+        # a missing extra is known before arXiv is asked (exit 78; the cycle is
+        # recorded as failed, naming it, and nothing else)
         embed = ranking.load_semantic() if config.settings.semantic else None
         with phases.phase("fetch"):
             fetched = await _fetch(cycle, subs, before)

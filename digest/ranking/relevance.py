@@ -74,7 +74,7 @@ from digest.matching import normalize
 from digest.models import Match, Ranked, newest_first
 from digest.ranking.corpus import Corpus, Vector, author_key, categories_of, dot
 from digest.ranking.fields import field_name
-from digest.ranking.profile import NO_PROFILE, Profile, Source
+from digest.ranking.profile import NO_PROFILE, Profile
 
 TITLE_HIT = 1.0
 ABSTRACT_HIT = 0.5  # at three or more mentions
@@ -160,17 +160,16 @@ def rank(
     sims = [dot(v, profile.query) for v in vectors] if profile.query else [0.0] * len(matches)
     scale = max([SIM_FLOOR, *sims])
     close = [0.0] * len(matches)
-    nearest = [(-1, 0.0)] * len(matches)  # the liked paper closest in meaning, for the reason
+    # each match's closeness in meaning to each liked paper, for the reason line
+    to_each: list[list[float]] = [[] for _ in matches]
     if corpus.meanings is not None and profile.meaning:
         rows = corpus.meanings.rows([m.paper for m in matches])
         close = corpus.meanings.closeness(profile.meaning, rows)
         if all(s.meaning for s in profile.sources):
-            nearest = corpus.meanings.closest([s.meaning for s in profile.sources], rows)
+            to_each = corpus.meanings.to_each([s.meaning for s in profile.sources], rows)
     close_scale = max([SIM_FLOOR, *close])
     out = []
-    for m, vec, sim, near, (source, how_near) in zip(
-        matches, vectors, sims, close, nearest, strict=True
-    ):
+    for m, vec, sim, near, meant in zip(matches, vectors, sims, close, to_each, strict=True):
         fields = corpus.field_vector(categories_of(m.paper))
         field = dot(fields, profile.fields)
         # the same name in another field is likely someone else ("Yang Li")
@@ -185,9 +184,8 @@ def rank(
         score = keyword_strength(m, spec, corpus) + lift - SHUN_WEIGHT * shun
         # only lifted papers are worth a reason (and comparing every match
         # with every like is the costly part)
-        closest = profile.sources[source] if how_near >= MEANING_CLOSE else None
         why = (
-            _reason(m, vec, fields, field, coauthor, profile, closest)
+            _reason(m, vec, fields, field, coauthor, profile, meant)
             if lift >= EXPLAIN_FROM
             else None
         )
@@ -211,19 +209,24 @@ def _reason(
     field: float,
     coauthor: str | None,
     profile: Profile,
-    closest: Source | None = None,
+    meant: Sequence[float] = (),
 ) -> str | None:
-    """The line under a lifted paper: the most specific true reason (module docstring)."""
-    close: dict[str, tuple[float, str]] = {}  # kind -> (cosine, title) of the closest source
-    for source in profile.sources:
+    """The line under a lifted paper: the most specific true reason (module docstring).
+
+    ``meant``: the paper's closeness in meaning to each of ``profile.sources``
+    (empty without ``settings.semantic``). A source is close by its words or
+    by its meaning, each measured against its own threshold; of a kind, the
+    closest by that measure is named.
+    """
+    close: dict[str, tuple[float, str]] = {}  # kind -> (closeness, title) of the closest source
+    for i, source in enumerate(profile.sources):
         if source.paper_id == m.paper.id or source.kind == "followed":
             continue  # a liked paper that matched again is not "like" itself
-        c = dot(vec, source.vector)
-        if c >= LIKE_CLOSE and c > close.get(source.kind, (0.0, ""))[0]:
+        c = dot(vec, source.vector) / LIKE_CLOSE
+        if i < len(meant):
+            c = max(c, meant[i] / MEANING_CLOSE)
+        if c >= 1.0 and c > close.get(source.kind, (0.0, ""))[0]:
             close[source.kind] = (c, source.title)
-    if closest is not None and closest.kind != "followed" and closest.paper_id != m.paper.id:
-        # no liked paper shares its words, one shares its meaning
-        close.setdefault(closest.kind, (0.0, closest.title))
     if "asked" in close:
         return f"you asked for more like {close['asked'][1]}"
     if "liked" in close:

@@ -81,10 +81,16 @@ def load() -> Embed:
         # the package folder as the cache: wordllama looks for its tokenizer
         # under "tokenizers/" there, where the wheel puts it
         model = WordLlama.load(dim=MODEL_DIM, cache_dir=folder, disable_download=True)
-    except (FileNotFoundError, OSError, ValueError) as exc:
+        probe = model.embed(["graph neural networks"], norm=False)
+        if len(probe) != 1 or len(probe[0]) != MODEL_DIM:
+            raise ValueError(f"it embeds in {len(probe[0]) if len(probe) else 0} dimensions")
+    except Exception as exc:
+        # whatever a damaged install raises (a truncated safetensors file, a
+        # tokenizer that is not JSON): the operator's fix is the same
         raise MissingExtraError(
-            f"settings.semantic is true, but wordllama's {MODEL_DIM}-dimension weights "
-            f"could not be loaded from {folder} ({exc}); reinstall the extra: {EXTRA}"
+            f"settings.semantic is true, but wordllama's {MODEL_DIM}-dimension model could "
+            f"not be loaded from {folder} ({type(exc).__name__}: {exc}); reinstall the "
+            f"extra: {EXTRA}"
         ) from exc
 
     def embed(texts: Sequence[str]) -> Sequence[Sequence[float]]:
@@ -94,8 +100,12 @@ def load() -> Embed:
     return embed
 
 
+TEXT_LIMIT = 4000  # characters embedded: arXiv abstracts stay under 1,920
+
+
 def text_of(title: str, abstract: str) -> str:
-    return f"{title}. {abstract}" if abstract else title
+    """What is embedded of a paper; a library entry's text is cut, not its memory unbounded."""
+    return (f"{title}. {abstract}" if abstract else title)[:TEXT_LIMIT]
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,17 +162,22 @@ class Meanings:
 
         if not meaning or not len(rows):
             return [0.0] * len(rows)
-        return [float(x) for x in rows @ np.asarray(meaning, dtype=np.float64)]
+        return _rounded(rows @ np.asarray(meaning, dtype=np.float64))
 
-    def closest(self, sources: Sequence[Meaning], rows: Matrix) -> list[tuple[int, float]]:
-        """For each row, the source (index) closest to it in meaning, and how close."""
+    def to_each(self, sources: Sequence[Meaning], rows: Matrix) -> list[list[float]]:
+        """For each row, its closeness to each source (a liked paper), in order."""
         import numpy as np
 
         if not sources or not len(rows):
-            return [(-1, 0.0)] * len(rows)
+            return [[] for _ in range(len(rows))]
         table = rows @ np.asarray(sources, dtype=np.float64).T
-        best = table.argmax(axis=1)
-        return [(int(i), float(table[k, i])) for k, i in enumerate(best)]
+        return [_rounded(line) for line in table]
+
+
+def _rounded(values: Matrix) -> list[float]:
+    # a product's last bits depend on how many rows BLAS multiplied at once;
+    # 12 digits keep a score's rounding (1e-9) from ever seeing them
+    return [round(float(x), 12) for x in values]
 
 
 def build_meanings(papers: Sequence[Paper], embed: Embed) -> Meanings:
@@ -172,7 +187,9 @@ def build_meanings(papers: Sequence[Paper], embed: Embed) -> Meanings:
     ordered = sorted({p.id: p for p in papers}.items())
     texts = [text_of(p.title, p.abstract) for _, p in ordered]
     raw = _rows(embed, texts) if texts else np.zeros((0, 1))
-    mean = raw.mean(axis=0) if len(texts) else np.zeros(raw.shape[1])
+    # the day's mean over texts that have a direction: blank ones would pull it to zero
+    seen = raw[raw.any(axis=1)]
+    mean = seen.mean(axis=0) if len(seen) else np.zeros(raw.shape[1])
     return Meanings(
         ids={pid: i for i, (pid, _) in enumerate(ordered)},
         matrix=_centre(raw, mean),

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import schedule
 
+from digest import ranking
 from digest.config import loading as config_mod
 from digest.cycle import (
     Options,
@@ -52,6 +53,7 @@ from digest.errors import (
     DigestError,
     FetchError,
     InboxConfigError,
+    MissingExtraError,
     Stopped,
     translate,
 )
@@ -122,6 +124,11 @@ class Daemon:
     def _load(self) -> Config:
         cfg = config_mod.load(self.config_path, self.env)
         self.config_digest = _file_digest(self.config_path)
+        if cfg.settings.semantic:
+            # a missing extra is a configuration this machine cannot run: refused
+            # at start (78) and on reload (the previous one kept), never found out
+            # by a slot that then fails every reader
+            ranking.load_semantic()
         return cfg
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -150,7 +157,7 @@ class Daemon:
         self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             cfg = self._load()
-        except ConfigError as exc:
+        except (ConfigError, MissingExtraError) as exc:
             # keep the last good config; remember this file so we do not log it every tick
             self.config_digest = _file_digest(self.config_path)
             log.error("reload (%s) failed, keeping the previous configuration: %s", why, exc)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +151,74 @@ def test_the_default_ranking_never_imports_the_model() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_blank_papers_do_not_move_the_days_mean(model: ranking.Embed) -> None:
+    blanks = [paper(f"2606.0002{i}", "", "", minutes=20 + i) for i in range(3)]
+    plain = ranking.build_corpus(DAY, model).meanings
+    padded = ranking.build_corpus([*DAY, *blanks], model).meanings
+    assert plain is not None and padded is not None
+    liked = [(None, LIKED.title, LIKED.abstract)]
+    assert plain.closeness(plain.meaning(liked), plain.rows(DAY)) == pytest.approx(
+        padded.closeness(padded.meaning(liked), padded.rows(DAY)), abs=1e-9
+    )
+
+
+def test_the_reason_names_the_closest_in_meaning_of_each_kind(model: ranking.Embed) -> None:
+    # a request ("more like this") outranks a like in the reason line, as it
+    # does for words, even when the liked paper is a little closer in meaning
+    asked = Liked(
+        arxiv_id="2606.00031",
+        title="Trust between negotiating assistants",
+        abstract="AI assistants that hand tasks to one another negotiate and need oversight.",
+    )
+    corpus = ranking.build_corpus(DAY, model)
+    profile = ranking.build_profile(corpus, [LIKED, asked], asked={asked.arxiv_id})
+    (top,) = ranking.rank([match(NEGOTIATE, "agent")], corpus, profile)
+    assert top.reason == f"you asked for more like {asked.title}"
+
+
+def test_a_liked_paper_that_matches_again_names_another_liked_paper(
+    model: ranking.Embed,
+) -> None:
+    corpus = ranking.build_corpus(DAY, model)
+    itself = Liked(arxiv_id=NEGOTIATE.id)
+    profile = ranking.build_profile(corpus, [itself, LIKED], papers={NEGOTIATE.id: NEGOTIATE})
+    (top,) = ranking.rank([match(NEGOTIATE, "agent")], corpus, profile)
+    assert top.reason == f"like: {LIKED.title}"
+
+
+def test_a_huge_library_entry_is_cut_before_it_is_embedded() -> None:
+    text = semantic.text_of("A title", "word " * 200_000)
+    assert len(text) == semantic.TEXT_LIMIT and text.startswith("A title. word")
+
+
+def test_a_damaged_model_install_exits_78_saying_to_reinstall(
+    model: ranking.Embed, tmp_path
+) -> None:
+    import shutil
+
+    import wordllama
+
+    copy = tmp_path / "site" / "wordllama"
+    shutil.copytree(Path(wordllama.__file__).parent, copy)
+    weights = next((copy / "weights").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated download
+    script = (
+        "from digest.ranking import semantic\n"
+        "from digest.errors import MissingExtraError\n"
+        "try:\n"
+        "    semantic.load()\n"
+        "except MissingExtraError as exc:\n"
+        "    print(exc.exit_code, exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(copy.parent)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{EXIT_CONFIG} ") and "reinstall the extra" in done.stdout

@@ -34,10 +34,6 @@ pytestmark = pytest.mark.servers
 ALL_DAYS = list(WEEKDAYS)
 
 
-
-
-
-
 @contextlib.contextmanager
 def running(cfg: Path, notify: NotifySocket, log: Path) -> Iterator[subprocess.Popen]:
     """``digest run`` as a subprocess, killed on the way out if a test left it running."""
@@ -48,8 +44,6 @@ def running(cfg: Path, notify: NotifySocket, log: Path) -> Iterator[subprocess.P
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
 
 
 def send_at(delta: timedelta) -> str:
@@ -146,6 +140,38 @@ def test_a_broken_config_at_start_exits_78_before_ready(tmp_path: Path, notify) 
     assert proc.wait(30) == 78
     assert "subscribers: needs at least one subscriber" in log.read_text()
     assert "READY" not in notify.states()
+
+
+@pytest.fixture
+def without_semantic_extra(tmp_path: Path, monkeypatch) -> None:
+    """Processes started from here on import no wordllama, as where the extra is not installed."""
+    site = tmp_path / "no-extra"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['wordllama'] = None\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+
+
+def test_semantic_without_its_extra_exits_78_at_start_before_ready(
+    without_semantic_extra, arxiv, smtp, write_config, notify, tmp_path: Path
+) -> None:
+    cfg = write_config(config_dict(arxiv.url, smtp.port, semantic=True, days=ALL_DAYS))
+    log = tmp_path / "daemon.log"
+    proc = start(cfg, notify, log)
+    assert proc.wait(30) == 78
+    assert "pip install 'daily-papers-digest[semantic]'" in log.read_text()
+    assert "READY" not in notify.states() and arxiv.state.requests == []
+
+
+def test_a_reload_asking_for_semantic_without_its_extra_keeps_the_previous_config(
+    without_semantic_extra, caught_up, smtp
+) -> None:
+    proc, cfg, data, log = caught_up
+    data["settings"]["semantic"] = True
+    cfg.write_text(yaml.safe_dump(data))
+    proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload (SIGHUP) failed" in log.read_text()), log.read_text()
+    assert "wordllama is not installed" in log.read_text()
+    assert proc.poll() is None and len(smtp.received) == 2
 
 
 def test_sigterm_during_a_slow_fetch_stops_quickly_and_records_nothing(
@@ -278,8 +304,6 @@ def test_scheduler_has_one_job_per_cycle_day_in_the_configured_zone() -> None:
 
 
 # -- in-process, on a fake clock -----------------------------------------------------
-
-
 
 
 def test_on_a_fake_clock_the_next_slot_is_served_when_it_comes(arxiv, smtp, write_config) -> None:

@@ -170,14 +170,17 @@ class Meanings:
 
         if not sources or not len(rows):
             return [[] for _ in range(len(rows))]
-        table = rows @ np.asarray(sources, dtype=np.float64).T
-        return [_rounded(line) for line in table]
+        table: list[list[float]] = (
+            (rows @ np.asarray(sources, dtype=np.float64).T).round(12).tolist()
+        )
+        return table
 
 
 def _rounded(values: Matrix) -> list[float]:
     # a product's last bits depend on how many rows BLAS multiplied at once;
     # 12 digits keep a score's rounding (1e-9) from ever seeing them
-    return [round(float(x), 12) for x in values]
+    rounded: list[float] = values.round(12).tolist()
+    return rounded
 
 
 def build_meanings(papers: Sequence[Paper], embed: Embed) -> Meanings:

@@ -168,12 +168,19 @@ def test_the_reason_names_the_closest_in_meaning_of_each_kind(model: ranking.Emb
     # a request ("more like this") outranks a like in the reason line, as it
     # does for words, even when the liked paper is a little closer in meaning
     asked = Liked(
-        arxiv_id="2606.00031",
-        title="Trust between negotiating assistants",
-        abstract="AI assistants that hand tasks to one another negotiate and need oversight.",
+        arxiv_id="2501.00778",
+        title="Bargaining among autonomous helpers",
+        abstract="Bargaining protocols between autonomous software helpers which delegate "
+        "jobs, with reliance, responsibility and people supervising.",
     )
     corpus = ranking.build_corpus(DAY, model)
     profile = ranking.build_profile(corpus, [LIKED, asked], asked={asked.arxiv_id})
+    meanings = corpus.meanings
+    assert meanings is not None
+    to_liked, to_asked = meanings.to_each(
+        [s.meaning for s in profile.sources], meanings.rows([NEGOTIATE])
+    )[0]
+    assert to_liked > to_asked > 0.3  # both close; the liked paper a little closer
     (top,) = ranking.rank([match(NEGOTIATE, "agent")], corpus, profile)
     assert top.reason == f"you asked for more like {asked.title}"
 

@@ -46,7 +46,7 @@ def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
     common.add_argument(
         "--config",
         metavar="PATH",
-        help="subscribers.yaml (default: $DIGEST_CONFIG, else ./subscribers.yaml)",
+        help="the configuration (default: $DIGEST_CONFIG, else subscribers.yaml in this folder)",
         **default,
     )
     common.add_argument(

@@ -124,7 +124,7 @@ def _parse_yaml(text: str, source: str) -> Any:
 
 
 def resolve_path(cli_path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
-    """``--config``, else ``$DIGEST_CONFIG``, else ``./subscribers.yaml``."""
+    """``--config``, else ``$DIGEST_CONFIG``, else ``subscribers.yaml`` in the current folder."""
     if cli_path:
         return Path(cli_path)
     if env.get("DIGEST_CONFIG"):

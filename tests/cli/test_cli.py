@@ -319,7 +319,7 @@ BROKEN = "subscribers:\n  - email: not-an-address\n    keywords: [compiler]\n"
 
 @pytest.fixture
 def two_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A valid ./subscribers.yaml in the working folder and a broken other.yaml."""
+    """A valid subscribers.yaml in the working folder and a broken other.yaml."""
     (tmp_path / "subscribers.yaml").write_text(GOOD, encoding="utf-8")
     (tmp_path / "other.yaml").write_text(BROKEN, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
@@ -335,7 +335,7 @@ def two_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_config_option_is_honoured_before_and_after_the_command(
     two_configs: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(argv) == 78  # other.yaml was read, not ./subscribers.yaml
+    assert cli.main(argv) == 78  # other.yaml was read, not the working folder's subscribers.yaml
     assert "other.yaml" in capsys.readouterr().err
 
 

@@ -144,8 +144,7 @@ def build_profile(
     query = unit(top(_mean([s.vector for s in sources]), TERMS_PER_PROFILE))
     meaning: Meaning = ()
     if corpus.meanings is not None:
-        meaning = corpus.meanings.meaning(texts)
-        each = corpus.meanings.each(texts)
+        meaning, each = corpus.meanings.learn(texts)
         sources = [replace(s, meaning=m) for s, m in zip(sources, each, strict=True)]
     return Profile(
         query=query,

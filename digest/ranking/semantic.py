@@ -133,18 +133,22 @@ class Meanings:
 
     def meaning(self, texts: Iterable[tuple[str | None, str, str]]) -> Meaning:
         """A reader's ``meaning``: (paper id or None, title, abstract) of what they like."""
+        return self.learn(texts)[0]
+
+    def learn(
+        self, texts: Iterable[tuple[str | None, str, str]]
+    ) -> tuple[Meaning, tuple[Meaning, ...]]:
+        """A reader's ``meaning`` and each text's ``c`` (kept with each liked paper), at once."""
         import numpy as np
 
         rows = [self.centred(*t) for t in texts]
         if not rows:
-            return ()
-        mean = np.mean(rows, axis=0)
+            return (), ()
+        each = np.stack(rows)
+        mean = each.mean(axis=0)
         norm = float(np.linalg.norm(mean))
-        return tuple(float(x) / norm for x in mean) if norm > 0 else ()
-
-    def each(self, texts: Iterable[tuple[str | None, str, str]]) -> tuple[Meaning, ...]:
-        """``c`` of each text, as plain tuples (what a profile keeps of every liked paper)."""
-        return tuple(tuple(float(x) for x in self.centred(*t)) for t in texts)
+        meaning: Meaning = tuple((mean / norm).tolist()) if norm > 0 else ()
+        return meaning, tuple(tuple(row) for row in each.tolist())
 
     def rows(self, papers: Sequence[Paper]) -> Matrix:
         """``c`` of each paper, one row each: the cycle's rows taken at once, others embedded."""
@@ -162,7 +166,8 @@ class Meanings:
 
         if not meaning or not len(rows):
             return [0.0] * len(rows)
-        return _rounded(rows @ np.asarray(meaning, dtype=np.float64))
+        close: list[float] = _rounded(rows @ np.asarray(meaning, dtype=np.float64))
+        return close
 
     def to_each(self, sources: Sequence[Meaning], rows: Matrix) -> list[list[float]]:
         """For each row, its closeness to each source (a liked paper), in order."""
@@ -170,17 +175,17 @@ class Meanings:
 
         if not sources or not len(rows):
             return [[] for _ in range(len(rows))]
-        table: list[list[float]] = (
-            (rows @ np.asarray(sources, dtype=np.float64).T).round(12).tolist()
-        )
+        table: list[list[float]] = _rounded(rows @ np.asarray(sources, dtype=np.float64).T)
         return table
 
 
-def _rounded(values: Matrix) -> list[float]:
-    # a product's last bits depend on how many rows BLAS multiplied at once;
-    # 12 digits keep a score's rounding (1e-9) from ever seeing them
-    rounded: list[float] = values.round(12).tolist()
-    return rounded
+def _rounded(values: Matrix) -> Any:
+    """As plain floats (nested like ``values``), rounded to 12 digits.
+
+    A product's last bits depend on how many rows BLAS multiplied at once;
+    12 digits keep a score's rounding (1e-9) from ever seeing them.
+    """
+    return values.round(12).tolist()
 
 
 def build_meanings(papers: Sequence[Paper], embed: Embed) -> Meanings:

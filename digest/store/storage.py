@@ -107,12 +107,7 @@ class AtomicJSONStorage(JournalStorage):
         self.writes += 1
 
     def read_journal(self) -> bytes:
-        try:
-            return self.journal_path.read_bytes()
-        except FileNotFoundError:
-            return b""
-        except OSError as exc:
-            raise StoreError(f"cannot read the journal {self.journal_path}: {exc}") from exc
+        return _read_or_empty(self.journal_path, f"the journal {self.journal_path}")
 
     def _journal_fd(self) -> int:
         if self._jfd is None:
@@ -205,12 +200,7 @@ class AtomicJSONStorage(JournalStorage):
             )
 
     def read_since_backup(self) -> bytes:
-        try:
-            return self.since_backup_path.read_bytes()
-        except FileNotFoundError:
-            return b""
-        except OSError as exc:
-            raise StoreError(f"cannot read {self.since_backup_path}: {exc}") from exc
+        return _read_or_empty(self.since_backup_path, str(self.since_backup_path))
 
     def close(self) -> None:
         if self._jfd is not None:
@@ -303,3 +293,13 @@ def snapshot_db(data: Mapping[str, Mapping[str, Any]]) -> TinyDB:
     db = TinyDB(storage=TinyMemoryStorage)
     db.storage.write(json.loads(json.dumps(data)))
     return db
+
+
+def _read_or_empty(path: Path, what: str) -> bytes:
+    """A file that may not exist yet (a journal, its record since the backup): empty then."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise StoreError(f"cannot read {what}: {exc}") from exc

@@ -30,6 +30,14 @@ def delivered(db: Path) -> dict[str, dict[str, int]]:
         return {e: dict(store.subscriber(e).delivered) for e in store.subscriber_emails()}
 
 
+def journal_unfolded(db: Path) -> Path:
+    """The journal of a process killed mid-cycle: b@x.org's delivery of 2611.00003, never folded."""
+    journal = db.with_name("digest.json.journal")
+    op = ["deliver", "b@x.org", (NOW + DAY).isoformat(), {"2611.00003": 1}, None]
+    journal.write_bytes(json.dumps([op]).encode() + b"\n")
+    return journal
+
+
 def break_it(db: Path) -> None:
     db.write_bytes(b"\xff\xfe" + db.read_bytes()[:50])
 
@@ -61,9 +69,7 @@ def test_the_journal_not_yet_folded_is_replayed_too(tmp_path: Path) -> None:
     deliver(db, NOW, "a@x.org", "2611.00001")
     deliver(db, NOW + DAY, "a@x.org", "2611.00002")
     # a process killed mid-cycle: a delivery flushed to the journal, never folded
-    journal = db.with_name("digest.json.journal")
-    op = ["deliver", "b@x.org", (NOW + DAY).isoformat(), {"2611.00003": 1}, None]
-    journal.write_bytes(json.dumps([op]).encode() + b"\n")
+    journal = journal_unfolded(db)
     break_it(db)
     assert Store.restore(db, NOW + DAY).lost == ()
     assert delivered(db)["b@x.org"] == {"2611.00003": 1}
@@ -188,9 +194,7 @@ def test_a_restore_that_cannot_write_leaves_everything_where_it_was(
     db = tmp_path / "digest.json"
     deliver(db, NOW, "a@x.org", "2611.00001")
     deliver(db, NOW + DAY, "a@x.org", "2611.00002")
-    journal = db.with_name("digest.json.journal")
-    op = ["deliver", "b@x.org", (NOW + DAY).isoformat(), {"2611.00003": 1}, None]
-    journal.write_bytes(json.dumps([op]).encode() + b"\n")
+    journal = journal_unfolded(db)
     want = {"a@x.org": {"2611.00001": 1, "2611.00002": 1}, "b@x.org": {"2611.00003": 1}}
     break_it(db)
     damaged = db.read_bytes()

@@ -57,6 +57,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     notes, problems = config.address_report(cfg, smtp.smtputf8 if smtp else None)
     if problems:
         raise ConfigError(str(cfg.path), problems)
+    if s.semantic:
+        ranking.load_semantic()  # MissingExtraError (78): before anything says OK
     keywords = {k.casefold() for sub in cfg.subscribers for k in sub.keywords}
     print(
         f"{cfg.path}: OK: {len(cfg.subscribers)} subscribers, {len(keywords)} distinct "
@@ -65,7 +67,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"  {note}")
     if s.semantic:
-        ranking.load_semantic()  # MissingExtraError (78) when the extra is not installed
         print("  ranking reads meaning too (settings.semantic): the model loads")
     if smtp is not None:
         print(smtp.text)

@@ -76,6 +76,14 @@ def load() -> Embed:
             f"settings.semantic is true, but wordllama is not installed ({exc}); "
             f"install the extra: {EXTRA}, or set semantic: false"
         ) from exc
+    except Exception as exc:
+        # installed but not importable: files the service's user cannot read, a
+        # truncated module, no home directory for the uid (wordllama asks for one)
+        raise MissingExtraError(
+            f"settings.semantic is true, but wordllama could not be imported "
+            f"({type(exc).__name__}: {exc}); reinstall the extra so that this user can read "
+            f"it: {EXTRA}, or set semantic: false"
+        ) from exc
     folder = Path(wordllama.__file__).parent
     try:
         # the package folder as the cache: wordllama looks for its tokenizer
@@ -84,6 +92,8 @@ def load() -> Embed:
         probe = model.embed(["graph neural networks"], norm=False)
         if len(probe) != 1 or len(probe[0]) != MODEL_DIM:
             raise ValueError(f"it embeds in {len(probe[0]) if len(probe) else 0} dimensions")
+        if not all(math.isfinite(x) for x in probe[0]) or not any(probe[0]):
+            raise ValueError("its weights give no usable embedding (not finite, or all zero)")
     except Exception as exc:
         # whatever a damaged install raises (a truncated safetensors file, a
         # tokenizer that is not JSON): the operator's fix is the same
@@ -101,11 +111,17 @@ def load() -> Embed:
 
 
 TEXT_LIMIT = 4000  # characters embedded: arXiv abstracts stay under 1,920
+MEMO_ROWS = 20_000  # texts outside the cycle kept embedded: ~40 MB, then embedded per reader
 
 
 def text_of(title: str, abstract: str) -> str:
-    """What is embedded of a paper; a library entry's text is cut, not its memory unbounded."""
-    return (f"{title}. {abstract}" if abstract else title)[:TEXT_LIMIT]
+    """What is embedded of a paper; a library entry's text is cut, not its memory unbounded.
+
+    A lone surrogate (JSON's "\\ud800" in a library file) becomes "?": the
+    tokenizer takes only text that encodes as UTF-8.
+    """
+    text = (f"{title}. {abstract}" if abstract else title)[:TEXT_LIMIT]
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,19 +133,36 @@ class Meanings:
     mean: Matrix
     embed: Embed
     # texts outside the cycle (liked papers of other days, papers beyond the
-    # keywords): embedded once, readers share them
+    # keywords, library entries): embedded once, readers share them; at most
+    # MEMO_ROWS kept, so a thousand readers' libraries cannot fill the memory
     _memo: dict[tuple[str | None, str], Matrix] = field(default_factory=dict, repr=False)
 
     def centred(self, paper_id: str | None, title: str, abstract: str) -> Matrix:
         """``c`` of one text: the cycle's row when the paper is one of the cycle's."""
-        if paper_id is not None and paper_id in self.ids:
-            row: Matrix = self.matrix[self.ids[paper_id]]
-            return row
-        key = (paper_id, text_of(title, abstract))
-        vec = self._memo.get(key)
-        if vec is None:
-            vec = self._memo[key] = _centre(_rows(self.embed, [key[1]]), self.mean)[0]
-        return vec
+        row: Matrix = self._centred_all([(paper_id, title, abstract)])[0]
+        return row
+
+    def _centred_all(self, texts: Iterable[tuple[str | None, str, str]]) -> list[Matrix]:
+        """``c`` of each text; those not yet known embedded in one call."""
+        out: list[Matrix | None] = []
+        todo: dict[tuple[str | None, str], list[int]] = {}
+        for paper_id, title, abstract in texts:
+            if paper_id is not None and paper_id in self.ids:
+                out.append(self.matrix[self.ids[paper_id]])
+                continue
+            text = text_of(title, abstract)
+            known = self._memo.get((paper_id, text))
+            if known is None:
+                todo.setdefault((paper_id, text), []).append(len(out))
+            out.append(known)
+        if todo:
+            made = _centre(_rows(self.embed, [text for _, text in todo]), self.mean)
+            for (key, places), row in zip(todo.items(), made, strict=True):
+                if len(self._memo) < MEMO_ROWS:
+                    self._memo[key] = row
+                for at in places:
+                    out[at] = row
+        return [row for row in out if row is not None]  # every place is filled by now
 
     def meaning(self, texts: Iterable[tuple[str | None, str, str]]) -> Meaning:
         """A reader's ``meaning``: (paper id or None, title, abstract) of what they like."""
@@ -141,7 +174,7 @@ class Meanings:
         """A reader's ``meaning`` and each text's ``c`` (kept with each liked paper), at once."""
         import numpy as np
 
-        rows = [self.centred(*t) for t in texts]
+        rows = self._centred_all(texts)
         if not rows:
             return (), ()
         each = np.stack(rows)
@@ -158,7 +191,7 @@ class Meanings:
         if all(i >= 0 for i in at):
             taken: Matrix = self.matrix[at]
             return taken
-        return np.stack([self.centred(p.id, p.title, p.abstract) for p in papers])
+        return np.stack(self._centred_all((p.id, p.title, p.abstract) for p in papers))
 
     def closeness(self, meaning: Meaning, rows: Matrix) -> list[float]:
         """``close(p)`` for each row of ``rows`` (``rows(papers)``), in order."""

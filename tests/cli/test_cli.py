@@ -80,8 +80,9 @@ def test_semantic_without_its_extra_exits_78_before_asking_arxiv(
         assert run(cfg, "once") == 78
     finally:
         semantic.load.cache_clear()
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "pip install 'daily-papers-digest[semantic]'" in err and "Traceback" not in err
+    assert "OK:" not in out  # check never says OK before refusing
     assert arxiv.state.requests == [] and smtp.received == []
 
 

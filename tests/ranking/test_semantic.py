@@ -200,8 +200,22 @@ def test_a_huge_library_entry_is_cut_before_it_is_embedded() -> None:
     assert len(text) == semantic.TEXT_LIMIT and text.startswith("A title. word")
 
 
+def _truncate(weights: Path) -> None:
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated download
+
+
+def _poison(weights: Path) -> None:
+    # a file that loads but holds NaN: every embedding would be zeroed, and
+    # meaning would silently count for nothing
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(weights))
+    save_file({k: v * float("nan") for k, v in tensors.items()}, str(weights))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _poison], ids=["truncated", "nan"])
 def test_a_damaged_model_install_exits_78_saying_to_reinstall(
-    model: ranking.Embed, tmp_path
+    model: ranking.Embed, tmp_path, damage
 ) -> None:
     import shutil
 
@@ -209,8 +223,7 @@ def test_a_damaged_model_install_exits_78_saying_to_reinstall(
 
     copy = tmp_path / "site" / "wordllama"
     shutil.copytree(Path(wordllama.__file__).parent, copy)
-    weights = next((copy / "weights").glob("*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated download
+    damage(next((copy / "weights").glob("*.safetensors")))
     script = (
         "from digest.ranking import semantic\n"
         "from digest.errors import MissingExtraError\n"
@@ -229,3 +242,50 @@ def test_a_damaged_model_install_exits_78_saying_to_reinstall(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{EXIT_CONFIG} ") and "reinstall the extra" in done.stdout
+
+
+def test_an_extra_that_fails_to_import_is_78_not_a_crash(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # installed but unreadable by the service's user (or truncated, or wanting a
+    # home directory): the import raises something other than ImportError
+    fake = tmp_path / "wordllama"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise PermissionError(13, 'Permission denied', __file__)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "wordllama", raising=False)
+    semantic.load.cache_clear()
+    try:
+        with pytest.raises(MissingExtraError) as caught:
+            ranking.load_semantic()
+    finally:
+        semantic.load.cache_clear()
+    assert caught.value.exit_code == EXIT_CONFIG
+    assert "PermissionError" in str(caught.value) and "this user can read it" in str(caught.value)
+
+
+def test_a_library_text_with_a_lone_surrogate_is_embedded(model: ranking.Embed) -> None:
+    # JSON's "\\ud800" reaches Python as a lone surrogate, which the tokenizer refuses
+    odd = Liked(title="Agents \ud800 that negotiate", abstract="Trust between assistants \udfff.")
+    corpus = ranking.build_corpus(DAY, model)
+    profile = ranking.build_profile(corpus, [odd])
+    assert len(profile.meaning) == semantic.MODEL_DIM
+    assert semantic.text_of(odd.title, "") == "Agents ? that negotiate"
+
+
+def test_a_readers_library_is_embedded_in_one_call(model: ranking.Embed) -> None:
+    calls: list[int] = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return model(texts)
+
+    corpus = ranking.build_corpus(DAY, counting)
+    calls.clear()
+    library = [
+        Liked(title=f"Entry {i}", abstract=f"Agents number {i} negotiate.") for i in range(7)
+    ]
+    ranking.build_profile(corpus, library)
+    assert calls == [7]
+    ranking.build_profile(corpus, library)  # another reader with the same library
+    assert calls == [7]
